@@ -1,0 +1,101 @@
+"""Model metadata: the contract between a trained model and the code that runs it.
+
+Every model in ``models/`` ships as ``<name>.keras`` plus ``<name>.json``. The
+JSON says what the model takes (input shape, channel order, scaling), what it
+gives (output kind) and how to decide (thresholds). Inference reads these
+values instead of hard-coding them, in the spirit of MONAI model bundles.
+
+Required keys (anything else is informational and shown on the model card)::
+
+    {
+      "name": "brainloc-classifier", "version": "1.0.0", "created": "YYYY-MM-DD",
+      "task": "classification" | "segmentation",
+      "weights": "classifier.keras",
+      "input": {"shape": [256, 256, 3],
+                "channels": ["pre-contrast", "FLAIR", "post-contrast"],
+                "dtype": "uint8", "scaling": "uint8/255"},
+      "output": {"kind": "probability" | "probability_map"},
+      "decision": {"threshold": 0.5}          # classification
+      "decision": {"mask_threshold": 0.5}     # segmentation
+      "metrics": {...}, "training": {...}, "intended_use": "..."
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Where the shipped models live, relative to the repository root.
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+CLASSIFIER_NAME = "classifier"
+SEGMENTER_NAME = "segmenter"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The parsed metadata of one model file pair."""
+
+    name: str
+    version: str
+    task: str
+    weights_path: Path
+    input_size: int
+    channels: tuple[str, ...]
+    scaling: str
+    threshold: float
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """A short 'name vVERSION' string for reports and the database."""
+        return f"{self.name} v{self.version}"
+
+
+def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
+    """Read ``models_dir/<stem>.json`` and check the keys inference depends on.
+
+    Raises:
+        FileNotFoundError: the metadata or the weights file is missing.
+        ValueError: a required key is missing or malformed.
+    """
+    models_dir = Path(models_dir)
+    meta_path = models_dir / f"{stem}.json"
+    raw = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        task = raw["task"]
+        shape = raw["input"]["shape"]
+        decision = raw["decision"]
+        threshold = decision["threshold"] if task == "classification" else decision["mask_threshold"]
+        spec = ModelSpec(
+            name=str(raw["name"]),
+            version=str(raw["version"]),
+            task=task,
+            weights_path=models_dir / raw["weights"],
+            input_size=int(shape[0]),
+            channels=tuple(raw["input"]["channels"]),
+            scaling=str(raw["input"]["scaling"]),
+            threshold=float(threshold),
+            raw=raw,
+        )
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"{meta_path}: malformed model metadata ({exc!r})") from exc
+    if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
+        raise ValueError(f"{meta_path}: input.shape must be [S, S, 3], got {shape}")
+    if not 0.0 < spec.threshold < 1.0:
+        raise ValueError(f"{meta_path}: threshold must be in (0, 1), got {spec.threshold}")
+    if not spec.weights_path.is_file():
+        raise FileNotFoundError(f"weights file {spec.weights_path} named by {meta_path} is missing")
+    return spec
+
+
+def models_available(models_dir: Path | str = DEFAULT_MODELS_DIR) -> bool:
+    """True when both shipped models (metadata and weights) are present."""
+    models_dir = Path(models_dir)
+    return all(
+        (models_dir / f"{stem}.json").is_file() and (models_dir / f"{stem}.keras").is_file()
+        for stem in (CLASSIFIER_NAME, SEGMENTER_NAME)
+    )

@@ -1,0 +1,132 @@
+"""Reading the Kaggle lgg-mri-segmentation layout and the patient-level split.
+
+Layout (as downloaded from Kaggle, or rebuilt by ``../shared/lgg/restore.py``)::
+
+    DIR/kaggle_3m/<case>/<case>_<n>.tif        256x256x3 uint8 (pre-contrast, FLAIR, post-contrast)
+    DIR/kaggle_3m/<case>/<case>_<n>_mask.tif   256x256 uint8, 0 or 255
+
+``DIR`` may also point at the ``kaggle_3m`` folder itself. The split is by
+patient, never by slice: neighbouring slices of one patient are nearly
+identical, so a slice split leaks test patients into training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+log = logging.getLogger(__name__)
+
+SPLITS_FILE = Path(__file__).resolve().parent / "splits.json"
+_SLICE_RE = re.compile(r"^(?P<case>.+)_(?P<index>\d+)\.tif$")
+
+
+@dataclass
+class CaseSlices:
+    """All slices of one patient, ordered by slice number.
+
+    images: (N, 256, 256, 3) uint8; masks: (N, 256, 256) bool.
+    """
+
+    case: str
+    patient: str
+    images: np.ndarray
+    masks: np.ndarray
+    files: list[Path]
+
+
+def patient_id(case: str) -> str:
+    """``TCGA_CS_4941_19960909`` -> ``TCGA_CS_4941`` (one patient may in principle have several cases)."""
+    return "_".join(case.split("_")[:3])
+
+
+def find_root(data_dir: Path | str) -> Path:
+    """Return the folder holding the case folders (``DIR/kaggle_3m`` or ``DIR`` itself)."""
+    data_dir = Path(data_dir)
+    for candidate in (data_dir / "kaggle_3m", data_dir / "lgg-mri-segmentation" / "kaggle_3m", data_dir):
+        if candidate.is_dir() and any(candidate.glob("*/*_mask.tif")):
+            return candidate
+    raise FileNotFoundError(
+        f"{data_dir} does not look like the Kaggle lgg-mri-segmentation layout "
+        "(expected <case>/<case>_<n>.tif with <case>_<n>_mask.tif beside it)"
+    )
+
+
+def list_cases(data_dir: Path | str) -> list[str]:
+    """Case folder names under the layout root, sorted."""
+    root = find_root(data_dir)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*_mask.tif")))
+
+
+def slice_files(case_dir: Path) -> list[tuple[int, Path, Path]]:
+    """(slice number, image path, mask path) for every slice of a case, in slice order."""
+    rows = []
+    for path in case_dir.glob("*.tif"):
+        match = _SLICE_RE.match(path.name)
+        if match is None or path.name.endswith("_mask.tif"):
+            continue
+        mask = path.with_name(path.stem + "_mask.tif")
+        if not mask.is_file():
+            raise FileNotFoundError(f"{path} has no mask {mask.name}")
+        rows.append((int(match["index"]), path, mask))
+    return sorted(rows)
+
+
+def load_case(data_dir: Path | str, case: str) -> CaseSlices:
+    """Read every slice and mask of one case."""
+    case_dir = find_root(data_dir) / case
+    rows = slice_files(case_dir)
+    if not rows:
+        raise FileNotFoundError(f"no slices in {case_dir}")
+    images = np.stack([tifffile.imread(image) for _, image, _ in rows])
+    masks = np.stack([tifffile.imread(mask) for _, _, mask in rows]) > 0
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{case_dir}: expected uint8 (H, W, 3) slices, got {images.shape} {images.dtype}")
+    return CaseSlices(case, patient_id(case), images, masks, [image for _, image, _ in rows])
+
+
+def load_cases(data_dir: Path | str, cases: list[str]) -> list[CaseSlices]:
+    """Read several cases; logs progress because the full set takes a while."""
+    loaded = []
+    for number, case in enumerate(cases, 1):
+        loaded.append(load_case(data_dir, case))
+        if number % 10 == 0 or number == len(cases):
+            log.info("read %d/%d cases", number, len(cases))
+    return loaded
+
+
+def make_split(
+    cases: list[str], seed: int = 20261125, val_fraction: float = 0.1, test_fraction: float = 0.15
+) -> dict[str, list[str]]:
+    """Split case names by patient into train/val/test with a fixed seed."""
+    patients = sorted({patient_id(c) for c in cases})
+    random.Random(seed).shuffle(patients)
+    n_test = max(1, round(len(patients) * test_fraction))
+    n_val = max(1, round(len(patients) * val_fraction))
+    groups = {
+        "test": set(patients[:n_test]),
+        "val": set(patients[n_test : n_test + n_val]),
+        "train": set(patients[n_test + n_val :]),
+    }
+    return {name: sorted(c for c in cases if patient_id(c) in members) for name, members in groups.items()}
+
+
+def read_split(path: Path = SPLITS_FILE) -> dict[str, list[str]]:
+    """The committed split: {"train": [...], "val": [...], "test": [...], "seed": ...}."""
+    split = json.loads(Path(path).read_text(encoding="utf-8"))
+    for name in ("train", "val", "test"):
+        if name not in split:
+            raise ValueError(f"{path} has no {name!r} list")
+    return split
+
+
+def stack(cases: list[CaseSlices]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate cases into (images (N,256,256,3) uint8, masks (N,256,256) bool)."""
+    return np.concatenate([c.images for c in cases]), np.concatenate([c.masks for c in cases])
