@@ -1,0 +1,260 @@
+"""PDF report of one analysis, built with reportlab.
+
+A pure function: :func:`build_report` takes a :class:`ReportData` (plain values
+and uint8 image arrays) and returns the PDF as bytes. It reads no database and
+no files, so the case page, the demo and the tests all produce the same
+document. The PDF is generated with reportlab's ``invariant`` mode (fixed
+document id and creation stamp), so the same data always gives the same bytes;
+the date printed on the report is the one passed in.
+
+Issued reports are stored by ``db.clinical`` as bytes and never regenerated.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from xml.sax.saxutils import escape
+
+import numpy as np
+from PIL import Image as PILImage
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Image,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+#: Printed on every report, in a box under the title and again in the footer.
+DISCLAIMER = (
+    "BrainLoc is a decision-support tool for research and clinical assistance. "
+    "It supports, and does not replace, the judgement of a qualified specialist. "
+    "Every result must be reviewed by a specialist before any clinical decision."
+)
+
+_IMAGE_SIDE = 78 * mm
+_ACCENT = colors.HexColor("#1f4e79")
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report shows, as plain values.
+
+    Attributes:
+        practitioner_name, practitioner_category, institution: the author.
+        case_reference: the practitioner's case reference (free text).
+        analysis_id: the database id of the analysis, printed for traceability.
+        analysed_at: when the analysis was made.
+        issued_at: when the report is issued (printed as the report date).
+        tumor_probability: classifier output in [0, 1] (for a case: the maximum).
+        threshold: the decision threshold in (0, 1).
+        has_tumor: the decision.
+        scan: uint8 array (H, W, 3), the displayed slice.
+        overlay: uint8 array (H, W, 3), the same slice with the tumor drawn.
+        findings: (label, value) rows, already formatted for reading.
+        slice_rows: for a case, (slice, probability, area) rows; empty for one slice.
+        notes: the current note text ("" when none).
+        note_version: the note version printed (None when there is no note).
+        models: model labels, e.g. "brainloc-classifier v1.0.0".
+        sequences_note: which MRI sequences were really present, if not all three.
+    """
+
+    practitioner_name: str
+    practitioner_category: str
+    institution: str
+    case_reference: str
+    analysis_id: int
+    analysed_at: datetime
+    issued_at: datetime
+    tumor_probability: float
+    threshold: float
+    has_tumor: bool
+    scan: np.ndarray
+    overlay: np.ndarray
+    findings: Sequence[tuple[str, str]] = ()
+    slice_rows: Sequence[tuple[str, str, str]] = ()
+    notes: str = ""
+    note_version: int | None = None
+    models: Sequence[str] = field(default_factory=tuple)
+    sequences_note: str = ""
+
+
+def _check(data: ReportData) -> None:
+    if not 0.0 <= data.tumor_probability <= 1.0:
+        raise ValueError(f"tumor_probability must be in [0, 1], got {data.tumor_probability}")
+    if not 0.0 < data.threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {data.threshold}")
+    for name in ("scan", "overlay"):
+        array = np.asarray(getattr(data, name))
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise ValueError(
+                f"{name} must be a uint8 (H, W, 3) array, got {array.dtype} {array.shape}"
+            )
+
+
+def _png_flowable(array: np.ndarray) -> Image:
+    """An RGB array as a lossless PNG image flowable, scaled to fit the column."""
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.asarray(array), mode="RGB").save(buffer, format="PNG")
+    buffer.seek(0)
+    height, width = array.shape[:2]
+    scale = _IMAGE_SIDE / max(height, width)
+    return Image(buffer, width=width * scale, height=height * scale)
+
+
+def _paragraph_text(text: str) -> str:
+    """Escape user text for reportlab's mini-markup and keep its line breaks."""
+    return escape(text).replace("\n", "<br/>")
+
+
+def _styles() -> dict[str, ParagraphStyle]:
+    base = getSampleStyleSheet()
+    return {
+        "title": ParagraphStyle("title", parent=base["Title"], textColor=_ACCENT, spaceAfter=4),
+        "h2": ParagraphStyle("h2", parent=base["Heading2"], textColor=_ACCENT, spaceBefore=8),
+        "body": base["BodyText"],
+        "small": ParagraphStyle("small", parent=base["BodyText"], fontSize=8, leading=10),
+        "box": ParagraphStyle(
+            "box",
+            parent=base["BodyText"],
+            borderColor=_ACCENT,
+            borderWidth=0.8,
+            borderPadding=6,
+            backColor=colors.HexColor("#eef3f8"),
+            spaceBefore=6,
+            spaceAfter=10,
+        ),
+    }
+
+
+def _grid(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool) -> Table:
+    table = Table(
+        [list(row) for row in rows],
+        colWidths=list(widths),
+        hAlign="LEFT",
+        repeatRows=1 if header else 0,
+    )
+    style = [
+        ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("FONTSIZE", (0, 0), (-1, -1), 9),
+    ]
+    if header:
+        style += [
+            ("BACKGROUND", (0, 0), (-1, 0), _ACCENT),
+            ("TEXTCOLOR", (0, 0), (-1, 0), colors.white),
+        ]
+    else:
+        style.append(("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#eef3f8")))
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def _decision_text(data: ReportData) -> str:
+    verdict = "TUMOR SUSPECTED" if data.has_tumor else "No tumor detected"
+    return (
+        f"Tumor probability: {data.tumor_probability:.1%} "
+        f"(decision threshold {data.threshold:.0%}) - Decision: {verdict}"
+    )
+
+
+def _footer(canvas, doc) -> None:  # noqa: ANN001 - reportlab's callback signature
+    canvas.saveState()
+    canvas.setFont("Helvetica", 7)
+    canvas.setFillColor(colors.grey)
+    canvas.drawString(15 * mm, 10 * mm, "Supports, does not replace, a specialist's judgement.")
+    canvas.drawRightString(A4[0] - 15 * mm, 10 * mm, f"BrainLoc report - page {doc.page}")
+    canvas.restoreState()
+
+
+def build_report(data: ReportData) -> bytes:
+    """Render the report of one analysis.
+
+    Args:
+        data: the report's content; images are uint8 (H, W, 3).
+
+    Returns:
+        The PDF document as bytes (identical bytes for identical data).
+
+    Raises:
+        ValueError: a probability, threshold or image is out of range.
+    """
+    _check(data)
+    styles = _styles()
+    story: list = [
+        Paragraph("BrainLoc - MRI tumor analysis report", styles["title"]),
+        Paragraph(_paragraph_text(DISCLAIMER), styles["box"]),
+    ]
+    header_rows = [
+        ("Practitioner", data.practitioner_name),
+        ("Category", data.practitioner_category),
+        ("Institution", data.institution),
+        ("Case reference", data.case_reference or "-"),
+        ("Analysis", f"#{data.analysis_id}, {data.analysed_at:%Y-%m-%d %H:%M} UTC"),
+        ("Report date", f"{data.issued_at:%Y-%m-%d %H:%M} UTC"),
+    ]
+    story.append(_grid(header_rows, (40 * mm, 130 * mm), header=False))
+    story.append(Paragraph("Result", styles["h2"]))
+    story.append(Paragraph(f"<b>{escape(_decision_text(data))}</b>", styles["body"]))
+    if data.sequences_note:
+        story.append(Paragraph(_paragraph_text(data.sequences_note), styles["small"]))
+    images = Table(
+        [
+            [_png_flowable(data.scan), _png_flowable(data.overlay)],
+            ["Scan", "Scan with detected tumor region (red)"],
+        ],
+        colWidths=[_IMAGE_SIDE + 6 * mm] * 2,
+        hAlign="LEFT",
+    )
+    images.setStyle(
+        TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("FONTSIZE", (0, 1), (-1, 1), 8)])
+    )
+    story += [Spacer(1, 4 * mm), images]
+    if data.findings:
+        story.append(
+            KeepTogether(
+                [
+                    Paragraph("Findings", styles["h2"]),
+                    _grid(data.findings, (60 * mm, 110 * mm), header=False),
+                ]
+            )
+        )
+    story.append(Paragraph("Notes", styles["h2"]))
+    if data.notes.strip():
+        version = f" (version {data.note_version})" if data.note_version is not None else ""
+        story.append(Paragraph(f"<i>Practitioner's notes{version}:</i>", styles["small"]))
+        story.append(Paragraph(_paragraph_text(data.notes), styles["body"]))
+    else:
+        story.append(Paragraph("No notes recorded.", styles["body"]))
+    if data.slice_rows:
+        story.append(Paragraph("Slices", styles["h2"]))
+        rows = [("Slice", "Tumor probability", "Tumor area"), *data.slice_rows]
+        story.append(_grid(rows, (30 * mm, 50 * mm, 50 * mm), header=True))
+    story.append(Paragraph("Models", styles["h2"]))
+    model_text = ", ".join(data.models) if data.models else "not recorded"
+    story.append(Paragraph(_paragraph_text(model_text), styles["body"]))
+    story.append(Paragraph(_paragraph_text(DISCLAIMER), styles["box"]))
+
+    buffer = io.BytesIO()
+    document = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=15 * mm,
+        bottomMargin=18 * mm,
+        title=f"BrainLoc report - {data.case_reference or data.analysis_id}",
+        author=data.practitioner_name,
+        invariant=1,
+    )
+    document.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    return buffer.getvalue()

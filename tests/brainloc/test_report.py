@@ -1,0 +1,122 @@
+"""Tests for the PDF report: read the PDF back with pypdf and check what a reader sees."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+import pytest
+from pypdf import PdfReader
+
+from brainloc.report import DISCLAIMER, ReportData, build_report
+
+
+def _synthetic_slice(side: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A grey disc ("brain") and the same disc with a red square ("overlay")."""
+    yy, xx = np.mgrid[:side, :side]
+    disc = ((yy - side / 2) ** 2 + (xx - side / 2) ** 2) < (side * 0.4) ** 2
+    scan = np.zeros((side, side, 3), np.uint8)
+    scan[disc] = 120
+    overlay = scan.copy()
+    overlay[40:60, 70:90] = (255, 0, 0)
+    return scan, overlay
+
+
+def _data(**changes) -> ReportData:
+    scan, overlay = _synthetic_slice()
+    data = ReportData(
+        practitioner_name="Dr Ada Lovelace",
+        practitioner_category="Neuroradiologist",
+        institution="Analytical Hospital",
+        case_reference="CASE-0042",
+        analysis_id=17,
+        analysed_at=datetime(2026, 11, 25, 9, 30),
+        issued_at=datetime(2026, 11, 25, 10, 5),
+        tumor_probability=0.973,
+        threshold=0.5,
+        has_tumor=True,
+        scan=scan,
+        overlay=overlay,
+        findings=[("Tumor area", "412 px (95.3 mm²)"), ("Side", "left")],
+        notes="Hyperintense lesion in the left frontal lobe.\nFollow-up in 3 months.",
+        note_version=2,
+        models=["brainloc-classifier v1.0.0", "brainloc-resunet v1.0.0"],
+    )
+    return replace(data, **changes)
+
+
+def _text(pdf: bytes) -> tuple[str, int]:
+    reader = PdfReader(io.BytesIO(pdf))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    return " ".join(text.split()), len(reader.pages)
+
+
+def test_report_contains_everything_a_reader_needs():
+    pdf = build_report(_data())
+    assert pdf.startswith(b"%PDF")
+    text, pages = _text(pdf)
+    assert pages == 1
+    for expected in (
+        "Dr Ada Lovelace",
+        "Neuroradiologist",
+        "Analytical Hospital",
+        "CASE-0042",
+        "2026-11-25 10:05",
+        "97.3%",
+        "TUMOR SUSPECTED",
+        "412 px (95.3 mm²)",
+        "Hyperintense lesion in the left frontal lobe.",
+        "Follow-up in 3 months.",
+        "version 2",
+        "brainloc-classifier v1.0.0",
+        "brainloc-resunet v1.0.0",
+        "does not replace",
+    ):
+        assert expected in text, expected
+    assert " ".join(DISCLAIMER.split()[:6]) in text
+
+
+def test_report_embeds_both_images():
+    reader = PdfReader(io.BytesIO(build_report(_data())))
+    assert len(reader.pages[0].images) == 2
+
+
+def test_negative_result_and_missing_notes_are_stated():
+    text, _ = _text(build_report(_data(tumor_probability=0.02, has_tumor=False, notes="")))
+    assert "No tumor detected" in text
+    assert "No notes recorded." in text
+    assert "TUMOR SUSPECTED" not in text
+
+
+def test_same_data_gives_same_bytes_and_notes_change_them():
+    assert build_report(_data()) == build_report(_data())
+    assert build_report(_data()) != build_report(_data(notes="Another note."))
+
+
+def test_user_text_is_escaped_not_interpreted():
+    text, _ = _text(build_report(_data(notes="<b>bold?</b> & <unclosed", case_reference="A<B")))
+    assert "<b>bold?</b> & <unclosed" in text
+    assert "A<B" in text
+
+
+def test_long_case_spills_onto_more_pages():
+    rows = [(str(i), f"{i / 100:.0%}", f"{i * 10} px") for i in range(80)]
+    text, pages = _text(build_report(_data(slice_rows=rows)))
+    assert pages >= 2
+    assert "790 px" in text  # the last row is not lost at a page break
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tumor_probability": 1.5}, "tumor_probability"),
+        ({"threshold": 0.0}, "threshold"),
+        ({"scan": np.zeros((8, 8), np.uint8)}, "scan"),
+        ({"overlay": np.zeros((8, 8, 3), np.float32)}, "overlay"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message(changes, message):
+    with pytest.raises(ValueError, match=message):
+        build_report(_data(**changes))
