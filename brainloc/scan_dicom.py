@@ -1,0 +1,188 @@
+"""DICOM decoding with pydicom: one file (single or multi-frame) or a series.
+
+A series is ordered by slice position along the slice normal
+(ImagePositionPatient projected on the cross product of
+ImageOrientationPatient's row and column directions), falling back to
+InstanceNumber, then to the file name. Pixel spacing (PixelSpacing, row then
+column, mm) and the distance between slices are kept for the findings.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+
+from brainloc.scan_normalize import build_scan, check_dimensions
+from brainloc.scans import MAX_SLICES, Scan, ScanError
+
+logger = logging.getLogger(__name__)
+
+
+def looks_like_raw_dicom(data: bytes) -> bool:
+    """True for DICOM written without the preamble (starts with a group 0002/0008 tag)."""
+    return len(data) > 16 and data[:2] in (b"\x02\x00", b"\x08\x00") and data[3] == 0
+
+
+def _dataset(data: bytes, label: str):
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
+        raise ScanError(f"{label}: the DICOM file is truncated or corrupt") from exc
+
+
+def _check_image(ds, label: str) -> tuple[int, int, int]:
+    if "PixelData" not in ds:
+        sop = getattr(getattr(ds, "SOPClassUID", None), "name", None) or "no image data"
+        raise ScanError(f"{label}: this DICOM file holds no image ({sop})")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ScanError(f"{label}: the DICOM image size is missing or malformed") from exc
+    check_dimensions(label, rows, cols, frames)
+    return rows, cols, frames
+
+
+def _pixels(ds, label: str) -> np.ndarray:
+    """Decoded pixels in modality units: (frames, H, W) or (frames, H, W, 3), float or int."""
+    from pydicom.pixels import apply_modality_lut
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        array = ds.pixel_array
+    except (NotImplementedError, RuntimeError) as exc:
+        name = getattr(syntax, "name", "this transfer syntax")
+        raise ScanError(
+            f"{label}: DICOM compression '{name}' cannot be decoded here; "
+            "export the images uncompressed"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ScanError(f"{label}: the DICOM pixel data is truncated or corrupt") from exc
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if photometric.startswith("MONOCHROME"):
+        if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+            array = apply_modality_lut(array, ds)
+        if photometric == "MONOCHROME1":  # MONOCHROME1 shows low values as white.
+            array = array.max() - array
+    elif photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        array = apply_color_lut(array, ds)
+    if frames == 1:
+        array = array[np.newaxis]
+    return array
+
+
+def _spacing(ds) -> tuple[float, float] | None:
+    value = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    try:
+        return (float(value[0]), float(value[1])) if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _thickness(ds) -> float | None:
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            value = float(ds.get(keyword) or 0)
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            return value
+    return None
+
+
+def read_dicom(data: bytes, label: str) -> Scan:
+    """Read one DICOM file (a multi-frame file gives several slices)."""
+    ds = _dataset(data, label)
+    _, _, frames = _check_image(ds, label)
+    array = _pixels(ds, label)
+    names = (label,) if frames == 1 else tuple(f"{label} [frame {k + 1}]" for k in range(frames))
+    return build_scan(
+        array,
+        label=label,
+        source_format="dicom",
+        names=names,
+        spacing_mm=_spacing(ds),
+        slice_thickness_mm=_thickness(ds),
+    )
+
+
+def _position(ds) -> float | None:
+    try:
+        orientation = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
+        position = np.array([float(v) for v in ds.ImagePositionPatient], dtype=float)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if orientation.shape != (6,) or position.shape != (3,):
+        return None
+    normal = np.cross(orientation[:3], orientation[3:])
+    return float(position @ normal)
+
+
+def _instance(ds) -> int | None:
+    try:
+        return int(ds.InstanceNumber)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _order(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], float | None]:
+    """Sort (name, dataset) pairs; return them and the slice distance from positions."""
+    positions = [_position(ds) for _, ds in items]
+    if all(p is not None for p in positions):
+        order = sorted(range(len(items)), key=lambda k: positions[k])
+        steps = np.diff(sorted(positions))
+        distance = float(np.median(steps)) if len(steps) and np.median(steps) > 0 else None
+        return [items[k] for k in order], distance
+    instances = [_instance(ds) for _, ds in items]
+    if all(n is not None for n in instances):
+        return [items[k] for k in sorted(range(len(items)), key=lambda k: instances[k])], None
+    logger.info("DICOM series without positions or instance numbers; ordered by file name")
+    return sorted(items, key=lambda item: item[0]), None
+
+
+def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
+    """Read DICOM files as series: one :class:`Scan` per SeriesInstanceUID."""
+    if len(files) > MAX_SLICES:
+        raise ScanError(f"{len(files)} DICOM files; at most {MAX_SLICES} slices are accepted")
+    if len(files) == 1:
+        name, data = files[0]
+        return [read_dicom(data, name)]
+    groups: dict[str, list[tuple[str, object]]] = {}
+    for name, data in files:
+        ds = _dataset(data, name)
+        _check_image(ds, name)
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise ScanError(f"{name}: a multi-frame DICOM file must be uploaded on its own")
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((name, ds))
+    return [_series_scan(items) for items in groups.values()]
+
+
+def _series_scan(items: list[tuple[str, object]]) -> Scan:
+    items, distance = _order(items)
+    first_name, first = items[0]
+    label = first_name if len(items) == 1 else f"DICOM series ({len(items)} files)"
+    size = (int(first.Rows), int(first.Columns))
+    check_dimensions(label, size[0], size[1], len(items))
+    arrays = []
+    for name, ds in items:
+        if (int(ds.Rows), int(ds.Columns)) != size:
+            raise ScanError(
+                f"{name}: {ds.Columns} x {ds.Rows} pixels, but the series' first slice "
+                f"{first_name} is {size[1]} x {size[0]}; all slices of a series must match"
+            )
+        arrays.append(_pixels(ds, name)[0].astype(np.float32))
+    return build_scan(
+        np.stack(arrays),
+        label=label,
+        source_format="dicom",
+        names=tuple(name for name, _ in items),
+        spacing_mm=_spacing(first),
+        slice_thickness_mm=distance or _thickness(first),
+    )

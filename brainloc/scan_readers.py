@@ -1,0 +1,183 @@
+"""Decoders for TIFF, PNG/JPEG and NIfTI bytes (DICOM lives in :mod:`brainloc.scan_dicom`).
+
+Each reader takes the file's bytes and its name, checks the declared size
+before decoding any pixel, and returns :func:`brainloc.scan_normalize.build_scan`'s
+:class:`~brainloc.scans.Scan`. Errors are :class:`~brainloc.scans.ScanError`;
+:func:`brainloc.scans.read_scan` turns anything unexpected into one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from brainloc.scan_dicom import looks_like_raw_dicom, read_dicom, read_dicom_series
+from brainloc.scan_normalize import build_scan, check_dimensions
+from brainloc.scans import MAX_SLICES, ScanError
+
+__all__ = ["READERS", "gunzip_capped", "looks_like_raw_dicom", "read_dicom_series"]
+
+
+def gunzip_capped(data: bytes, label: str, limit: int) -> bytes:
+    """Decompress gzip data, refusing output larger than ``limit`` bytes (gzip bombs)."""
+    out = io.BytesIO()
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+                if out.tell() > limit:
+                    raise ScanError(
+                        f"{label}: the file decompresses to more than {limit // 2**20} MB; "
+                        "it is too large to analyse"
+                    )
+    except (OSError, EOFError) as exc:
+        raise ScanError(f"{label}: the compressed file is truncated or corrupt") from exc
+    return out.getvalue()
+
+
+def _unsupported_codec(label: str, page, exc: Exception) -> ScanError:
+    compression = getattr(getattr(page, "compression", None), "name", "unknown")
+    return ScanError(
+        f"{label}: the TIFF uses {compression} compression, which cannot be decoded here "
+        f"({exc}); save it uncompressed"
+    )
+
+
+def read_tiff(data: bytes, label: str):
+    """Read a TIFF; several pages of the same size make a case."""
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        pages = [page for page in tif.pages if not getattr(page, "is_reduced", False)]
+        if not pages:
+            raise ScanError(f"{label}: the TIFF holds no image")
+        if len(pages) > MAX_SLICES:
+            raise ScanError(f"{label}: {len(pages)} pages; at most {MAX_SLICES} are accepted")
+        first = pages[0]
+        for page in pages:
+            if getattr(page, "imagedepth", 1) > 1:
+                raise ScanError(f"{label}: volumetric TIFF tiles are not supported")
+            check_dimensions(label, page.imagelength, page.imagewidth, len(pages))
+            if (page.imagelength, page.imagewidth, page.samplesperpixel) != (
+                first.imagelength,
+                first.imagewidth,
+                first.samplesperpixel,
+            ):
+                raise ScanError(
+                    f"{label}: the pages of this TIFF have different sizes; "
+                    "a multi-page TIFF must hold slices of one size"
+                )
+        arrays = []
+        for page in pages:
+            try:
+                array = page.asarray()
+            except ValueError as exc:
+                if "imagecodecs" in str(exc) or "codec" in str(exc).lower():
+                    raise _unsupported_codec(label, page, exc) from exc
+                raise
+            if page.axes.startswith("S") and array.ndim == 3:
+                array = np.moveaxis(array, 0, -1)
+            arrays.append(array)
+    volume = np.stack(arrays)
+    names = (
+        (label,)
+        if len(arrays) == 1
+        else tuple(f"{label} [page {k + 1}]" for k in range(len(arrays)))
+    )
+    return build_scan(volume, label=label, source_format="tiff", names=names)
+
+
+def _read_pil(data: bytes, label: str, pil_format: str, source_format: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=[pil_format])
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ScanError(f"{label}: the image is far too large (decompression bomb)") from exc
+        width, height = image.size
+        check_dimensions(label, height, width)
+        if image.mode == "1":
+            raise ScanError(
+                f"{label}: this is a binary (1-bit) image, i.e. a mask, not an MRI scan; "
+                "upload the scan image itself"
+            )
+        image.load()
+        # Phones and some viewers store rotation in EXIF instead of the pixels.
+        image = ImageOps.exif_transpose(image)
+        if image.mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+            image = image.convert("RGB")
+        elif image.mode == "PA":
+            image = image.convert("RGBA")
+        array = np.asarray(image)
+    return build_scan(array[np.newaxis], label=label, source_format=source_format)
+
+
+def read_png(data: bytes, label: str):
+    return _read_pil(data, label, "PNG", "png")
+
+
+def read_jpeg(data: bytes, label: str):
+    return _read_pil(data, label, "JPEG", "jpeg")
+
+
+def read_nifti(data: bytes, label: str):
+    """Read a NIfTI-1/2 volume as its axial slices, displayed in radiological view.
+
+    The volume is reoriented to RAS+; each axial slice is shown with anterior at
+    the top and the patient's right on the image's left (radiological
+    convention), ordered from inferior to superior.
+    """
+    import nibabel as nib
+
+    nifti2 = data[4:8] in (b"n+2\x00", b"ni2\x00")
+    if data[344:348] == b"ni1\x00" or data[4:8] == b"ni2\x00":
+        raise ScanError(f"{label}: this is a NIfTI header without its image (.hdr/.img pair)")
+    image = (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(data)
+    shape = tuple(int(n) for n in image.header.get_data_shape())
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3:
+        raise ScanError(
+            f"{label}: the NIfTI image has shape {shape}; only one 3-D volume (or a 2-D slice) "
+            "is supported"
+        )
+    check_dimensions(label, shape[1], shape[0], shape[2])
+    dtype = image.header.get_data_dtype()
+    if dtype.fields is not None or dtype.kind not in "uifb":
+        raise ScanError(f"{label}: unsupported NIfTI voxel type {dtype}")
+    canonical = nib.as_closest_canonical(image)
+    volume = np.asanyarray(canonical.dataobj)
+    volume = volume.reshape(volume.shape[:3])
+    zooms = [float(z) for z in canonical.header.get_zooms()[:3]]
+    # (x: left->right, y: posterior->anterior, z) -> (z, rows: anterior->posterior,
+    # columns: patient right->left).
+    slices = volume[::-1, ::-1, :].transpose(2, 1, 0)
+    spacing = (zooms[1], zooms[0]) if len(zooms) >= 2 else None
+    thickness = zooms[2] if len(zooms) == 3 and shape[2] > 1 else None
+    names = tuple(f"{label} [axial slice {k + 1}]" for k in range(slices.shape[0]))
+    return build_scan(
+        slices,
+        label=label,
+        source_format="nifti",
+        names=names,
+        spacing_mm=spacing,
+        slice_thickness_mm=thickness,
+        notes=("axial slices shown in radiological convention (patient right on image left)",),
+    )
+
+
+READERS = {
+    "tiff": read_tiff,
+    "png": read_png,
+    "jpeg": read_jpeg,
+    "dicom": read_dicom,
+    "nifti": read_nifti,
+}

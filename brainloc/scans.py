@@ -1,0 +1,265 @@
+"""Reading uploaded or stored scans into one plain value, with clear errors.
+
+Every format a clinic hands us ends up as a :class:`Scan`: a stack of
+``(N, H, W, 3)`` uint8 slices in the Kaggle LGG channel order (pre-contrast,
+FLAIR, post-contrast), plus what we know about the geometry (pixel spacing,
+slice thickness) and which MR sequences were really present.
+
+Supported: TIFF (single or multi-page; a multi-page TIFF is a case), PNG, JPEG,
+DICOM (one file, a multi-frame file, or a series of files ordered by patient
+position) and NIfTI (``.nii`` / ``.nii.gz``; axial slices of a volume).
+
+Anything else raises :class:`ScanError`, a ``ValueError`` whose message says in
+plain words what is wrong (empty, not an image, truncated, wrong extension,
+absurd size, unsupported channels or dtype, a binary mask instead of a scan).
+The readers never let another exception escape, so callers can show the
+message to a user as it is.
+
+The format decoders live in :mod:`brainloc.scan_readers`; this module holds the
+public API, format detection and the normalisation every format shares.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ALL_SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")
+FLAIR_ONLY = ("FLAIR",)
+
+#: Largest slice we accept (pixels); larger ones are decompression bombs or not MR slices.
+MAX_SLICE_PIXELS = 4096 * 4096
+#: Smallest side we accept; below this there is nothing to analyse.
+MIN_SIDE = 32
+#: Largest case we accept, in pixels over all slices (192 MB once stored as uint8 RGB).
+MAX_TOTAL_PIXELS = 64 * 1024 * 1024
+MAX_SLICES = 1024
+#: Largest decompressed size of a gzip-compressed NIfTI.
+MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
+
+FORMAT_NAMES = {
+    "tiff": "TIFF",
+    "png": "PNG",
+    "jpeg": "JPEG",
+    "dicom": "DICOM",
+    "nifti": "NIfTI",
+}
+#: File-name endings and the format their content must have.
+EXTENSIONS = {
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".ima": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+}
+#: Image formats we recognise only to name them in the error message.
+_OTHER_MAGIC = {
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"RIFF": "WebP/RIFF",
+    b"%PDF": "PDF",
+    b"PK\x03\x04": "ZIP archive",
+}
+
+
+class ScanError(ValueError):
+    """A file that cannot be analysed; the message is written for the user."""
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One uploaded image or case, normalised for the models.
+
+    Attributes:
+        slices: uint8 array (N, H, W, 3), channels pre-contrast, FLAIR,
+            post-contrast. A single-sequence image is copied into all three.
+        source_format: "tiff", "png", "jpeg", "dicom" or "nifti".
+        names: one label per slice, e.g. ``"case.tif"`` or ``"case.tif [page 3]"``.
+        sequences_present: the sequences really in the file: all three for an
+            RGB Kaggle slice, ``("FLAIR",)`` for a single-channel image.
+        spacing_mm: (row, column) pixel spacing in mm, when the file says so.
+        slice_thickness_mm: distance between slices in mm, when known.
+        notes: plain-language remarks about conversions that were made.
+    """
+
+    slices: np.ndarray
+    source_format: str
+    names: tuple[str, ...]
+    sequences_present: tuple[str, ...] = ALL_SEQUENCES
+    spacing_mm: tuple[float, float] | None = None
+    slice_thickness_mm: float | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.slices.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of every slice."""
+        return int(self.slices.shape[1]), int(self.slices.shape[2])
+
+    @property
+    def single_sequence(self) -> bool:
+        return self.sequences_present == FLAIR_ONLY
+
+
+def _suffix(filename: str) -> str:
+    name = filename.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def detect_format(data: bytes) -> str | None:
+    """Name the format of ``data`` from its first bytes, or None if unknown."""
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[128:132] == b"DICM":
+        return "dicom"
+    if data[:2] == b"\x1f\x8b":
+        return "gzip"
+    if len(data) >= 348 and data[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return "nifti"
+    if len(data) >= 540 and data[4:8] in (b"n+2\x00", b"ni2\x00"):
+        return "nifti"
+    return None
+
+
+def _describe_unknown(data: bytes) -> str:
+    for magic, label in _OTHER_MAGIC.items():
+        if data.startswith(magic):
+            return f"a {label} file, which is not a supported scan format"
+    sample = data[:512]
+    if sample and all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
+        return "a text file, not an image"
+    return "not an image in a supported format (TIFF, PNG, JPEG, DICOM, NIfTI)"
+
+
+def read_scan(data: bytes, filename: str) -> Scan:
+    """Read one uploaded file.
+
+    Args:
+        data: the file's bytes.
+        filename: its name as uploaded; the extension must match the content.
+
+    Returns:
+        A :class:`Scan`; a multi-page TIFF, multi-frame DICOM or NIfTI volume
+        gives several slices.
+
+    Raises:
+        ScanError: with a message fit for the user.
+    """
+    from brainloc import scan_readers
+
+    label = Path(filename).name or "file"
+    try:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ScanError(f"{label}: expected file bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if not data:
+            raise ScanError(f"{label}: the file is empty")
+        kind = detect_format(data)
+        suffix = _suffix(label)
+        if kind == "gzip":
+            if suffix != ".nii.gz":
+                raise ScanError(
+                    f"{label}: gzip-compressed file; only compressed NIfTI (.nii.gz) is supported"
+                )
+            data = scan_readers.gunzip_capped(data, label, MAX_DECOMPRESSED_BYTES)
+            kind = detect_format(data)
+            if kind != "nifti":
+                raise ScanError(f"{label}: the compressed content is not a NIfTI volume")
+        if kind is None and suffix in (".dcm", ".dicom", ".ima", ""):
+            # DICOM written without the 128-byte preamble is rare but legal.
+            kind = "dicom" if scan_readers.looks_like_raw_dicom(data) else None
+        if kind is None:
+            expected = EXTENSIONS.get(suffix)
+            what = _describe_unknown(data)
+            if expected:
+                raise ScanError(f"{label}: not a valid {FORMAT_NAMES[expected]} file; it is {what}")
+            raise ScanError(f"{label}: {what}")
+        expected = EXTENSIONS.get(suffix)
+        if suffix and expected is None:
+            raise ScanError(
+                f"{label}: the content is {FORMAT_NAMES[kind]} but the name ends in "
+                f"'{suffix}'; rename it with a {FORMAT_NAMES[kind]} extension"
+            )
+        if expected is not None and expected != kind:
+            raise ScanError(
+                f"{label}: the name ends in '{suffix}' ({FORMAT_NAMES[expected]}) but the "
+                f"content is {FORMAT_NAMES[kind]}; the extension does not match the file"
+            )
+        reader = scan_readers.READERS[kind]
+        return reader(data, label)
+    except ScanError:
+        raise
+    except MemoryError as exc:
+        raise ScanError(f"{label}: the image is too large to open") from exc
+    except Exception as exc:  # noqa: BLE001 - the safety net that keeps tracebacks from users
+        logger.info("unreadable upload %s", label, exc_info=True)
+        raise ScanError(f"{label}: the file is truncated or corrupt and cannot be read") from exc
+
+
+def read_scan_path(path: Path | str) -> Scan:
+    """Read one file from disk (see :func:`read_scan`)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ScanError(f"{path.name}: cannot open the file ({exc.strerror or exc})") from exc
+    return read_scan(data, path.name)
+
+
+def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
+    """Read several uploaded files at once.
+
+    DICOM files are grouped into series (by SeriesInstanceUID) and each series
+    becomes one :class:`Scan` ordered by slice position; every other file is a
+    :class:`Scan` of its own, in the order given.
+
+    Raises:
+        ScanError: naming the first file that cannot be read.
+    """
+    from brainloc import scan_readers
+
+    files = list(files)
+    if not files:
+        raise ScanError("no files were given")
+    dicom = [(name, data) for name, data in files if _is_dicom(data, name)]
+    scans = [read_scan(data, name) for name, data in files if not _is_dicom(data, name)]
+    if dicom:
+        scans.extend(scan_readers.read_dicom_series(dicom))
+    return scans
+
+
+def read_paths(paths: Sequence[Path | str]) -> list[Scan]:
+    """Read files from disk like :func:`read_uploads` (DICOM files form series)."""
+    files = []
+    for path in map(Path, paths):
+        try:
+            files.append((path.name, path.read_bytes()))
+        except OSError as exc:
+            raise ScanError(f"{path.name}: cannot open the file ({exc.strerror or exc})") from exc
+    return read_uploads(files)
+
+
+def _is_dicom(data: bytes, name: str) -> bool:
+    from brainloc import scan_readers
+
+    if detect_format(data) == "dicom":
+        return True
+    return _suffix(name) in (".dcm", ".dicom", ".ima") and scan_readers.looks_like_raw_dicom(data)

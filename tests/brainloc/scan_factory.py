@@ -1,0 +1,118 @@
+"""Builders for small scan files of every format, made in memory for the tests.
+
+Nothing here reads the LGG data: the images are synthetic "brains" (a
+textured ellipse on a dark background) so the reader tests run anywhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def synthetic_slice(size: tuple[int, int] = (256, 256), seed: int = 0) -> np.ndarray:
+    """A (H, W, 3) uint8 brain-like slice: textured ellipse, three different channels."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    rows, cols = np.mgrid[0:height, 0:width]
+    inside = ((rows - height / 2) / (0.4 * height)) ** 2 + (
+        (cols - width / 2) / (0.35 * width)
+    ) ** 2
+    brain = inside <= 1.0
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    for channel, base in enumerate((70, 110, 90)):
+        texture = rng.normal(base, 25, size=(height, width))
+        image[..., channel] = np.where(brain, np.clip(texture, 1, 255), 0).astype(np.uint8)
+    return image
+
+
+def encode_pil(array: np.ndarray, pil_format: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, pil_format, **kwargs)
+    return buffer.getvalue()
+
+
+def encode_tiff(array: np.ndarray, **kwargs) -> bytes:
+    """TIFF bytes; a (N, H, W[, 3]) array is written as N pages."""
+    import tifffile
+
+    buffer = io.BytesIO()
+    if array.ndim == 4 or (array.ndim == 3 and array.shape[-1] != 3):
+        with tifffile.TiffWriter(buffer) as writer:
+            for page in array:
+                options = {"photometric": "rgb" if page.ndim == 3 else "minisblack", **kwargs}
+                writer.write(page, **options)
+    else:
+        options = {"photometric": "rgb" if array.ndim == 3 else "minisblack", **kwargs}
+        tifffile.imwrite(buffer, array, **options)
+    return buffer.getvalue()
+
+
+def encode_dicom(
+    pixels: np.ndarray,
+    *,
+    position_z: float = 0.0,
+    instance: int = 1,
+    spacing: tuple[float, float] = (0.5, 0.75),
+    thickness: float = 5.0,
+    series_uid: str = "1.2.826.0.1.3680043.8.498.1",
+    photometric: str = "MONOCHROME2",
+    preamble: bool = True,
+) -> bytes:
+    """An uncompressed MR image DICOM file; a (F, H, W) array makes a multi-frame file."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import MRImageStorage, generate_uid
+
+    pixels = np.asarray(pixels)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"  # explicit VR little endian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.SeriesInstanceUID = series_uid
+    ds.InstanceNumber = instance
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0, 0, position_z]
+    ds.PixelSpacing = list(spacing)
+    ds.SliceThickness = thickness
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = pixels.shape[-2], pixels.shape[-1]
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    return data if preamble else data[132:]
+
+
+def encode_nifti(
+    volume: np.ndarray, zooms: tuple[float, float, float] = (0.9, 0.8, 3.0), gz: bool = False
+) -> bytes:
+    """NIfTI-1 bytes of an (X, Y, Z) volume in RAS+ orientation."""
+    import nibabel as nib
+
+    affine = np.diag([*zooms, 1.0])
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_zooms(tuple(zooms) + (1.0,) * (volume.ndim - 3))
+    data = image.to_bytes()
+    return gzip.compress(data) if gz else data
+
+
+def volume_xyz(n_slices: int = 4, size: int = 64, dtype=np.int16) -> np.ndarray:
+    """An (X, Y, Z) volume of synthetic grey slices (the FLAIR channel, scaled up)."""
+    slices = [
+        synthetic_slice((size, size), seed=k)[..., 1].astype(np.int32) * 10 for k in range(n_slices)
+    ]
+    return np.stack(slices, axis=-1).transpose(1, 0, 2).astype(dtype)

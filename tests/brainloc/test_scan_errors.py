@@ -1,0 +1,201 @@
+"""Bad input: a corpus of broken files built here, each refused with its own message.
+
+Plus property-based tests: random bytes, and valid files with random damage,
+never make the reader raise anything but ScanError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scan_factory import (
+    encode_dicom,
+    encode_nifti,
+    encode_pil,
+    encode_tiff,
+    synthetic_slice,
+    volume_xyz,
+)
+
+from brainloc.scans import ScanError, read_scan, read_scan_path, read_uploads
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size in its header (a decompression bomb's signature)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    body = struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    idat = zlib.compress(b"\x00" * 64)
+    idat_chunk = b"IDAT" + idat
+    body += struct.pack(">I", len(idat)) + idat_chunk + struct.pack(">I", zlib.crc32(idat_chunk))
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def _corpus():
+    image = synthetic_slice((64, 64))
+    png = encode_pil(image, "PNG")
+    jpeg = encode_pil(image, "JPEG")
+    tiff = encode_tiff(image)
+    dicom = encode_dicom(image[..., 1].astype(np.uint16))
+    nifti = encode_nifti(volume_xyz(3, 64))
+    rows, cols = np.mgrid[0:64, 0:64]
+    mask = (((rows - 30) ** 2 + (cols - 25) ** 2) < 150).astype(np.uint8) * 255
+    no_pixels = encode_dicom(image[..., 1].astype(np.uint16))
+    yield "empty", b"", "scan.png", "empty"
+    yield "text", b"patient notes: nothing to see\n" * 20, "scan.png", "text file"
+    yield "random binary", bytes(range(256)) * 4, "scan.tif", "not a valid TIFF"
+    yield "unknown name", b"\x00\x01\x02\x03" * 100, "scan", "not an image"
+    yield "gif", b"GIF89a" + b"\x00" * 100, "scan.gif", "GIF"
+    yield "truncated png", png[: len(png) // 2], "scan.png", "truncated or corrupt"
+    yield "truncated jpeg", jpeg[: len(jpeg) // 3], "scan.jpg", "truncated or corrupt"
+    yield "truncated tiff", tiff[:300], "scan.tif", "truncated or corrupt"
+    yield "truncated dicom", dicom[: len(dicom) // 2], "scan.dcm", "truncated or corrupt"
+    yield "truncated nifti", nifti[:2000], "scan.nii", "truncated or corrupt"
+    yield "png named jpg", png, "scan.jpg", "extension does not match"
+    yield "tiff named png", tiff, "scan.png", "extension does not match"
+    yield "png named txt", png, "scan.txt", "rename it"
+    yield "gzip not nifti", zlib.compress(b"x"), "scan.gz", "not an image"
+    yield "nifti gz of text", __import__("gzip").compress(b"hello" * 100), "a.nii.gz", "not a NIfTI"
+    yield "gzip named png", __import__("gzip").compress(png), "scan.png", "gzip"
+    yield "bomb png", _png_header_only(60000, 60000), "bomb.png", "too large"
+    yield "huge png", encode_pil(np.zeros((4100, 4200), np.uint8), "PNG"), "huge.png", "too large"
+    yield "tiny png", encode_pil(image[:8, :8], "PNG"), "tiny.png", "at least"
+    yield "tiny dicom", encode_dicom(np.ones((4, 4), np.uint16)), "tiny.dcm", "at least"
+    yield (
+        "complex",
+        encode_tiff(np.ones((64, 64), np.complex64)),
+        "cx.tif",
+        "unsupported pixel type",
+    )
+    yield "1-bit png", _png_1bit(mask), "mask.png", "mask"
+    yield "mask png", encode_pil(mask, "PNG"), "scan_12.png", "binary mask"
+    yield "mask 0/1", encode_pil((mask > 0).astype(np.uint8), "PNG"), "seg.png", "binary mask"
+    yield "mask jpeg", encode_pil(mask, "JPEG"), "scan.jpg", "binary mask"
+    yield "mask tiff", encode_tiff(mask), "scan_3_mask.tif", "binary mask"
+    yield (
+        "empty mask",
+        encode_tiff(np.zeros((64, 64), np.uint8)),
+        "x_1_mask.tif",
+        "empty tumor mask",
+    )
+    yield "blank", encode_pil(np.full((64, 64, 3), 40, np.uint8), "PNG"), "blank.png", "blank"
+    yield "dicom no image", _strip_pixels(no_pixels), "sr.dcm", "holds no image"
+    yield "nifti 4d", encode_nifti(np.ones((32, 32, 3, 2), np.int16)), "fmri.nii", "one 3-D volume"
+    yield "nifti rgb", encode_nifti(np.ones((32, 32, 3), np.complex64)), "c.nii", "voxel type"
+
+
+def _png_1bit(mask: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(mask > 0).convert("1").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _strip_pixels(data: bytes) -> bytes:
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    del ds.PixelData
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+CORPUS = list(_corpus())
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "expected"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS]
+)
+def test_bad_file_gets_a_specific_message(data, filename, expected):
+    with pytest.raises(ScanError) as caught:
+        read_scan(data, filename)
+    message = str(caught.value)
+    assert message.startswith(filename), message
+    if expected is not None:
+        assert expected.lower() in message.lower(), message
+    assert "Traceback" not in message
+
+
+def test_five_channel_tiff_names_the_channel_count():
+    with pytest.raises(ScanError, match="5 channels"):
+        buffer = io.BytesIO()
+        pixels = np.zeros((64, 64, 5), np.uint8) + 7
+        tifffile.imwrite(buffer, pixels, photometric="rgb", extrasamples=["unspecified"] * 2)
+        read_scan(buffer.getvalue(), "c.tif")
+
+
+def test_missing_path_is_a_scan_error(tmp_path):
+    with pytest.raises(ScanError, match="cannot open"):
+        read_scan_path(tmp_path / "nope.png")
+
+
+def test_series_with_mismatched_sizes_is_refused():
+    files = [
+        ("a.dcm", encode_dicom(synthetic_slice((64, 64))[..., 1].astype(np.uint16), position_z=0)),
+        ("b.dcm", encode_dicom(synthetic_slice((64, 80))[..., 1].astype(np.uint16), position_z=1)),
+    ]
+    with pytest.raises(ScanError, match="all slices of a series must match"):
+        read_uploads(files)
+
+
+def test_no_uploads_is_a_scan_error():
+    with pytest.raises(ScanError, match="no files"):
+        read_uploads([])
+
+
+_NAMES = st.sampled_from(["a.png", "a.jpg", "a.tif", "a.dcm", "a.nii", "a.nii.gz", "a", "a.bin"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=4096), filename=_NAMES)
+def test_random_bytes_only_ever_raise_scan_error(data, filename):
+    with contextlib.suppress(ScanError):
+        read_scan(data, filename)
+
+
+def _valid_files():
+    image = synthetic_slice((64, 64))
+    return [
+        (encode_pil(image, "PNG"), "a.png"),
+        (encode_pil(image, "JPEG"), "a.jpg"),
+        (encode_tiff(image), "a.tif"),
+        (encode_dicom(image[..., 1].astype(np.uint16)), "a.dcm"),
+        (encode_nifti(volume_xyz(2, 64)), "a.nii"),
+    ]
+
+
+VALID = _valid_files()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    which=st.integers(0, len(VALID) - 1),
+    damage=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_damaged_valid_files_only_ever_raise_scan_error(which, damage, cut):
+    data, filename = VALID[which]
+    data = bytearray(data)
+    for offset, value in damage:
+        data[offset % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    try:
+        scan = read_scan(bytes(data), filename)
+    except ScanError:
+        return
+    assert scan.slices.dtype == np.uint8 and scan.slices.ndim == 4 and scan.slices.shape[-1] == 3

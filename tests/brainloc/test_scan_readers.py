@@ -1,0 +1,189 @@
+"""Every supported scan format reads into the same Scan, with geometry kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scan_factory import (
+    encode_dicom,
+    encode_nifti,
+    encode_pil,
+    encode_tiff,
+    synthetic_slice,
+    volume_xyz,
+)
+
+from brainloc.scans import (
+    ALL_SEQUENCES,
+    FLAIR_ONLY,
+    read_paths,
+    read_scan,
+    read_scan_path,
+    read_uploads,
+)
+
+
+def test_kaggle_tiff_is_read_pixel_exact(tmp_path):
+    image = synthetic_slice()
+    path = tmp_path / "TCGA_XX_0000_1.tif"
+    path.write_bytes(encode_tiff(image))
+    scan = read_scan_path(path)
+    assert scan.slices.shape == (1, 256, 256, 3)
+    assert scan.slices.dtype == np.uint8
+    np.testing.assert_array_equal(scan.slices[0], image)
+    assert scan.sequences_present == ALL_SEQUENCES
+    assert scan.source_format == "tiff"
+    assert scan.names == ("TCGA_XX_0000_1.tif",)
+    assert scan.spacing_mm is None and scan.slice_thickness_mm is None
+
+
+@pytest.mark.parametrize(
+    ("pil_format", "name"), [("PNG", "a.png"), ("JPEG", "a.jpeg"), ("JPEG", "b.jpg")]
+)
+def test_png_and_jpeg_of_other_sizes_keep_their_size(pil_format, name):
+    image = synthetic_slice((300, 200))
+    scan = read_scan(
+        encode_pil(image, pil_format, **({"quality": 95} if pil_format == "JPEG" else {})), name
+    )
+    assert scan.slices.shape == (1, 300, 200, 3)
+    assert scan.sequences_present == ALL_SEQUENCES
+    difference = np.abs(scan.slices[0].astype(int) - image.astype(int)).mean()
+    assert difference < (0.01 if pil_format == "PNG" else 12)
+
+
+def test_sixteen_bit_png_is_rescaled_keeping_order():
+    grey = synthetic_slice((128, 128))[..., 1].astype(np.uint16) * 250
+    scan = read_scan(encode_pil(grey, "PNG"), "deep.png")
+    flair = scan.slices[0, ..., 1].astype(int)
+    assert flair.max() == 255 and flair.min() == 0
+    assert any("rescaled" in note for note in scan.notes)
+    # Rescaling is monotonic: brighter input pixels never come out darker.
+    order = np.argsort(grey.ravel(), kind="stable")
+    assert np.all(np.diff(flair.ravel()[order]) >= 0)
+
+
+def test_single_channel_image_is_flair_copied_to_three_channels():
+    grey = synthetic_slice((96, 96))[..., 1]
+    scan = read_scan(encode_pil(grey, "PNG"), "flair.png")
+    assert scan.sequences_present == FLAIR_ONLY
+    for channel in range(3):
+        np.testing.assert_array_equal(scan.slices[0, ..., channel], grey)
+
+
+def test_rgb_image_with_identical_channels_is_one_sequence():
+    grey = synthetic_slice((96, 96))[..., 1]
+    scan = read_scan(encode_pil(np.dstack([grey] * 3), "PNG"), "grey.png")
+    assert scan.sequences_present == FLAIR_ONLY
+
+
+def test_rgba_png_drops_alpha():
+    image = synthetic_slice((64, 64))
+    rgba = np.dstack([image, np.full((64, 64), 255, np.uint8)])
+    scan = read_scan(encode_pil(rgba, "PNG"), "shot.png")
+    np.testing.assert_array_equal(scan.slices[0], image)
+
+
+def test_multi_page_tiff_is_a_case():
+    pages = np.stack([synthetic_slice((64, 64), seed=k) for k in range(5)])
+    scan = read_scan(encode_tiff(pages), "case.tiff")
+    assert scan.n_slices == 5
+    np.testing.assert_array_equal(scan.slices, pages)
+    assert scan.names[2] == "case.tiff [page 3]"
+
+
+def test_single_dicom_keeps_pixel_spacing():
+    pixels = synthetic_slice((80, 96))[..., 1].astype(np.uint16) * 40
+    scan = read_scan(encode_dicom(pixels, spacing=(0.5, 0.75), thickness=5.0), "IM0001.dcm")
+    assert scan.source_format == "dicom"
+    assert scan.slices.shape == (1, 80, 96, 3)
+    assert scan.spacing_mm == (0.5, 0.75)
+    assert scan.slice_thickness_mm == 5.0
+    assert scan.sequences_present == FLAIR_ONLY
+
+
+def test_dicom_without_preamble_or_extension_is_read():
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    assert read_scan(encode_dicom(pixels, preamble=False), "IM0001.dcm").n_slices == 1
+    assert read_scan(encode_dicom(pixels), "IM0001").n_slices == 1
+
+
+def test_multi_frame_dicom_gives_one_slice_per_frame():
+    frames = np.stack([synthetic_slice((64, 64), seed=k)[..., 1] for k in range(3)]).astype(
+        np.uint16
+    )
+    scan = read_scan(encode_dicom(frames), "multi.dcm")
+    assert scan.n_slices == 3
+
+
+def test_monochrome1_is_inverted():
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    normal = read_scan(encode_dicom(pixels), "a.dcm").slices[0, ..., 1].astype(int)
+    inverted = read_scan(encode_dicom(pixels, photometric="MONOCHROME1"), "b.dcm").slices[0, ..., 1]
+    assert np.corrcoef(normal.ravel(), inverted.astype(int).ravel())[0, 1] < -0.9
+
+
+def _series(n_slices: int, step_mm: float, series_uid: str = "1.2.3.4"):
+    """DICOM files whose slice k has intensity level k and z = k * step (given shuffled)."""
+    files = []
+    for k in range(n_slices):
+        pixels = synthetic_slice((64, 64), seed=k)[..., 1].astype(np.uint16) // 4 + 100 * k
+        # Instance numbers run backwards so that only the positions give the right order.
+        data = encode_dicom(
+            pixels, position_z=k * step_mm, instance=n_slices - k, series_uid=series_uid
+        )
+        files.append((f"IM{k:04d}.dcm", data))
+    order = [3, 0, 4, 1, 2][:n_slices] if n_slices == 5 else list(reversed(range(n_slices)))
+    return [files[k] for k in order]
+
+
+def test_dicom_series_is_ordered_by_position_with_spacing():
+    scans = read_uploads(_series(5, step_mm=2.5))
+    assert len(scans) == 1
+    scan = scans[0]
+    assert scan.n_slices == 5
+    assert scan.names == tuple(f"IM{k:04d}.dcm" for k in range(5))
+    means = scan.slices[..., 1].reshape(5, -1).mean(axis=1)
+    assert np.all(np.diff(means) > 0)
+    assert scan.slice_thickness_mm == pytest.approx(2.5)
+    assert scan.spacing_mm == (0.5, 0.75)
+
+
+def test_two_dicom_series_and_a_png_are_three_scans(tmp_path):
+    files = _series(3, 3.0, "1.2.3.1") + _series(2, 3.0, "1.2.3.2")
+    files.append(("other.png", encode_pil(synthetic_slice((64, 64)), "PNG")))
+    paths = []
+    for index, (name, data) in enumerate(files):
+        path = tmp_path / f"{index}_{name}"
+        path.write_bytes(data)
+        paths.append(path)
+    scans = read_paths(paths)
+    assert sorted(scan.n_slices for scan in scans) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_nifti_volume_gives_axial_slices_with_voxel_size(gz):
+    volume = volume_xyz(n_slices=4, size=64)
+    name = "brain.nii.gz" if gz else "brain.nii"
+    scan = read_scan(encode_nifti(volume, zooms=(0.9, 0.8, 3.0), gz=gz), name)
+    assert scan.source_format == "nifti"
+    assert scan.n_slices == 4
+    assert scan.spacing_mm == pytest.approx((0.8, 0.9))
+    assert scan.slice_thickness_mm == pytest.approx(3.0)
+    assert scan.sequences_present == FLAIR_ONLY
+
+
+def test_nifti_slices_are_shown_in_radiological_view():
+    volume = volume_xyz(n_slices=3, size=64)
+    # Brighten the patient's right-anterior quarter (high x and y in RAS+) of the top slice.
+    volume[32:, 32:, 2] += 2000
+    scan = read_scan(encode_nifti(volume), "marker.nii")
+    top = scan.slices[2, ..., 1].astype(float)
+    quarters = {
+        "top-left": top[:32, :32].mean(),
+        "top-right": top[:32, 32:].mean(),
+        "bottom-left": top[32:, :32].mean(),
+        "bottom-right": top[32:, 32:].mean(),
+    }
+    # Radiological view: anterior at the top, patient right on the image's left.
+    assert max(quarters, key=quarters.get) == "top-left"
+    assert scan.slices[0, ..., 1].mean() < top.mean(), "slices run from inferior to superior"
