@@ -1,0 +1,56 @@
+# BrainLoc: two commands do all the set-up on a fresh Debian machine with Python 3.11.
+#   make run   - create .venv if missing, install requirements.txt, start the app
+#   make test  - create .venv if missing, install requirements-dev.txt (+ chromium and
+#                poppler-utils from apt when missing), lint, then run the whole test suite
+# Installs are keyed on a hash of the requirements files (a stamp file inside .venv), so a
+# second run with unchanged requirements installs nothing.
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip --disable-pip-version-check
+RUN_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
+DEV_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+RUN_STAMP := $(VENV)/.installed-run-$(RUN_HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(DEV_HASH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint install install-dev system-deps
+
+run: $(RUN_STAMP)
+	$(VENV)/bin/streamlit run app.py
+
+test: $(DEV_STAMP) system-deps lint
+	$(VPY) -m pytest
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+install: $(RUN_STAMP)
+
+install-dev: $(DEV_STAMP)
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): requirements.txt | $(VPY)
+	$(PIP) install -r requirements.txt
+	rm -f $(VENV)/.installed-run-*
+	touch $@
+
+# The dev requirements include the runtime ones (-r requirements.txt).
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VPY)
+	$(PIP) install -r requirements-dev.txt
+	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-run-*
+	touch $@ $(RUN_STAMP)
+
+# The browser tests drive Debian's chromium (never a downloaded browser); the report
+# tests render PDFs with poppler's pdftoppm.
+system-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1; then \
+		echo "Installing chromium and poppler-utils with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			chromium poppler-utils; \
+	fi

@@ -1,0 +1,114 @@
+"""Account changes after registration: approval decisions by an administrator and a user's
+own password change. Every change is audited; refusals raise :class:`AccountError`.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from brainloc.accounts import AccountError, Clock, hash_password, password_problems, verify_password
+from db import users as user_store
+from db.audit import Action, record_event
+from db.models import (
+    ROLE_ADMIN,
+    STATUS_APPROVED,
+    STATUS_DISABLED,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    User,
+)
+from db.types import utc_now
+
+#: decision -> (statuses it may be applied to, resulting status)
+DECISIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "approve": ((STATUS_PENDING, STATUS_REJECTED), STATUS_APPROVED),
+    "reject": ((STATUS_PENDING,), STATUS_REJECTED),
+    "disable": ((STATUS_APPROVED, STATUS_PENDING), STATUS_DISABLED),
+    "re-enable": ((STATUS_DISABLED,), STATUS_APPROVED),
+}
+
+
+def allowed_decisions(status: str) -> list[str]:
+    """The decisions an administrator can take on an account with ``status``."""
+    return [name for name, (sources, _) in DECISIONS.items() if status in sources]
+
+
+def _require_admin(session: Session, admin_id: int) -> User:
+    admin = user_store.get_user(session, user_id=admin_id)
+    if admin is None or admin.role != ROLE_ADMIN or admin.status != STATUS_APPROVED:
+        raise AccountError({"admin": "Only an approved administrator can change accounts."})
+    return admin
+
+
+def decide(
+    session: Session, *, admin_id: int, user_id: int, decision: str, clock: Clock = utc_now
+) -> User:
+    """Apply ``decision`` (approve, reject, disable, re-enable) to an account, audited.
+
+    Disabling also revokes the account's remembered sign-ins. Administrators cannot change
+    their own account, so the last administrator cannot lock everyone out by mistake.
+    """
+    if decision not in DECISIONS:
+        raise ValueError(f"unknown decision {decision!r}; expected one of {sorted(DECISIONS)}")
+    admin = _require_admin(session, admin_id)
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None:
+        raise AccountError({"user": "That account does not exist."})
+    if user.id == admin.id:
+        raise AccountError({"user": "You cannot change the status of your own account."})
+    sources, target = DECISIONS[decision]
+    if user.status not in sources:
+        raise AccountError({"user": f"Cannot {decision} an account that is {user.status}."})
+    now = clock()
+    previous = user.status
+    user.status = target
+    user.status_changed_at = now
+    user.status_changed_by_id = admin.id
+    user.updated_at = now
+    if target == STATUS_DISABLED:
+        user.sessions_revoked_at = now
+    if decision == "re-enable":
+        user.locked_until = None
+    user_store.save_user(session, user=user)
+    record_event(
+        session, action=Action.STATUS_CHANGE, actor_id=admin.id, target_type="user",
+        target_id=user.id, at=now, detail={"from": previous, "to": target, "decision": decision},
+    )  # fmt: skip
+    return user
+
+
+def change_password(
+    session: Session,
+    *,
+    user_id: int,
+    current_password: str,
+    new_password: str,
+    new_password_repeat: str,
+    clock: Clock = utc_now,
+) -> User:
+    """Change a user's own password after checking the current one, audited.
+
+    Remembered sign-ins on other browsers stop working (their cookies predate the change).
+    """
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None:
+        raise AccountError({"user": "That account does not exist."})
+    if not verify_password(current_password, user.password_hash):
+        raise AccountError({"current_password": "The current password is wrong."})
+    problems = password_problems(
+        new_password, new_password_repeat, username=user.username, email=user.email
+    )
+    if new_password == current_password:
+        problems.append("The new password must differ from the current one.")
+    if problems:
+        raise AccountError({"new_password": " ".join(problems)})
+    now = clock()
+    user.password_hash = hash_password(new_password)
+    user.updated_at = now
+    user.sessions_revoked_at = now
+    user_store.save_user(session, user=user)
+    record_event(
+        session, action=Action.PASSWORD_CHANGE, actor_id=user.id, target_type="user",
+        target_id=user.id, at=now,
+    )  # fmt: skip
+    return user

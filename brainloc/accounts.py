@@ -1,0 +1,298 @@
+"""Accounts: registration rules, password hashing, approval workflow and sign-in lockout.
+
+Pure logic over :mod:`db` (no Streamlit): the registration page, the admin page and the
+``create-admin`` command all call these functions, which raise :class:`AccountError` (a
+``ValueError``) with messages meant for the person at the keyboard. The clock is injectable
+so the lockout timing is testable.
+
+Sign-in lockout: 5 failed attempts within 15 minutes lock the account for 15 minutes. The
+failures are counted from the audit log (every failure is audited anyway), the lock is kept on
+the user row, so both survive restarts. A failed sign-in always produces the same message,
+whether the username exists, the password is wrong or the account is locked.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import bcrypt
+from sqlmodel import Session
+
+from brainloc.settings import get_settings
+from db import users as user_store
+from db.audit import Action, count_events, record_event
+from db.models import (
+    ROLE_ADMIN,
+    ROLE_PRACTITIONER,
+    STATUS_APPROVED,
+    STATUS_PENDING,
+    User,
+)
+from db.types import utc_now
+
+Clock = Callable[[], datetime]
+
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything beyond 72 bytes, so we refuse it.
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+LOCK_DURATION = timedelta(minutes=15)
+LOGIN_FAILED_MESSAGE = (
+    "Sign-in failed: the username or password is wrong, or the account is temporarily "
+    "locked after repeated failed attempts (try again in 15 minutes)."
+)
+
+USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{2,31}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+LICENCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ./-]{2,59}$")
+
+
+class AccountError(ValueError):
+    """A request about an account was refused; ``errors`` maps form fields to messages."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(self.errors.values()))
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the registration form collects (plain values, straight from the widgets)."""
+
+    full_name: str
+    email: str
+    username: str
+    password: str
+    password_repeat: str
+    category_code: str
+    licence_number: str
+    institution: str
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The outcome of one sign-in attempt; ``message`` is safe to show as it is."""
+
+    ok: bool
+    user_id: int | None = None
+    message: str = ""
+    locked_now: bool = field(default=False, repr=False)
+
+
+def normalise_username(username: str) -> str:
+    """Usernames are case-insensitive: stored and compared trimmed and lower-case."""
+    return username.strip().lower()
+
+
+def normalise_email(email: str) -> str:
+    """Emails are stored trimmed and lower-case, so duplicates are found reliably."""
+    return email.strip().lower()
+
+
+def hash_password(password: str, *, rounds: int | None = None) -> str:
+    """A bcrypt hash of ``password`` (cost from the settings unless given)."""
+    cost = rounds if rounds is not None else get_settings().bcrypt_rounds
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(cost)).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    """True when ``password`` matches the bcrypt ``password_hash``."""
+    data = password.encode("utf-8")
+    if len(data) > MAX_PASSWORD_BYTES:
+        return False
+    return bcrypt.checkpw(data, password_hash.encode("ascii"))
+
+
+@functools.cache
+def _dummy_hash(rounds: int) -> str:
+    return hash_password("brainloc-timing-equaliser", rounds=rounds)
+
+
+def _spend_hash_time(password: str) -> None:
+    """Cost the same as a real check, so timing does not tell whether a username exists."""
+    verify_password(password[:MAX_PASSWORD_BYTES], _dummy_hash(get_settings().bcrypt_rounds))
+
+
+def password_problems(password: str, repeat: str, *, username: str, email: str) -> list[str]:
+    """Every way ``password`` breaks the policy (empty list when it is acceptable)."""
+    problems = []
+    if len(password) < MIN_PASSWORD_CHARS:
+        problems.append(f"Password must be at least {MIN_PASSWORD_CHARS} characters long.")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        problems.append(f"Password must be at most {MAX_PASSWORD_BYTES} bytes long.")
+    if password != password.strip():
+        problems.append("Password must not start or end with a space.")
+    lowered = password.strip().lower()
+    if lowered and lowered in {normalise_username(username), normalise_email(email)}:
+        problems.append("Password must not be the same as your username or email.")
+    if password != repeat:
+        problems.append("The two passwords do not match.")
+    return problems
+
+
+def _identity_errors(session: Session, *, full_name: str, email: str, username: str) -> dict:
+    errors: dict[str, str] = {}
+    if not 2 <= len(full_name.strip()) <= 120:
+        errors["full_name"] = "Full name must be between 2 and 120 characters."
+    name = normalise_username(username)
+    if not USERNAME_RE.match(name):
+        errors["username"] = (
+            "Username must be 3-32 characters: a letter first, then letters, digits, '.', "
+            "'_' or '-'."
+        )
+    elif user_store.get_user_by_username(session, username=name) is not None:
+        errors["username"] = "This username is already taken; choose another."
+    mail = normalise_email(email)
+    if len(mail) > 254 or not EMAIL_RE.match(mail):
+        errors["email"] = "Enter a valid email address, like name@hospital.org."
+    elif user_store.get_user_by_email(session, email=mail) is not None:
+        errors["email"] = "An account with this email already exists."
+    return errors
+
+
+def register_practitioner(session: Session, *, form: Registration, clock: Clock = utc_now) -> User:
+    """Create a **pending** practitioner account, or raise :class:`AccountError`."""
+    errors = _identity_errors(
+        session, full_name=form.full_name, email=form.email, username=form.username
+    )
+    problems = password_problems(
+        form.password, form.password_repeat, username=form.username, email=form.email
+    )
+    if problems:
+        errors["password"] = " ".join(problems)
+    category = user_store.get_category_by_code(session, code=form.category_code)
+    if category is None:
+        errors["category"] = "Choose your practitioner category."
+    if not LICENCE_RE.match(form.licence_number.strip()):
+        errors["licence_number"] = (
+            "Enter your licence or registration number (3-60 letters, digits, spaces, '.', "
+            "'/' or '-')."
+        )
+    if not 2 <= len(form.institution.strip()) <= 160:
+        errors["institution"] = "Institution must be between 2 and 160 characters."
+    if errors:
+        raise AccountError(errors)
+    now = clock()
+    user = User(
+        username=normalise_username(form.username),
+        full_name=form.full_name.strip(),
+        email=normalise_email(form.email),
+        password_hash=hash_password(form.password),
+        role=ROLE_PRACTITIONER,
+        status=STATUS_PENDING,
+        category_id=category.id,
+        licence_number=form.licence_number.strip(),
+        institution=form.institution.strip(),
+        created_at=now,
+        updated_at=now,
+    )
+    user_store.save_user(session, user=user)
+    record_event(
+        session, action=Action.REGISTER, actor_id=user.id, target_type="user",
+        target_id=user.id, at=now,
+    )  # fmt: skip
+    return user
+
+
+def create_admin(
+    session: Session,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    full_name: str = "",
+    clock: Clock = utc_now,
+) -> User:
+    """Create an approved administrator (the ``create-admin`` command), or raise."""
+    display_name = full_name.strip() or normalise_username(username)
+    errors = _identity_errors(session, full_name=display_name, email=email, username=username)
+    problems = password_problems(password, password, username=username, email=email)
+    if problems:
+        errors["password"] = " ".join(problems)
+    if errors:
+        raise AccountError(errors)
+    now = clock()
+    user = User(
+        username=normalise_username(username),
+        full_name=display_name,
+        email=normalise_email(email),
+        password_hash=hash_password(password),
+        role=ROLE_ADMIN,
+        status=STATUS_APPROVED,
+        created_at=now,
+        updated_at=now,
+        status_changed_at=now,
+    )
+    user_store.save_user(session, user=user)
+    record_event(
+        session, action=Action.ADMIN_CREATED, actor_id=user.id, target_type="user",
+        target_id=user.id, at=now,
+    )  # fmt: skip
+    return user
+
+
+def check_login(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    verify: Callable[[str, str], bool] | None = None,
+    clock: Clock = utc_now,
+) -> LoginResult:
+    """Decide one sign-in attempt: lockout first, then the password, then bookkeeping.
+
+    ``verify(username, password)`` checks the password; by default against the stored
+    bcrypt hash. The app passes the authentication library's own check, which also marks
+    its session as signed in. It is never called for unknown or locked accounts.
+    """
+    now = clock()
+    name = normalise_username(username)
+    user = user_store.get_user_by_username(session, username=name) if name else None
+    if user is None:
+        _spend_hash_time(password)
+        record_event(
+            session, action=Action.LOGIN_FAILED, actor_id=None, at=now,
+            detail={"username": name[:64], "reason": "unknown username"},
+        )  # fmt: skip
+        return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
+    if user.locked_until is not None and now < user.locked_until:
+        _spend_hash_time(password)
+        record_event(
+            session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now,
+            target_type="user", target_id=user.id, detail={"reason": "account locked"},
+        )  # fmt: skip
+        return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
+    if verify is None:
+        ok = verify_password(password, user.password_hash)
+    else:
+        ok = bool(verify(name, password))
+    if ok:
+        user.last_login_at = now
+        user.locked_until = None
+        user_store.save_user(session, user=user)
+        record_event(
+            session, action=Action.LOGIN, actor_id=user.id, at=now, target_type="user",
+            target_id=user.id, detail={"method": "password"},
+        )  # fmt: skip
+        return LoginResult(ok=True, user_id=user.id)
+    # Failures after the last success and after the last lock ended count, within the window.
+    since = max(t for t in (now - FAILURE_WINDOW, user.locked_until, user.last_login_at) if t)
+    record_event(
+        session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now, target_type="user",
+        target_id=user.id, detail={"reason": "wrong password"},
+    )  # fmt: skip
+    failures = count_events(session, actor_id=user.id, action=Action.LOGIN_FAILED, since=since)
+    user.last_failed_login_at = now
+    locked_now = failures >= MAX_FAILURES
+    if locked_now:
+        user.locked_until = now + LOCK_DURATION
+        record_event(
+            session, action=Action.ACCOUNT_LOCKED, actor_id=None, at=now, target_type="user",
+            target_id=user.id, detail={"minutes": 15, "failures": failures},
+        )  # fmt: skip
+    user_store.save_user(session, user=user)
+    return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=locked_now)

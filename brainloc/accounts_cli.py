@@ -1,0 +1,80 @@
+"""The ``create-admin`` subcommand: the only way to create the first administrator.
+
+    python -m brainloc create-admin --username NAME --email EMAIL [--full-name "Full Name"]
+
+The password comes from ``BRAINLOC_ADMIN_PASSWORD`` or, when that is unset, from an
+interactive prompt (asked twice). There are no default credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from brainloc.accounts import AccountError, create_admin
+from brainloc.settings import get_settings
+from db.engine import session_scope
+from db.migrate import upgrade_head
+
+PASSWORD_ENV = "BRAINLOC_ADMIN_PASSWORD"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``create-admin`` to the ``python -m brainloc`` parser."""
+    parser = subparsers.add_parser(
+        "create-admin",
+        help="create an approved administrator account",
+        description=(
+            "Create an approved administrator. The password is read from "
+            f"{PASSWORD_ENV}, or asked for interactively when it is not set."
+        ),
+    )
+    parser.add_argument("--username", required=True, help="login name (3-32 characters)")
+    parser.add_argument("--email", required=True, help="the administrator's email address")
+    parser.add_argument("--full-name", default="", help="display name (default: the username)")
+    parser.set_defaults(func=run_create_admin)
+
+
+def _read_password() -> str | None:
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        print(
+            f"error: no password: set {PASSWORD_ENV} or run this command in a terminal",
+            file=sys.stderr,
+        )
+        return None
+    first = getpass.getpass("New administrator password: ")
+    second = getpass.getpass("Repeat the password: ")
+    if first != second:
+        print("error: the two passwords do not match", file=sys.stderr)
+        return None
+    return first
+
+
+def run_create_admin(args: argparse.Namespace) -> int:
+    """Create the administrator; 0 on success, 2 with a message on stderr otherwise."""
+    password = _read_password()
+    if password is None:
+        return 2
+    settings = get_settings()
+    upgrade_head(settings.database_url)
+    try:
+        with session_scope(settings.database_url) as session:
+            user = create_admin(
+                session,
+                username=args.username,
+                email=args.email,
+                password=password,
+                full_name=args.full_name,
+            )
+            username = user.username
+    except AccountError as error:
+        for message in error.errors.values():
+            print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(f"Created administrator '{username}'. Sign in at the app's login page.")
+    return 0

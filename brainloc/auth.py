@@ -1,0 +1,169 @@
+"""The authentication seam: everything the sign-in needs except the widgets themselves.
+
+The app signs people in through streamlit-authenticator 0.4.2 (its credentials dict, its
+session-state keys and its JWT "remember me" cookie). The Streamlit side of that lives in
+``ui/auth.py``; this module holds the pure parts, so swapping the library touches two files:
+
+* :func:`load_credentials` builds the library's credentials dict from the database (stored
+  bcrypt hashes; the library's auto-hash stays off).
+* :func:`cookie_config` gives the cookie name, key and lifetime from the settings.
+* :func:`user_from_cookie` decides whether a presented cookie may sign someone in. The
+  library would accept any unexpired cookie with a valid signature; we also refuse cookies
+  issued before the user's last sign-out (``users.sessions_revoked_at``), because the library
+  cannot reliably delete the browser's cookie on sign-out.
+* :func:`record_logout` revokes the user's remembered sign-ins and audits the sign-out.
+
+The library's own failed-login counter is not used (it is per process, in memory and never
+expires); :func:`brainloc.accounts.check_login` decides lockout from the database instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from brainloc.accounts import Clock, LoginResult
+from brainloc.settings import Settings
+from db import users as user_store
+from db.audit import Action, record_event
+from db.models import ROLE_ADMIN, ROLE_PRACTITIONER, STATUS_APPROVED
+from db.types import utc_now
+
+
+@dataclass(frozen=True)
+class CookieConfig:
+    """What the library needs to sign and read the "remember me" cookie."""
+
+    name: str
+    key: str
+    expiry_days: float
+
+    @property
+    def lifetime_seconds(self) -> float:
+        """Cookie lifetime in seconds."""
+        return self.expiry_days * 86400.0
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """The signed-in user as the pages see it: plain values, re-read on every run."""
+
+    id: int
+    username: str
+    full_name: str
+    email: str
+    role: str
+    status: str
+    category: str
+    licence_number: str
+    institution: str
+
+    @property
+    def is_approved_practitioner(self) -> bool:
+        """True for a practitioner an administrator has approved."""
+        return self.role == ROLE_PRACTITIONER and self.status == STATUS_APPROVED
+
+    @property
+    def is_admin(self) -> bool:
+        """True for an approved administrator."""
+        return self.role == ROLE_ADMIN and self.status == STATUS_APPROVED
+
+
+def cookie_config(settings: Settings) -> CookieConfig:
+    """The cookie settings: name, signing key and lifetime (hours converted to days)."""
+    return CookieConfig(
+        name=settings.cookie_name, key=settings.cookie_key, expiry_days=settings.cookie_hours / 24
+    )
+
+
+def load_credentials(session: Session) -> dict[str, Any]:
+    """The library's credentials dict for every account (username -> hash, name, email).
+
+    Pending, rejected and disabled accounts are included on purpose: they may sign in, and
+    then see only their status page.
+    """
+    usernames: dict[str, Any] = {}
+    for user in user_store.list_users(session):
+        usernames[user.username] = {
+            "email": user.email,
+            "name": user.full_name,
+            "password": user.password_hash,
+            "roles": [user.role],
+        }
+    return {"usernames": usernames}
+
+
+def load_current_user(session: Session, *, user_id: int) -> CurrentUser | None:
+    """The user with ``user_id`` as a :class:`CurrentUser`, or None if it does not exist."""
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None or user.id is None:
+        return None
+    category = ""
+    if user.category_id is not None:
+        found = user_store.get_category(session, category_id=user.category_id)
+        category = found.label if found else ""
+    return CurrentUser(
+        id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        email=user.email,
+        role=user.role,
+        status=user.status,
+        category=category,
+        licence_number=user.licence_number,
+        institution=user.institution,
+    )
+
+
+def user_from_cookie(
+    session: Session,
+    *,
+    token: dict[str, Any],
+    cookie: CookieConfig,
+    clock: Clock = utc_now,
+) -> LoginResult:
+    """Accept or refuse a decoded "remember me" cookie ``{"username", "exp_date"}``.
+
+    The signature was checked by the library. The token carries only its expiry, so its
+    issue time is the expiry minus the configured lifetime; a token issued before the user's
+    last sign-out, password change or disabling is refused.
+    """
+    now = clock()
+    username = str(token.get("username") or "")
+    try:
+        expires = datetime.fromtimestamp(float(token.get("exp_date", 0)), tz=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return LoginResult(ok=False, message="unreadable sign-in cookie")
+    user = user_store.get_user_by_username(session, username=username) if username else None
+    if user is None or expires <= now:
+        return LoginResult(ok=False, message="expired or unknown sign-in cookie")
+    issued = expires.timestamp() - cookie.lifetime_seconds
+    revoked = user.sessions_revoked_at
+    if revoked is not None and issued <= revoked.timestamp():
+        return LoginResult(ok=False, message="sign-in cookie was revoked")
+    if user.locked_until is not None and now < user.locked_until:
+        return LoginResult(ok=False, message="account is locked")
+    user.last_login_at = now
+    user_store.save_user(session, user=user)
+    record_event(
+        session, action=Action.LOGIN, actor_id=user.id, at=now, target_type="user",
+        target_id=user.id, detail={"method": "cookie"},
+    )  # fmt: skip
+    return LoginResult(ok=True, user_id=user.id)
+
+
+def record_logout(session: Session, *, user_id: int, clock: Clock = utc_now) -> None:
+    """Audit a sign-out and refuse every "remember me" cookie issued before it."""
+    now = clock()
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None:
+        return
+    user.sessions_revoked_at = now
+    user_store.save_user(session, user=user)
+    record_event(
+        session, action=Action.LOGOUT, actor_id=user.id, at=now, target_type="user",
+        target_id=user.id,
+    )  # fmt: skip

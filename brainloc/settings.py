@@ -1,0 +1,146 @@
+"""One settings object for the whole application, read from the environment.
+
+Every path, limit and secret the app uses comes from here, so a deployment is configured
+in one place (environment variables, optionally ``.streamlit/secrets.toml`` for secrets):
+
+``BRAINLOC_DATA_DIR``          all state: the SQLite file, the cookie key (default ``./data``)
+``DATABASE_URL``               SQLAlchemy URL (default ``sqlite:///<data dir>/brainloc.db``)
+``BRAINLOC_COOKIE_KEY``        sign-in cookie signing key (>= 32 characters); otherwise
+                               ``[auth] cookie_key`` in ``.streamlit/secrets.toml``; otherwise a
+                               random key generated on first start into ``<data dir>/cookie_key``
+``BRAINLOC_COOKIE_HOURS``      lifetime of the "remember me" cookie in hours (default 12)
+``BRAINLOC_MAX_UPLOAD_MB``     largest accepted upload per file (default 200)
+``BRAINLOC_MAX_IMAGE_PIXELS``  largest accepted image, in pixels per slice (default 40 000 000)
+``BRAINLOC_MAX_SLICES``        most slices accepted in one case (default 512)
+``BRAINLOC_MODELS_DIR``        trained models and their metadata (default ``<repo>/models``)
+``BRAINLOC_BCRYPT_ROUNDS``     bcrypt cost factor (default 12; the test suite lowers it)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COOKIE_KEY_FILE = "cookie_key"
+MIN_COOKIE_KEY_CHARS = 32
+COOKIE_NAME = "brainloc_session"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build it with :func:`load_settings` or :func:`get_settings`."""
+
+    data_dir: Path
+    database_url: str
+    cookie_name: str
+    cookie_key: str
+    cookie_hours: float
+    max_upload_mb: int
+    max_image_pixels: int
+    max_slices: int
+    models_dir: Path
+    bcrypt_rounds: int
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is an SQLite file (the embedded default)."""
+        return self.database_url.startswith("sqlite")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def _secrets_file_key() -> str | None:
+    """The cookie key from ``.streamlit/secrets.toml`` ([auth] cookie_key), if configured."""
+    for folder in (Path.cwd(), REPO_ROOT):
+        path = folder / ".streamlit" / "secrets.toml"
+        if path.is_file():
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+            key = data.get("auth", {}).get("cookie_key") or data.get("BRAINLOC_COOKIE_KEY")
+            if key:
+                return str(key)
+    return None
+
+
+def _check_key(key: str, source: str) -> str:
+    if len(key) < MIN_COOKIE_KEY_CHARS:
+        raise ValueError(
+            f"the cookie key from {source} is too short: use at least "
+            f"{MIN_COOKIE_KEY_CHARS} random characters"
+        )
+    return key
+
+
+def resolve_cookie_key(env: Mapping[str, str], data_dir: Path) -> str:
+    """Return the cookie signing key, generating and storing one on first start.
+
+    A generated key is 48 random bytes (64 URL-safe characters) written to
+    ``<data_dir>/cookie_key`` with permissions 0600, so sign-in cookies survive restarts
+    and no key ever lives in the repository.
+    """
+    if env.get("BRAINLOC_COOKIE_KEY"):
+        return _check_key(env["BRAINLOC_COOKIE_KEY"], "BRAINLOC_COOKIE_KEY")
+    configured = _secrets_file_key()
+    if configured:
+        return _check_key(configured, ".streamlit/secrets.toml")
+    path = data_dir / COOKIE_KEY_FILE
+    if path.is_file():
+        return _check_key(path.read_text(encoding="ascii").strip(), str(path))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # O_EXCL: if two processes start at once, exactly one writes the key, the other reads it.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _check_key(path.read_text(encoding="ascii").strip(), str(path))
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    logger.info("generated a new cookie key in %s", path)
+    return key
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default ``os.environ``); see the module docstring."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("BRAINLOC_DATA_DIR") or "data").expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'brainloc.db'}"
+    models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        cookie_name=COOKIE_NAME,
+        cookie_key=resolve_cookie_key(env, data_dir),
+        cookie_hours=_number(env, "BRAINLOC_COOKIE_HOURS", 12.0, 0.25, 24.0 * 30),
+        max_upload_mb=int(_number(env, "BRAINLOC_MAX_UPLOAD_MB", 200, 1, 2000)),
+        max_image_pixels=int(_number(env, "BRAINLOC_MAX_IMAGE_PIXELS", 40_000_000, 1e4, 4e8)),
+        max_slices=int(_number(env, "BRAINLOC_MAX_SLICES", 512, 1, 10_000)),
+        models_dir=models_dir.resolve(),
+        bcrypt_rounds=int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()

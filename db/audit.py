@@ -1,0 +1,101 @@
+"""The audit log: who did what to which record, and when.
+
+Events are only ever added. Use the ``Action`` names below so the admin view and the
+recent-activity page can filter on them; other modules may add their own names (keep them
+short, snake_case).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from db.models import AuditEvent
+from db.types import utc_now
+
+
+class Action:
+    """Audit action names."""
+
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    ACCOUNT_LOCKED = "account_locked"
+    REGISTER = "register"
+    STATUS_CHANGE = "status_change"
+    PASSWORD_CHANGE = "password_change"
+    ADMIN_CREATED = "admin_created"
+    UPLOAD = "upload"
+    VIEW = "view"
+    NOTE_EDIT = "note_edit"
+    REPORT_ISSUE = "report_issue"
+    REPORT_DOWNLOAD = "report_download"
+    DOWNLOAD = "download"
+    EXPORT = "export"
+
+
+def record_event(
+    session: Session,
+    *,
+    action: str,
+    actor_id: int | None,
+    target_type: str | None = None,
+    target_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> AuditEvent:
+    """Add one audit event (flushed, so it is part of the caller's transaction)."""
+    if not action:
+        raise ValueError("an audit event needs an action name")
+    event = AuditEvent(
+        action=action,
+        actor_id=actor_id,
+        target_type=target_type,
+        target_id=target_id,
+        detail=dict(detail or {}),
+        created_at=at or utc_now(),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def count_events(session: Session, *, actor_id: int, action: str, since: datetime) -> int:
+    """How many ``action`` events ``actor_id`` has at or after ``since``."""
+    statement = (
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.actor_id == actor_id)
+        .where(AuditEvent.action == action)
+        .where(AuditEvent.created_at >= since)
+    )
+    return int(session.exec(statement).one())
+
+
+def list_events(
+    session: Session,
+    *,
+    actor_id: int | None = None,
+    actions: Sequence[str] | None = None,
+    since: datetime | None = None,
+    limit: int = 200,
+) -> list[AuditEvent]:
+    """Events newest first, optionally only one actor's, only some actions, only recent.
+
+    For a practitioner's own activity pass ``actor_id=user.id`` (always, in that case).
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    statement = select(AuditEvent).order_by(
+        col(AuditEvent.created_at).desc(), col(AuditEvent.id).desc()
+    )
+    if actor_id is not None:
+        statement = statement.where(AuditEvent.actor_id == actor_id)
+    if actions:
+        statement = statement.where(col(AuditEvent.action).in_(list(actions)))
+    if since is not None:
+        statement = statement.where(AuditEvent.created_at >= since)
+    return list(session.exec(statement.limit(limit)))

@@ -1,0 +1,74 @@
+"""The engine (one per process and database URL) and short per-action sessions.
+
+SQLite connections get WAL journaling (readers never block the writer), foreign keys and a
+busy timeout through a connect event, so the same code runs unchanged on PostgreSQL.
+:func:`get_engine` is cached per URL for the life of the process, which is what
+``st.cache_resource`` would give the app, without tying this package to Streamlit.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, create_engine
+
+logger = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _on_sqlite_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create a new engine for ``url``; prefer :func:`get_engine` outside tests."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            from pathlib import Path
+
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        event.listen(engine, "connect", _on_sqlite_connect)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@functools.cache
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: the settings' ``DATABASE_URL``)."""
+    if url is None:
+        from brainloc.settings import get_settings
+
+        return get_engine(get_settings().database_url)
+    logger.info("opening database %s", make_url(url).render_as_string(hide_password=True))
+    return make_engine(url)
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A short session for one action: commits on success, rolls back on any error.
+
+    Objects stay readable after the block (``expire_on_commit=False``), so pages can show
+    the values they got back without touching the database again.
+    """
+    with Session(get_engine(url), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
