@@ -16,7 +16,9 @@ import pytest
 import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scan_factory import (
+
+from brainloc.scans import ScanError, read_scan, read_scan_path, read_uploads
+from tests.brainloc.scan_factory import (
     encode_dicom,
     encode_nifti,
     encode_pil,
@@ -24,8 +26,6 @@ from scan_factory import (
     synthetic_slice,
     volume_xyz,
 )
-
-from brainloc.scans import ScanError, read_scan, read_scan_path, read_uploads
 
 
 def _png_header_only(width: int, height: int) -> bytes:

@@ -4,14 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scan_factory import (
-    encode_dicom,
-    encode_nifti,
-    encode_pil,
-    encode_tiff,
-    synthetic_slice,
-    volume_xyz,
-)
 
 from brainloc.scans import (
     ALL_SEQUENCES,
@@ -20,6 +12,14 @@ from brainloc.scans import (
     read_scan,
     read_scan_path,
     read_uploads,
+)
+from tests.brainloc.scan_factory import (
+    encode_dicom,
+    encode_nifti,
+    encode_pil,
+    encode_tiff,
+    synthetic_slice,
+    volume_xyz,
 )
 
 
