@@ -69,7 +69,9 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
         task = raw["task"]
         shape = raw["input"]["shape"]
         decision = raw["decision"]
-        threshold = decision["threshold"] if task == "classification" else decision["mask_threshold"]
+        threshold = (
+            decision["threshold"] if task == "classification" else decision["mask_threshold"]
+        )
         spec = ModelSpec(
             name=str(raw["name"]),
             version=str(raw["version"]),

@@ -18,14 +18,14 @@ from keras import layers, ops
 
 
 def _residual_block(x, filters: int, strides: int = 1, name: str = "block"):
-    """Pre-activation residual block: BN-ReLU-Conv3x3 twice, 1x1 projection when the shape changes."""
+    """Pre-activation residual block: BN-ReLU-Conv3x3 twice; a 1x1 projection if the shape changes."""
     shortcut = x
     y = layers.BatchNormalization(name=f"{name}_bn1")(x)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(
-            filters, 1, strides=strides, use_bias=False, name=f"{name}_proj"
-        )(y)
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(
+            y
+        )
     y = layers.Conv2D(
         filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv1"
     )(y)
@@ -59,9 +59,9 @@ def build_resnet_classifier(
     inputs = keras.Input((input_size, input_size, 3), name="slice")
     # The stride-2 stem followed by pooling brings 256 px down to 64 px early, which is
     # what makes a full-resolution input affordable on a CPU.
-    x = layers.Conv2D(stage_filters[0], 5, strides=2, padding="same", use_bias=False, name="stem_conv")(
-        inputs
-    )
+    x = layers.Conv2D(
+        stage_filters[0], 5, strides=2, padding="same", use_bias=False, name="stem_conv"
+    )(inputs)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for stage, filters in enumerate(stage_filters):
         for block in range(blocks_per_stage):
@@ -92,9 +92,7 @@ def build_resunet(
         A model mapping (N, S, S, 3) float32 to (N, S, S, 1) sigmoid probabilities.
     """
     if input_size % (2 ** len(level_filters)):
-        raise ValueError(
-            f"input_size {input_size} must be divisible by {2 ** len(level_filters)}"
-        )
+        raise ValueError(f"input_size {input_size} must be divisible by {2 ** len(level_filters)}")
     inputs = keras.Input((input_size, input_size, 3), name="slice")
     x = layers.Conv2D(level_filters[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
     skips = []
@@ -125,12 +123,12 @@ def tversky_index(y_true, y_pred, alpha: float = 0.7, smooth: float = 1.0):
     true_pos = ops.sum(y_true * y_pred)
     false_neg = ops.sum(y_true * (1.0 - y_pred))
     false_pos = ops.sum((1.0 - y_true) * y_pred)
-    return (true_pos + smooth) / (
-        true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth
-    )
+    return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
 
 
-def focal_tversky_loss(y_true, y_pred, alpha: float = 0.7, gamma: float = 0.75, smooth: float = 1.0):
+def focal_tversky_loss(
+    y_true, y_pred, alpha: float = 0.7, gamma: float = 0.75, smooth: float = 1.0
+):
     """Focal Tversky loss (Abraham & Khan, ISBI 2019): (1 - TI) ** gamma.
 
     The paper writes the exponent as 1/gamma with gamma = 4/3; 0.75 is the same value.

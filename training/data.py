@@ -43,14 +43,18 @@ class CaseSlices:
 
 
 def patient_id(case: str) -> str:
-    """``TCGA_CS_4941_19960909`` -> ``TCGA_CS_4941`` (one patient may in principle have several cases)."""
+    """``TCGA_CS_4941_19960909`` -> ``TCGA_CS_4941``; a patient may in principle have several cases."""
     return "_".join(case.split("_")[:3])
 
 
 def find_root(data_dir: Path | str) -> Path:
     """Return the folder holding the case folders (``DIR/kaggle_3m`` or ``DIR`` itself)."""
     data_dir = Path(data_dir)
-    for candidate in (data_dir / "kaggle_3m", data_dir / "lgg-mri-segmentation" / "kaggle_3m", data_dir):
+    for candidate in (
+        data_dir / "kaggle_3m",
+        data_dir / "lgg-mri-segmentation" / "kaggle_3m",
+        data_dir,
+    ):
         if candidate.is_dir() and any(candidate.glob("*/*_mask.tif")):
             return candidate
     raise FileNotFoundError(
@@ -88,7 +92,9 @@ def load_case(data_dir: Path | str, case: str) -> CaseSlices:
     images = np.stack([tifffile.imread(image) for _, image, _ in rows])
     masks = np.stack([tifffile.imread(mask) for _, _, mask in rows]) > 0
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{case_dir}: expected uint8 (H, W, 3) slices, got {images.shape} {images.dtype}")
+        raise ValueError(
+            f"{case_dir}: expected uint8 (H, W, 3) slices, got {images.shape} {images.dtype}"
+        )
     return CaseSlices(case, patient_id(case), images, masks, [image for _, image, _ in rows])
 
 
@@ -115,7 +121,10 @@ def make_split(
         "val": set(patients[n_test : n_test + n_val]),
         "train": set(patients[n_test + n_val :]),
     }
-    return {name: sorted(c for c in cases if patient_id(c) in members) for name, members in groups.items()}
+    return {
+        name: sorted(c for c in cases if patient_id(c) in members)
+        for name, members in groups.items()
+    }
 
 
 def read_split(path: Path = SPLITS_FILE) -> dict[str, list[str]]:

@@ -44,7 +44,12 @@ def classifier_datasets(train, val, batch_size: int, seed: int):
     y_train = m_train.reshape(len(m_train), -1).any(axis=1).astype(np.float32)[:, None]
     y_val = m_val.reshape(len(m_val), -1).any(axis=1).astype(np.float32)[:, None]
     x_train, x_val = prepare_images(x_train, size), prepare_images(x_val, size)
-    log.info("classifier: %d train slices (%.0f%% tumor), %d val", len(x_train), 100 * y_train.mean(), len(x_val))
+    log.info(
+        "classifier: %d train slices (%.0f%% tumor), %d val",
+        len(x_train),
+        100 * y_train.mean(),
+        len(x_val),
+    )
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
@@ -81,7 +86,13 @@ def segmenter_datasets(train, val, batch_size: int, seed: int, negative_share: f
         .prefetch(2)
     )
     steps = int(np.ceil(positive.sum() / (1 - negative_share) / batch_size))
-    log.info("segmenter: %d tumor + %d clean train slices, %d steps/epoch, %d val", positive.sum(), (~positive).sum(), steps, len(x_val))
+    log.info(
+        "segmenter: %d tumor + %d clean train slices, %d steps/epoch, %d val",
+        positive.sum(),
+        (~positive).sum(),
+        steps,
+        len(x_val),
+    )
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
     return train_ds, val_ds, steps
 
@@ -103,16 +114,25 @@ def build(model_name: str, learning_rate: float) -> keras.Model:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=("classifier", "segmenter"), required=True)
-    parser.add_argument("--data-dir", required=True, type=Path, help="Kaggle lgg-mri-segmentation layout")
+    parser.add_argument(
+        "--data-dir", required=True, type=Path, help="Kaggle lgg-mri-segmentation layout"
+    )
     parser.add_argument("--run-dir", type=Path, help="default: training/runs/<model>")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--limit-cases", type=int, default=0, help="use only the first N train/val cases (smoke tests)")
+    parser.add_argument(
+        "--limit-cases",
+        type=int,
+        default=0,
+        help="use only the first N train/val cases (smoke tests)",
+    )
     return parser.parse_args(argv)
 
 
@@ -122,7 +142,9 @@ def main(argv=None) -> int:
     keras.utils.set_random_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).resolve().parent / "runs" / args.model
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
+    (run_dir / "args.json").write_text(
+        json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1)
+    )
 
     split = read_split()
     train_cases, val_cases = split["train"], split["val"]
@@ -135,8 +157,12 @@ def main(argv=None) -> int:
     model = build(args.model, args.learning_rate)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3)),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3)
+        ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
     ]

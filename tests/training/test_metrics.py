@@ -1,0 +1,45 @@
+"""Evaluation metrics on small arrays with known answers."""
+
+import numpy as np
+import pytest
+
+from training.metrics import classification_metrics, dice, roc_auc, segmentation_metrics
+
+
+def test_dice_known_values():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[:2] = True  # 8 pixels
+    b[1:3] = True  # 8 pixels, 4 shared
+    assert dice(a, b) == pytest.approx(0.5)
+    assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+    assert dice(a, np.zeros_like(a)) == 0.0
+
+
+def test_roc_auc_known_values():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == pytest.approx(1.0)
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == pytest.approx(0.0)
+    assert roc_auc([0, 1, 0, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(1.0)
+    assert roc_auc([0, 1, 0, 1], [0.5, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+
+
+def test_classification_metrics_confusion():
+    m = classification_metrics(np.array([1, 1, 0, 0, 0]), np.array([0.9, 0.3, 0.6, 0.1, 0.2]), 0.5)
+    assert m["confusion_matrix"] == {"tp": 1, "fn": 1, "fp": 1, "tn": 2}
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["sensitivity"] == pytest.approx(0.5)
+    assert m["specificity"] == pytest.approx(2 / 3)
+
+
+def test_segmentation_metrics_per_volume():
+    truth = np.zeros((3, 4, 4), bool)
+    truth[1, :2] = True
+    predicted = np.zeros_like(truth)
+    predicted[1, 1:3] = True  # dice 0.5 on the tumor slice
+    predicted[2, 0, 0] = True  # a false-positive slice
+    clean = np.zeros((2, 4, 4), bool)
+    m = segmentation_metrics({"a": truth, "b": clean}, {"a": predicted, "b": clean})
+    assert m["patients_with_tumor"] == 1  # the clean patient does not enter the volume mean
+    assert m["dice_per_volume_mean"] == pytest.approx(2 * 4 / (8 + 9))
+    assert m["dice_tumor_slices_mean"] == pytest.approx(0.5)
+    assert m["false_positive_slice_rate"] == pytest.approx(1 / 4)

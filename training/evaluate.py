@@ -1,0 +1,148 @@
+"""Evaluate the shipped pipeline on any directory in the Kaggle layout.
+
+    python -m training.evaluate --data-dir DIR --json OUT.json [--models-dir models] [--cases ...]
+
+Runs the pipeline exactly as the app does (``brainloc.inference.Pipeline``):
+every slice is classified, slices called positive are segmented, negative
+slices get an empty mask. Prints a table and writes JSON with the keys
+``classifier.{accuracy,sensitivity,specificity,roc_auc}``,
+``segmentation.{dice_per_volume_mean,dice_per_volume_median,dice_tumor_slices_mean}``,
+``pipeline.false_positive_slice_rate``, ``counts.{patients,slices}`` and
+``timing.seconds_per_slice``, plus per-patient detail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from brainloc.model_meta import DEFAULT_MODELS_DIR
+from training.data import list_cases, load_case
+from training.metrics import classification_metrics, dice, roc_curve, segmentation_metrics
+
+log = logging.getLogger("training.evaluate")
+
+
+def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -> dict:
+    """Run the pipeline over every case and return the metrics dictionary."""
+    # Imported here so that `--help` answers without loading TensorFlow.
+    from brainloc.inference import Pipeline
+
+    pipeline = Pipeline.load(models_dir)
+    cases = cases or list_cases(data_dir)
+    labels, scores = [], []
+    truth_by_case, predicted_by_case, per_case = {}, {}, []
+    seconds, slices = 0.0, 0
+    pipeline.analyze_case(load_case(data_dir, cases[0]).images[:2])  # warm-up, not timed
+    for number, case in enumerate(cases, 1):
+        data = load_case(data_dir, case)
+        start = time.perf_counter()
+        results = pipeline.analyze_case(data.images).slices
+        seconds += time.perf_counter() - start
+        slices += len(data.images)
+        probabilities = np.array([r.tumor_probability for r in results])
+        predicted = np.stack([r.mask for r in results])
+        labels.extend(data.masks.reshape(len(data.masks), -1).any(axis=1))
+        scores.extend(probabilities)
+        truth_by_case[case], predicted_by_case[case] = data.masks, predicted
+        per_case.append(
+            {
+                "case": case,
+                "slices": len(data.images),
+                "tumor_slices": int(data.masks.reshape(len(data.masks), -1).any(axis=1).sum()),
+                "dice_volume": dice(data.masks, predicted) if data.masks.any() else None,
+            }
+        )
+        log.info("%d/%d %s", number, len(cases), case)
+    threshold = pipeline.classifier_spec.threshold
+    labels, scores = np.array(labels, bool), np.array(scores, float)
+    classifier = classification_metrics(labels, scores, threshold)
+    classifier["roc_curve"] = roc_curve(labels, scores)
+    segmentation = segmentation_metrics(truth_by_case, predicted_by_case)
+    return {
+        "classifier": classifier,
+        "segmentation": {k: v for k, v in segmentation.items() if k != "false_positive_slice_rate"},
+        "pipeline": {"false_positive_slice_rate": segmentation["false_positive_slice_rate"]},
+        "counts": {
+            "patients": len(cases),
+            "slices": slices,
+            "tumor_slices": int(labels.sum()),
+        },
+        "timing": {"seconds_per_slice": seconds / max(1, slices)},
+        "models": {
+            "classifier": pipeline.classifier_spec.label,
+            "segmenter": pipeline.segmenter_spec.label,
+        },
+        "per_case": per_case,
+    }
+
+
+def format_table(report: dict) -> str:
+    """A readable summary of the headline numbers."""
+    rows = [
+        ("patients", report["counts"]["patients"], ""),
+        (
+            "slices (with tumor)",
+            f"{report['counts']['slices']} ({report['counts']['tumor_slices']})",
+            "",
+        ),
+        ("classifier accuracy", report["classifier"]["accuracy"], "goal >= 0.98"),
+        ("classifier sensitivity", report["classifier"]["sensitivity"], "goal >= 0.96"),
+        ("classifier specificity", report["classifier"]["specificity"], "goal >= 0.98"),
+        ("classifier ROC AUC", report["classifier"]["roc_auc"], "goal >= 0.995"),
+        ("Dice per volume, mean", report["segmentation"]["dice_per_volume_mean"], "goal >= 0.86"),
+        ("Dice per volume, median", report["segmentation"]["dice_per_volume_median"], ""),
+        ("Dice on tumor slices, mean", report["segmentation"]["dice_tumor_slices_mean"], ""),
+        ("false-positive slice rate", report["pipeline"]["false_positive_slice_rate"], ""),
+        ("seconds per slice", report["timing"]["seconds_per_slice"], ""),
+    ]
+    lines = [f"{'metric':<30} {'value':>14}  note", "-" * 60]
+    for name, value, note in rows:
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{name:<30} {shown:>14}  {note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="a directory in the Kaggle kaggle_3m layout"
+    )
+    parser.add_argument("--json", type=Path, required=True, help="where to write the metrics JSON")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--cases", nargs="*", help="only these case folders (default: all)")
+    parser.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        help="only the cases of this split in training/splits.json",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    cases = args.cases
+    try:
+        if args.split:
+            from training.data import read_split
+
+            available = set(list_cases(args.data_dir))
+            cases = [c for c in read_split()[args.split] if c in available]
+        report = evaluate(args.data_dir, args.models_dir, cases)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(format_table(report))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

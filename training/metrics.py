@@ -1,0 +1,88 @@
+"""Evaluation metrics, as pure numpy functions.
+
+Dice per volume follows Buda et al. 2019: a patient's predicted slice masks are
+stacked into a volume and compared with the stacked ground truth; the mean is
+taken over patients that have tumor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+
+def dice(truth: np.ndarray, prediction: np.ndarray) -> float:
+    """Dice of two boolean arrays of any shape; 1.0 when both are empty."""
+    truth, prediction = np.asarray(truth, bool), np.asarray(prediction, bool)
+    total = truth.sum() + prediction.sum()
+    if total == 0:
+        return 1.0
+    return float(2.0 * np.logical_and(truth, prediction).sum() / total)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count half)."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, float)
+    positives, negatives = scores[labels], scores[~labels]
+    if len(positives) == 0 or len(negatives) == 0:
+        return float("nan")
+    statistic = mannwhitneyu(positives, negatives, alternative="two-sided").statistic
+    return float(statistic / (len(positives) * len(negatives)))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """False and true positive rates at evenly spaced thresholds (for the model card)."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, float)
+    thresholds = np.linspace(0.0, 1.0, points)
+    tpr = [float((scores[labels] >= t).mean()) if labels.any() else 0.0 for t in thresholds]
+    fpr = [float((scores[~labels] >= t).mean()) if (~labels).any() else 0.0 for t in thresholds]
+    return {"threshold": thresholds.round(4).tolist(), "fpr": fpr, "tpr": tpr}
+
+
+def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Accuracy, sensitivity, specificity, ROC AUC and the confusion matrix at a threshold."""
+    labels = np.asarray(labels, bool)
+    predicted = np.asarray(scores, float) >= threshold
+    tp = int(np.sum(predicted & labels))
+    tn = int(np.sum(~predicted & ~labels))
+    fp = int(np.sum(predicted & ~labels))
+    fn = int(np.sum(~predicted & labels))
+    return {
+        "accuracy": (tp + tn) / max(1, len(labels)),
+        "sensitivity": tp / max(1, tp + fn),
+        "specificity": tn / max(1, tn + fp),
+        "roc_auc": roc_auc(labels, scores),
+        "threshold": threshold,
+        "confusion_matrix": {"tp": tp, "fn": fn, "fp": fp, "tn": tn},
+    }
+
+
+def segmentation_metrics(
+    truth_by_patient: dict[str, np.ndarray], predicted_by_patient: dict[str, np.ndarray]
+) -> dict:
+    """Dice per volume (mean/median over patients with tumor), Dice on tumor slices, FP slice rate.
+
+    Args:
+        truth_by_patient: patient -> (N, H, W) bool ground-truth volume.
+        predicted_by_patient: patient -> (N, H, W) bool predicted volume.
+    """
+    volume_dice, slice_dice = [], []
+    false_positive, negative_slices = 0, 0
+    for patient, truth in truth_by_patient.items():
+        predicted = predicted_by_patient[patient]
+        if truth.shape != predicted.shape:
+            raise ValueError(f"{patient}: truth {truth.shape} vs prediction {predicted.shape}")
+        if truth.any():
+            volume_dice.append(dice(truth, predicted))
+        has_truth = truth.reshape(len(truth), -1).any(axis=1)
+        has_prediction = predicted.reshape(len(predicted), -1).any(axis=1)
+        slice_dice.extend(dice(truth[i], predicted[i]) for i in np.flatnonzero(has_truth))
+        false_positive += int(np.sum(has_prediction & ~has_truth))
+        negative_slices += int(np.sum(~has_truth))
+    return {
+        "dice_per_volume_mean": float(np.mean(volume_dice)) if volume_dice else float("nan"),
+        "dice_per_volume_median": float(np.median(volume_dice)) if volume_dice else float("nan"),
+        "dice_tumor_slices_mean": float(np.mean(slice_dice)) if slice_dice else float("nan"),
+        "false_positive_slice_rate": false_positive / max(1, negative_slices),
+        "patients_with_tumor": len(volume_dice),
+    }
