@@ -18,7 +18,7 @@ from keras import layers, ops
 
 
 def _residual_block(x, filters: int, strides: int = 1, name: str = "block"):
-    """Pre-activation residual block: BN-ReLU-Conv3x3 twice; a 1x1 projection if the shape changes."""
+    """Pre-activation residual block: BN-ReLU-Conv3x3 twice, 1x1 projection on a shape change."""
     shortcut = x
     y = layers.BatchNormalization(name=f"{name}_bn1")(x)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)

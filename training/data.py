@@ -43,7 +43,7 @@ class CaseSlices:
 
 
 def patient_id(case: str) -> str:
-    """``TCGA_CS_4941_19960909`` -> ``TCGA_CS_4941``; a patient may in principle have several cases."""
+    """``TCGA_CS_4941_19960909`` -> ``TCGA_CS_4941`` (a patient may have several cases)."""
     return "_".join(case.split("_")[:3])
 
 
