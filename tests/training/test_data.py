@@ -1,0 +1,57 @@
+"""The Kaggle-layout reader and the patient-level split."""
+
+import numpy as np
+import pytest
+
+from training.data import (
+    find_root,
+    list_cases,
+    load_case,
+    make_split,
+    patient_id,
+    read_split,
+)
+
+from .conftest import CASES
+
+
+def test_reader_finds_cases_and_loads_aligned_slices(lgg_dir):
+    assert find_root(lgg_dir) == lgg_dir / "kaggle_3m"
+    assert list_cases(lgg_dir) == sorted(CASES)
+    case = load_case(lgg_dir, CASES[0])
+    assert case.images.dtype == np.uint8 and case.images.shape[1:] == (256, 256, 3)
+    assert case.masks.dtype == bool and case.masks.shape == case.images.shape[:3]
+    assert len(case.files) == len(case.images) == 20
+    # Slices are in numeric order (…_2 before …_10), not in file-name order.
+    numbers = [int(path.stem.rsplit("_", 1)[1]) for path in case.files]
+    assert numbers == sorted(numbers) and numbers[0] == 1
+    assert case.masks.any() and not case.masks.all()
+
+
+def test_reader_rejects_a_folder_that_is_not_the_layout(tmp_path):
+    (tmp_path / "case").mkdir()
+    (tmp_path / "case" / "x.tif").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="Kaggle"):
+        list_cases(tmp_path)
+
+
+def test_split_is_by_patient_and_deterministic():
+    cases = [f"TCGA_AA_{n:04d}_2000010{n % 2}" for n in range(40)] + ["TCGA_AA_0001_19990101"]
+    split = make_split(cases, seed=7)
+    assert split == make_split(cases, seed=7)
+    groups = {name: {patient_id(c) for c in split[name]} for name in ("train", "val", "test")}
+    assert not (groups["train"] & groups["val"] or groups["train"] & groups["test"])
+    assert not groups["val"] & groups["test"]
+    # Both cases of patient 0001 land in the same portion.
+    holder = [name for name in groups if "TCGA_AA_0001" in groups[name]]
+    assert len(holder) == 1
+    assert sum(len(v) for v in split.values()) == len(cases)
+
+
+def test_committed_split_covers_the_development_patients_once():
+    split = read_split()
+    portions = [set(split[name]) for name in ("train", "val", "test")]
+    assert sum(len(p) for p in portions) == 88
+    patients = [{patient_id(c) for c in p} for p in portions]
+    assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
+    assert len(split["test"]) >= 10

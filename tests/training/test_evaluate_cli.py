@@ -1,0 +1,77 @@
+"""The evaluation CLI end to end on two restored patients with the shipped models."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from brainloc.model_meta import models_available
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.skipif(not models_available(), reason="shipped models not in models/")
+
+
+def test_evaluate_writes_the_agreed_keys_with_real_numbers(lgg_dir, tmp_path):
+    out = tmp_path / "metrics.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", "--data-dir", str(lgg_dir), "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Dice per volume, mean" in result.stdout
+    report = json.loads(out.read_text())
+    required = {
+        "classifier": ["accuracy", "sensitivity", "specificity", "roc_auc"],
+        "segmentation": [
+            "dice_per_volume_mean",
+            "dice_per_volume_median",
+            "dice_tumor_slices_mean",
+        ],
+        "pipeline": ["false_positive_slice_rate"],
+        "counts": ["patients", "slices"],
+        "timing": ["seconds_per_slice"],
+    }
+    for group, keys in required.items():
+        for key in keys:
+            value = report[group][key]
+            assert isinstance(value, (int, float)), (group, key, value)
+    assert report["counts"] == {
+        "patients": 2,
+        "slices": 44,
+        "tumor_slices": report["counts"]["tumor_slices"],
+    }
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        assert 0.0 <= report["classifier"][key] <= 1.0
+    # Real models on real patients: far better than chance, and not a constant answer.
+    assert report["classifier"]["roc_auc"] > 0.85
+    assert report["classifier"]["accuracy"] > 0.8
+    assert 0.4 < report["segmentation"]["dice_per_volume_mean"] <= 1.0
+    dice = [case["dice_volume"] for case in report["per_case"]]
+    assert len(set(dice)) == 2
+    assert report["timing"]["seconds_per_slice"] > 0
+
+
+def test_evaluate_reports_a_bad_directory_without_traceback(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--data-dir",
+            str(tmp_path),
+            "--json",
+            str(tmp_path / "o.json"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and "Kaggle" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,167 @@
+"""Ship trained checkpoints to ``models/`` with their metadata, then measure them.
+
+    python -m training.export --data-dir DIR [--runs-dir training/runs]
+
+1. Loads ``<runs>/classifier/best.keras`` and ``<runs>/segmenter/best.keras``
+   and saves them without optimizer state to ``models/<name>.keras``.
+2. Chooses the classifier's decision threshold on the *validation* patients
+   (Youden's J), never on the test patients.
+3. Writes ``models/<name>.json``, the contract inference reads.
+4. Runs ``training.evaluate`` on the test patients and records those numbers in
+   both metadata files (they are reported, never tuned on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, SEGMENTER_NAME
+from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT, prepare_images
+from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
+from training.evaluate import evaluate
+from training.metrics import classification_metrics
+from training.train import INPUT_SIZE
+
+log = logging.getLogger("training.export")
+
+VERSION = "1.0.0"
+INTENDED_USE = (
+    "Research and clinical decision support for adult lower-grade glioma on axial brain MRI "
+    "slices (pre-contrast, FLAIR, post-contrast). Not a diagnostic device: every result must be "
+    "reviewed by a qualified specialist, who makes the diagnosis."
+)
+DATASET = (
+    "Kaggle lgg-mri-segmentation (Buda et al. 2019; TCGA-LGG via TCIA), 88 development "
+    "patients, licence CC BY-NC-SA 4.0; split by patient in training/splits.json"
+)
+
+
+def _training_record(run_dir: Path) -> dict:
+    rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    best = min(rows, key=lambda row: float(row["val_loss"]))
+    return {
+        "dataset": DATASET,
+        "split_file": "training/splits.json",
+        "arguments": json.loads((run_dir / "args.json").read_text()),
+        "epochs_run": len(rows),
+        "best_epoch": int(best["epoch"]) + 1,
+        "best_val_loss": float(best["val_loss"]),
+    }
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Youden's J over a grid of thresholds, on validation patients only."""
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    best = max(
+        grid,
+        key=lambda t: (
+            (m := classification_metrics(labels, scores, float(t)))["sensitivity"]
+            + m["specificity"]
+        ),
+    )
+    return float(best)
+
+
+def _base_metadata(name: str, task: str, model: keras.Model, size: int) -> dict:
+    return {
+        "name": f"brainloc-{name}",
+        "version": VERSION,
+        "created": dt.date.today().isoformat(),
+        "task": task,
+        "weights": f"{name}.keras",
+        "framework": f"keras {keras.__version__}",
+        "parameters": int(model.count_params()),
+        "input": {
+            "shape": [size, size, 3],
+            "channels": list(CHANNELS),
+            "dtype": "uint8",
+            "scaling": SCALING_UINT8_UNIT,
+            "resize": "bilinear, antialiased (brainloc.preprocessing.prepare_images)",
+        },
+        "intended_use": INTENDED_USE,
+        "limitations": (
+            "Trained on one public dataset of lower-grade glioma (5 institutions). Not validated "
+            "on high-grade glioma, metastases, paediatric scans, other sequences or orientations."
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--runs-dir", type=Path, default=Path(__file__).resolve().parent / "runs")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    split = read_split(SPLITS_FILE)
+    args.models_dir.mkdir(parents=True, exist_ok=True)
+
+    classifier = keras.models.load_model(args.runs_dir / "classifier" / "best.keras", compile=False)
+    segmenter = keras.models.load_model(args.runs_dir / "segmenter" / "best.keras", compile=False)
+    classifier.save(args.models_dir / f"{CLASSIFIER_NAME}.keras")
+    segmenter.save(args.models_dir / f"{SEGMENTER_NAME}.keras")
+
+    images, masks = stack(load_cases(args.data_dir, split["val"]))
+    labels = masks.reshape(len(masks), -1).any(axis=1)
+    scores = classifier.predict(prepare_images(images, INPUT_SIZE["classifier"]), verbose=0)[:, 0]
+    threshold = choose_threshold(labels, scores)
+    log.info("classifier threshold from validation patients: %.2f", threshold)
+
+    cls_meta = _base_metadata(
+        CLASSIFIER_NAME, "classification", classifier, INPUT_SIZE["classifier"]
+    )
+    cls_meta.update(
+        architecture="Compact pre-activation ResNet (stride-2 stem, 4 residual stages 24-48-96-192 "
+        "filters, global average pooling, dropout, sigmoid), trained from scratch",
+        output={"kind": "probability", "meaning": "P(slice contains tumor)", "range": [0, 1]},
+        decision={"threshold": threshold, "chosen_on": "validation patients, Youden's J"},
+        gradcam_layer="gradcam_target",
+        training=_training_record(args.runs_dir / "classifier"),
+    )
+    cls_meta["metrics"] = {"validation": classification_metrics(labels, scores, threshold)}
+    seg_meta = _base_metadata(SEGMENTER_NAME, "segmentation", segmenter, INPUT_SIZE["segmenter"])
+    seg_meta.update(
+        architecture="ResUNet: residual encoder 16-32-64-128, bottleneck 256, decoder with skip "
+        "connections and bilinear upsampling, sigmoid map; loss focal Tversky "
+        "(alpha 0.7, gamma 0.75; Abraham & Khan 2019)",
+        output={"kind": "probability_map", "meaning": "P(pixel is tumor)", "range": [0, 1]},
+        decision={"mask_threshold": 0.5},
+        training=_training_record(args.runs_dir / "segmenter"),
+    )
+    for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
+        (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+    test_cases = [c for c in split["test"] if c in set(list_cases(args.data_dir))]
+    report = evaluate(args.data_dir, args.models_dir, test_cases)
+    test_block = {
+        "patients": report["counts"]["patients"],
+        "slices": report["counts"]["slices"],
+        "tumor_slices": report["counts"]["tumor_slices"],
+        "seconds_per_slice": report["timing"]["seconds_per_slice"],
+    }
+    cls_meta["metrics"]["test"] = {**test_block, **report["classifier"]}
+    seg_meta["metrics"] = {
+        "test": {**test_block, **report["segmentation"], **report["pipeline"]},
+        "note": "pipeline numbers: segmentation runs only on slices the classifier calls positive",
+    }
+    for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
+        (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    log.info(
+        "test patients: %s",
+        json.dumps({k: v for k, v in report.items() if k != "per_case"}, default=str)[:2000],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
