@@ -34,8 +34,8 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
     # Imported here so that `--help` answers without loading TensorFlow.
     from brainloc.inference import Pipeline
 
-    pipeline = Pipeline.load(models_dir)
     cases = cases or list_cases(data_dir)
+    pipeline = Pipeline.load(models_dir)
     labels, scores = [], []
     truth_by_case, predicted_by_case, per_case = {}, {}, []
     seconds, slices = 0.0, 0

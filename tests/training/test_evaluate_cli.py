@@ -10,9 +10,8 @@ from brainloc.model_meta import models_available
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.skipif(not models_available(), reason="shipped models not in models/")
 
-
+@pytest.mark.skipif(not models_available(), reason="shipped models not in models/")
 def test_evaluate_writes_the_agreed_keys_with_real_numbers(lgg_dir, tmp_path):
     out = tmp_path / "metrics.json"
     result = subprocess.run(
