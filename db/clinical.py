@@ -1,0 +1,319 @@
+"""Data access for analyses: create one (all-or-nothing), read it back for its owner, list and
+filter a practitioner's own analyses, and record what they do to them.
+
+Every read takes ``owner_id`` and puts it in the SQL ``WHERE`` clause, so another user's id
+returns nothing (``None`` or an empty list) whatever the page asks for. Notes and issued
+reports are in :mod:`db.clinical_notes`. Functions are keyword-only, take a session first and
+never commit: the caller's :func:`db.engine.session_scope` does, so a failure anywhere rolls
+the whole action back (never a partial save).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import exists, func
+from sqlmodel import Session, col, select
+
+from db import audit
+from db.arrays import array_to_bytes, sha256_hex
+from db.models import Analysis, AnalysisSlice, AuditEvent, NoteVersion
+
+#: Audit target type of every clinical event.
+TARGET_ANALYSIS = "analysis"
+#: The actions the recent-activity page shows.
+ACTIVITY_ACTIONS = (
+    audit.Action.UPLOAD,
+    audit.Action.VIEW,
+    audit.Action.NOTE_EDIT,
+    audit.Action.REPORT_ISSUE,
+    audit.Action.REPORT_DOWNLOAD,
+    audit.Action.DOWNLOAD,
+    audit.Action.EXPORT,
+)
+#: Columns the history may be sorted by.
+SORT_COLUMNS = {
+    "created_at": Analysis.created_at,
+    "tumor_probability": Analysis.tumor_probability,
+    "case_reference": Analysis.case_reference,
+}
+
+
+@dataclass(frozen=True)
+class SliceInput:
+    """One analysed slice as it is stored.
+
+    Attributes:
+        image: the scan exactly as analysed, uint8 (H, W, 3) (any array round-trips).
+        mask: bool (H, W) at the scan's size, empty when negative.
+        tumor_probability: classifier output in [0, 1].
+        has_tumor: the slice's decision.
+        findings: JSON-able measurements of the mask.
+        source_name: the slice's label, e.g. "case.tif [page 3]".
+        spacing_mm: (row, column) pixel spacing when known.
+        slice_thickness_mm: slice distance when known.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    tumor_probability: float
+    has_tumor: bool
+    findings: Mapping[str, Any] = field(default_factory=dict)
+    source_name: str = ""
+    spacing_mm: tuple[float, float] | None = None
+    slice_thickness_mm: float | None = None
+
+
+@dataclass(frozen=True)
+class ActivityItem:
+    """One recent action of a practitioner, with the case it concerns (if any)."""
+
+    at: datetime
+    action: str
+    analysis_id: int | None
+    case_reference: str | None
+    detail: dict[str, Any]
+
+
+def _check_slice(index: int, item: SliceInput) -> None:
+    image, mask = np.asarray(item.image), np.asarray(item.mask)
+    if image.ndim < 2:
+        raise ValueError(f"slice {index}: the image must be at least 2-D, got {image.shape}")
+    if mask.shape != image.shape[:2] or mask.dtype != np.bool_:
+        raise ValueError(
+            f"slice {index}: the mask must be bool {image.shape[:2]}, got {mask.dtype} {mask.shape}"
+        )
+    if not 0.0 <= float(item.tumor_probability) <= 1.0:
+        raise ValueError(f"slice {index}: tumor_probability must be in [0, 1]")
+
+
+def create_analysis(
+    session: Session,
+    *,
+    owner_id: int,
+    case_reference: str,
+    slices: Sequence[SliceInput],
+    source_name: str = "",
+    source_format: str = "",
+    classifier: tuple[str, str] = ("", ""),
+    segmenter: tuple[str, str] = ("", ""),
+    decision_threshold: float = 0.5,
+    findings: Mapping[str, Any] | None = None,
+) -> Analysis:
+    """Store an analysis, its slices (scan and mask losslessly) and an ``upload`` audit event.
+
+    Everything is added to the caller's transaction; nothing is committed here, so an error
+    in any slice leaves nothing behind. ``classifier``/``segmenter`` are (name, version).
+    The case probability is the highest slice probability; the case is positive when any
+    slice is.
+
+    Raises:
+        ValueError: no slices, an empty case reference, or a malformed slice.
+    """
+    case_reference = case_reference.strip()
+    if not case_reference:
+        raise ValueError("a case reference is required")
+    if len(case_reference) > 200:
+        raise ValueError("the case reference is longer than 200 characters")
+    if not slices:
+        raise ValueError("an analysis needs at least one slice")
+    for index, item in enumerate(slices):
+        _check_slice(index, item)
+    analysis = Analysis(
+        owner_id=owner_id,
+        case_reference=case_reference,
+        source_name=source_name[:500],
+        source_format=source_format,
+        slice_count=len(slices),
+        classifier_name=classifier[0],
+        classifier_version=classifier[1],
+        segmenter_name=segmenter[0],
+        segmenter_version=segmenter[1],
+        decision_threshold=float(decision_threshold),
+        tumor_probability=max(float(item.tumor_probability) for item in slices),
+        has_tumor=any(bool(item.has_tumor) for item in slices),
+        findings=dict(findings or {}),
+    )
+    session.add(analysis)
+    session.flush()
+    for index, item in enumerate(slices):
+        image_bytes = array_to_bytes(np.asarray(item.image))
+        spacing = item.spacing_mm or (None, None)
+        session.add(
+            AnalysisSlice(
+                analysis_id=analysis.id,
+                slice_index=index,
+                source_name=item.source_name[:500],
+                image=image_bytes,
+                image_sha256=sha256_hex(image_bytes),
+                height=int(item.image.shape[0]),
+                width=int(item.image.shape[1]),
+                mask=array_to_bytes(np.asarray(item.mask, dtype=bool)),
+                tumor_probability=float(item.tumor_probability),
+                has_tumor=bool(item.has_tumor),
+                pixel_spacing_row_mm=spacing[0],
+                pixel_spacing_col_mm=spacing[1],
+                slice_thickness_mm=item.slice_thickness_mm,
+                findings=dict(item.findings),
+            )
+        )
+    session.flush()
+    audit.record_event(
+        session,
+        action=audit.Action.UPLOAD,
+        actor_id=owner_id,
+        target_type=TARGET_ANALYSIS,
+        target_id=analysis.id,
+        detail={"case_reference": case_reference, "slices": len(slices)},
+    )
+    return analysis
+
+
+def get_analysis(session: Session, *, analysis_id: int, owner_id: int) -> Analysis | None:
+    """The analysis with this id if ``owner_id`` owns it; None otherwise (also for admins)."""
+    statement = select(Analysis).where(Analysis.id == analysis_id, Analysis.owner_id == owner_id)
+    return session.exec(statement).first()
+
+
+def get_slices(session: Session, *, analysis_id: int, owner_id: int) -> list[AnalysisSlice]:
+    """The slices of an own analysis in order; empty for anyone else's."""
+    statement = (
+        select(AnalysisSlice)
+        .join(Analysis, col(Analysis.id) == col(AnalysisSlice.analysis_id))
+        .where(AnalysisSlice.analysis_id == analysis_id, Analysis.owner_id == owner_id)
+        .order_by(col(AnalysisSlice.slice_index))
+    )
+    return list(session.exec(statement))
+
+
+def _latest_note_body():
+    """A correlated scalar subquery: the body of an analysis's newest note version."""
+    return (
+        select(NoteVersion.body)
+        .where(col(NoteVersion.analysis_id) == col(Analysis.id))
+        .order_by(col(NoteVersion.version).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def list_analyses(
+    session: Session,
+    *,
+    owner_id: int,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    has_tumor: bool | None = None,
+    min_probability: float | None = None,
+    max_probability: float | None = None,
+    text: str | None = None,
+    sort_by: str = "created_at",
+    descending: bool = True,
+    limit: int = 1000,
+) -> list[Analysis]:
+    """The owner's analyses matching every given filter.
+
+    ``created_to`` is exclusive. ``text`` matches, case-insensitively, the case reference or
+    the current (newest) version of the note.
+
+    Raises:
+        ValueError: an unknown sort column, a limit below 1 or an inverted range.
+    """
+    if sort_by not in SORT_COLUMNS:
+        raise ValueError(f"sort_by must be one of {sorted(SORT_COLUMNS)}, got {sort_by!r}")
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    both = min_probability is not None and max_probability is not None
+    if both and min_probability > max_probability:
+        raise ValueError("the minimum probability is above the maximum")
+    statement = select(Analysis).where(Analysis.owner_id == owner_id)
+    if created_from is not None:
+        statement = statement.where(Analysis.created_at >= created_from)
+    if created_to is not None:
+        statement = statement.where(Analysis.created_at < created_to)
+    if has_tumor is not None:
+        statement = statement.where(Analysis.has_tumor == has_tumor)
+    if min_probability is not None:
+        statement = statement.where(Analysis.tumor_probability >= min_probability)
+    if max_probability is not None:
+        statement = statement.where(Analysis.tumor_probability <= max_probability)
+    if text and text.strip():
+        pattern = _like_pattern(text.strip())
+        statement = statement.where(
+            col(Analysis.case_reference).ilike(pattern, escape="\\")
+            | _latest_note_body().ilike(pattern, escape="\\")
+        )
+    order = SORT_COLUMNS[sort_by]
+    order = col(order).desc() if descending else col(order).asc()
+    statement = statement.order_by(order, col(Analysis.id).desc()).limit(limit)
+    return list(session.exec(statement))
+
+
+def owns_analysis(session: Session, *, analysis_id: int, owner_id: int) -> bool:
+    """True when ``owner_id`` owns the analysis."""
+    statement = select(
+        exists().where(col(Analysis.id) == analysis_id, col(Analysis.owner_id) == owner_id)
+    )
+    return bool(session.exec(statement).one())
+
+
+def count_analyses(session: Session, *, owner_id: int) -> int:
+    """How many analyses the owner has."""
+    statement = select(func.count()).select_from(Analysis).where(Analysis.owner_id == owner_id)
+    return int(session.exec(statement).one())
+
+
+def record_case_event(
+    session: Session,
+    *,
+    owner_id: int,
+    analysis_id: int,
+    action: str,
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEvent | None:
+    """Audit an action on an own analysis (view, download...); None (nothing written) when
+    the analysis is not the owner's."""
+    if not owns_analysis(session, analysis_id=analysis_id, owner_id=owner_id):
+        return None
+    return audit.record_event(
+        session,
+        action=action,
+        actor_id=owner_id,
+        target_type=TARGET_ANALYSIS,
+        target_id=analysis_id,
+        detail=dict(detail or {}),
+    )
+
+
+def recent_activity(session: Session, *, owner_id: int, limit: int = 50) -> list[ActivityItem]:
+    """The owner's latest clinical actions, newest first, each with its case reference."""
+    events = audit.list_events(session, actor_id=owner_id, actions=ACTIVITY_ACTIONS, limit=limit)
+    ids = {e.target_id for e in events if e.target_type == TARGET_ANALYSIS and e.target_id}
+    references: dict[int, str] = {}
+    if ids:
+        statement = select(Analysis.id, Analysis.case_reference).where(
+            col(Analysis.id).in_(ids), Analysis.owner_id == owner_id
+        )
+        references = {row[0]: row[1] for row in session.exec(statement)}
+    items = []
+    for event in events:
+        analysis_id = event.target_id if event.target_id in references else None
+        items.append(
+            ActivityItem(
+                at=event.created_at,
+                action=event.action,
+                analysis_id=analysis_id,
+                case_reference=references.get(analysis_id) if analysis_id else None,
+                detail=dict(event.detail or {}),
+            )
+        )
+    return items

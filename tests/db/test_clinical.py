@@ -1,0 +1,180 @@
+"""db.clinical on a real, migrated SQLite database: owner isolation, filters, atomic saves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlmodel import Session
+
+from db import clinical
+from db.arrays import array_from_bytes
+from db.audit import Action
+from db.engine import session_scope
+from db.migrate import upgrade_head
+from db.models import AnalysisSlice, AuditEvent
+from tests.db.clinical_factory import make_analysis, make_slice, make_user, migrated_engine
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = migrated_engine(tmp_path / "clinical.db")
+    yield engine
+    engine.dispose()
+
+
+def test_analysis_round_trips_scan_and_mask_exactly(engine):
+    slices = [make_slice(0.2, area=0, seed=1), make_slice(0.8, seed=2)]
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis = clinical.create_analysis(
+            session, owner_id=owner.id, case_reference=" CASE-7 ", slices=slices
+        )
+        session.commit()
+        analysis_id, owner_id = analysis.id, owner.id
+    with Session(engine, expire_on_commit=False) as session:
+        stored = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
+        assert stored.case_reference == "CASE-7"
+        assert stored.tumor_probability == pytest.approx(0.8)
+        assert stored.has_tumor and stored.slice_count == 2
+        rows = clinical.get_slices(session, analysis_id=analysis_id, owner_id=owner_id)
+        assert [row.slice_index for row in rows] == [0, 1]
+        for row, original in zip(rows, slices, strict=True):
+            np.testing.assert_array_equal(array_from_bytes(row.image), original.image)
+            np.testing.assert_array_equal(array_from_bytes(row.mask), original.mask)
+        assert rows[1].pixel_spacing_row_mm == 0.5
+
+
+def test_another_users_analysis_by_id_returns_nothing(engine):
+    with Session(engine, expire_on_commit=False) as session:
+        alice, bob = make_user(session, "alice"), make_user(session, "bob")
+        analysis = make_analysis(session, alice.id)
+        session.commit()
+        assert clinical.get_analysis(session, analysis_id=analysis.id, owner_id=bob.id) is None
+        assert clinical.get_slices(session, analysis_id=analysis.id, owner_id=bob.id) == []
+        assert clinical.list_analyses(session, owner_id=bob.id) == []
+        assert not clinical.owns_analysis(session, analysis_id=analysis.id, owner_id=bob.id)
+        assert (
+            clinical.record_case_event(
+                session, owner_id=bob.id, analysis_id=analysis.id, action=Action.VIEW
+            )
+            is None
+        )
+        assert clinical.recent_activity(session, owner_id=bob.id) == []
+        assert clinical.get_analysis(session, analysis_id=analysis.id, owner_id=alice.id)
+
+
+def test_a_failure_mid_save_leaves_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'atomic.db'}"
+    upgrade_head(url)
+    with session_scope(url) as session:
+        owner_id = make_user(session, "alice").id
+    # An object array passes the shape checks and fails only when slice 1 is encoded,
+    # after the analysis row and slice 0 were flushed.
+    bad = clinical.SliceInput(
+        image=np.empty((8, 8, 3), dtype=object),
+        mask=np.zeros((8, 8), bool),
+        tumor_probability=0.1,
+        has_tumor=False,
+    )
+    with pytest.raises(ValueError, match="object arrays"), session_scope(url) as session:
+        clinical.create_analysis(
+            session, owner_id=owner_id, case_reference="X", slices=[make_slice(), bad]
+        )
+    with session_scope(url) as session:
+        assert clinical.count_analyses(session, owner_id=owner_id) == 0
+        assert session.get(AnalysisSlice, 1) is None
+        assert clinical.recent_activity(session, owner_id=owner_id) == []
+
+
+def test_a_malformed_mask_is_refused_with_its_slice_number(engine):
+    bad = clinical.SliceInput(
+        image=np.zeros((8, 8, 3), np.uint8),
+        mask=np.zeros((4, 4), bool),
+        tumor_probability=0.1,
+        has_tumor=False,
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        with pytest.raises(ValueError, match="slice 1: the mask"):
+            clinical.create_analysis(
+                session, owner_id=owner.id, case_reference="X", slices=[make_slice(), bad]
+            )
+
+
+@pytest.mark.parametrize(
+    ("reference", "slices", "message"),
+    [("  ", [1], "case reference"), ("A", [], "at least one slice")],
+)
+def test_create_refuses_missing_parts(engine, reference, slices, message):
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        with pytest.raises(ValueError, match=message):
+            clinical.create_analysis(
+                session,
+                owner_id=owner.id,
+                case_reference=reference,
+                slices=[make_slice() for _ in slices],
+            )
+
+
+def test_list_filters_sort_and_text_search(engine):
+    from db.clinical_notes import add_note_version
+
+    with Session(engine, expire_on_commit=False) as session:
+        alice, bob = make_user(session, "alice"), make_user(session, "bob")
+        low = make_analysis(session, alice.id, "LOW-1", (0.1, 0.2))
+        high = make_analysis(session, alice.id, "HIGH-2", (0.3, 0.95))
+        mid = make_analysis(session, alice.id, "MID_3", (0.6,))
+        make_analysis(session, bob.id, "HIGH-BOB", (0.99,))
+        old = datetime(2026, 1, 5, tzinfo=UTC)
+        low.created_at = old
+        add_note_version(
+            session,
+            analysis_id=mid.id,
+            owner_id=alice.id,
+            body="Glioma suspected",
+            base_version=None,
+        )
+        add_note_version(
+            session, analysis_id=mid.id, owner_id=alice.id, body="Oedema only", base_version=1
+        )
+        session.commit()
+
+        def ids(**filters):
+            return [a.id for a in clinical.list_analyses(session, owner_id=alice.id, **filters)]
+
+        assert set(ids()) == {low.id, high.id, mid.id}
+        assert ids(has_tumor=False) == [low.id]
+        assert set(ids(has_tumor=True)) == {high.id, mid.id}
+        assert ids(min_probability=0.5, max_probability=0.7) == [mid.id]
+        assert ids(sort_by="tumor_probability", descending=False) == [low.id, mid.id, high.id]
+        assert ids(created_to=old + timedelta(days=1)) == [low.id]
+        assert set(ids(created_from=old + timedelta(days=1))) == {high.id, mid.id}
+        assert ids(text="high") == [high.id]
+        assert ids(text="oedema") == [mid.id]
+        # Only the current note version is searched, and LIKE wildcards are literal.
+        assert ids(text="glioma") == []
+        assert ids(text="_") == [mid.id]
+        assert ids(text="%") == []
+        with pytest.raises(ValueError, match="sort_by"):
+            ids(sort_by="password_hash")
+        with pytest.raises(ValueError, match="minimum"):
+            ids(min_probability=0.9, max_probability=0.1)
+
+
+def test_recent_activity_is_newest_first_and_links_cases(engine):
+    with Session(engine, expire_on_commit=False) as session:
+        alice = make_user(session, "alice")
+        analysis = make_analysis(session, alice.id, "ACT-1")
+        event = clinical.record_case_event(
+            session, owner_id=alice.id, analysis_id=analysis.id, action=Action.VIEW
+        )
+        event.created_at = event.created_at + timedelta(seconds=5)
+        session.add(AuditEvent(action=Action.LOGIN, actor_id=alice.id))
+        session.commit()
+        items = clinical.recent_activity(session, owner_id=alice.id)
+        assert [item.action for item in items] == [Action.VIEW, Action.UPLOAD]
+        assert all(item.analysis_id == analysis.id for item in items)
+        assert items[0].case_reference == "ACT-1"
