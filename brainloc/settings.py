@@ -6,7 +6,7 @@ in one place (environment variables, optionally ``.streamlit/secrets.toml`` for 
 ``BRAINLOC_DATA_DIR``          all state: the SQLite file, the cookie key (default ``./data``)
 ``DATABASE_URL``               SQLAlchemy URL (default ``sqlite:///<data dir>/brainloc.db``)
 ``BRAINLOC_COOKIE_KEY``        sign-in cookie signing key (>= 32 characters); otherwise
-                               ``[auth] cookie_key`` in ``.streamlit/secrets.toml``; otherwise a
+                               ``[brainloc] cookie_key`` in ``.streamlit/secrets.toml``; otherwise a
                                random key generated on first start into ``<data dir>/cookie_key``
 ``BRAINLOC_COOKIE_HOURS``      lifetime of the "remember me" cookie in hours (default 12)
 ``BRAINLOC_MAX_UPLOAD_MB``     largest accepted upload per file (default 200)
@@ -70,13 +70,13 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
 
 
 def _secrets_file_key() -> str | None:
-    """The cookie key from ``.streamlit/secrets.toml`` ([auth] cookie_key), if configured."""
+    """The cookie key from ``.streamlit/secrets.toml`` ([brainloc] cookie_key), if configured."""
     for folder in (Path.cwd(), REPO_ROOT):
         path = folder / ".streamlit" / "secrets.toml"
         if path.is_file():
             with path.open("rb") as handle:
                 data = tomllib.load(handle)
-            key = data.get("auth", {}).get("cookie_key") or data.get("BRAINLOC_COOKIE_KEY")
+            key = data.get("brainloc", {}).get("cookie_key")
             if key:
                 return str(key)
     return None

@@ -1,0 +1,20 @@
+"""BrainLoc entry point: sign-in handling, then a navigation built from the user's role.
+
+Run with ``make run`` (or ``.venv/bin/streamlit run app.py``).
+"""
+
+import streamlit as st
+
+from ui.auth import render_logout_button, start_run
+from ui.navigation import build_navigation
+from ui.sidebar import render_user_card
+from ui.state import current_user
+
+st.set_page_config(page_title="BrainLoc", page_icon=":material/neurology:", layout="wide")
+start_run()
+user = current_user()
+page = build_navigation(user)
+if user is not None:
+    render_user_card(user)
+    render_logout_button()
+page.run()

@@ -1,0 +1,65 @@
+"""Account page: the signed-in user's details and password change."""
+
+import streamlit as st
+
+from brainloc.account_admin import change_password
+from brainloc.accounts import MIN_PASSWORD_CHARS, AccountError
+from db.engine import session_scope
+from db.models import ROLES
+from ui.guard import require_user
+
+user = require_user(roles=ROLES)
+
+RESULT_KEY = "_password_result"
+
+
+def _submit() -> None:
+    state = st.session_state
+    try:
+        with session_scope() as session:
+            change_password(
+                session,
+                user_id=user.id,
+                current_password=state.get("pw_current", ""),
+                new_password=state.get("pw_new", ""),
+                new_password_repeat=state.get("pw_repeat", ""),
+            )
+    except AccountError as error:
+        state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+    else:
+        state[RESULT_KEY] = ("ok", "Password changed. Other browsers will have to sign in again.")
+    for key in ("pw_current", "pw_new", "pw_repeat"):
+        state[key] = ""
+
+
+st.title("Account")
+details = {
+    "Full name": user.full_name,
+    "Username": user.username,
+    "Email": user.email,
+    "Role": user.role,
+}
+if user.role == "practitioner":
+    details |= {
+        "Category": user.category,
+        "Licence / registration number": user.licence_number,
+        "Institution": user.institution,
+    }
+st.table({"Detail": list(details), "Value": list(details.values())}, hide_index=True)
+
+st.subheader("Change password")
+outcome, message = st.session_state.pop(RESULT_KEY, (None, ""))
+with st.form("password_form"):
+    st.text_input("Current password", type="password", key="pw_current")
+    st.text_input(
+        "New password",
+        type="password",
+        key="pw_new",
+        help=f"At least {MIN_PASSWORD_CHARS} characters; not your username or email.",
+    )
+    st.text_input("Repeat new password", type="password", key="pw_repeat")
+    st.form_submit_button("Change password", key="pw_submit", on_click=_submit)
+if outcome == "ok":
+    st.success(message)
+elif outcome == "error":
+    st.error(message)

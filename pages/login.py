@@ -1,0 +1,22 @@
+"""Sign-in page: the first thing a signed-out visitor sees."""
+
+import streamlit as st
+
+from ui.auth import render_login_form
+from ui.guard import require_signed_out
+
+require_signed_out()
+
+st.title("BrainLoc")
+st.caption("Brain tumor detection and localization on MRI, for registered practitioners.")
+left, _ = st.columns([2, 3])
+with left:
+    render_login_form()
+    st.markdown(
+        "New here? **Register** from the menu. An administrator approves every account "
+        "before it can analyse scans."
+    )
+st.caption(
+    "BrainLoc supports, and does not replace, a specialist's judgement. Research and "
+    "decision-support use only; not a diagnostic device."
+)

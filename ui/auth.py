@@ -1,0 +1,160 @@
+"""Sign-in, sign-out and "remember me" through streamlit-authenticator 0.4.2.
+
+``app.py`` calls :func:`start_run` once per run, before it builds the navigation. It
+creates the authenticator (once per run: the library renders a cookie component whose key
+must be unique in a run), then finishes whatever the widgets asked for in the previous
+interaction, so the navigation that follows already reflects the new state:
+
+* a submitted sign-in form: :func:`brainloc.accounts.check_login` applies the database
+  lockout *before* the library's password check and records the outcome after it; on
+  success the library's cookie is set in this same run (no ``st.rerun()``, which would drop
+  the cookie component before it reaches the browser);
+* a pressed sign-out button: the database revokes the user's remembered sign-ins, then the
+  library clears its session keys and deletes the cookie, again without a rerun; if the
+  browser keeps the cookie anyway, the revocation makes it worthless;
+* a returning browser: its cookie is checked against the database before it signs anyone in.
+
+The library's own login widget is not used: it keeps a per-process, never-expiring failure
+counter and shows different messages for unknown users; its API-key features are never
+enabled (no ``api_key``), so nothing is sent to a third-party server.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+import streamlit_authenticator as stauth
+
+from brainloc.accounts import check_login
+from brainloc.auth import cookie_config, load_credentials, record_logout, user_from_cookie
+from brainloc.settings import get_settings
+from db.engine import session_scope
+from db.migrate import upgrade_head
+from ui.state import (
+    AUTHENTICATOR_KEY,
+    LOGIN_ATTEMPT_KEY,
+    LOGIN_ERROR_KEY,
+    LOGOUT_PENDING_KEY,
+    SHELL_KEY,
+    USER_ID_KEY,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@st.cache_resource(show_spinner=False)
+def prepare_database(url: str) -> bool:
+    """Migrate the database to the newest schema, once per server process."""
+    upgrade_head(url)
+    return True
+
+
+def build_authenticator() -> stauth.Authenticate:
+    """A fresh authenticator with the current accounts; call once per run (app.py)."""
+    settings = get_settings()
+    cookie = cookie_config(settings)
+    with session_scope() as session:
+        credentials = load_credentials(session)
+    authenticator = stauth.Authenticate(
+        credentials,
+        cookie_name=cookie.name,
+        cookie_key=cookie.key,
+        cookie_expiry_days=cookie.expiry_days,
+        auto_hash=False,
+    )
+    st.session_state[AUTHENTICATOR_KEY] = authenticator
+    return authenticator
+
+
+def _finish_login(authenticator: stauth.Authenticate) -> None:
+    attempt = st.session_state.pop(LOGIN_ATTEMPT_KEY, None)
+    if not attempt:
+        return
+    username, password = attempt
+
+    def library_check(name: str, secret: str) -> bool:
+        return bool(authenticator.authentication_controller.login(name, secret))
+
+    with session_scope() as session:
+        result = check_login(session, username=username, password=password, verify=library_check)
+    if result.ok:
+        st.session_state[USER_ID_KEY] = result.user_id
+        st.session_state["logout"] = None
+        authenticator.cookie_controller.set_cookie()
+    else:
+        st.session_state["authentication_status"] = None
+        st.session_state[LOGIN_ERROR_KEY] = result.message
+
+
+def _finish_logout(authenticator: stauth.Authenticate) -> None:
+    if not st.session_state.pop(LOGOUT_PENDING_KEY, False):
+        return
+    authenticator.authentication_controller.logout()
+    authenticator.cookie_controller.delete_cookie()
+
+
+def _restore_from_cookie(authenticator: stauth.Authenticate) -> None:
+    if st.session_state.get(USER_ID_KEY) is not None or st.session_state.get("logout"):
+        return
+    token = authenticator.cookie_controller.get_cookie()
+    if not token:
+        return
+    with session_scope() as session:
+        result = user_from_cookie(session, token=token, cookie=cookie_config(get_settings()))
+    if result.ok:
+        authenticator.authentication_controller.login(token=token)
+        st.session_state[USER_ID_KEY] = result.user_id
+    else:
+        logger.info("refused a sign-in cookie: %s", result.message)
+        authenticator.cookie_controller.delete_cookie()
+
+
+def start_run() -> stauth.Authenticate:
+    """Everything sign-in related that must happen before the navigation is built."""
+    st.session_state[SHELL_KEY] = True
+    prepare_database(get_settings().database_url)
+    authenticator = build_authenticator()
+    _finish_logout(authenticator)
+    _finish_login(authenticator)
+    _restore_from_cookie(authenticator)
+    return authenticator
+
+
+def _on_login_submit() -> None:
+    # Runs before the next script run: hand the values to start_run and clear the password
+    # field, so the password never stays in the form.
+    st.session_state[LOGIN_ATTEMPT_KEY] = (
+        st.session_state.get("login_username", ""),
+        st.session_state.get("login_password", ""),
+    )
+    st.session_state["login_password"] = ""
+
+
+def render_login_form() -> None:
+    """The sign-in form (our own widgets; the check itself runs in :func:`start_run`)."""
+    error = st.session_state.pop(LOGIN_ERROR_KEY, None)
+    with st.form("login_form"):
+        st.subheader("Sign in")
+        st.text_input("Username", key="login_username", autocomplete="username")
+        st.text_input(
+            "Password", type="password", key="login_password", autocomplete="current-password"
+        )
+        st.form_submit_button(
+            "Sign in", key="login_submit", type="primary", on_click=_on_login_submit
+        )
+    if error:
+        st.error(error)
+
+
+def _on_logout() -> None:
+    user_id = st.session_state.pop(USER_ID_KEY, None)
+    if user_id is not None:
+        with session_scope() as session:
+            record_logout(session, user_id=int(user_id))
+    st.session_state[LOGOUT_PENDING_KEY] = True
+
+
+def render_logout_button() -> None:
+    """The sign-out button (sidebar); the sign-out is finished by :func:`start_run`."""
+    st.sidebar.button("Sign out", key="logout_button", on_click=_on_logout, width="stretch")
