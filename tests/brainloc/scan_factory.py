@@ -29,6 +29,16 @@ def synthetic_slice(size: tuple[int, int] = (256, 256), seed: int = 0) -> np.nda
     return image
 
 
+def tumor_like_slice(size=(256, 256), square=(100, 60, 48), seed=0, post_bright=True):
+    """A synthetic slice with a bright square in FLAIR (and post-contrast when post_bright)."""
+    image = synthetic_slice(size, seed=seed)
+    top, left, side = square
+    image[top : top + side, left : left + side, 1] = 240
+    if post_bright:
+        image[top : top + side, left : left + side, 2] = 240
+    return image
+
+
 def encode_pil(array: np.ndarray, pil_format: str, **kwargs) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, pil_format, **kwargs)

@@ -1,0 +1,337 @@
+"""The detection and localisation pipeline the app, the CLI and the evaluation share.
+
+``Pipeline.load()`` reads both models and their metadata (``models/*.json``,
+see :mod:`brainloc.model_meta`) once. ``analyze`` / ``analyze_case`` classify
+every slice and segment only the slices the classifier calls tumor (the
+seed's pipeline); negative slices get an empty mask. Masks come back at the
+input's own size.
+
+One Pipeline may serve many Streamlit sessions at once: it holds no
+per-request state, and model calls are serialised by a lock (TensorFlow
+already spreads one call over every core, so parallel calls would only
+contend). :func:`get_pipeline` caches one Pipeline per models directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from brainloc.findings import CaseFindings, SliceFindings, case_findings, slice_findings
+from brainloc.gradcam import GradCam
+from brainloc.model_meta import (
+    CLASSIFIER_NAME,
+    DEFAULT_MODELS_DIR,
+    SEGMENTER_NAME,
+    ModelSpec,
+    load_spec,
+)
+from brainloc.preprocessing import prepare_images, probability_map_to_mask
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 16
+#: Called with the share of the work done, 0.0 .. 1.0 (fits ``st.progress``).
+Progress = Callable[[float], None]
+
+
+class ModelsNotFoundError(FileNotFoundError):
+    """The models directory lacks a model or its metadata."""
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """The pipeline's answer for one slice.
+
+    Attributes:
+        tumor_probability: classifier P(tumor) in [0, 1].
+        has_tumor: the classifier's decision (probability >= threshold).
+        mask: bool (H, W) at the input's size; all False when negative.
+        findings: measurements of ``mask`` (see :class:`SliceFindings`).
+        threshold: the decision threshold from the classifier metadata.
+        model_versions: {"classifier": "name vX", "segmenter": "name vY"}.
+        name: the slice's label (file name, page), when known.
+    """
+
+    tumor_probability: float
+    has_tumor: bool
+    mask: np.ndarray = field(repr=False)
+    findings: SliceFindings
+    threshold: float
+    model_versions: dict[str, str]
+    name: str = ""
+
+    @property
+    def tumor_area_px(self) -> int:
+        return self.findings.area_px
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (the mask itself is left out)."""
+        return {
+            "name": self.name,
+            "tumor_probability": self.tumor_probability,
+            "has_tumor": self.has_tumor,
+            "threshold": self.threshold,
+            "tumor_area_px": self.tumor_area_px,
+            "findings": self.findings.to_dict(),
+            "model_versions": dict(self.model_versions),
+        }
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The pipeline's answer for a stack of slices, in their order."""
+
+    slices: tuple[SliceResult, ...]
+    findings: CaseFindings
+    model_versions: dict[str, str]
+    spacing_mm: tuple[float, float] | None = None
+    slice_thickness_mm: float | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """float (N,) tumor probability per slice."""
+        return np.array([s.tumor_probability for s in self.slices], dtype=np.float64)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """bool (N, H, W); needs slices of one size."""
+        return np.stack([s.mask for s in self.slices])
+
+    def to_dict(self) -> dict:
+        return {
+            "slices": [s.to_dict() for s in self.slices],
+            "findings": self.findings.to_dict(),
+            "model_versions": dict(self.model_versions),
+            "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
+            "slice_thickness_mm": self.slice_thickness_mm,
+        }
+
+
+def tumor_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """Classifier outputs to P(tumor): (N, 1) sigmoid, or (N, 2) softmax with class 1 = tumor."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim != 2 or outputs.shape[1] not in (1, 2):
+        raise ValueError(f"classifier output must be (N, 1) or (N, 2), got {outputs.shape}")
+    return outputs[:, -1]
+
+
+def _as_slices(images) -> list[np.ndarray] | np.ndarray:
+    """An (N, H, W, 3) array stays as it is; a sequence may hold slices of different sizes."""
+    if isinstance(images, np.ndarray):
+        return images[np.newaxis] if images.ndim == 3 else images
+    return [np.asarray(image) for image in images]
+
+
+class Pipeline:
+    """Classifier + segmenter with their metadata; see the module docstring."""
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        segmenter: keras.Model,
+        classifier_spec: ModelSpec,
+        segmenter_spec: ModelSpec,
+    ):
+        self.classifier = classifier
+        self.segmenter = segmenter
+        self.classifier_spec = classifier_spec
+        self.segmenter_spec = segmenter_spec
+        self._lock = threading.Lock()
+        self._gradcam: GradCam | None = None
+        self.min_region_px = int(segmenter_spec.raw.get("decision", {}).get("min_region_px", 0))
+
+    @classmethod
+    def load(cls, models_dir: Path | str = DEFAULT_MODELS_DIR) -> Pipeline:
+        """Load both models named by their metadata files in ``models_dir``.
+
+        Raises:
+            ModelsNotFoundError: a metadata or weights file is missing.
+            ValueError: the metadata is malformed.
+        """
+        models_dir = Path(models_dir)
+        try:
+            classifier_spec = load_spec(models_dir, CLASSIFIER_NAME)
+            segmenter_spec = load_spec(models_dir, SEGMENTER_NAME)
+        except FileNotFoundError as exc:
+            raise ModelsNotFoundError(
+                f"the trained models are not available in {models_dir} ({exc})"
+            ) from exc
+        # Importing the builders registers the project's custom Keras objects.
+        import brainloc.modeling  # noqa: F401
+
+        logger.info("loading %s and %s", classifier_spec.label, segmenter_spec.label)
+        classifier = keras.models.load_model(classifier_spec.weights_path, compile=False)
+        segmenter = keras.models.load_model(segmenter_spec.weights_path, compile=False)
+        return cls(classifier, segmenter, classifier_spec, segmenter_spec)
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        return {"classifier": self.classifier_spec.label, "segmenter": self.segmenter_spec.label}
+
+    def _batches(self, images, spec: ModelSpec, batch_size: int):
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            if isinstance(chunk, np.ndarray):
+                yield start, prepare_images(chunk, spec.input_size, spec.scaling)
+            else:
+                prepared = [prepare_images(image, spec.input_size, spec.scaling) for image in chunk]
+                yield start, np.concatenate(prepared)
+
+    def _predict(self, model: keras.Model, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return np.asarray(model.predict_on_batch(batch))
+
+    def classify(
+        self, images, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
+    ) -> np.ndarray:
+        """P(tumor) for uint8 (N, H, W, 3) slices (or a list of (H, W, 3)); float (N,)."""
+        images = _as_slices(images)
+        out = np.zeros(len(images), dtype=np.float64)
+        for start, batch in self._batches(images, self.classifier_spec, batch_size):
+            end = start + len(batch)
+            out[start:end] = tumor_probabilities(self._predict(self.classifier, batch))
+            if progress:
+                progress(end / len(images))
+        return out
+
+    def segment(
+        self, images, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
+    ) -> list[np.ndarray]:
+        """bool (H, W) masks, each at its slice's own size."""
+        images = _as_slices(images)
+        masks: list[np.ndarray] = []
+        for start, batch in self._batches(images, self.segmenter_spec, batch_size):
+            maps = self._predict(self.segmenter, batch)
+            for offset, probability in enumerate(maps):
+                shape = images[start + offset].shape[:2]
+                mask = probability_map_to_mask(probability, shape, self.segmenter_spec.threshold)
+                masks.append(self._drop_small_regions(mask))
+            if progress:
+                progress(len(masks) / len(images))
+        return masks
+
+    def _drop_small_regions(self, mask: np.ndarray) -> np.ndarray:
+        if self.min_region_px <= 0 or not mask.any():
+            return mask
+        from scipy import ndimage
+
+        labels, count = ndimage.label(mask)
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= self.min_region_px
+        keep[0] = False
+        return keep[labels]
+
+    def analyze(
+        self, image: np.ndarray, *, spacing_mm: tuple[float, float] | None = None, name: str = ""
+    ) -> SliceResult:
+        """Analyse one uint8 (H, W, 3) slice (channels pre-contrast, FLAIR, post-contrast)."""
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise ValueError(f"expected one (H, W, 3) slice, got shape {image.shape}")
+        case = self.analyze_case(image[np.newaxis], spacing_mm=spacing_mm, names=[name])
+        return case.slices[0]
+
+    def analyze_case(
+        self,
+        images,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        spacing_mm: tuple[float, float] | None = None,
+        slice_thickness_mm: float | None = None,
+        names: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> CaseResult:
+        """Analyse a stack of slices in batches.
+
+        Args:
+            images: uint8 (N, H, W, 3), or a sequence of (H, W, 3) slices.
+            batch_size: slices per model call.
+            spacing_mm, slice_thickness_mm: geometry for mm² and mL findings.
+            names: one label per slice.
+            progress: called with the share done (0.0 .. 1.0) after each batch.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        images = _as_slices(images)
+        total = len(images)
+        if total == 0:
+            raise ValueError("no slices to analyse")
+        if names is not None and len(names) != total:
+            raise ValueError(f"{len(names)} names for {total} slices")
+        threshold = self.classifier_spec.threshold
+        # Segmenting costs about as much per slice as classifying; split the bar accordingly.
+        probabilities = self.classify(
+            images, batch_size, (lambda done: progress(0.5 * done)) if progress else None
+        )
+        positive = np.nonzero(probabilities >= threshold)[0]
+        masks = [np.zeros(images[k].shape[:2], dtype=bool) for k in range(total)]
+        if positive.size:
+            chosen = (
+                images[positive]
+                if isinstance(images, np.ndarray)
+                else [images[k] for k in positive]
+            )
+            on_batch = (lambda done: progress(0.5 + 0.5 * done)) if progress else None
+            segmented = self.segment(chosen, batch_size, on_batch)
+            for index, mask in zip(positive, segmented, strict=True):
+                masks[index] = mask
+        versions = self.model_versions
+        results = tuple(
+            SliceResult(
+                tumor_probability=float(probabilities[k]),
+                has_tumor=bool(probabilities[k] >= threshold),
+                mask=masks[k],
+                findings=slice_findings(masks[k], images[k], spacing_mm),
+                threshold=threshold,
+                model_versions=versions,
+                name=names[k] if names is not None else "",
+            )
+            for k in range(total)
+        )
+        if progress:
+            progress(1.0)
+        summary = case_findings([r.tumor_area_px for r in results], spacing_mm, slice_thickness_mm)
+        return CaseResult(results, summary, versions, spacing_mm, slice_thickness_mm)
+
+    def analyze_scan(
+        self, scan, *, batch_size: int = DEFAULT_BATCH_SIZE, progress=None
+    ) -> CaseResult:
+        """Analyse a :class:`brainloc.scans.Scan`, keeping its names and geometry."""
+        return self.analyze_case(
+            scan.slices,
+            batch_size=batch_size,
+            spacing_mm=scan.spacing_mm,
+            slice_thickness_mm=scan.slice_thickness_mm,
+            names=scan.names,
+            progress=progress,
+        )
+
+    def gradcam(self, image: np.ndarray) -> np.ndarray:
+        """Grad-CAM of the classifier for one uint8 (H, W, 3) slice: float (H, W) in [0, 1]."""
+        image = np.asarray(image)
+        batch = prepare_images(image, self.classifier_spec.input_size, self.classifier_spec.scaling)
+        with self._lock:
+            if self._gradcam is None:
+                layer = self.classifier_spec.raw.get("gradcam_layer")
+                self._gradcam = GradCam(self.classifier, layer)
+            return self._gradcam(batch, image.shape[:2])[0]
+
+
+_pipelines: dict[Path, Pipeline] = {}
+_pipelines_lock = threading.Lock()
+
+
+def get_pipeline(models_dir: Path | str = DEFAULT_MODELS_DIR) -> Pipeline:
+    """The process-wide Pipeline for ``models_dir``, loaded on first use only."""
+    key = Path(models_dir).resolve()
+    with _pipelines_lock:
+        if key not in _pipelines:
+            _pipelines[key] = Pipeline.load(key)
+        return _pipelines[key]

@@ -1,0 +1,134 @@
+"""The pipeline's logic with tiny models whose answers are known (see conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from brainloc.inference import ModelsNotFoundError, Pipeline, get_pipeline
+from tests.brainloc.scan_factory import synthetic_slice, tumor_like_slice
+
+
+def _square_mask(shape, top, left, side):
+    mask = np.zeros(shape, dtype=bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def _iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def test_clean_slice_is_negative_with_empty_mask(tiny_pipeline):
+    result = tiny_pipeline.analyze(synthetic_slice())
+    assert not result.has_tumor
+    assert result.tumor_probability < 0.5
+    assert result.mask.shape == (256, 256) and result.mask.dtype == bool
+    assert not result.mask.any()
+    assert result.tumor_area_px == 0 and result.findings.regions == 0
+    assert result.model_versions == {
+        "classifier": "tiny-classifier v0.0.1",
+        "segmenter": "tiny-segmenter v0.0.1",
+    }
+    assert result.threshold == 0.5
+
+
+@pytest.mark.parametrize("size", [(256, 256), (300, 200), (512, 512)])
+def test_tumor_slice_is_positive_with_mask_at_input_size(tiny_pipeline, size):
+    scale = min(size) / 256
+    top, left, side = int(96 * scale), int(40 * scale), int(48 * scale)
+    image = tumor_like_slice(size, square=(top, left, side))
+    result = tiny_pipeline.analyze(image, spacing_mm=(0.5, 0.5), name="t.png")
+    assert result.has_tumor and result.tumor_probability > 0.9
+    assert result.mask.shape == size
+    assert _iou(result.mask, _square_mask(size, top, left, side)) > 0.7
+    assert result.findings.side == "left"
+    assert result.findings.area_mm2 == pytest.approx(result.tumor_area_px * 0.25)
+    assert result.to_dict()["name"] == "t.png"
+
+
+def test_negative_slices_are_not_segmented(tiny_pipeline):
+    # Bright FLAIR (the segmenter would mark it) but dark post-contrast (classifier says no).
+    image = tumor_like_slice(post_bright=False)
+    assert tiny_pipeline.segment(image[np.newaxis])[0].any()
+    result = tiny_pipeline.analyze(image)
+    assert not result.has_tumor
+    assert not result.mask.any()
+
+
+def test_case_in_batches_with_findings_and_progress(tiny_pipeline):
+    images = np.stack(
+        [tumor_like_slice(seed=k) if k in (1, 2, 4) else synthetic_slice(seed=k) for k in range(6)]
+    )
+    seen = []
+    case = tiny_pipeline.analyze_case(
+        images, batch_size=4, spacing_mm=(1.0, 1.0), slice_thickness_mm=2.0, progress=seen.append
+    )
+    assert [r.has_tumor for r in case.slices] == [False, True, True, False, True, False]
+    assert case.findings.tumor_slices == (1, 2, 4)
+    assert case.findings.volume_ml == pytest.approx(case.masks.sum() * 2.0 / 1000)
+    assert case.masks.shape == (6, 256, 256)
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    single = [tiny_pipeline.analyze(image) for image in images]
+    np.testing.assert_allclose(case.probabilities, [r.tumor_probability for r in single], atol=1e-5)
+
+
+def test_case_of_slices_with_different_sizes(tiny_pipeline):
+    images = [tumor_like_slice((256, 256)), synthetic_slice((128, 160))]
+    case = tiny_pipeline.analyze_case(images, batch_size=2)
+    assert [r.mask.shape for r in case.slices] == [(256, 256), (128, 160)]
+    assert [r.has_tumor for r in case.slices] == [True, False]
+
+
+def test_bad_arguments(tiny_pipeline):
+    with pytest.raises(ValueError, match="uint8"):
+        tiny_pipeline.analyze(synthetic_slice().astype(np.float32))
+    with pytest.raises(ValueError, match="one"):
+        tiny_pipeline.analyze(np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_pipeline.analyze_case(synthetic_slice()[None], batch_size=0)
+    with pytest.raises(ValueError, match="no slices"):
+        tiny_pipeline.analyze_case(np.zeros((0, 32, 32, 3), np.uint8))
+
+
+def test_concurrent_sessions_get_the_same_answers(tiny_pipeline):
+    images = [tumor_like_slice(seed=k) if k % 2 else synthetic_slice(seed=k) for k in range(8)]
+    expected = [tiny_pipeline.analyze(image) for image in images]
+    results: dict[int, object] = {}
+    errors = []
+
+    def work(index):
+        try:
+            results[index] = tiny_pipeline.analyze(images[index])
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(images))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for index, result in enumerate(expected):
+        assert results[index].has_tumor == result.has_tumor
+        np.testing.assert_array_equal(results[index].mask, result.mask)
+
+
+def test_loader_is_cached(tiny_models_dir):
+    assert get_pipeline(tiny_models_dir) is get_pipeline(tiny_models_dir)
+
+
+def test_missing_models_say_so(tmp_path):
+    with pytest.raises(ModelsNotFoundError, match="not available"):
+        Pipeline.load(tmp_path)
+
+
+def test_gradcam_points_at_the_bright_patch(tiny_pipeline):
+    image = tumor_like_slice((256, 256), square=(150, 150, 48))
+    heat = tiny_pipeline.gradcam(image)
+    assert heat.shape == (256, 256) and heat.dtype == np.float32
+    assert heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
+    row, col = np.unravel_index(np.argmax(heat), heat.shape)
+    assert 140 <= row < 210 and 140 <= col < 210
