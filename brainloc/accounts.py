@@ -279,13 +279,14 @@ def check_login(
             target_id=user.id, detail={"method": "password"},
         )  # fmt: skip
         return LoginResult(ok=True, user_id=user.id)
-    # Failures after the last success and after the last lock ended count, within the window.
+    # Failures strictly after the last success and after the last lock ended count, within
+    # the window.
     since = max(t for t in (now - FAILURE_WINDOW, user.locked_until, user.last_login_at) if t)
     record_event(
         session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now, target_type="user",
         target_id=user.id, detail={"reason": "wrong password"},
     )  # fmt: skip
-    failures = count_events(session, actor_id=user.id, action=Action.LOGIN_FAILED, since=since)
+    failures = count_events(session, actor_id=user.id, action=Action.LOGIN_FAILED, after=since)
     user.last_failed_login_at = now
     locked_now = failures >= MAX_FAILURES
     if locked_now:

@@ -63,14 +63,14 @@ def record_event(
     return event
 
 
-def count_events(session: Session, *, actor_id: int, action: str, since: datetime) -> int:
-    """How many ``action`` events ``actor_id`` has at or after ``since``."""
+def count_events(session: Session, *, actor_id: int, action: str, after: datetime) -> int:
+    """How many ``action`` events ``actor_id`` has strictly after ``after``."""
     statement = (
         select(func.count())
         .select_from(AuditEvent)
         .where(AuditEvent.actor_id == actor_id)
         .where(AuditEvent.action == action)
-        .where(AuditEvent.created_at >= since)
+        .where(AuditEvent.created_at > after)
     )
     return int(session.exec(statement).one())
 

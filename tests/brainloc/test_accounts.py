@@ -1,0 +1,269 @@
+"""Accounts on a real database: registration rules, duplicates, lockout timing, decisions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from brainloc import account_admin, accounts
+from db import audit
+from db import users as user_store
+from db.engine import session_scope
+from tests.conftest import TEST_PASSWORD
+
+GOOD = accounts.Registration(
+    full_name="Dr Jane Doe",
+    email="Jane.Doe@Hospital.org",
+    username="JDoe",
+    password="a-long-passphrase",
+    password_repeat="a-long-passphrase",
+    category_code="neuroradiologist",
+    licence_number="GMC 1234567",
+    institution="St Mary's Hospital",
+)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+def _register(form):
+    with session_scope() as session:
+        return accounts.register_practitioner(session, form=form)
+
+
+def test_registration_creates_a_pending_practitioner(app_env):
+    user = _register(GOOD)
+    assert (user.username, user.email) == ("jdoe", "jane.doe@hospital.org")
+    assert (user.role, user.status) == ("practitioner", "pending")
+    assert user.password_hash.startswith("$2") and GOOD.password not in user.password_hash
+    assert accounts.verify_password(GOOD.password, user.password_hash)
+    with session_scope() as session:
+        events = audit.list_events(session, actor_id=user.id)
+    assert [e.action for e in events] == ["register"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "fragment"),
+    [
+        ({"password": "short", "password_repeat": "short"}, "password", "at least 10"),
+        ({"password": "jdoe", "password_repeat": "jdoe"}, "password", "at least 10"),
+        (
+            {"username": "drjanedoe1", "password": "DrJaneDoe1", "password_repeat": "DrJaneDoe1"},
+            "password",
+            "same as your username",
+        ),
+        (
+            {"password": "jane.doe@hospital.org", "password_repeat": "jane.doe@hospital.org"},
+            "password",
+            "same as your username or email",
+        ),
+        ({"password_repeat": "something-else"}, "password", "do not match"),
+        ({"password": " padded-pass ", "password_repeat": " padded-pass "}, "password", "space"),
+        ({"email": "not-an-email"}, "email", "valid email"),
+        ({"email": "a@b"}, "email", "valid email"),
+        ({"username": "x"}, "username", "3-32"),
+        ({"username": "9lives"}, "username", "letter first"),
+        ({"username": "bad name"}, "username", "3-32"),
+        ({"full_name": " "}, "full_name", "Full name"),
+        ({"category_code": "astrologer"}, "category", "category"),
+        ({"licence_number": ""}, "licence_number", "licence"),
+        ({"institution": "x"}, "institution", "Institution"),
+    ],
+)
+def test_registration_rules_give_clear_messages(app_env, change, field, fragment):
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, **change))
+    assert field in caught.value.errors
+    assert fragment.lower() in caught.value.errors[field].lower()
+    with session_scope() as session:
+        assert user_store.count_users(session) == 0  # nothing saved
+
+
+def test_all_problems_are_reported_at_once(app_env):
+    bad = replace(GOOD, email="nope", username="?", password="x", password_repeat="y")
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(bad)
+    assert {"email", "username", "password"} <= set(caught.value.errors)
+
+
+def test_duplicate_username_and_email_are_refused_case_insensitively(app_env):
+    _register(GOOD)
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, username="jdoe", email="other@hospital.org"))
+    assert caught.value.errors == {"username": "This username is already taken; choose another."}
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, username="jdoe2", email="JANE.DOE@hospital.org "))
+    assert set(caught.value.errors) == {"email"}
+
+
+def test_create_admin_is_approved_and_follows_the_password_policy(app_env):
+    with session_scope() as session:
+        admin = accounts.create_admin(
+            session, username="root", email="root@clinic.org", password="admin-secret-1"
+        )
+    assert (admin.role, admin.status, admin.full_name) == ("admin", "approved", "root")
+    with pytest.raises(accounts.AccountError, match="at least 10"), session_scope() as session:
+        accounts.create_admin(session, username="root2", email="r2@clinic.org", password="short")
+
+
+def _login(username, password, clock):
+    with session_scope() as session:
+        return accounts.check_login(session, username=username, password=password, clock=clock)
+
+
+def test_five_failures_in_fifteen_minutes_lock_the_account_for_fifteen_minutes(make_account):
+    make_account("alice")
+    clock = FakeClock()
+    for attempt in range(5):
+        result = _login("alice", "wrong-password", clock)
+        assert not result.ok and result.locked_now == (attempt == 4)
+        clock.advance(minutes=3)  # 5 failures spread over 12 minutes
+    assert not _login("alice", TEST_PASSWORD, clock).ok  # locked: right password refused
+    clock.advance(minutes=14)  # 17 minutes after the lock began at minute 12
+    assert _login("ALICE ", TEST_PASSWORD, clock).ok
+
+
+def test_failures_spread_beyond_the_window_do_not_lock(make_account):
+    make_account("alice")
+    clock = FakeClock()
+    for _ in range(8):
+        assert not _login("alice", "wrong-password", clock).locked_now
+        clock.advance(minutes=4)  # never 5 within 15 minutes
+    assert _login("alice", TEST_PASSWORD, clock).ok
+
+
+def test_a_success_resets_the_failure_count(make_account):
+    make_account("alice")
+    clock = FakeClock()
+    for _ in range(4):
+        _login("alice", "wrong-password", clock)
+    assert _login("alice", TEST_PASSWORD, clock).ok
+    clock.advance(seconds=1)
+    for _ in range(4):
+        assert not _login("alice", "wrong-password", clock).locked_now
+    assert _login("alice", TEST_PASSWORD, clock).ok
+
+
+def test_lock_survives_a_new_session_and_is_stored_on_the_user(make_account):
+    user = make_account("alice")
+    clock = FakeClock()
+    for _ in range(5):
+        _login("alice", "wrong-password", clock)
+    with session_scope() as session:
+        stored = user_store.get_user(session, user_id=user.id)
+    assert stored.locked_until == clock.now + timedelta(minutes=15)
+
+
+def test_failure_message_never_reveals_whether_the_username_exists(make_account):
+    make_account("alice")
+    clock = FakeClock()
+    unknown = _login("nobody", "wrong-password", clock)
+    wrong = _login("alice", "wrong-password", clock)
+    for _ in range(4):
+        _login("alice", "wrong-password", clock)
+    locked = _login("alice", TEST_PASSWORD, clock)
+    assert unknown.message == wrong.message == locked.message == accounts.LOGIN_FAILED_MESSAGE
+    assert not (unknown.ok or wrong.ok or locked.ok)
+
+
+def test_every_failure_is_audited(make_account):
+    user = make_account("alice")
+    clock = FakeClock()
+    _login("nobody", "x", clock)
+    _login("alice", "x", clock)
+    _login("alice", TEST_PASSWORD, clock)
+    with session_scope() as session:
+        events = audit.list_events(session)
+    summary = [(e.action, e.actor_id, e.detail.get("reason")) for e in reversed(events)]
+    assert summary == [
+        ("login_failed", None, "unknown username"),
+        ("login_failed", user.id, "wrong password"),
+        ("login", user.id, None),
+    ]
+    assert events[-1].detail == {"username": "nobody", "reason": "unknown username"}
+
+
+def test_verify_callback_is_not_called_for_unknown_or_locked_accounts(make_account):
+    make_account("alice")
+    clock = FakeClock()
+    calls = []
+
+    def verify(name, password):
+        calls.append(name)
+        return False
+
+    with session_scope() as session:
+        accounts.check_login(session, username="ghost", password="x", verify=verify, clock=clock)
+    for _ in range(5):
+        with session_scope() as session:
+            accounts.check_login(
+                session, username="alice", password="x", verify=verify, clock=clock
+            )
+    with session_scope() as session:
+        accounts.check_login(session, username="alice", password="x", verify=verify, clock=clock)
+    assert calls == ["alice"] * 5
+
+
+def test_admin_decisions(make_account):
+    admin = make_account("root", role="admin")
+    pending = make_account("bob", status="pending")
+    clock = FakeClock()
+
+    def decide(decision, user=pending, actor=admin):
+        with session_scope() as session:
+            return account_admin.decide(
+                session, admin_id=actor.id, user_id=user.id, decision=decision, clock=clock
+            )
+
+    assert decide("approve").status == "approved"
+    with pytest.raises(accounts.AccountError, match="Cannot reject an account that is approved"):
+        decide("reject")
+    disabled = decide("disable")
+    assert disabled.status == "disabled" and disabled.sessions_revoked_at == clock.now
+    assert decide("re-enable").status == "approved"
+    with pytest.raises(accounts.AccountError, match="own account"):
+        decide("disable", user=admin)
+    with pytest.raises(accounts.AccountError, match="administrator"):
+        decide("approve", actor=pending)
+    with session_scope() as session:
+        changes = audit.list_events(session, actions=[audit.Action.STATUS_CHANGE])
+    assert [(e.detail["from"], e.detail["to"]) for e in reversed(changes)] == [
+        ("pending", "approved"),
+        ("approved", "disabled"),
+        ("disabled", "approved"),
+    ]
+
+
+def test_change_password(make_account):
+    user = make_account("alice")
+    wrong = pytest.raises(accounts.AccountError, match="current password is wrong")
+    with wrong, session_scope() as session:
+        account_admin.change_password(
+            session, user_id=user.id, current_password="nope", new_password="another-long-1",
+            new_password_repeat="another-long-1",
+        )  # fmt: skip
+    with pytest.raises(accounts.AccountError, match="at least 10"), session_scope() as session:
+        account_admin.change_password(
+            session, user_id=user.id, current_password=TEST_PASSWORD, new_password="short",
+            new_password_repeat="short",
+        )  # fmt: skip
+    with session_scope() as session:
+        account_admin.change_password(
+            session, user_id=user.id, current_password=TEST_PASSWORD,
+            new_password="another-long-1", new_password_repeat="another-long-1",
+        )  # fmt: skip
+    clock = FakeClock()
+    assert not _login("alice", TEST_PASSWORD, clock).ok
+    assert _login("alice", "another-long-1", clock).ok

@@ -1,0 +1,142 @@
+"""The schema on a real SQLite file: migrations match the tables, seeds, pragmas, types."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel
+
+from db.arrays import array_from_bytes, array_to_bytes, sha256_hex
+from db.engine import get_engine, make_engine, session_scope
+from db.migrate import upgrade_head
+from db.models import PRACTITIONER_CATEGORIES, User
+from db.users import list_categories
+
+
+def test_migrations_create_exactly_the_models(app_env):
+    engine = get_engine(app_env.database_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == []
+    assert set(inspect(engine).get_table_names()) >= {
+        "users",
+        "practitioner_categories",
+        "analyses",
+        "analysis_slices",
+        "note_versions",
+        "issued_reports",
+        "audit_events",
+        "alembic_version",
+    }
+
+
+def test_upgrade_is_idempotent_and_categories_are_seeded_once(app_env):
+    upgrade_head(app_env.database_url)
+    with session_scope() as session:
+        categories = list_categories(session)
+    assert [(c.code, c.label) for c in categories] == list(PRACTITIONER_CATEGORIES)
+    labels = {c.label for c in categories}
+    assert {"Neuroradiologist", "Medical researcher / lab researcher"} <= labels
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(app_env):
+    with get_engine(app_env.database_url).connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
+
+
+def test_engine_is_one_per_process_and_url(app_env):
+    assert get_engine(app_env.database_url) is get_engine(app_env.database_url)
+    assert get_engine() is get_engine(app_env.database_url)
+
+
+def test_foreign_keys_are_enforced(db_session):
+    db_session.add(
+        User(
+            username="ghost",
+            full_name="Ghost",
+            email="ghost@x.org",
+            password_hash="x",
+            category_id=999,
+        )
+    )
+    with pytest.raises(IntegrityError):
+        db_session.commit()
+
+
+def test_role_and_status_are_constrained(db_session):
+    db_session.add(User(username="eve", full_name="Eve", email="e@x.org", password_hash="x",
+                        status="superuser"))  # fmt: skip
+    with pytest.raises(IntegrityError):
+        db_session.commit()
+
+
+def test_session_scope_rolls_back_on_error(app_env):
+    with pytest.raises(RuntimeError), session_scope() as session:
+        session.add(User(username="temp", full_name="Temp", email="t@x.org", password_hash="x"))
+        session.flush()
+        raise RuntimeError("boom")
+    with session_scope() as session:
+        assert session.exec(text("SELECT count(*) FROM users")).scalar() == 0
+
+
+def test_timestamps_come_back_as_aware_utc(db_session):
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    local = moment.astimezone(timezone(timedelta(hours=5)))
+    user = User(username="tz", full_name="Tz", email="tz@x.org", password_hash="x",
+                created_at=local, updated_at=local)  # fmt: skip
+    db_session.add(user)
+    db_session.commit()
+    db_session.expire_all()
+    stored = db_session.get(User, user.id)
+    assert stored.created_at == moment and stored.created_at.tzinfo is not None
+
+
+def test_naive_timestamps_are_refused(db_session):
+    db_session.add(User(username="naive", full_name="N", email="n@x.org", password_hash="x",
+                        created_at=datetime(2026, 1, 1)))  # fmt: skip
+    with pytest.raises(Exception, match="timezone-aware"):
+        db_session.commit()
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(256 * 256 * 3, dtype=np.uint8).reshape(256, 256, 3),
+        np.linspace(0, 65535, 48, dtype=np.uint16).reshape(4, 12),
+        np.eye(7, dtype=bool),
+        np.random.default_rng(0).normal(size=(3, 5, 5)).astype(np.float32),
+    ],
+)
+def test_array_codec_round_trips_exactly(array):
+    data = array_to_bytes(array)
+    back = array_from_bytes(data)
+    assert back.dtype == array.dtype and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+    assert len(sha256_hex(data)) == 64
+
+
+def test_array_codec_refuses_pickles_and_foreign_bytes():
+    with pytest.raises(ValueError):
+        array_to_bytes(np.array([object()], dtype=object))
+    with pytest.raises(ValueError):
+        array_from_bytes(b"not an npz file")
+
+
+def test_make_engine_works_for_a_new_file_in_a_new_folder(tmp_path):
+    url = f"sqlite:///{tmp_path / 'deep' / 'folder' / 'x.db'}"
+    upgrade_head(url)
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            assert len(list_categories(session)) == len(PRACTITIONER_CATEGORIES)
+    finally:
+        engine.dispose()
