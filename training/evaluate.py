@@ -31,10 +31,10 @@ log = logging.getLogger("training.evaluate")
 
 def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -> dict:
     """Run the pipeline over every case and return the metrics dictionary."""
-    # Imported here so that `--help` answers without loading TensorFlow.
+    cases = cases or list_cases(data_dir)
+    # Imported here so that `--help` and a bad directory answer without loading TensorFlow.
     from brainloc.inference import Pipeline
 
-    cases = cases or list_cases(data_dir)
     pipeline = Pipeline.load(models_dir)
     labels, scores = [], []
     truth_by_case, predicted_by_case, per_case = {}, {}, []
