@@ -1,0 +1,95 @@
+"""The authentication seam: credentials for the library, cookie acceptance and revocation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import bcrypt
+from streamlit_authenticator.utilities import Hasher
+
+from brainloc import auth
+from db import audit
+from db.engine import session_scope
+from tests.conftest import TEST_PASSWORD
+
+NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+
+
+def _token(username: str, issued: datetime, cookie: auth.CookieConfig) -> dict:
+    return {"username": username, "exp_date": issued.timestamp() + cookie.lifetime_seconds}
+
+
+def test_cookie_config_uses_hours_and_the_settings_key(app_env):
+    cookie = auth.cookie_config(app_env)
+    assert cookie.expiry_days == 0.5 and cookie.lifetime_seconds == 12 * 3600
+    assert cookie.key == app_env.cookie_key and len(cookie.key) >= 32
+
+
+def test_credentials_hold_stored_hashes_the_library_accepts(make_account):
+    make_account("alice")
+    make_account("bob", status="pending")
+    with session_scope() as session:
+        credentials = auth.load_credentials(session)
+    alice = credentials["usernames"]["alice"]
+    assert set(credentials["usernames"]) == {"alice", "bob"}
+    assert alice["roles"] == ["practitioner"] and alice["email"] == "alice@clinic.example"
+    assert Hasher.check_pw(TEST_PASSWORD, alice["password"])
+    assert bcrypt.checkpw(TEST_PASSWORD.encode(), alice["password"].encode())
+
+
+def test_current_user_carries_category_label(make_account):
+    user = make_account("alice")
+    with session_scope() as session:
+        current = auth.load_current_user(session, user_id=user.id)
+        assert auth.load_current_user(session, user_id=9999) is None
+    assert current.category == "Radiologist" and current.is_approved_practitioner
+    assert not current.is_admin
+
+
+def test_valid_cookie_signs_in_and_is_audited(make_account, app_env):
+    user = make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    with session_scope() as session:
+        result = auth.user_from_cookie(
+            session, token=_token("alice", NOW, cookie), cookie=cookie, clock=lambda: NOW
+        )
+        events = audit.list_events(session, actor_id=user.id)
+    assert result.ok and result.user_id == user.id
+    assert events[0].action == "login" and events[0].detail == {"method": "cookie"}
+
+
+def test_cookie_issued_before_sign_out_is_refused(make_account, app_env):
+    user = make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    issued = NOW - timedelta(hours=1)
+    with session_scope() as session:
+        auth.record_logout(session, user_id=user.id, clock=lambda: NOW)
+    with session_scope() as session:
+        old = auth.user_from_cookie(
+            session, token=_token("alice", issued, cookie), cookie=cookie, clock=lambda: NOW
+        )
+        later = NOW + timedelta(minutes=5)
+        new = auth.user_from_cookie(
+            session, token=_token("alice", later, cookie), cookie=cookie, clock=lambda: later
+        )
+        actions = [e.action for e in audit.list_events(session, actor_id=user.id)]
+    assert not old.ok and "revoked" in old.message
+    assert new.ok
+    assert actions == ["login", "logout"]
+
+
+def test_expired_unknown_and_garbled_cookies_are_refused(make_account, app_env):
+    make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    long_ago = NOW - timedelta(days=2)
+    cases = [
+        _token("alice", long_ago, cookie),
+        _token("mallory", NOW, cookie),
+        {"username": "alice", "exp_date": "soon"},
+        {},
+    ]
+    with session_scope() as session:
+        for token in cases:
+            assert not auth.user_from_cookie(
+                session, token=token, cookie=cookie, clock=lambda: NOW
+            ).ok

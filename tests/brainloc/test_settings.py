@@ -1,0 +1,62 @@
+"""Settings from the environment: defaults, overrides, limits and the cookie key file."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from brainloc.settings import COOKIE_KEY_FILE, load_settings
+
+
+def test_defaults_put_everything_under_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({})
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'brainloc.db'}"
+    assert settings.is_sqlite
+    assert settings.cookie_hours == 12.0
+    assert settings.bcrypt_rounds == 12
+    assert settings.models_dir.name == "models"
+
+
+def test_generated_cookie_key_is_long_private_and_stable(tmp_path):
+    env = {"BRAINLOC_DATA_DIR": str(tmp_path)}
+    first = load_settings(env)
+    key_file = tmp_path / COOKIE_KEY_FILE
+    assert len(first.cookie_key) >= 64  # 48 random bytes, URL-safe base64
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert load_settings(env).cookie_key == first.cookie_key
+    other = load_settings({"BRAINLOC_DATA_DIR": str(tmp_path / "other")})
+    assert other.cookie_key != first.cookie_key
+
+
+def test_environment_overrides(tmp_path):
+    env = {
+        "BRAINLOC_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "postgresql+psycopg://brainloc@db/brainloc",
+        "BRAINLOC_COOKIE_KEY": "k" * 40,
+        "BRAINLOC_COOKIE_HOURS": "8",
+        "BRAINLOC_MAX_UPLOAD_MB": "50",
+        "BRAINLOC_MODELS_DIR": str(tmp_path / "m"),
+    }
+    settings = load_settings(env)
+    assert settings.database_url.startswith("postgresql") and not settings.is_sqlite
+    assert settings.cookie_key == "k" * 40
+    assert not (tmp_path / COOKIE_KEY_FILE).exists()
+    assert (settings.cookie_hours, settings.max_upload_mb) == (8.0, 50)
+    assert settings.models_dir == tmp_path / "m"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("BRAINLOC_COOKIE_KEY", "too-short", "at least 32"),
+        ("BRAINLOC_COOKIE_HOURS", "forever", "must be a number"),
+        ("BRAINLOC_COOKIE_HOURS", "0", "between"),
+        ("BRAINLOC_BCRYPT_ROUNDS", "40", "between"),
+    ],
+)
+def test_bad_values_get_clear_messages(tmp_path, name, value, message):
+    with pytest.raises(ValueError, match=message):
+        load_settings({"BRAINLOC_DATA_DIR": str(tmp_path), name: value})
