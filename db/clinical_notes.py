@@ -9,6 +9,8 @@ race. Issued reports keep their exact PDF bytes. Every function checks ownership
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,6 +18,7 @@ from db import audit
 from db.arrays import sha256_hex
 from db.clinical import TARGET_ANALYSIS, owns_analysis
 from db.models import Analysis, IssuedReport, NoteVersion
+from db.types import utc_now
 
 #: Longest note accepted, in characters.
 MAX_NOTE_CHARS = 20_000
@@ -149,6 +152,7 @@ def issue_report(
     pdf: bytes,
     filename: str,
     note_version_id: int | None,
+    issued_at: datetime | None = None,
 ) -> IssuedReport:
     """Store an issued PDF report of an own analysis (exact bytes) and audit it.
 
@@ -170,6 +174,7 @@ def issue_report(
         filename=filename[:200],
         pdf=pdf,
         sha256=sha256_hex(pdf),
+        created_at=issued_at or utc_now(),
     )
     session.add(report)
     session.flush()

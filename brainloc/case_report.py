@@ -1,0 +1,126 @@
+"""Issue the PDF report of a stored case: gather its content, render it, store the bytes.
+
+The content comes from the stored analysis (:class:`brainloc.casework.StoredCase`), the
+signed-in practitioner and the current note version; :func:`brainloc.report.build_report`
+renders it; :func:`db.clinical_notes.issue_report` keeps the exact bytes with the note version
+they contain, so a later download returns the same document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from brainloc import overlay
+from brainloc.casework import StoredCase, case_rows, findings_rows, load_case
+from brainloc.report import ReportData, build_report
+from db import clinical_notes
+from db.types import utc_now
+
+#: How the report draws the slice: FLAIR (the sequence gliomas show best) with a
+#: percentile window, the tumor filled and outlined in red.
+REPORT_SEQUENCE = "FLAIR"
+REPORT_WINDOW_PERCENTILES = (0.5, 99.5)
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who issues the report (the signed-in practitioner)."""
+
+    id: int
+    full_name: str
+    category: str
+    institution: str
+
+
+def report_filename(case: StoredCase, issued_at: datetime) -> str:
+    """A safe file name such as ``brainloc_CASE-1_20261125-1005.pdf``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case.case_reference)
+    return f"brainloc_{safe[:60] or case.id}_{issued_at:%Y%m%d-%H%M%S}.pdf"
+
+
+def report_data(
+    case: StoredCase,
+    *,
+    author: Author,
+    notes: str,
+    note_version: int | None,
+    issued_at: datetime,
+    slice_index: int | None = None,
+) -> ReportData:
+    """The report's content for one stored case (shown slice: ``slice_index`` or the key one)."""
+    index = case.key_slice if slice_index is None else slice_index
+    if not 0 <= index < len(case.slices):
+        raise ValueError(f"slice {index} is not in this case of {len(case.slices)} slices")
+    shown = case.slices[index]
+    base = overlay.display_image(
+        shown.image, REPORT_SEQUENCE, window_percentiles=REPORT_WINDOW_PERCENTILES
+    )
+    drawn = overlay.overlay_mask(base, shown.mask, style="fill+outline", opacity=0.45)
+    findings = findings_rows(shown.findings)
+    slice_rows: list[tuple[str, str, str]] = []
+    if len(case.slices) > 1:
+        findings = [*case_rows(case), (f"Shown slice {index}", shown.name or "-"), *findings]
+        slice_rows = [
+            (str(s.index), f"{s.tumor_probability:.1%}", f"{s.findings.get('area_px', 0)} px")
+            for s in case.slices
+            if s.has_tumor or s.index == index
+        ]
+    sequences = case.findings.get("sequences_present") or []
+    sequences_note = ""
+    if sequences and len(sequences) < 3:
+        sequences_note = (
+            f"Only {', '.join(sequences)} was present in the upload; the models were trained "
+            "on pre-contrast, FLAIR and post-contrast slices."
+        )
+    return ReportData(
+        practitioner_name=author.full_name,
+        practitioner_category=author.category,
+        institution=author.institution,
+        case_reference=case.case_reference,
+        analysis_id=case.id,
+        analysed_at=case.created_at,
+        issued_at=issued_at,
+        tumor_probability=case.tumor_probability,
+        threshold=case.threshold,
+        has_tumor=case.has_tumor,
+        scan=base,
+        overlay=drawn,
+        findings=findings,
+        slice_rows=slice_rows,
+        notes=notes,
+        note_version=note_version,
+        models=case.model_labels,
+        sequences_note=sequences_note,
+    )
+
+
+def issue_case_report(
+    session, *, author: Author, analysis_id: int, issued_at: datetime | None = None
+) -> clinical_notes.IssuedReport | None:
+    """Render and store a new report of an own analysis with its current note.
+
+    Returns:
+        The stored report, or None when the analysis is not the author's.
+    """
+    case = load_case(session, owner_id=author.id, analysis_id=analysis_id)
+    if case is None:
+        return None
+    issued_at = issued_at or utc_now()
+    note = clinical_notes.latest_note(session, analysis_id=analysis_id, owner_id=author.id)
+    data = report_data(
+        case,
+        author=author,
+        notes=note.body if note else "",
+        note_version=note.version if note else None,
+        issued_at=issued_at,
+    )
+    return clinical_notes.issue_report(
+        session,
+        analysis_id=analysis_id,
+        owner_id=author.id,
+        pdf=build_report(data),
+        filename=report_filename(case, issued_at),
+        note_version_id=note.id if note else None,
+        issued_at=issued_at,
+    )

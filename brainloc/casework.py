@@ -1,0 +1,290 @@
+"""From an upload to a stored analysis and back: the analyze and case pages' logic.
+
+:func:`analyze_uploads` reads the uploaded files with :mod:`brainloc.scans` (one file, several
+slices, a multi-page TIFF, a DICOM series or a NIfTI volume) and runs the pipeline over every
+slice as one case. :func:`save_outcome` stores it for its owner through :mod:`db.clinical`, and
+:func:`load_case` reads it back as plain arrays and values, so a case reopens exactly as it was
+analysed. Nothing here imports Streamlit; the pages pass plain values in and get plain values
+back.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from brainloc.findings import CaseFindings, case_findings
+from brainloc.scans import Scan, read_uploads
+from db import clinical
+from db.arrays import array_from_bytes
+
+logger = logging.getLogger(__name__)
+
+#: Called with the share of the work done, 0.0 .. 1.0.
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class AnalyzedSlice:
+    """One slice as analysed: the exact input and the pipeline's answer."""
+
+    image: np.ndarray
+    name: str
+    result: Any  # brainloc.inference.SliceResult (not imported: keeps TensorFlow optional here)
+    spacing_mm: tuple[float, float] | None
+    slice_thickness_mm: float | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The analysis of one upload (one or several files), not yet saved."""
+
+    slices: tuple[AnalyzedSlice, ...]
+    summary: CaseFindings
+    source_name: str
+    source_format: str
+    sequences_present: tuple[str, ...]
+    notes: tuple[str, ...]
+    classifier: tuple[str, str]
+    segmenter: tuple[str, str]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class StoredSlice:
+    """A stored slice, decoded: uint8 (H, W, 3) image and bool (H, W) mask."""
+
+    index: int
+    name: str
+    image: np.ndarray
+    mask: np.ndarray
+    tumor_probability: float
+    has_tumor: bool
+    findings: dict[str, Any]
+    spacing_mm: tuple[float, float] | None
+    slice_thickness_mm: float | None
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    """An own analysis as the case page shows it."""
+
+    id: int
+    case_reference: str
+    created_at: datetime
+    source_name: str
+    source_format: str
+    tumor_probability: float
+    has_tumor: bool
+    threshold: float
+    classifier: tuple[str, str]
+    segmenter: tuple[str, str]
+    findings: dict[str, Any]
+    slices: tuple[StoredSlice, ...] = field(repr=False)
+
+    @property
+    def model_labels(self) -> list[str]:
+        """e.g. ["brainloc-classifier v1.0.0", "brainloc-segmenter v1.0.0"]."""
+        return [f"{name} v{version}" for name, version in (self.classifier, self.segmenter) if name]
+
+    @property
+    def key_slice(self) -> int:
+        """The slice to show first: the largest tumor, else the most suspicious slice."""
+        largest = self.findings.get("largest_slice")
+        if largest is not None and 0 <= int(largest) < len(self.slices):
+            return int(largest)
+        return int(np.argmax([s.tumor_probability for s in self.slices]))
+
+
+def _merge_summary(scans: Sequence[Scan], areas: list[int]) -> CaseFindings:
+    # A volume only makes sense for one scan with known geometry.
+    if len(scans) == 1:
+        return case_findings(areas, scans[0].spacing_mm, scans[0].slice_thickness_mm)
+    return case_findings(areas)
+
+
+def analyze_uploads(
+    pipeline, files: Sequence[tuple[str, bytes]], *, progress: Progress | None = None
+) -> Outcome:
+    """Read and analyse uploaded files as one case.
+
+    Args:
+        pipeline: a loaded :class:`brainloc.inference.Pipeline`.
+        files: (file name, bytes) pairs as uploaded.
+        progress: called with the share done, for a progress bar.
+
+    Raises:
+        brainloc.scans.ScanError: a file cannot be read (message fit for the user).
+    """
+    scans = read_uploads(files)
+    total = sum(scan.n_slices for scan in scans)
+    done = 0
+    analysed: list[AnalyzedSlice] = []
+    for scan in scans:
+        start = done
+
+        def report(share: float, start: int = start, n: int = scan.n_slices) -> None:
+            if progress:
+                progress(min(1.0, (start + share * n) / total))
+
+        result = pipeline.analyze_scan(scan, progress=report)
+        for image, name, slice_result in zip(scan.slices, scan.names, result.slices, strict=True):
+            analysed.append(
+                AnalyzedSlice(image, name, slice_result, scan.spacing_mm, scan.slice_thickness_mm)
+            )
+        done += scan.n_slices
+    sequences = sorted({s for scan in scans for s in scan.sequences_present})
+    spec_c, spec_s = pipeline.classifier_spec, pipeline.segmenter_spec
+    return Outcome(
+        slices=tuple(analysed),
+        summary=_merge_summary(scans, [s.result.findings.area_px for s in analysed]),
+        source_name=", ".join(name for name, _ in files)[:500],
+        source_format=",".join(sorted({scan.source_format for scan in scans})),
+        sequences_present=tuple(sequences),
+        notes=tuple(note for scan in scans for note in scan.notes),
+        classifier=(spec_c.name, spec_c.version),
+        segmenter=(spec_s.name, spec_s.version),
+        threshold=spec_c.threshold,
+    )
+
+
+def save_outcome(session, *, owner_id: int, case_reference: str, outcome: Outcome) -> int:
+    """Store an outcome for its owner (all or nothing, in the caller's transaction).
+
+    Returns:
+        The new analysis id.
+
+    Raises:
+        ValueError: e.g. an empty case reference (nothing is stored).
+    """
+    slices = [
+        clinical.SliceInput(
+            image=item.image,
+            mask=np.asarray(item.result.mask, dtype=bool),
+            tumor_probability=float(item.result.tumor_probability),
+            has_tumor=bool(item.result.has_tumor),
+            findings=item.result.findings.to_dict(),
+            source_name=item.name,
+            spacing_mm=item.spacing_mm,
+            slice_thickness_mm=item.slice_thickness_mm,
+        )
+        for item in outcome.slices
+    ]
+    findings = outcome.summary.to_dict() | {
+        "sequences_present": list(outcome.sequences_present),
+        "scan_notes": list(outcome.notes),
+    }
+    analysis = clinical.create_analysis(
+        session,
+        owner_id=owner_id,
+        case_reference=case_reference,
+        slices=slices,
+        source_name=outcome.source_name,
+        source_format=outcome.source_format,
+        classifier=outcome.classifier,
+        segmenter=outcome.segmenter,
+        decision_threshold=outcome.threshold,
+        findings=findings,
+    )
+    return int(analysis.id)
+
+
+def load_case(session, *, owner_id: int, analysis_id: int) -> StoredCase | None:
+    """An own analysis with its decoded slices, or None (missing, or someone else's)."""
+    analysis = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
+    if analysis is None:
+        return None
+    rows = clinical.get_slices(session, analysis_id=analysis_id, owner_id=owner_id)
+    slices = tuple(
+        StoredSlice(
+            index=row.slice_index,
+            name=row.source_name,
+            image=array_from_bytes(row.image),
+            mask=array_from_bytes(row.mask).astype(bool),
+            tumor_probability=row.tumor_probability,
+            has_tumor=row.has_tumor,
+            findings=dict(row.findings or {}),
+            spacing_mm=(row.pixel_spacing_row_mm, row.pixel_spacing_col_mm)
+            if row.pixel_spacing_row_mm
+            else None,
+            slice_thickness_mm=row.slice_thickness_mm,
+        )
+        for row in rows
+    )
+    return StoredCase(
+        id=int(analysis.id),
+        case_reference=analysis.case_reference,
+        created_at=analysis.created_at,
+        source_name=analysis.source_name,
+        source_format=analysis.source_format,
+        tumor_probability=analysis.tumor_probability,
+        has_tumor=analysis.has_tumor,
+        threshold=analysis.decision_threshold,
+        classifier=(analysis.classifier_name, analysis.classifier_version),
+        segmenter=(analysis.segmenter_name, analysis.segmenter_version),
+        findings=dict(analysis.findings or {}),
+        slices=slices,
+    )
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W) or (H, W, 3) array as PNG (lossless)."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise ValueError(
+            f"expected a uint8 (H, W) or (H, W, 3) array, got {array.dtype} {array.shape}"
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def findings_rows(findings: dict[str, Any]) -> list[tuple[str, str]]:
+    """A slice's stored findings as (label, value) rows for tables and reports."""
+    if not findings or not findings.get("area_px"):
+        rows = [("Tumor area", "none detected")]
+        if findings.get("brain_area_px"):
+            rows.append(("Brain area", f"{findings['brain_area_px']} px"))
+        return rows
+    area = f"{findings['area_px']} px"
+    if findings.get("area_mm2") is not None:
+        area += f" ({findings['area_mm2']:.1f} mm²)"
+    rows = [("Tumor area", area)]
+    if findings.get("percent_of_brain") is not None:
+        rows.append(("Share of brain area", f"{findings['percent_of_brain']:.1f} %"))
+    if findings.get("side"):
+        rows.append(
+            ("Side", f"image {findings['side']} (patient {findings.get('patient_side', '?')})")
+        )
+    if findings.get("bbox"):
+        top, left, bottom, right = findings["bbox"]
+        rows.append(("Bounding box", f"rows {top}-{bottom}, columns {left}-{right}"))
+    rows.append(("Separate regions", str(findings.get("regions", 0))))
+    return rows
+
+
+def case_rows(case: StoredCase) -> list[tuple[str, str]]:
+    """The case summary as (label, value) rows (only for more than one slice)."""
+    findings = case.findings
+    tumor_slices = findings.get("tumor_slices") or []
+    rows = [
+        ("Slices analysed", str(len(case.slices))),
+        ("Slices with tumor", f"{len(tumor_slices)}"),
+    ]
+    if tumor_slices:
+        rows.append(
+            (
+                "Largest tumor on slice",
+                f"{findings.get('largest_slice')} ({findings.get('largest_area_px')} px)",
+            )
+        )
+    if findings.get("volume_ml") is not None:
+        rows.append(("Estimated tumor volume", f"{findings['volume_ml']:.2f} mL"))
+    return rows

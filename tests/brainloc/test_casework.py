@@ -1,0 +1,145 @@
+"""Upload -> analysis -> stored case -> issued report, with the tiny deterministic models."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from pypdf import PdfReader
+from sqlmodel import Session
+
+from brainloc.case_report import Author, issue_case_report, report_filename
+from brainloc.casework import analyze_uploads, findings_rows, load_case, png_bytes, save_outcome
+from brainloc.scans import ScanError
+from db import clinical, clinical_notes
+from tests.brainloc.scan_factory import encode_pil, encode_tiff, synthetic_slice, tumor_like_slice
+from tests.db.clinical_factory import make_user, migrated_engine
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = migrated_engine(tmp_path / "casework.db")
+    yield engine
+    engine.dispose()
+
+
+def test_one_tumor_slice_is_analysed_saved_and_reopened_exactly(tiny_pipeline, engine):
+    image = tumor_like_slice((128, 128), square=(40, 30, 24))
+    outcome = analyze_uploads(tiny_pipeline, [("slice.png", encode_pil(image, "PNG"))])
+    assert len(outcome.slices) == 1
+    result = outcome.slices[0].result
+    assert result.has_tumor and result.tumor_probability > 0.9
+    assert outcome.classifier == ("tiny-classifier", "0.0.1")
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        other = make_user(session, "bob")
+        analysis_id = save_outcome(
+            session, owner_id=owner.id, case_reference="CASE-9", outcome=outcome
+        )
+        session.commit()
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+        assert load_case(session, owner_id=other.id, analysis_id=analysis_id) is None
+    stored = case.slices[0]
+    np.testing.assert_array_equal(stored.image, image)
+    np.testing.assert_array_equal(stored.mask, result.mask)
+    assert stored.findings["area_px"] == int(result.mask.sum()) > 0
+    assert case.has_tumor and case.model_labels == [
+        "tiny-classifier v0.0.1",
+        "tiny-segmenter v0.0.1",
+    ]
+    assert case.key_slice == 0
+    assert findings_rows(stored.findings)[0][1].startswith(f"{stored.findings['area_px']} px")
+
+
+def test_several_files_form_one_case_with_a_progress_bar(tiny_pipeline):
+    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 12))])
+    seen: list[float] = []
+    outcome = analyze_uploads(
+        tiny_pipeline,
+        [
+            ("case.tif", encode_tiff(stack)),
+            ("extra.png", encode_pil(synthetic_slice((48, 48)), "PNG")),
+        ],
+        progress=seen.append,
+    )
+    assert [s.result.has_tumor for s in outcome.slices] == [False, True, False]
+    assert outcome.summary.tumor_slices == (1,)
+    assert outcome.source_format == "png,tiff"
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_a_bad_file_raises_its_specific_message(tiny_pipeline):
+    with pytest.raises(ScanError, match="notes.txt"):
+        analyze_uploads(tiny_pipeline, [("notes.txt", b"hello, this is text")])
+
+
+def test_issued_report_holds_note_and_probability_and_keeps_its_bytes(tiny_pipeline, engine):
+    image = tumor_like_slice((96, 96), square=(30, 20, 20))
+    outcome = analyze_uploads(tiny_pipeline, [("s.png", encode_pil(image, "PNG"))])
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(
+            session, owner_id=owner.id, case_reference="R/1", outcome=outcome
+        )
+        clinical_notes.add_note_version(
+            session,
+            analysis_id=analysis_id,
+            owner_id=owner.id,
+            body="Enhancing lesion.",
+            base_version=None,
+        )
+        author = Author(owner.id, "Dr Alice", "Radiologist", "General Hospital")
+        when = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+        report = issue_case_report(session, author=author, analysis_id=analysis_id, issued_at=when)
+        stranger = Author(owner.id + 99, "X", "Y", "Z")
+        assert issue_case_report(session, author=stranger, analysis_id=analysis_id) is None
+        session.commit()
+        report_id, pdf = report.id, report.pdf
+    with Session(engine) as session:
+        again = clinical_notes.get_report(session, report_id=report_id, owner_id=owner.id)
+        assert again.pdf == pdf and again.note_version_id is not None
+        assert again.created_at == when
+    text = " ".join(PdfReader(io.BytesIO(pdf)).pages[0].extract_text().split())
+    probability = outcome.slices[0].result.tumor_probability
+    for expected in (
+        "Enhancing lesion.",
+        f"{probability:.1%}",
+        "R/1",
+        "Dr Alice",
+        "tiny-classifier v0.0.1",
+    ):
+        assert expected in text
+    assert report.filename == report_filename(
+        load_case_or_fail(engine, owner.id, analysis_id), when
+    )
+    assert "/" not in report.filename
+
+
+def load_case_or_fail(engine, owner_id, analysis_id):
+    with Session(engine) as session:
+        case = load_case(session, owner_id=owner_id, analysis_id=analysis_id)
+    assert case is not None
+    return case
+
+
+def test_png_bytes_round_trip_and_refuse_floats():
+    from PIL import Image
+
+    mask = (np.arange(64).reshape(8, 8) % 2 * 255).astype(np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(mask))))
+    np.testing.assert_array_equal(decoded, mask)
+    with pytest.raises(ValueError, match="uint8"):
+        png_bytes(mask.astype(float))
+
+
+def test_nothing_is_saved_without_a_case_reference(tiny_pipeline, engine):
+    outcome = analyze_uploads(
+        tiny_pipeline, [("s.png", encode_pil(synthetic_slice((64, 64)), "PNG"))]
+    )
+    with Session(engine) as session:
+        owner = make_user(session, "alice")
+        with pytest.raises(ValueError, match="case reference"):
+            save_outcome(session, owner_id=owner.id, case_reference="  ", outcome=outcome)
+        assert clinical.count_analyses(session, owner_id=owner.id) == 0
