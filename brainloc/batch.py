@@ -1,0 +1,197 @@
+"""``python -m brainloc analyze FILE_OR_DIR... [--json] [--out DIR]``: batch analysis.
+
+Each slice gets one line on stdout (with ``--json``: one JSON object per line
+with ``file``, ``slice``, ``tumor_probability``, ``has_tumor``,
+``tumor_area_px`` and a few findings). A file that cannot be read prints
+``error: FILE: reason`` on stderr and the rest still run; the exit code is 2
+if any file failed, 1 if the models are missing, 0 otherwise.
+
+Directories are walked recursively in natural order (``case_2`` before
+``case_10``); Kaggle ``*_mask.*`` files and files without a scan extension are
+skipped, and the DICOM files of one folder are read together as a series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from brainloc.model_meta import DEFAULT_MODELS_DIR
+
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of reading: a file, or the DICOM files of one folder."""
+
+    label: str
+    paths: tuple[Path, ...]
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def _is_mask(path: Path) -> bool:
+    return re.search(r"_mask\.[a-z.]+$", path.name.lower()) is not None
+
+
+def collect_jobs(paths: list[Path]) -> list[Job]:
+    """Expand files and directories into jobs, in the order given (directories sorted)."""
+    from brainloc.scans import EXTENSIONS, _suffix
+
+    jobs: list[Job] = []
+    for path in paths:
+        if not path.is_dir():
+            jobs.append(Job(str(path), (path,)))
+            continue
+        files = sorted((p for p in path.rglob("*") if p.is_file()), key=_natural_key)
+        series: dict[Path, list[Path]] = {}
+        for file in files:
+            suffix = _suffix(file.name)
+            if file.name.startswith(".") or _is_mask(file) or suffix not in EXTENSIONS:
+                continue
+            if suffix in _DICOM_SUFFIXES:
+                if file.parent not in series:
+                    series[file.parent] = []
+                    jobs.append(Job(str(file.parent), ()))  # placeholder keeps the order
+                series[file.parent].append(file)
+            else:
+                jobs.append(Job(str(file), (file,)))
+        jobs = [
+            Job(job.label, tuple(series[Path(job.label)])) if not job.paths else job for job in jobs
+        ]
+    return jobs
+
+
+def _output_stem(job: Job, used: set[str]) -> str:
+    name = Path(job.label).name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+    candidate, number = stem, 2
+    while candidate in used:
+        candidate, number = f"{stem}_{number}", number + 1
+    used.add(candidate)
+    return candidate
+
+
+def _write_pictures(out_dir: Path, stem: str, image, result) -> dict:
+    from PIL import Image
+
+    from brainloc.overlay import mask_png_array, render
+
+    overlay_path = out_dir / f"{stem}_overlay.png"
+    mask_path = out_dir / f"{stem}_mask.png"
+    picture = render(image, result.mask, sequence="FLAIR", style="fill+outline", opacity=0.35)
+    Image.fromarray(picture).save(overlay_path)
+    Image.fromarray(mask_png_array(result.mask)).save(mask_path)
+    return {"overlay_png": str(overlay_path), "mask_png": str(mask_path)}
+
+
+def _line(file: str, index: int, count: int, result, extra: dict, as_json: bool) -> str:
+    findings = result.findings
+    if as_json:
+        record = {
+            "file": file,
+            "slice": index,
+            "slice_name": result.name,
+            "tumor_probability": round(result.tumor_probability, 6),
+            "has_tumor": result.has_tumor,
+            "tumor_area_px": result.tumor_area_px,
+            "tumor_area_mm2": findings.area_mm2,
+            "percent_of_brain": findings.percent_of_brain,
+            "side": findings.side,
+            "regions": findings.regions,
+            **extra,
+        }
+        return json.dumps(record)
+    where = file if count == 1 else f"{file} [slice {index}]"
+    decision = "TUMOR" if result.has_tumor else "no tumor"
+    area = f"area {result.tumor_area_px} px"
+    if findings.area_mm2 is not None:
+        area += f" ({findings.area_mm2:.1f} mm²)"
+    return f"{where}: {decision}, probability {result.tumor_probability:.3f}, {area}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Analyse every input; see the module docstring for output and exit codes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from brainloc.scans import ScanError, read_paths
+
+    if args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    failed = False
+    pipeline = None
+    used_stems: set[str] = set()
+    for job in collect_jobs(list(args.paths)):
+        if not job.paths:
+            continue
+        try:
+            scans = read_paths(job.paths)
+        except ScanError as exc:
+            print(f"error: {job.label}: {_strip_label(str(exc), job)}", file=sys.stderr)
+            failed = True
+            continue
+        if pipeline is None:
+            pipeline = _load_pipeline(args.models_dir)
+            if pipeline is None:
+                return 1
+        for scan in scans:
+            case = pipeline.analyze_scan(scan, batch_size=args.batch_size)
+            stem = _output_stem(job, used_stems) if args.out is not None else ""
+            for index, result in enumerate(case.slices):
+                extra = {}
+                if args.out is not None:
+                    name = stem if scan.n_slices == 1 else f"{stem}_s{index:03d}"
+                    extra = _write_pictures(args.out, name, scan.slices[index], result)
+                print(_line(job.label, index, scan.n_slices, result, extra, args.json), flush=True)
+    return 2 if failed else 0
+
+
+def _strip_label(message: str, job: Job) -> str:
+    """ScanError messages start with the file name; the error line names it already."""
+    for path in job.paths:
+        prefix = f"{path.name}: "
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
+def _load_pipeline(models_dir: Path):
+    from brainloc.inference import ModelsNotFoundError, get_pipeline
+
+    try:
+        return get_pipeline(models_dir)
+    except (ModelsNotFoundError, ValueError) as exc:
+        print(f"error: models: {exc}", file=sys.stderr)
+        return None
+
+
+def register(subparsers) -> None:
+    """Add the ``analyze`` subcommand to the ``python -m brainloc`` parser."""
+    parser = subparsers.add_parser(
+        "analyze",
+        help="analyse scan files or folders and print one result per slice",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    parser.add_argument("--json", action="store_true", help="one JSON object per slice and line")
+    parser.add_argument(
+        "--out", type=Path, help="write <name>_overlay.png and <name>_mask.png here"
+    )
+    parser.add_argument(
+        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="slices per model call (default: %(default)s)"
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,116 @@
+"""``python -m brainloc analyze``: output lines, pictures and exit codes (tiny models)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainloc.cli import main
+from tests.brainloc.conftest import REPO_ROOT
+from tests.brainloc.scan_factory import encode_tiff, synthetic_slice, tumor_like_slice
+
+
+@pytest.fixture
+def kaggle_dir(tmp_path):
+    """A folder in the Kaggle layout: slices 1, 2 and 10 (2 has a tumor), masks and data.csv."""
+    case = tmp_path / "kaggle_3m" / "TCGA_XX_0001_20000101"
+    case.mkdir(parents=True)
+    for number in (1, 2, 10):
+        image = tumor_like_slice(seed=number) if number == 2 else synthetic_slice(seed=number)
+        (case / f"TCGA_XX_0001_20000101_{number}.tif").write_bytes(encode_tiff(image))
+        mask = np.zeros((256, 256), np.uint8)
+        (case / f"TCGA_XX_0001_20000101_{number}_mask.tif").write_bytes(encode_tiff(mask))
+    (tmp_path / "kaggle_3m" / "data.csv").write_text("Patient\nTCGA_XX_0001\n")
+    return tmp_path / "kaggle_3m"
+
+
+def _analyze(capsys, *args):
+    code = main(["analyze", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_kaggle_folder_is_walked_in_natural_order_skipping_masks(
+    kaggle_dir, tiny_models_dir, capsys
+):
+    code, out, err = _analyze(capsys, kaggle_dir, "--json", "--models-dir", tiny_models_dir)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"].rsplit("_", 1)[-1] for r in records] == ["1.tif", "2.tif", "10.tif"]
+    assert [r["has_tumor"] for r in records] == [False, True, False]
+    assert all(r["slice"] == 0 for r in records)
+    for record in records:
+        assert {"file", "slice", "tumor_probability", "has_tumor", "tumor_area_px"} <= set(record)
+        assert 0.0 <= record["tumor_probability"] <= 1.0
+    assert records[1]["tumor_area_px"] > 1000 and records[0]["tumor_area_px"] == 0
+
+
+def test_bad_file_is_reported_and_the_rest_still_run(kaggle_dir, tiny_models_dir, tmp_path, capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    good = next(kaggle_dir.rglob("*_2.tif"))
+    code, out, err = _analyze(capsys, bad, good, "--models-dir", tiny_models_dir)
+    assert code == 2
+    assert err.strip() == f"error: {bad}: not a valid PNG file; it is a text file, not an image"
+    assert re.fullmatch(
+        rf"{re.escape(str(good))}: TUMOR, probability [01]\.\d{{3}}, area \d+ px", out.strip()
+    )
+
+
+def test_out_writes_overlay_and_mask_pngs(kaggle_dir, tiny_models_dir, tmp_path, capsys):
+    out_dir = tmp_path / "pictures"
+    good = next(kaggle_dir.rglob("*_2.tif"))
+    code, out, _ = _analyze(
+        capsys, good, "--json", "--out", out_dir, "--models-dir", tiny_models_dir
+    )
+    assert code == 0
+    record = json.loads(out)
+    mask = np.asarray(Image.open(record["mask_png"]))
+    overlay = np.asarray(Image.open(record["overlay_png"]))
+    assert set(np.unique(mask)) == {0, 255}
+    assert (mask == 255).sum() == record["tumor_area_px"]
+    assert overlay.shape == (256, 256, 3)
+    red = (overlay[..., 0] > overlay[..., 1] + 50) & (mask == 255)
+    assert red.sum() > 0.9 * record["tumor_area_px"]
+
+
+def test_multi_page_tiff_gives_one_line_per_slice(tiny_models_dir, tmp_path, capsys):
+    pages = np.stack([synthetic_slice(seed=0), tumor_like_slice(seed=1), synthetic_slice(seed=2)])
+    path = tmp_path / "case.tif"
+    path.write_bytes(encode_tiff(pages))
+    code, out, _ = _analyze(
+        capsys, path, "--json", "--out", tmp_path / "o", "--models-dir", tiny_models_dir
+    )
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert [r["slice"] for r in records] == [0, 1, 2]
+    assert [r["has_tumor"] for r in records] == [False, True, False]
+    assert (tmp_path / "o" / "case_s001_overlay.png").is_file()
+
+
+def test_missing_models_exit_1(kaggle_dir, tmp_path, capsys):
+    code, out, err = _analyze(capsys, kaggle_dir, "--models-dir", tmp_path / "empty")
+    assert code == 1
+    assert err.startswith("error: models:") and out == ""
+
+
+def test_module_entry_point_exit_code_for_bad_input(tmp_path):
+    bad = tmp_path / "empty.tif"
+    bad.write_bytes(b"")
+    process = subprocess.run(
+        [sys.executable, "-m", "brainloc", "analyze", str(bad)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 2
+    assert process.stdout == ""
+    assert process.stderr.strip().endswith(f"error: {bad}: the file is empty")
+    assert "Traceback" not in process.stderr
