@@ -22,6 +22,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from brainloc.findings import CaseFindings, SliceFindings, case_findings, slice_findings
 from brainloc.gradcam import GradCam
@@ -122,6 +123,11 @@ def tumor_probabilities(outputs: np.ndarray) -> np.ndarray:
     return outputs[:, -1]
 
 
+def _compiled_forward(model: keras.Model, input_size: int):
+    spec = tf.TensorSpec((None, input_size, input_size, 3), tf.float32)
+    return tf.function(lambda batch: model(batch, training=False), input_signature=[spec])
+
+
 def _as_slices(images) -> list[np.ndarray] | np.ndarray:
     """An (N, H, W, 3) array stays as it is; a sequence may hold slices of different sizes."""
     if isinstance(images, np.ndarray):
@@ -145,6 +151,12 @@ class Pipeline:
         self.segmenter_spec = segmenter_spec
         self._lock = threading.Lock()
         self._gradcam: GradCam | None = None
+        # One graph per model with a free batch dimension: any batch size runs
+        # without retracing (Keras' predict_on_batch retraces on new sizes).
+        self._run = {
+            id(model): _compiled_forward(model, spec.input_size)
+            for model, spec in ((classifier, classifier_spec), (segmenter, segmenter_spec))
+        }
         self.min_region_px = int(segmenter_spec.raw.get("decision", {}).get("min_region_px", 0))
 
     @classmethod
@@ -186,7 +198,7 @@ class Pipeline:
 
     def _predict(self, model: keras.Model, batch: np.ndarray) -> np.ndarray:
         with self._lock:
-            return np.asarray(model.predict_on_batch(batch))
+            return self._run[id(model)](tf.constant(batch)).numpy()
 
     def classify(
         self, images, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None

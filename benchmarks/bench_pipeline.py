@@ -1,0 +1,190 @@
+"""Speed of BrainLoc's pipeline against the seed's, side by side in one process.
+
+    python -m benchmarks.bench_pipeline [--models-dir models] [--data-dir DIR] [--repeats 9]
+
+Run by hand, not by the test suite. Both pipelines are loaded once and warmed
+up before anything is timed; every figure is the median of ``--repeats`` runs.
+
+- Ours: ``brainloc.inference.Pipeline`` with the shipped models (or, when
+  they are missing, the :mod:`brainloc.modeling` builders with random weights,
+  saved with metadata so the real loading code runs).
+- Seed: ResNet50 + dense head and the 16-to-256-filter ResUNet with random
+  weights (:mod:`benchmarks.seed_models`), run the way the seed runs a slice:
+  classify; if tumor, segment; threshold the map at 0.5.
+
+Timed: one slice classified and segmented (the worst case per slice, with each
+pipeline's own preprocessing), ``Pipeline.analyze`` end to end on one tumor
+slice, and a 40-slice case (ours: ``analyze_case``; seed: its per-slice loop,
+segmenting the same slices ours calls positive so both do the same work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+CASE_SLICES = 40
+
+
+def _median_seconds(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _random_models_dir() -> Path:
+    """Our builders with random weights, saved in the shipped format."""
+    from brainloc.modeling import build_resnet_classifier, build_resunet
+
+    out = Path(tempfile.mkdtemp(prefix="brainloc_bench_"))
+    for stem, model, task, decision in (
+        ("classifier", build_resnet_classifier(256), "classification", {"threshold": 0.5}),
+        ("segmenter", build_resunet(128), "segmentation", {"mask_threshold": 0.5}),
+    ):
+        model.save(out / f"{stem}.keras")
+        size = model.input_shape[1]
+        meta = {
+            "name": f"random-{stem}",
+            "version": "0",
+            "task": task,
+            "weights": f"{stem}.keras",
+            "input": {
+                "shape": [size, size, 3],
+                "channels": ["pre-contrast", "FLAIR", "post-contrast"],
+                "scaling": "uint8/255",
+            },
+            "output": {"kind": "probability"},
+            "decision": decision,
+        }
+        (out / f"{stem}.json").write_text(json.dumps(meta))
+    return out
+
+
+def _load_case(data_dir: Path | None) -> np.ndarray:
+    """40 slices: the first Kaggle case with at least 40, or synthetic noise slices."""
+    from brainloc.scans import read_scan_path
+
+    if data_dir is not None:
+        for case in sorted(p for p in data_dir.rglob("TCGA_*") if p.is_dir()):
+            files = sorted(
+                (f for f in case.glob("*.tif") if not f.name.endswith("_mask.tif")),
+                key=lambda f: int(f.stem.rsplit("_", 1)[1]),
+            )
+            if len(files) >= CASE_SLICES:
+                print(f"case: {case.name}, slices 1-{CASE_SLICES}")
+                return np.concatenate([read_scan_path(f).slices for f in files[:CASE_SLICES]])
+    print("case: synthetic random slices (no --data-dir with a 40-slice case)")
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(CASE_SLICES, 256, 256, 3), dtype=np.uint8)
+
+
+class SeedPipeline:
+    """The seed's per-slice loop: classify, segment when tumor, threshold at 0.5."""
+
+    def __init__(self):
+        from benchmarks.seed_models import build_seed_classifier, build_seed_resunet
+
+        self.classifier = build_seed_classifier()
+        self.segmenter = build_seed_resunet()
+
+    @staticmethod
+    def _prepare(image: np.ndarray) -> np.ndarray:
+        return (image.astype(np.float32) / 255.0)[np.newaxis]
+
+    def classify_and_segment(self, image: np.ndarray) -> np.ndarray:
+        batch = self._prepare(image)
+        self.classifier.predict_on_batch(batch)
+        return self.segmenter.predict_on_batch(batch)[0, ..., 0] >= 0.5
+
+    def run_case(self, images: np.ndarray, positive: set[int]) -> None:
+        for index, image in enumerate(images):
+            batch = self._prepare(image)
+            self.classifier.predict_on_batch(batch)
+            if index in positive:
+                self.segmenter.predict_on_batch(batch)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models-dir", type=Path, default=None, help="default: the shipped models")
+    parser.add_argument("--data-dir", type=Path, default=None, help="a Kaggle-layout folder")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--case-repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from brainloc.inference import Pipeline
+    from brainloc.model_meta import DEFAULT_MODELS_DIR, models_available
+
+    models_dir = args.models_dir or DEFAULT_MODELS_DIR
+    if args.models_dir is None and not models_available():
+        print("shipped models missing: timing our architectures with random weights")
+        models_dir = _random_models_dir()
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs; medians of {args.repeats} runs")
+    ours = Pipeline.load(models_dir)
+    seed = SeedPipeline()
+    print(
+        f"ours: {ours.classifier_spec.label} ({ours.classifier.count_params():,} params) + "
+        f"{ours.segmenter_spec.label} ({ours.segmenter.count_params():,} params)"
+    )
+    print(
+        f"seed: ResNet50 head ({seed.classifier.count_params():,} params) + "
+        f"ResUNet ({seed.segmenter.count_params():,} params)"
+    )
+
+    images = _load_case(args.data_dir)
+    one = images[len(images) // 2]
+    single = one[np.newaxis]
+
+    # Warm-up: the first calls trace and compile; never timed.
+    for _ in range(2):
+        ours.classify(single), ours.segment(single), ours.analyze(one)
+        seed.classify_and_segment(one)
+    ours.analyze_case(images)
+    seed.run_case(images[:2], {0})
+
+    ours_slice = _median_seconds(
+        lambda: (ours.classify(single), ours.segment(single)), args.repeats
+    )
+    seed_slice = _median_seconds(lambda: seed.classify_and_segment(one), args.repeats)
+    ours_analyze = _median_seconds(lambda: ours.analyze(one), args.repeats)
+    positive = {k for k, r in enumerate(ours.analyze_case(images).slices) if r.has_tumor}
+    ours_case = _median_seconds(lambda: ours.analyze_case(images), args.case_repeats)
+    seed_case = _median_seconds(lambda: seed.run_case(images, positive), args.case_repeats)
+
+    print()
+    print(f"{'measure':<46} {'ours':>9} {'seed':>9} {'speed-up':>9}")
+    print("-" * 76)
+    print(
+        f"{'one slice, classify + segment (s)':<46} {ours_slice:9.4f} {seed_slice:9.4f} "
+        f"{seed_slice / ours_slice:8.1f}x"
+    )
+    print(f"{'Pipeline.analyze, one slice end to end (s)':<46} {ours_analyze:9.4f} {'':>9} {'':>9}")
+    print(
+        f"{f'{CASE_SLICES}-slice case, {len(positive)} segmented (s)':<46} {ours_case:9.4f} "
+        f"{seed_case:9.4f} {seed_case / ours_case:8.1f}x"
+    )
+    print(
+        f"{'  per slice within the case (s)':<46} {ours_case / len(images):9.4f} "
+        f"{seed_case / len(images):9.4f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
