@@ -189,7 +189,10 @@ def register(subparsers) -> None:
         "--out", type=Path, help="write <name>_overlay.png and <name>_mask.png here"
     )
     parser.add_argument(
-        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="default: %(default)s"
+        "--models-dir",
+        type=Path,
+        default=Path(os.environ.get("BRAINLOC_MODELS_DIR") or DEFAULT_MODELS_DIR),
+        help="default: $BRAINLOC_MODELS_DIR or %(default)s",
     )
     parser.add_argument(
         "--batch-size", type=int, default=16, help="slices per model call (default: %(default)s)"

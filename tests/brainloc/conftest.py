@@ -10,6 +10,7 @@ known in advance, which is what lets the tests check exact behaviour.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,12 +112,12 @@ def lgg_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_pipeline():
-    from brainloc.model_meta import models_available
+    """The pipeline over the shipped models (or ``BRAINLOC_MODELS_DIR`` when set)."""
+    from brainloc.model_meta import DEFAULT_MODELS_DIR, models_available
 
-    if not models_available():
-        pytest.skip(
-            "the trained models (models/classifier.*, models/segmenter.*) are not shipped yet"
-        )
+    models_dir = Path(os.environ.get("BRAINLOC_MODELS_DIR") or DEFAULT_MODELS_DIR)
+    if not models_available(models_dir):
+        pytest.skip(f"the trained models are not in {models_dir} yet (classifier.*, segmenter.*)")
     from brainloc.inference import get_pipeline
 
-    return get_pipeline()
+    return get_pipeline(models_dir)
