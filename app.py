@@ -8,7 +8,7 @@ import streamlit as st
 from ui.auth import render_logout_button, start_run
 from ui.navigation import build_navigation
 from ui.sidebar import render_user_card
-from ui.state import current_user
+from ui.state import SHELL_KEY, current_user
 
 st.set_page_config(page_title="BrainLoc", page_icon=":material/neurology:", layout="wide")
 start_run()
@@ -17,4 +17,10 @@ page = build_navigation(user)
 if user is not None:
     render_user_card(user)
     render_logout_button()
-page.run()
+# The marker tells the page guard that app.py runs this very run; it is removed however the
+# page ends (stop, rerun, exception), so a page file run on its own never finds it.
+st.session_state[SHELL_KEY] = True
+try:
+    page.run()
+finally:
+    st.session_state.pop(SHELL_KEY, None)

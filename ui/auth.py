@@ -36,7 +36,6 @@ from ui.state import (
     LOGIN_ATTEMPT_KEY,
     LOGIN_ERROR_KEY,
     LOGOUT_PENDING_KEY,
-    SHELL_KEY,
     USER_ID_KEY,
 )
 
@@ -112,7 +111,6 @@ def _restore_from_cookie(authenticator: stauth.Authenticate) -> None:
 
 def start_run() -> stauth.Authenticate:
     """Everything sign-in related that must happen before the navigation is built."""
-    st.session_state[SHELL_KEY] = True
     prepare_database(get_settings().database_url)
     authenticator = build_authenticator()
     _finish_logout(authenticator)

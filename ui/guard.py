@@ -1,9 +1,12 @@
 """The guard every file in ``pages/`` calls first.
 
 Streamlit 1.67 serves ``/<page>`` for every file in ``pages/`` and, on a freshly started
-server, runs that file *without running app.py* until some session has loaded ``/``. So a
-page cannot rely on the navigation having hidden it: it checks the signed-in user itself,
-and when the check fails nothing of the page is rendered.
+server, runs that file *without running app.py* until some session has loaded ``/`` (and
+Streamlit's AppTest does the same on every rerun of a page). So a page cannot rely on the
+navigation having hidden it: it checks the signed-in user itself, and when the check fails
+nothing of the page is rendered. When app.py did not run, the guard first does app.py's
+sign-in work (:func:`ui.auth.start_run`), and a signed-out visitor is sent to app.py, which
+shows only the sign-in page.
 
 Usage, as the first statements of a page::
 
@@ -20,16 +23,23 @@ from streamlit.errors import StreamlitAPIException
 
 from brainloc.auth import CurrentUser
 from db.models import ROLE_PRACTITIONER, STATUS_APPROVED
+from ui.auth import start_run
 from ui.state import SHELL_KEY, current_user
 
 ENTRY_SCRIPT = "app.py"
 
 
-def _ensure_shell() -> None:
-    """Hand a page that runs without app.py (the URL trap) over to app.py, which shows
-    the sign-in; if even that fails, show only a sign-in hint."""
+def _shell_ran() -> bool:
+    """True when app.py runs this page this very run; otherwise do app.py's sign-in work
+    here (a page file run on its own: the URL trap, or an AppTest rerun of a page)."""
     if st.session_state.get(SHELL_KEY):
-        return
+        return True
+    start_run()
+    return False
+
+
+def _to_entry_page() -> None:
+    """Hand over to app.py, which shows the sign-in; if even that fails, show only a hint."""
     try:
         st.switch_page(ENTRY_SCRIPT)
     except StreamlitAPIException:
@@ -44,9 +54,11 @@ def require_user(
 ) -> CurrentUser:
     """Return the signed-in user if their role and status allow this page; otherwise show a
     short refusal and stop the script, so nothing else of the page renders."""
-    _ensure_shell()
+    shell_ran = _shell_ran()
     user = current_user()
     if user is None:
+        if not shell_ran:
+            _to_entry_page()
         st.warning("Please sign in to use BrainLoc.")
         st.stop()
     if user.role not in roles or user.status not in statuses:
@@ -57,7 +69,9 @@ def require_user(
 
 def require_signed_out() -> None:
     """For the sign-in and registration pages: only shown to visitors who are signed out."""
-    _ensure_shell()
+    shell_ran = _shell_ran()
     if current_user() is not None:
+        if not shell_ran:
+            _to_entry_page()
         st.info("You are signed in. Use the menu on the left.")
         st.stop()

@@ -14,7 +14,7 @@ from db.engine import session_scope
 
 #: The signed-in user's id (int). The only sign-in state the app trusts.
 USER_ID_KEY = "brainloc_user_id"
-#: Set by app.py on every run; missing when a page file runs without app.py (URL trap).
+#: Present only while app.py runs a page; missing when a page file runs on its own (URL trap).
 SHELL_KEY = "_brainloc_shell"
 #: The authenticator built by app.py for the current run.
 AUTHENTICATOR_KEY = "_brainloc_authenticator"
