@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from brainloc.findings import CaseFindings, case_findings
-from brainloc.scans import Scan, read_uploads
+from brainloc.scans import Scan, ScanError, read_uploads
 from db import clinical
 from db.arrays import array_from_bytes
 
@@ -111,7 +111,11 @@ def _merge_summary(scans: Sequence[Scan], areas: list[int]) -> CaseFindings:
 
 
 def analyze_uploads(
-    pipeline, files: Sequence[tuple[str, bytes]], *, progress: Progress | None = None
+    pipeline,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    progress: Progress | None = None,
+    max_slices: int | None = None,
 ) -> Outcome:
     """Read and analyse uploaded files as one case.
 
@@ -119,12 +123,18 @@ def analyze_uploads(
         pipeline: a loaded :class:`brainloc.inference.Pipeline`.
         files: (file name, bytes) pairs as uploaded.
         progress: called with the share done, for a progress bar.
+        max_slices: the most slices one upload may hold (the deployment's limit).
 
     Raises:
-        brainloc.scans.ScanError: a file cannot be read (message fit for the user).
+        brainloc.scans.ScanError: a file cannot be read, or the upload has too many slices
+            (message fit for the user).
     """
     scans = read_uploads(files)
     total = sum(scan.n_slices for scan in scans)
+    if max_slices is not None and total > max_slices:
+        raise ScanError(
+            f"the upload holds {total} slices; at most {max_slices} can be analysed at once"
+        )
     done = 0
     analysed: list[AnalyzedSlice] = []
     for scan in scans:

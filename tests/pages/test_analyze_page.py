@@ -1,0 +1,114 @@
+"""AppTest of the analyze page: upload through file_uploader, result shown, saved for its owner."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from brainloc.settings import get_settings
+from db import clinical
+from db.engine import get_engine
+from tests.brainloc.scan_factory import encode_tiff, synthetic_slice, tumor_like_slice
+from tests.pages.workflow_fixtures import *  # noqa: F403 - fixtures
+from tests.pages.workflow_fixtures import REPO_ROOT, clear_png, open_page, tumor_png
+
+
+def _analyses(clinic, owner_id):
+    with Session(get_engine(clinic.settings.database_url)) as session:
+        return clinical.list_analyses(session, owner_id=owner_id)
+
+
+def _upload(at, files, reference):
+    at.file_uploader(key="analyze_files").set_value(
+        [(name, data, "application/octet-stream") for name, data in files]
+    )
+    at.text_input(key="analyze_case_ref").set_value(reference)
+    return at.button(key="analyze_run").click().run()
+
+
+def _texts(elements) -> str:
+    return " | ".join(str(element.value) for element in elements)
+
+
+def test_a_tumor_slice_shows_probability_decision_images_and_is_saved(clinic):
+    at = _upload(open_page("analyze.py", clinic.alice), [("tumor.png", tumor_png())], "CASE-A1")
+    assert not at.exception
+    assert "Tumor suspected" in _texts(at.error)
+    assert len(at.get("plotly_chart")) == 1  # the gauge (one slice: no case chart)
+    assert len(at.get("image")) == 2  # the scan beside the overlay
+    assert "Tumor area" in at.table[0].value.to_string()
+    saved = _analyses(clinic, clinic.alice)
+    assert [a.case_reference for a in saved] == ["CASE-A1"]
+    assert saved[0].has_tumor and saved[0].classifier_name == "tiny-classifier"
+    assert _analyses(clinic, clinic.bob) == []
+    assert at.get("page_link")[0].proto.page.endswith("case")
+
+
+def test_a_clear_slice_says_no_tumor(clinic):
+    at = _upload(open_page("analyze.py", clinic.alice), [("clear.png", clear_png())], "CASE-C")
+    assert not at.exception and not at.error
+    assert "No tumor detected" in _texts(at.success)
+    assert not _analyses(clinic, clinic.alice)[0].has_tumor
+
+
+def test_a_bad_file_shows_its_message_and_nothing_is_saved(clinic):
+    files = [("tumor.png", tumor_png()), ("report.png", b"%PDF-1.4 not an image")]
+    at = _upload(open_page("analyze.py", clinic.alice), files, "CASE-BAD")
+    assert not at.exception
+    message = _texts(at.error)
+    assert "Nothing was saved" in message and "report.png" in message
+    assert _analyses(clinic, clinic.alice) == []
+
+
+def test_a_missing_case_reference_is_refused_before_analysis(clinic):
+    at = _upload(open_page("analyze.py", clinic.alice), [("tumor.png", tumor_png())], "  ")
+    assert "case reference" in _texts(at.error)
+    assert _analyses(clinic, clinic.alice) == []
+
+
+def test_a_multi_page_tiff_and_a_slice_form_one_case_with_chart_and_slider(clinic):
+    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
+    files = [("case.tif", encode_tiff(stack)), ("extra.png", clear_png(64))]
+    at = _upload(open_page("analyze.py", clinic.alice), files, "CASE-3")
+    assert not at.exception
+    (saved,) = _analyses(clinic, clinic.alice)
+    assert saved.slice_count == 3 and saved.has_tumor
+    case_key = f"analyze_{saved.id}"
+    slider = at.slider(key=f"{case_key}_slice")
+    assert slider.value == 1  # opens on the slice with the largest tumor
+    assert len(at.get("plotly_chart")) == 2  # gauge and per-slice chart
+    at = slider.set_value(0).run()
+    assert not at.exception
+    assert "none detected" in at.table[-1].value.to_string()
+
+
+def test_overlay_controls_and_gradcam_rerender_without_error(clinic):
+    at = _upload(open_page("analyze.py", clinic.alice), [("tumor.png", tumor_png())], "CASE-O")
+    key = f"analyze_{_analyses(clinic, clinic.alice)[0].id}"
+    at.slider(key=f"{key}_opacity").set_value(1.0)
+    at.radio(key=f"{key}_style").set_value("outline")
+    at.selectbox(key=f"{key}_sequence").set_value("post-contrast")
+    at = at.toggle(key=f"{key}_auto_window").set_value(False).run()
+    at.slider(key=f"{key}_window").set_value((10, 200))
+    at = at.toggle(key=f"{key}_gradcam").set_value(True).run()
+    assert not at.exception
+    assert "with Grad-CAM" in str(at.get("image")[1].proto)
+    at = at.toggle(key=f"{key}_show").set_value(False).run()
+    assert not at.exception
+
+
+def test_without_models_the_page_explains_and_cannot_analyse(clinic, monkeypatch, tmp_path):
+    monkeypatch.setenv("BRAINLOC_MODELS_DIR", str(tmp_path / "empty"))
+    get_settings.cache_clear()
+    at = open_page("analyze.py", clinic.alice)
+    assert not at.exception
+    assert "not installed" in _texts(at.warning)
+    assert at.button(key="analyze_run").disabled
+
+
+def test_signed_out_visitors_get_no_uploader(clinic):
+    # The page-URL trap: the page file runs on its own, without app.py.
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "analyze.py"), default_timeout=30).run()
+    assert not at.exception
+    assert len(at.file_uploader) == 0
