@@ -43,7 +43,10 @@ def _is_mask(path: Path) -> bool:
 
 
 def collect_jobs(paths: list[Path]) -> list[Job]:
-    """Expand files and directories into jobs, in the order given (directories sorted)."""
+    """Expand files and directories into jobs, in the order given (directories sorted).
+
+    A folder without any scan file becomes a job without paths, reported as an error.
+    """
     from brainloc.scans import EXTENSIONS, _suffix
 
     jobs: list[Job] = []
@@ -51,6 +54,7 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
         if not path.is_dir():
             jobs.append(Job(str(path), (path,)))
             continue
+        before = len(jobs)
         files = sorted((p for p in path.rglob("*") if p.is_file()), key=_natural_key)
         series: dict[Path, list[Path]] = {}
         for file in files:
@@ -67,6 +71,8 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
         jobs = [
             Job(job.label, tuple(series[Path(job.label)])) if not job.paths else job for job in jobs
         ]
+        if len(jobs) == before:
+            jobs.append(Job(str(path), ()))  # an empty folder is reported, not silently skipped
     return jobs
 
 
@@ -118,6 +124,66 @@ def _line(file: str, index: int, count: int, result, extra: dict, as_json: bool)
     return f"{where}: {decision}, probability {result.tumor_probability:.3f}, {area}"
 
 
+class _Runner:
+    """Analyses scans as they are read; single-slice files of one size share model batches."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.pipeline = None
+        self.used_stems: set[str] = set()
+        self.pending: list[tuple[Job, object]] = []
+
+    def add(self, job: Job, scan) -> bool:
+        """Queue or analyse one scan; False when the models cannot be loaded."""
+        if self.pipeline is None:
+            self.pipeline = _load_pipeline(self.args.models_dir)
+            if self.pipeline is None:
+                return False
+        if self.pending and (
+            scan.n_slices > 1
+            or self._key(scan) != self._key(self.pending[0][1])
+            or len(self.pending) >= self.args.batch_size
+        ):
+            self.flush()
+        if scan.n_slices > 1:
+            case = self.pipeline.analyze_scan(scan, batch_size=self.args.batch_size)
+            self._emit(job, scan, case.slices)
+        else:
+            self.pending.append((job, scan))
+        return True
+
+    @staticmethod
+    def _key(scan):
+        return (scan.shape, scan.spacing_mm, scan.slice_thickness_mm)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        import numpy as np
+
+        first = self.pending[0][1]
+        case = self.pipeline.analyze_case(
+            np.concatenate([scan.slices for _, scan in self.pending]),
+            batch_size=self.args.batch_size,
+            spacing_mm=first.spacing_mm,
+            slice_thickness_mm=first.slice_thickness_mm,
+            names=[scan.names[0] for _, scan in self.pending],
+        )
+        for (job, scan), result in zip(self.pending, case.slices, strict=True):
+            self._emit(job, scan, (result,))
+        self.pending = []
+
+    def _emit(self, job: Job, scan, results) -> None:
+        args = self.args
+        stem = _output_stem(job, self.used_stems) if args.out is not None else ""
+        for index, result in enumerate(results):
+            extra = {}
+            if args.out is not None:
+                name = stem if scan.n_slices == 1 else f"{stem}_s{index:03d}"
+                extra = _write_pictures(args.out, name, scan.slices[index], result)
+            print(_line(job.label, index, scan.n_slices, result, extra, args.json), flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyse every input; see the module docstring for output and exit codes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -129,30 +195,25 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     failed = False
-    pipeline = None
-    used_stems: set[str] = set()
+    runner = _Runner(args)
     for job in collect_jobs(list(args.paths)):
         if not job.paths:
+            runner.flush()
+            print(f"error: {job.label}: no scan files found in this folder", file=sys.stderr)
+            failed = True
             continue
         try:
             scans = read_paths(job.paths)
         except ScanError as exc:
+            # Results already read are printed first, so output stays in input order.
+            runner.flush()
             print(f"error: {job.label}: {_strip_label(str(exc), job)}", file=sys.stderr)
             failed = True
             continue
-        if pipeline is None:
-            pipeline = _load_pipeline(args.models_dir)
-            if pipeline is None:
-                return 1
         for scan in scans:
-            case = pipeline.analyze_scan(scan, batch_size=args.batch_size)
-            stem = _output_stem(job, used_stems) if args.out is not None else ""
-            for index, result in enumerate(case.slices):
-                extra = {}
-                if args.out is not None:
-                    name = stem if scan.n_slices == 1 else f"{stem}_s{index:03d}"
-                    extra = _write_pictures(args.out, name, scan.slices[index], result)
-                print(_line(job.label, index, scan.n_slices, result, extra, args.json), flush=True)
+            if not runner.add(job, scan):
+                return 1
+    runner.flush()
     return 2 if failed else 0
 
 

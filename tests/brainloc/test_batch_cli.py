@@ -63,6 +63,14 @@ def test_bad_file_is_reported_and_the_rest_still_run(kaggle_dir, tiny_models_dir
     )
 
 
+def test_empty_folder_is_an_error(tmp_path, tiny_models_dir, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no scans here")
+    code, out, err = _analyze(capsys, tmp_path / "empty", "--models-dir", tiny_models_dir)
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: {tmp_path / 'empty'}: no scan files found in this folder"
+
+
 def test_out_writes_overlay_and_mask_pngs(kaggle_dir, tiny_models_dir, tmp_path, capsys):
     out_dir = tmp_path / "pictures"
     good = next(kaggle_dir.rglob("*_2.tif"))
