@@ -55,6 +55,9 @@ def _pixels(ds, label: str) -> np.ndarray:
     try:
         array = ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
+        if "exceptions were raised by all available plugins" in str(exc):
+            # A decoder exists but the compressed data is broken.
+            raise ScanError(f"{label}: the DICOM pixel data is truncated or corrupt") from exc
         name = getattr(syntax, "name", "this transfer syntax")
         raise ScanError(
             f"{label}: DICOM compression '{name}' cannot be decoded here; "

@@ -199,3 +199,31 @@ def test_damaged_valid_files_only_ever_raise_scan_error(which, damage, cut):
     except ScanError:
         return
     assert scan.slices.dtype == np.uint8 and scan.slices.ndim == 4 and scan.slices.shape[-1] == 3
+
+
+def _compressed_dicom(syntax: str, fragment: bytes) -> bytes:
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(
+        io.BytesIO(encode_dicom(synthetic_slice((64, 64))[..., 1].astype(np.uint16)))
+    )
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([fragment])
+    ds["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_unsupported_dicom_compression_is_named():
+    # JPEG-LS: no decoder for it is installed here.
+    data = _compressed_dicom("1.2.840.10008.1.2.4.80", b"\xff\xd8" + b"\x00" * 64)
+    with pytest.raises(ScanError, match="JPEG-LS.*cannot be decoded here; export"):
+        read_scan(data, "ls.dcm")
+
+
+def test_broken_compressed_dicom_is_corrupt():
+    data = _compressed_dicom("1.2.840.10008.1.2.4.90", b"\xff\x4f\xff\x51" + b"\x00" * 100)
+    with pytest.raises(ScanError, match="truncated or corrupt"):
+        read_scan(data, "j2k.dcm")
