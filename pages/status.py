@@ -26,6 +26,7 @@ MESSAGES = {
 }
 
 st.title("Account status")
+st.subheader(f"Status: {user.status}")
 show, text = MESSAGES[user.status]
 show(text)
 st.caption(f"Signed in as {user.username} ({user.email}).")

@@ -1,0 +1,38 @@
+"""AppTest helpers for page tests: open the real app.py with a user already signed in.
+
+Usage in a page test::
+
+    def test_something(open_app, make_account):
+        user = make_account("alice")                 # approved practitioner
+        at = open_app(user)                          # app.py ran once, alice signed in
+        at.switch_page("pages/history.py").run()     # ValueError if not in alice's menu
+
+The user is injected the way the app itself records a sign-in: ``ui.state.USER_ID_KEY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from db.models import User
+from ui.state import USER_ID_KEY
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "app.py"
+
+
+@pytest.fixture
+def open_app(app_env) -> Callable[..., AppTest]:
+    """``open_app(user=None, timeout=60)`` -> an AppTest of app.py after its first run."""
+
+    def factory(user: User | None = None, *, timeout: float = 60) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=timeout)
+        if user is not None:
+            at.session_state[USER_ID_KEY] = user.id
+        return at.run()
+
+    return factory

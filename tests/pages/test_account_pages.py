@@ -1,0 +1,105 @@
+"""Registration, administration and account pages driven through AppTest widgets."""
+
+from __future__ import annotations
+
+from brainloc.accounts import verify_password
+from db import audit
+from db import users as user_store
+from db.engine import session_scope
+from tests.conftest import TEST_PASSWORD
+
+REGISTRATION = {
+    "reg_full_name": "Dr Grace Hopper",
+    "reg_email": "grace@navy.example",
+    "reg_username": "ghopper",
+    "reg_password": "compilers-are-fun",
+    "reg_password_repeat": "compilers-are-fun",
+    "reg_licence": "GMC 7654321",
+    "reg_institution": "Naval Medical Center",
+}
+
+
+def _register_page(open_app):
+    at = open_app()
+    return at.switch_page("pages/register.py").run()
+
+
+def _fill(at, values, category="neurosurgeon"):
+    for key, value in values.items():
+        at.text_input(key=key).input(value)
+    if category:
+        at.selectbox(key="reg_category").set_value(category)
+    at.button(key="reg_submit").click()
+    return at.run()
+
+
+def test_registration_creates_a_pending_account(open_app):
+    at = _fill(_register_page(open_app), REGISTRATION)
+    assert not at.exception
+    assert "pending approval" in at.success[0].value
+    assert at.text_input(key="reg_password").value == ""
+    with session_scope() as session:
+        user = user_store.get_user_by_username(session, username="ghopper")
+        category = user_store.get_category(session, category_id=user.category_id)
+    assert (user.status, user.role, category.code) == ("pending", "practitioner", "neurosurgeon")
+    assert verify_password("compilers-are-fun", user.password_hash)
+
+
+def test_registration_errors_are_shown_per_field_and_nothing_is_saved(open_app):
+    bad = REGISTRATION | {"reg_email": "grace-at-navy", "reg_password_repeat": "other-password"}
+    at = _fill(_register_page(open_app), bad, category=None)
+    messages = " ".join(e.value for e in at.error)
+    assert "valid email" in messages
+    assert "do not match" in messages
+    assert "Choose your practitioner category" in messages
+    assert not at.success
+    assert at.text_input(key="reg_full_name").value == "Dr Grace Hopper"  # kept for fixing
+    with session_scope() as session:
+        assert user_store.count_users(session) == 0
+
+
+def test_admin_approves_a_pending_account(open_app, make_account):
+    admin = make_account("root", role="admin")
+    pending = make_account("bob", status="pending")
+    at = open_app(admin)
+    assert at.selectbox(key="admin_user").value == pending.id
+    assert [b.key for b in at.button if b.key.startswith("admin_decide")] == [
+        "admin_decide_approve",
+        "admin_decide_reject",
+        "admin_decide_disable",
+    ]
+    at.button(key="admin_decide_approve").click()
+    at.run()
+    assert not at.exception
+    assert "approve done" in at.success[0].value
+    with session_scope() as session:
+        assert user_store.get_user(session, user_id=pending.id).status == "approved"
+        change = audit.list_events(session, actions=[audit.Action.STATUS_CHANGE])[0]
+    assert (change.actor_id, change.target_id) == (admin.id, pending.id)
+    # The audit log on the page lists the decision.
+    assert "status_change" in at.dataframe[1].value["Action"].tolist()
+
+
+def test_account_page_changes_the_password(open_app, make_account):
+    user = make_account("alice")
+    at = open_app(user).switch_page("pages/account.py").run()
+    at.text_input(key="pw_current").input(TEST_PASSWORD)
+    at.text_input(key="pw_new").input("a-brand-new-pass")
+    at.text_input(key="pw_repeat").input("a-brand-new-pass")
+    at.button(key="pw_submit").click()
+    at.run()
+    assert "Password changed" in at.success[0].value
+    with session_scope() as session:
+        stored = user_store.get_user(session, user_id=user.id)
+    assert verify_password("a-brand-new-pass", stored.password_hash)
+
+
+def test_account_page_rejects_a_wrong_current_password(open_app, make_account):
+    user = make_account("alice")
+    at = open_app(user).switch_page("pages/account.py").run()
+    at.text_input(key="pw_current").input("wrong-password")
+    at.text_input(key="pw_new").input("a-brand-new-pass")
+    at.text_input(key="pw_repeat").input("a-brand-new-pass")
+    at.button(key="pw_submit").click()
+    at.run()
+    assert at.error[0].value == "The current password is wrong."

@@ -1,0 +1,118 @@
+"""The app shell in AppTest: sign-in, role-based navigation and the page guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from brainloc.accounts import LOGIN_FAILED_MESSAGE
+from db import audit
+from db.engine import session_scope
+from tests.conftest import TEST_PASSWORD
+from ui.state import USER_ID_KEY
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLIC_PAGES = {"login.py", "register.py"}
+GUARDED_PAGES = sorted(p.name for p in (REPO / "pages").glob("*.py") if p.name not in PUBLIC_PAGES)
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [title.value for title in at.title]
+
+
+def _sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(password)
+    at.button(key="login_submit").click()
+    return at.run()
+
+
+def test_signed_out_visitor_gets_sign_in_and_register_only(open_app):
+    at = open_app()
+    assert not at.exception
+    assert _titles(at) == ["BrainLoc"]
+    assert [w.key for w in at.text_input] == ["login_username", "login_password"]
+    for page in ("pages/admin.py", "pages/account.py", "pages/status.py"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page)
+    at.switch_page("pages/register.py").run()
+    assert _titles(at) == ["Register as a practitioner"]
+
+
+def test_admin_signs_in_and_lands_on_administration(open_app, make_account):
+    admin = make_account("root", role="admin")
+    at = _sign_in(open_app(), "Root", TEST_PASSWORD)
+    assert not at.exception
+    assert at.session_state[USER_ID_KEY] == admin.id
+    assert _titles(at) == ["Administration"]
+    with session_scope() as session:
+        assert audit.list_events(session, actor_id=admin.id)[0].action == "login"
+    with pytest.raises(ValueError):
+        at.switch_page("pages/analyze.py")  # admins do not browse clinical pages
+
+
+def test_wrong_password_shows_the_generic_message_and_clears_the_field(open_app, make_account):
+    make_account("alice")
+    at = _sign_in(open_app(), "alice", "not-the-password")
+    assert [e.value for e in at.error] == [LOGIN_FAILED_MESSAGE]
+    assert USER_ID_KEY not in at.session_state or at.session_state[USER_ID_KEY] is None
+    assert at.text_input(key="login_password").value == ""
+    assert at.text_input(key="login_username").value == "alice"
+
+
+def test_practitioner_menu_excludes_admin_and_the_admin_page_refuses_anyway(open_app, make_account):
+    at = open_app(make_account("alice"))
+    assert not at.exception
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/admin.py")
+    at.switch_page("pages/account.py").run()
+    assert _titles(at) == ["Account"]
+    assert "Radiologist" in [str(c) for c in at.table[0].value.iloc[:, 1]]
+    # This rerun ran the page file alone (as on a fresh server), so AppTest now knows every
+    # file in pages/; the admin page must refuse by itself.
+    at.switch_page("pages/admin.py").run()
+    assert _titles(at) == [] and len(at.dataframe) == 0
+    assert [e.value for e in at.error] == ["You do not have access to this page."]
+
+
+@pytest.mark.parametrize("status", ["pending", "rejected", "disabled"])
+def test_unapproved_accounts_see_only_their_status(open_app, make_account, status):
+    at = open_app(make_account("bob", status=status))
+    assert _titles(at) == ["Account status"]
+    assert [h.value for h in at.subheader] == [f"Status: {status}"]
+    assert len([*at.info, *at.error, *at.warning]) == 1
+    for page in ("pages/account.py", "pages/admin.py", "pages/analyze.py"):
+        with pytest.raises(ValueError):
+            at.switch_page(page)
+
+
+@pytest.mark.parametrize("page", GUARDED_PAGES)
+def test_every_guarded_page_run_alone_renders_nothing_for_a_visitor(app_env, page):
+    # A page file run without app.py (the URL trap) must not render any of its content.
+    at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=60).run()
+    assert not at.exception
+    assert _titles(at) == [] and len(at.dataframe) == 0 and len(at.button) == 0
+    assert "sign in" in " ".join(m.value for m in [*at.info, *at.warning]).lower()
+
+
+@pytest.mark.parametrize("page", ["admin.py", "account.py"])
+def test_page_run_alone_refuses_the_wrong_role(app_env, make_account, page):
+    user = make_account("bob", status="pending")
+    at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=60)
+    at.session_state[USER_ID_KEY] = user.id
+    at.run()
+    assert _titles(at) == []
+    assert [e.value for e in at.error] == ["You do not have access to this page."]
+
+
+def test_sign_out_ends_the_session_and_is_audited(open_app, make_account):
+    user = make_account("alice")
+    at = open_app(user)
+    at.button(key="logout_button").click()
+    at.run()
+    assert _titles(at) == ["BrainLoc"]
+    assert USER_ID_KEY not in at.session_state
+    with session_scope() as session:
+        assert audit.list_events(session, actor_id=user.id)[0].action == "logout"
