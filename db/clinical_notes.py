@@ -9,6 +9,7 @@ race. Issued reports keep their exact PDF bytes. Every function checks ownership
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,16 @@ class NotFoundError(LookupError):
     """The analysis (or report) does not exist for this user."""
 
 
+@dataclass(frozen=True)
+class NoteSnapshot:
+    """A note version as plain values (still readable after the session rolled back)."""
+
+    version: int
+    body: str
+    author_id: int
+    created_at: datetime
+
+
 class StaleNoteError(RuntimeError):
     """A note save was based on an older version than the current one.
 
@@ -40,7 +51,9 @@ class StaleNoteError(RuntimeError):
             f"the note was changed (version {current.version}) after you started editing; "
             "your text was not saved"
         )
-        self.current = current
+        self.current = NoteSnapshot(
+            current.version, current.body, current.author_id, current.created_at
+        )
 
 
 def _require_owner(session: Session, *, analysis_id: int, owner_id: int) -> None:

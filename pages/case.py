@@ -1,0 +1,162 @@
+"""Case page: reopen an own analysis, write versioned notes, download images, issue reports.
+
+The case comes from ``?id=`` or from the picker; the database returns it only to its owner,
+so another user's id shows the same "not found" as an id that does not exist. Opening a case,
+saving a note, issuing a report and every download write an audit event.
+"""
+
+import streamlit as st
+
+from brainloc.case_report import Author, issue_case_report
+from brainloc.casework import load_case, png_bytes
+from brainloc.overlay import mask_png_array
+from db import clinical, clinical_notes
+from db.audit import Action
+from db.engine import session_scope
+from ui.case_view import render_case
+from ui.guard import require_user
+from ui.notes import render_notes
+
+user = require_user()
+
+VIEWED_KEY = "case_viewed_id"
+SEEN_KEY = "case_query_seen"
+
+
+def _audit(analysis_id: int, action: str, **detail) -> None:
+    with session_scope() as session:
+        clinical.record_case_event(
+            session, owner_id=user.id, analysis_id=analysis_id, action=action, detail=detail
+        )
+
+
+def _requested_id() -> int | None:
+    raw = st.query_params.get("id")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return -1
+
+
+def _pick(current: int | None) -> int | None:
+    """A picker over the user's own analyses; it drives ``?id=``."""
+    with session_scope() as session:
+        mine = clinical.list_analyses(session, owner_id=user.id, limit=500)
+    if not mine:
+        st.info("You have no analyses yet. Start on the Analyze page.")
+        return None
+    labels = {a.id: f"{a.case_reference} · #{a.id} · {a.created_at:%Y-%m-%d %H:%M}" for a in mine}
+    options = list(labels)
+    # A new ?id= in the address (a link, a bookmark) wins over the picker's last choice.
+    if current in labels and st.session_state.get(SEEN_KEY) != current:
+        st.session_state["case_select"] = current
+    st.session_state[SEEN_KEY] = current
+    if st.session_state.get("case_select") not in labels:
+        st.session_state["case_select"] = current if current in labels else None
+    chosen = st.selectbox(
+        "Case",
+        options,
+        format_func=labels.get,
+        placeholder="Choose one of your analyses",
+        key="case_select",
+    )
+    if chosen is not None and chosen != current:
+        st.query_params["id"] = str(chosen)
+        st.session_state[SEEN_KEY] = chosen
+    return chosen
+
+
+def _downloads(case, shown) -> None:
+    mask = case.slices[shown.index].mask
+    safe = f"case{case.id}_slice{shown.index}"
+    left, right = st.columns(2)
+    left.download_button(
+        "Download mask (PNG)",
+        data=png_bytes(mask_png_array(mask)),
+        file_name=f"{safe}_mask.png",
+        mime="image/png",
+        on_click=_audit,
+        args=(case.id, Action.DOWNLOAD),
+        kwargs={"what": "mask_png", "slice": shown.index},
+        key=f"case_dl_mask_{case.id}",
+    )
+    right.download_button(
+        "Download overlay (PNG)",
+        data=png_bytes(shown.overlay),
+        file_name=f"{safe}_overlay.png",
+        mime="image/png",
+        on_click=_audit,
+        args=(case.id, Action.DOWNLOAD),
+        kwargs={"what": "overlay_png", "slice": shown.index},
+        key=f"case_dl_overlay_{case.id}",
+    )
+
+
+def _issue(analysis_id: int) -> None:
+    author = Author(user.id, user.full_name, user.category, user.institution)
+    with session_scope() as session:
+        issue_case_report(session, author=author, analysis_id=analysis_id)
+
+
+def _reports(case) -> None:
+    st.subheader("Reports")
+    st.button(
+        "Issue a new PDF report",
+        help="The report holds the current note; once issued it never changes.",
+        on_click=_issue,
+        args=(case.id,),
+        key=f"case_issue_{case.id}",
+    )
+    with session_scope() as session:
+        reports = clinical_notes.list_reports(session, analysis_id=case.id, owner_id=user.id)
+        versions = {
+            n.id: n.version
+            for n in clinical_notes.note_history(session, analysis_id=case.id, owner_id=user.id)
+        }
+    if not reports:
+        st.caption("No report issued yet.")
+    for report in reports:
+        note = versions.get(report.note_version_id)
+        label = f"Report #{report.id} · {report.created_at:%Y-%m-%d %H:%M:%S} UTC"
+        label += f" · note version {note}" if note else " · no note"
+        st.download_button(
+            label,
+            data=report.pdf,
+            file_name=report.filename,
+            mime="application/pdf",
+            icon=":material/picture_as_pdf:",
+            on_click=_audit,
+            args=(case.id, Action.REPORT_DOWNLOAD),
+            kwargs={"report_id": report.id},
+            key=f"case_report_dl_{report.id}",
+        )
+
+
+st.title("Case")
+requested = _requested_id()
+analysis_id = _pick(requested)
+if analysis_id is None and requested is None:
+    st.stop()
+analysis_id = analysis_id if analysis_id is not None else requested
+with session_scope() as session:
+    case = load_case(session, owner_id=user.id, analysis_id=analysis_id)
+if case is None:
+    st.error("This case was not found among your analyses.")
+    st.stop()
+if st.session_state.get(VIEWED_KEY) != case.id:
+    _audit(case.id, Action.VIEW)
+    st.session_state[VIEWED_KEY] = case.id
+
+st.subheader(f"{case.case_reference}")
+st.caption(
+    f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC · {len(case.slices)} slice(s)"
+    f" · {case.source_name or '-'}"
+)
+shown = render_case(case, key=f"case_{case.id}")
+_downloads(case, shown)
+st.divider()
+render_notes(case.id, owner_id=user.id, author_name=user.full_name)
+st.divider()
+_reports(case)

@@ -1,0 +1,151 @@
+"""AppTest of the case page: reopen own cases only, versioned notes with stale-save refusal,
+downloads and issued reports, every action audited."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from db import clinical, clinical_notes
+from db.audit import Action
+from db.engine import get_engine
+from tests.pages.workflow_fixtures import *  # noqa: F403 - fixtures
+from tests.pages.workflow_fixtures import open_page
+
+
+def _session(clinic):
+    return Session(get_engine(clinic.settings.database_url), expire_on_commit=False)
+
+
+def _actions(clinic, owner_id):
+    with _session(clinic) as session:
+        return [item.action for item in clinical.recent_activity(session, owner_id=owner_id)]
+
+
+def _texts(elements) -> str:
+    return " | ".join(str(element.value) for element in elements)
+
+
+def test_an_own_case_reopens_by_id_and_the_view_is_audited_once(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "CASE-R1")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    assert not at.exception
+    assert "CASE-R1" in _texts(at.subheader)
+    assert len(at.get("image")) == 2
+    assert at.selectbox(key="case_select").value == analysis_id
+    at = at.run()
+    assert _actions(clinic, clinic.alice).count(Action.VIEW) == 1
+
+
+def test_another_practitioner_gets_not_found_by_id_and_nothing_in_the_picker(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "SECRET-CASE")
+    at = open_page("case.py", clinic.bob, {"id": str(analysis_id)})
+    assert not at.exception
+    assert "not found" in _texts(at.error)
+    assert len(at.get("image")) == 0 and len(at.text_area) == 0
+    assert "SECRET-CASE" not in str(at._tree)
+    assert _actions(clinic, clinic.bob) == []
+    at = open_page("case.py", clinic.bob)
+    assert "no analyses yet" in _texts(at.info)
+
+
+def test_picking_a_case_opens_it_and_sets_the_address(clinic):
+    first = clinic.add_analysis(clinic.alice, "FIRST")
+    second = clinic.add_analysis(clinic.alice, "SECOND")
+    at = open_page("case.py", clinic.alice)
+    options = at.selectbox(key="case_select").options
+    assert [o.split(" · ")[:2] for o in options] == [
+        ["SECOND", f"#{second}"],
+        ["FIRST", f"#{first}"],
+    ]
+    assert at.selectbox(key="case_select").value is None
+    at = at.selectbox(key="case_select").set_value(second).run()
+    assert not at.exception
+    assert "SECOND" in _texts(at.subheader)
+    assert str(second) in str(at.query_params["id"])
+
+
+def test_notes_are_versioned_and_the_history_is_visible(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "NOTES")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    text = f"note_text_{analysis_id}"
+    at.text_area(key=text).set_value("Left frontal lesion.")
+    at = at.button(key=f"note_save_{analysis_id}").click().run()
+    assert "version 1" in _texts(at.success)
+    at.text_area(key=text).set_value("Left frontal lesion, 2 cm, enhancing.")
+    at = at.button(key=f"note_save_{analysis_id}").click().run()
+    assert "version 2" in _texts(at.success)
+    assert not at.exception
+    history = _texts(at.text)
+    assert "Left frontal lesion." in history and "2 cm, enhancing." in history
+    with _session(clinic) as session:
+        versions = clinical_notes.note_history(
+            session, analysis_id=analysis_id, owner_id=clinic.alice
+        )
+    assert [v.version for v in versions] == [2, 1]
+    assert _actions(clinic, clinic.alice).count(Action.NOTE_EDIT) == 2
+
+
+def test_a_second_tab_cannot_silently_overwrite_the_first(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "TABS")
+    text, save = f"note_text_{analysis_id}", f"note_save_{analysis_id}"
+    tab_a = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    tab_b = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    tab_a.text_area(key=text).set_value("Written in tab A.")
+    tab_a = tab_a.button(key=save).click().run()
+    tab_b.text_area(key=text).set_value("Written in tab B.")
+    tab_b = tab_b.button(key=save).click().run()
+    assert not tab_b.exception
+    assert "not saved" in _texts(tab_b.error)
+    assert "Written in tab A." in _texts(tab_b.code)
+    assert tab_b.text_area(key=text).value == "Written in tab B."
+    with _session(clinic) as session:
+        latest = clinical_notes.latest_note(session, analysis_id=analysis_id, owner_id=clinic.alice)
+    assert latest.body == "Written in tab A."
+    # Having seen version 1, the user keeps their text: it becomes version 2, A's stays in history.
+    tab_b = tab_b.button(key=f"note_keep_{analysis_id}").click().run()
+    tab_b = tab_b.button(key=save).click().run()
+    assert "version 2" in _texts(tab_b.success)
+    with _session(clinic) as session:
+        bodies = [
+            v.body
+            for v in clinical_notes.note_history(
+                session, analysis_id=analysis_id, owner_id=clinic.alice
+            )
+        ]
+    assert bodies == ["Written in tab B.", "Written in tab A."]
+
+
+def test_issued_reports_are_listed_and_keep_their_bytes(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "REPORTS")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    at = at.button(key=f"case_issue_{analysis_id}").click().run()
+    at = at.button(key=f"case_issue_{analysis_id}").click().run()
+    assert not at.exception
+    with _session(clinic) as session:
+        reports = clinical_notes.list_reports(
+            session, analysis_id=analysis_id, owner_id=clinic.alice
+        )
+    assert len(reports) == 2
+    keys = {f"case_report_dl_{r.id}" for r in reports}
+    assert keys <= {button.key for button in at.get("download_button")}
+    at = at.get("download_button")[-1].click().run()
+    assert not at.exception
+    with _session(clinic) as session:
+        again = clinical_notes.get_report(session, report_id=reports[-1].id, owner_id=clinic.alice)
+    assert again.pdf == reports[-1].pdf
+    actions = _actions(clinic, clinic.alice)
+    assert actions.count(Action.REPORT_ISSUE) == 2
+
+
+def test_image_downloads_are_audited(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "DOWNLOADS")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    buttons = {button.key: button for button in at.get("download_button")}
+    at = buttons[f"case_dl_mask_{analysis_id}"].click().run()
+    assert not at.exception
+    buttons = {button.key: button for button in at.get("download_button")}
+    at = buttons[f"case_dl_overlay_{analysis_id}"].click().run()
+    with _session(clinic) as session:
+        items = clinical.recent_activity(session, owner_id=clinic.alice)
+    downloads = [item.detail.get("what") for item in items if item.action == Action.DOWNLOAD]
+    assert sorted(downloads) == ["mask_png", "overlay_png"]
