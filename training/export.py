@@ -26,7 +26,7 @@ import numpy as np
 from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, SEGMENTER_NAME
 from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT, prepare_images
 from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
-from training.evaluate import evaluate
+from training.evaluate import evaluate, format_table
 from training.metrics import classification_metrics
 from training.train import INPUT_SIZE
 
@@ -181,10 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
         (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    log.info(
-        "test patients: %s",
-        json.dumps({k: v for k, v in report.items() if k != "per_case"}, default=str)[:2000],
-    )
+    print("Test patients (reported, never tuned on):")
+    print(format_table(report))
     return 0
 
 
