@@ -13,7 +13,6 @@ Channel order everywhere is the Kaggle LGG order: 0 = pre-contrast,
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
 #: The only scaling scheme the shipped models use: uint8 intensities divided by 255.
@@ -61,6 +60,8 @@ def prepare_images(
         not already input_size square are resized bilinearly (antialiased when
         shrinking) so that every caller resizes the same way.
     """
+    import tensorflow as tf  # imported here so that reading CHANNELS does not load TensorFlow
+
     images = _check_images(np.asarray(images))
     batch = scale_images(images, scaling)
     if batch.shape[1:3] != (input_size, input_size):
@@ -79,6 +80,8 @@ def prepare_masks(masks: np.ndarray, input_size: int) -> np.ndarray:
     Returns:
         float32 array (N, input_size, input_size, 1) of 0.0 / 1.0.
     """
+    import tensorflow as tf
+
     masks = np.asarray(masks)
     if masks.ndim == 3:
         masks = masks[..., np.newaxis]
@@ -104,6 +107,8 @@ def probability_map_to_mask(
     Returns:
         bool array (H, W).
     """
+    import tensorflow as tf
+
     probability = np.asarray(probability, dtype=np.float32)
     if probability.ndim == 2:
         probability = probability[..., np.newaxis]

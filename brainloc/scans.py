@@ -28,9 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from brainloc.preprocessing import CHANNELS
+
 logger = logging.getLogger(__name__)
 
-ALL_SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")
+#: The model channels, in order (the one definition lives in brainloc.preprocessing).
+ALL_SEQUENCES = CHANNELS
 FLAIR_ONLY = ("FLAIR",)
 
 #: Largest slice we accept (pixels); larger ones are decompression bombs or not MR slices.
