@@ -166,6 +166,7 @@ def read_scan(data: bytes, filename: str) -> Scan:
     Raises:
         ScanError: with a message fit for the user.
     """
+    # Imported here because the readers import Scan and ScanError from this module.
     from brainloc import scan_readers
 
     label = Path(filename).name or "file"
