@@ -45,7 +45,7 @@ def _metadata(name: str, task: str, weights: str, decision: dict, **extra) -> di
     }
 
 
-def build_tiny_models(models_dir: Path) -> Path:
+def build_tiny_models(models_dir: Path, min_region_px: int = 0) -> Path:
     """Save a tiny classifier and segmenter with metadata into ``models_dir``."""
     import keras
 
@@ -76,7 +76,10 @@ def build_tiny_models(models_dir: Path) -> Path:
             "tiny-classifier", "classification", "classifier.keras", {"threshold": 0.5}
         ),
         "segmenter": _metadata(
-            "tiny-segmenter", "segmentation", "segmenter.keras", {"mask_threshold": 0.5}
+            "tiny-segmenter",
+            "segmentation",
+            "segmenter.keras",
+            {"mask_threshold": 0.5, "min_region_px": min_region_px},
         ),
     }
     for stem, spec in specs.items():

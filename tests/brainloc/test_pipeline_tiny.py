@@ -132,3 +132,15 @@ def test_gradcam_points_at_the_bright_patch(tiny_pipeline):
     assert heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
     row, col = np.unravel_index(np.argmax(heat), heat.shape)
     assert 140 <= row < 210 and 140 <= col < 210
+
+
+def test_regions_below_the_metadata_minimum_are_dropped(tmp_path, tiny_pipeline):
+    from tests.brainloc.conftest import build_tiny_models
+
+    pipeline = Pipeline.load(build_tiny_models(tmp_path / "models", min_region_px=1500))
+    image = tumor_like_slice(square=(100, 40, 48))  # 2,304 pixels: kept
+    image[30:62, 150:182, 1] = 240  # 1,024 pixels of bright FLAIR: dropped
+    assert tiny_pipeline.analyze(image).findings.regions == 2  # no minimum: both regions
+    result = pipeline.analyze(image)
+    assert result.findings.regions == 1
+    assert _iou(result.mask, _square_mask((256, 256), 100, 40, 48)) > 0.7
