@@ -28,7 +28,6 @@ from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT, prepare_images
 from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
 from training.evaluate import evaluate, format_table
 from training.metrics import classification_metrics
-from training.train import INPUT_SIZE
 
 log = logging.getLogger("training.export")
 
@@ -137,23 +136,28 @@ def main(argv: list[str] | None = None) -> int:
 
     images, masks = stack(load_cases(args.data_dir, split["val"]))
     labels = masks.reshape(len(masks), -1).any(axis=1)
-    scores = classifier.predict(prepare_images(images, INPUT_SIZE["classifier"]), verbose=0)[:, 0]
+    scores = classifier.predict(prepare_images(images, int(classifier.input_shape[1])), verbose=0)[
+        :, 0
+    ]
     threshold = choose_threshold(labels, scores)
     log.info("classifier threshold from validation patients: %.2f", threshold)
 
     cls_meta = _base_metadata(
-        CLASSIFIER_NAME, "classification", classifier, INPUT_SIZE["classifier"]
+        CLASSIFIER_NAME, "classification", classifier, int(classifier.input_shape[1])
     )
     cls_meta.update(
-        architecture="Compact pre-activation ResNet (stride-2 stem, 4 residual stages 24-48-96-192 "
-        "filters, global average pooling, dropout, sigmoid), trained from scratch",
+        architecture="ResNet-family classifier: the ResUNet's residual encoder (stem, residual "
+        "levels 16-32-64-128, bottleneck 256) copied from the trained segmenter as initialisation, "
+        "then fine-tuned with a BN-ReLU, global average + max pooling, dropout and sigmoid head",
         output={"kind": "probability", "meaning": "P(slice contains tumor)", "range": [0, 1]},
         decision={"threshold": threshold, "chosen_on": "validation patients, Youden's J"},
         gradcam_layer="gradcam_target",
         training=_training_record(args.runs_dir / "classifier"),
     )
     cls_meta["metrics"] = {"validation": classification_metrics(labels, scores, threshold)}
-    seg_meta = _base_metadata(SEGMENTER_NAME, "segmentation", segmenter, INPUT_SIZE["segmenter"])
+    seg_meta = _base_metadata(
+        SEGMENTER_NAME, "segmentation", segmenter, int(segmenter.input_shape[1])
+    )
     seg_meta.update(
         architecture="ResUNet: residual encoder 16-32-64-128, bottleneck 256, decoder with skip "
         "connections and bilinear upsampling, sigmoid map; loss focal Tversky "

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from brainloc.modeling import (
     FocalTverskyLoss,
+    build_encoder_classifier,
     build_resnet_classifier,
     build_resunet,
     dice_coefficient,
@@ -33,13 +34,13 @@ from training.data import load_cases, read_split, stack
 
 log = logging.getLogger("training.train")
 
-#: Input sizes per model; recorded in the metadata that inference reads.
+#: Input size of a model built from scratch. The metadata records each shipped model's
+#: size, read from the model itself, and inference reads the metadata.
 INPUT_SIZE = {"classifier": 256, "segmenter": 128}
 
 
-def classifier_datasets(train, val, batch_size: int, seed: int):
+def classifier_datasets(train, val, size: int, batch_size: int, seed: int):
     """tf.data pipelines of (image, has_tumor) for the classifier."""
-    size = INPUT_SIZE["classifier"]
     (x_train, m_train), (x_val, m_val) = stack(train), stack(val)
     y_train = m_train.reshape(len(m_train), -1).any(axis=1).astype(np.float32)[:, None]
     y_val = m_val.reshape(len(m_val), -1).any(axis=1).astype(np.float32)[:, None]
@@ -61,14 +62,15 @@ def classifier_datasets(train, val, batch_size: int, seed: int):
     return train_ds, val_ds, None
 
 
-def segmenter_datasets(train, val, batch_size: int, seed: int, negative_share: float = 0.3):
+def segmenter_datasets(
+    train, val, size: int, batch_size: int, seed: int, negative_share: float = 0.3
+):
     """tf.data pipelines of (image, mask) for the segmenter.
 
     Training samples tumor slices and tumor-free slices at a fixed ratio, so the
     network sees enough lesions yet learns to return an empty mask on a slice the
     classifier wrongly passes on. Validation uses every slice of the val patients.
     """
-    size = INPUT_SIZE["segmenter"]
     (x_train, m_train), (x_val, m_val) = stack(train), stack(val)
     x_train, x_val = prepare_images(x_train, size), prepare_images(x_val, size)
     y_train, y_val = prepare_masks(m_train, size), prepare_masks(m_val, size)
@@ -97,11 +99,19 @@ def segmenter_datasets(train, val, batch_size: int, seed: int, negative_share: f
     return train_ds, val_ds, steps
 
 
-def build(model_name: str, learning_rate: float) -> keras.Model:
-    """The model compiled with its loss and metrics."""
+def build(model_name: str, learning_rate: float, init_encoder: Path | None = None) -> keras.Model:
+    """The model compiled with its loss and metrics.
+
+    With ``init_encoder`` (a trained segmenter ``.keras`` file) the classifier starts
+    from that ResUNet's residual encoder (see ``build_encoder_classifier``).
+    """
     optimizer = keras.optimizers.Adam(learning_rate)
     if model_name == "classifier":
-        model = build_resnet_classifier(INPUT_SIZE["classifier"])
+        if init_encoder:
+            segmenter = keras.models.load_model(init_encoder, compile=False)
+            model = build_encoder_classifier(segmenter)
+        else:
+            model = build_resnet_classifier(INPUT_SIZE["classifier"])
         model.compile(
             optimizer=optimizer,
             loss="binary_crossentropy",
@@ -128,6 +138,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--init-encoder",
+        type=Path,
+        help="classifier only: start from this trained segmenter's encoder (.keras)",
+    )
+    parser.add_argument(
         "--limit-cases",
         type=int,
         default=0,
@@ -151,10 +166,10 @@ def main(argv=None) -> int:
     if args.limit_cases:
         train_cases, val_cases = train_cases[: args.limit_cases], val_cases[: args.limit_cases]
     train, val = load_cases(args.data_dir, train_cases), load_cases(args.data_dir, val_cases)
+    model = build(args.model, args.learning_rate, args.init_encoder)
+    size = int(model.input_shape[1])
     make = classifier_datasets if args.model == "classifier" else segmenter_datasets
-    train_ds, val_ds, steps = make(train, val, args.batch_size, args.seed)
-
-    model = build(args.model, args.learning_rate)
+    train_ds, val_ds, steps = make(train, val, size, args.batch_size, args.seed)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(
