@@ -1,0 +1,99 @@
+"""The lifetime history as a table: rows, weekly summary and CSV export.
+
+The page asks :mod:`db.clinical` for the filtered analyses and the current notes; this module
+turns them into a ``pandas.DataFrame`` with readable columns, the per-week counts behind the
+history charts, and CSV bytes for the export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = [
+    "id",
+    "created_at",
+    "case_reference",
+    "decision",
+    "tumor_probability",
+    "slices",
+    "tumor_slices",
+    "note",
+    "models",
+]
+
+
+def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataFrame:
+    """One row per analysis (objects with the :class:`db.models.Analysis` fields).
+
+    Args:
+        analyses: the analyses, already filtered and sorted by the database.
+        notes: analysis id -> current note text.
+    """
+    rows = [
+        {
+            "id": int(a.id),
+            "created_at": a.created_at,
+            "case_reference": a.case_reference,
+            "decision": "tumor" if a.has_tumor else "no tumor",
+            "tumor_probability": round(float(a.tumor_probability), 4),
+            "slices": int(a.slice_count),
+            "tumor_slices": len((a.findings or {}).get("tumor_slices") or []),
+            "note": notes.get(int(a.id), ""),
+            "models": f"{a.classifier_name} v{a.classifier_version}; "
+            f"{a.segmenter_name} v{a.segmenter_version}",
+        }
+        for a in analyses
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per calendar week (Monday start): number of analyses and share called positive.
+
+    Returns:
+        columns ``week`` (date), ``analyses`` (int), ``share_positive`` (0..1); weeks without
+        analyses between the first and last one are included with zero analyses.
+    """
+    if frame.empty:
+        return pd.DataFrame({"week": [], "analyses": [], "share_positive": []})
+    created = pd.to_datetime(frame["created_at"], utc=True)
+    week = (created.dt.tz_localize(None).dt.normalize()) - pd.to_timedelta(
+        created.dt.weekday, unit="D"
+    )
+    grouped = (
+        pd.DataFrame({"week": week, "positive": frame["decision"].eq("tumor")})
+        .groupby("week")["positive"]
+        .agg(["size", "mean"])
+    )
+    full = pd.date_range(grouped.index.min(), grouped.index.max(), freq="7D")
+    grouped = grouped.reindex(full, fill_value=0)
+    return pd.DataFrame(
+        {
+            "week": [stamp.date() for stamp in grouped.index],
+            "analyses": grouped["size"].astype(int).to_numpy(),
+            "share_positive": grouped["mean"].astype(float).to_numpy(),
+        }
+    )
+
+
+def to_csv(frame: pd.DataFrame) -> bytes:
+    """UTF-8 CSV of the history table (timestamps in ISO 8601 UTC)."""
+    out = frame.copy()
+    if not out.empty:
+        out["created_at"] = pd.to_datetime(out["created_at"], utc=True).dt.strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    return out.to_csv(index=False).encode("utf-8")
+
+
+def day_range(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+    """Inclusive calendar days as a [from, to) UTC datetime range for the database query."""
+    if start and end and start > end:
+        raise ValueError("the start date is after the end date")
+    created_from = datetime.combine(start, time.min, tzinfo=UTC) if start else None
+    created_to = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC) if end else None
+    return created_from, created_to

@@ -1,0 +1,122 @@
+"""What the model card page shows, read from the models' metadata files.
+
+The metadata (``models/<name>.json``, see :mod:`brainloc.model_meta`) is the only source:
+architecture, training data and split, thresholds, intended use and the test metrics, with
+the confusion matrix and ROC curve when the export wrote them. Missing parts are simply left
+out, so the page works with any valid metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brainloc.model_meta import CLASSIFIER_NAME, SEGMENTER_NAME, load_spec
+
+#: Metric keys shown as headline numbers, with their labels, in display order.
+HEADLINE_METRICS = (
+    ("accuracy", "Accuracy"),
+    ("sensitivity", "Sensitivity"),
+    ("specificity", "Specificity"),
+    ("roc_auc", "ROC AUC"),
+    ("dice_per_volume_mean", "Dice per volume (mean)"),
+    ("dice_per_volume_median", "Dice per volume (median)"),
+    ("dice_tumor_slices_mean", "Dice on tumor slices (mean)"),
+    ("false_positive_slice_rate", "False-positive slice rate"),
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One model's card content."""
+
+    stem: str
+    label: str
+    task: str
+    created: str
+    architecture: str
+    intended_use: str
+    input_description: str
+    thresholds: dict[str, Any]
+    training: dict[str, Any]
+    headline: list[tuple[str, float]]
+    metrics: dict[str, Any] = field(repr=False)
+    confusion: list[list[int]] | None = None
+    roc: tuple[list[float], list[float], float | None] | None = None
+
+
+def _metric_block(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The test metrics if present, else the validation ones, else the top level."""
+    for key in ("test", "validation"):
+        if isinstance(metrics.get(key), dict):
+            return metrics[key]
+    return metrics
+
+
+def _confusion(block: dict[str, Any]) -> list[list[int]] | None:
+    matrix = block.get("confusion_matrix")
+    if isinstance(matrix, dict) and {"tp", "fn", "fp", "tn"} <= set(matrix):
+        # Rows: truth (no tumor, tumor); columns: prediction (no tumor, tumor).
+        return [[int(matrix["tn"]), int(matrix["fp"])], [int(matrix["fn"]), int(matrix["tp"])]]
+    if isinstance(matrix, list) and len(matrix) == 2 and all(len(row) == 2 for row in matrix):
+        return [[int(value) for value in row] for row in matrix]
+    return None
+
+
+def _roc(block: dict[str, Any]) -> tuple[list[float], list[float], float | None] | None:
+    curve = block.get("roc_curve")
+    if isinstance(curve, dict) and curve.get("fpr") and curve.get("tpr"):
+        auc = block.get("roc_auc")
+        return list(curve["fpr"]), list(curve["tpr"]), float(auc) if auc is not None else None
+    return None
+
+
+def _input_description(raw: dict[str, Any]) -> str:
+    spec = raw.get("input", {})
+    shape = "x".join(str(v) for v in spec.get("shape", []))
+    channels = ", ".join(spec.get("channels", []))
+    return f"{shape} ({channels}), scaling {spec.get('scaling', '?')}"
+
+
+def card_for(models_dir: Path | str, stem: str) -> ModelCard:
+    """Read one model's card.
+
+    Raises:
+        FileNotFoundError / ValueError: from :func:`brainloc.model_meta.load_spec`.
+    """
+    spec = load_spec(models_dir, stem)
+    raw = spec.raw
+    metrics = raw.get("metrics") or {}
+    block = _metric_block(metrics)
+    headline = [
+        (label, float(block[key]))
+        for key, label in HEADLINE_METRICS
+        if isinstance(block.get(key), int | float)
+    ]
+    return ModelCard(
+        stem=stem,
+        label=spec.label,
+        task=spec.task,
+        created=str(raw.get("created", "")),
+        architecture=str(raw.get("architecture", "")),
+        intended_use=str(raw.get("intended_use", "")),
+        input_description=_input_description(raw),
+        thresholds=dict(raw.get("decision", {})),
+        training=dict(raw.get("training") or {}),
+        headline=headline,
+        metrics=metrics,
+        confusion=_confusion(block),
+        roc=_roc(block),
+    )
+
+
+def load_cards(models_dir: Path | str) -> tuple[list[ModelCard], list[str]]:
+    """The cards of both shipped models, and a message for each one that cannot be read."""
+    cards, problems = [], []
+    for stem in (CLASSIFIER_NAME, SEGMENTER_NAME):
+        try:
+            cards.append(card_for(models_dir, stem))
+        except (OSError, ValueError) as error:
+            problems.append(f"{stem}: {error}")
+    return cards, problems

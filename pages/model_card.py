@@ -1,0 +1,52 @@
+"""Model card page: what the shipped models are, how they were trained and tested, and what
+they are for. Everything comes from the models' metadata files (:mod:`brainloc.model_card`)."""
+
+import streamlit as st
+
+from brainloc import charts
+from brainloc.model_card import load_cards
+from brainloc.settings import get_settings
+from ui.guard import require_user
+
+user = require_user()
+
+st.title("Model card")
+st.info(
+    "BrainLoc is for research and decision support. It supports, and does not replace, a "
+    "qualified specialist's judgement; it is not a certified diagnostic device."
+)
+cards, problems = load_cards(get_settings().models_dir)
+for problem in problems:
+    st.warning(f"Model metadata not available: {problem}")
+for card in cards:
+    st.header(card.label)
+    st.caption(f"{card.task.capitalize()} · created {card.created or '-'}")
+    if card.headline:
+        columns = st.columns(min(4, len(card.headline)))
+        for position, (label, value) in enumerate(card.headline):
+            columns[position % len(columns)].metric(label, f"{value:.3f}")
+    if card.architecture:
+        st.markdown(f"**Architecture.** {card.architecture}")
+    st.markdown(f"**Input.** {card.input_description}")
+    st.markdown(
+        "**Decision thresholds.** "
+        + ", ".join(f"{key}: {value}" for key, value in card.thresholds.items())
+    )
+    if card.intended_use:
+        st.markdown(f"**Intended use.** {card.intended_use}")
+    chart_columns = st.columns(2)
+    if card.confusion:
+        with chart_columns[0]:
+            st.markdown("**Confusion matrix** (test patients)")
+            st.plotly_chart(
+                charts.confusion_matrix(card.confusion, ["no tumor", "tumor"]),
+                key=f"model_{card.stem}_confusion",
+            )
+    if card.roc:
+        fpr, tpr, auc = card.roc
+        with chart_columns[1]:
+            st.markdown("**ROC curve** (test patients)")
+            st.plotly_chart(charts.roc_curve(fpr, tpr, auc), key=f"model_{card.stem}_roc")
+    with st.expander("Training data, split and all metrics"):
+        st.json(card.training or {}, expanded=False)
+        st.json(card.metrics or {}, expanded=False)

@@ -1,0 +1,108 @@
+"""History table helpers, model-card parsing and the chart builders, on plain values."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from brainloc import charts
+from brainloc.history import day_range, history_frame, to_csv, weekly_summary
+from brainloc.model_card import load_cards
+from tests.brainloc.conftest import build_tiny_models
+
+
+def _analysis(analysis_id, when, positive, probability=0.5, reference="R"):
+    return SimpleNamespace(
+        id=analysis_id,
+        created_at=when,
+        case_reference=reference,
+        has_tumor=positive,
+        tumor_probability=probability,
+        slice_count=1,
+        findings={"tumor_slices": [0] if positive else []},
+        classifier_name="c",
+        classifier_version="1",
+        segmenter_name="s",
+        segmenter_version="2",
+    )
+
+
+def test_weekly_summary_counts_weeks_and_fills_gaps():
+    rows = [
+        _analysis(1, datetime(2026, 11, 2, 9, tzinfo=UTC), True),  # Monday, week of Nov 2
+        _analysis(2, datetime(2026, 11, 8, 23, tzinfo=UTC), False),  # Sunday, same week
+        _analysis(3, datetime(2026, 11, 17, tzinfo=UTC), True),  # week of Nov 16
+    ]
+    weekly = weekly_summary(history_frame(rows, {}))
+    assert weekly["week"].tolist() == [date(2026, 11, 2), date(2026, 11, 9), date(2026, 11, 16)]
+    assert weekly["analyses"].tolist() == [2, 0, 1]
+    assert weekly["share_positive"].tolist() == [0.5, 0.0, 1.0]
+    assert weekly_summary(history_frame([], {})).empty
+
+
+def test_csv_holds_notes_and_iso_times():
+    frame = history_frame(
+        [_analysis(7, datetime(2026, 11, 2, 9, 30, tzinfo=UTC), True, 0.93, "CASE,1")],
+        {7: 'He said "left", then stopped.'},
+    )
+    parsed = pd.read_csv(pd.io.common.BytesIO(to_csv(frame)))
+    assert parsed.loc[0, "created_at"] == "2026-11-02T09:30:00Z"
+    assert parsed.loc[0, "case_reference"] == "CASE,1"
+    assert parsed.loc[0, "note"] == 'He said "left", then stopped.'
+    assert parsed.loc[0, "decision"] == "tumor" and parsed.loc[0, "tumor_probability"] == 0.93
+
+
+def test_day_range_is_inclusive_and_checked():
+    start, end = day_range(date(2026, 11, 1), date(2026, 11, 1))
+    assert (end - start).days == 1 and start.tzinfo is UTC
+    assert day_range(None, None) == (None, None)
+    with pytest.raises(ValueError, match="after"):
+        day_range(date(2026, 11, 2), date(2026, 11, 1))
+
+
+def test_gauge_marks_the_threshold_and_colours_the_decision():
+    figure = charts.probability_gauge(0.8, 0.35)
+    gauge = figure.data[0].gauge
+    assert gauge.threshold.value == 35 and figure.data[0].value == 80
+    assert gauge.bar.color == charts.TUMOR_RED
+    assert charts.probability_gauge(0.2, 0.35).data[0].gauge.bar.color == charts.CLEAR_GREEN
+    with pytest.raises(ValueError):
+        charts.probability_gauge(1.2, 0.5)
+
+
+def test_case_chart_has_one_point_per_slice():
+    figure = charts.case_chart([0.1, 0.9, 0.4], [0, 120, 0], 0.5, selected=1)
+    assert list(figure.data[0].y) == [0, 120, 0]
+    assert list(figure.data[1].y) == pytest.approx([10, 90, 40])
+    with pytest.raises(ValueError):
+        charts.case_chart([0.1], [0, 1], 0.5)
+
+
+def test_model_cards_read_metrics_confusion_and_roc(tmp_path):
+    models = build_tiny_models(tmp_path)
+    meta = json.loads((models / "classifier.json").read_text())
+    meta["metrics"] = {
+        "validation": {"accuracy": 0.5},
+        "test": {
+            "accuracy": 0.97,
+            "sensitivity": 0.95,
+            "confusion_matrix": {"tp": 40, "fn": 2, "fp": 1, "tn": 57},
+            "roc_curve": {"fpr": [0, 1], "tpr": [0, 1]},
+            "roc_auc": 0.99,
+        },
+    }
+    (models / "classifier.json").write_text(json.dumps(meta))
+    cards, problems = load_cards(models)
+    assert problems == []
+    classifier, segmenter = cards
+    assert classifier.headline[:2] == [("Accuracy", 0.97), ("Sensitivity", 0.95)]
+    assert classifier.confusion == [[57, 1], [2, 40]]
+    assert classifier.roc == ([0, 1], [0, 1], 0.99)
+    assert segmenter.confusion is None and segmenter.roc is None
+    (models / "segmenter.json").unlink()
+    cards, problems = load_cards(models)
+    assert len(cards) == 1 and "segmenter" in problems[0]
