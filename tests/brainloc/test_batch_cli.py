@@ -122,3 +122,23 @@ def test_module_entry_point_exit_code_for_bad_input(tmp_path):
     assert process.stdout == ""
     assert process.stderr.strip().endswith(f"error: {bad}: the file is empty")
     assert "Traceback" not in process.stderr
+
+
+def test_dicom_folder_is_one_series_in_position_order(tiny_models_dir, tmp_path, capsys):
+    from tests.brainloc.scan_factory import encode_dicom
+
+    series = tmp_path / "series"
+    series.mkdir()
+    # File names run against the slice positions; only the tumor slice (z = 5) is bright.
+    for name, z in (("IM1.dcm", 10.0), ("IM2.dcm", 0.0), ("IM3.dcm", 5.0)):
+        image = tumor_like_slice(seed=int(z)) if z == 5.0 else synthetic_slice(seed=int(z))
+        pixels = image[..., 1].astype(np.uint16) * 16
+        (series / name).write_bytes(encode_dicom(pixels, position_z=z, spacing=(0.5, 0.5)))
+    code, out, err = _analyze(capsys, series, "--json", "--models-dir", tiny_models_dir)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["slice_name"] for r in records] == ["IM2.dcm", "IM3.dcm", "IM1.dcm"]
+    assert [r["slice"] for r in records] == [0, 1, 2]
+    assert all(r["file"] == str(series) for r in records)
+    assert [r["has_tumor"] for r in records] == [False, True, False]
+    assert records[1]["tumor_area_mm2"] == pytest.approx(records[1]["tumor_area_px"] * 0.25)
