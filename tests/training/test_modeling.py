@@ -5,6 +5,7 @@ import pytest
 
 from brainloc.modeling import (
     FocalTverskyLoss,
+    build_encoder_classifier,
     build_resnet_classifier,
     build_resunet,
     focal_tversky_loss,
@@ -67,3 +68,18 @@ def test_builders_reject_sizes_they_cannot_halve(size):
         build_resunet(size)
     with pytest.raises(ValueError, match="input_size"):
         build_resnet_classifier(size)
+
+
+def test_encoder_classifier_copies_the_encoder_and_stays_independent():
+    segmenter = build_resunet(32, level_filters=(4, 8), bottleneck_filters=16)
+    classifier = build_encoder_classifier(segmenter)
+    kernel = segmenter.get_layer("enc2_conv1").get_weights()[0]
+    np.testing.assert_array_equal(classifier.get_layer("enc2_conv1").get_weights()[0], kernel)
+    # Fine-tuning the classifier must not move the segmenter's weights.
+    classifier.get_layer("enc2_conv1").set_weights([np.zeros_like(kernel)])
+    np.testing.assert_array_equal(segmenter.get_layer("enc2_conv1").get_weights()[0], kernel)
+    out = classifier(np.random.rand(2, 32, 32, 3).astype(np.float32), training=False)
+    assert tuple(out.shape) == (2, 1)
+    # The decoder is not part of the classifier.
+    assert not any(layer.name.startswith("dec") for layer in classifier.layers)
+    assert classifier.get_layer("gradcam_target").output.shape[1:3] == (8, 8)
