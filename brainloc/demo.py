@@ -1,0 +1,168 @@
+"""The ``demo`` subcommand: a demo practitioner with a few analyses, for presentations.
+
+    python -m brainloc demo --from DIR [--cases 3] [--username demo]
+
+``DIR`` is in the Kaggle "lgg-mri-segmentation" layout (``DIR/kaggle_3m/<case>/<case>_<n>.tif``
+or ``DIR/<case>/...``; the README says where to get the dataset). The command creates an
+approved practitioner (or reuses it), sets a newly generated one-time password and prints it,
+then analyses the first few cases with the installed models and stores each case as one
+analysis of that practitioner. Cases it imported before are skipped. It never runs by
+itself: nothing in the app calls it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import secrets
+import sys
+from pathlib import Path
+
+from brainloc.accounts import hash_password, normalise_username
+from brainloc.settings import get_settings
+from db import clinical
+from db import users as user_store
+from db.audit import record_event
+from db.engine import session_scope
+from db.migrate import upgrade_head
+from db.models import STATUS_APPROVED, User
+from db.types import utc_now
+
+logger = logging.getLogger(__name__)
+
+DEMO_FULL_NAME = "Demo Practitioner"
+DEMO_INSTITUTION = "BrainLoc demonstration"
+DEMO_CATEGORY = "radiologist"
+_SLICE_NUMBER = re.compile(r"_(\d+)\.tiff?$", re.IGNORECASE)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``demo`` to the ``python -m brainloc`` parser."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="create a demo practitioner and import a few analyses from a Kaggle-layout folder",
+        description=(
+            "Create (or reuse) an approved demo practitioner, print a new one-time password, "
+            "and import a few cases from a folder in the Kaggle lgg-mri-segmentation layout."
+        ),
+    )
+    parser.add_argument(
+        "--from", dest="source", required=True, type=Path, help="folder in the Kaggle layout"
+    )
+    parser.add_argument("--cases", type=int, default=3, help="how many cases to import (3)")
+    parser.add_argument("--username", default="demo", help="the demo account's login (demo)")
+    parser.set_defaults(func=run_demo)
+
+
+def find_cases(root: Path) -> list[tuple[str, list[Path]]]:
+    """Case folders under ``root`` (or ``root/kaggle_3m``) with their scan slices in order
+    (masks left out); cases without slices are skipped."""
+    base = root / "kaggle_3m" if (root / "kaggle_3m").is_dir() else root
+    cases = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        slices = [
+            path
+            for path in folder.iterdir()
+            if _SLICE_NUMBER.search(path.name) and "_mask" not in path.name.lower()
+        ]
+        slices.sort(key=lambda path: int(_SLICE_NUMBER.search(path.name).group(1)))
+        if slices:
+            cases.append((folder.name, slices))
+    return cases
+
+
+def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
+    """Create or reuse the approved demo practitioner; returns it with a new one-time password.
+
+    Raises:
+        ValueError: the username belongs to an account that is not a demo practitioner.
+    """
+    username = normalise_username(username)
+    password = secrets.token_urlsafe(12)
+    user = user_store.get_user_by_username(session, username=username)
+    if user is not None and (user.role != "practitioner" or user.institution != DEMO_INSTITUTION):
+        raise ValueError(f"the account '{username}' exists and is not a demo account")
+    if user is None:
+        category = user_store.get_category_by_code(session, code=DEMO_CATEGORY)
+        user = User(
+            username=username,
+            full_name=DEMO_FULL_NAME,
+            email=f"{username}@demo.brainloc.invalid",
+            password_hash="",
+            role="practitioner",
+            status=STATUS_APPROVED,
+            category_id=category.id if category else None,
+            licence_number="DEMO",
+            institution=DEMO_INSTITUTION,
+        )
+    user.password_hash = hash_password(password)
+    user.status = STATUS_APPROVED
+    user.locked_until = None
+    user.updated_at = utc_now()
+    user = user_store.save_user(session, user=user)
+    record_event(
+        session, action="demo_account", actor_id=user.id, target_type="user", target_id=user.id
+    )
+    return user, password
+
+
+def _already_imported(session, owner_id: int, reference: str) -> bool:
+    matches = clinical.list_analyses(session, owner_id=owner_id, text=reference)
+    return any(analysis.case_reference == reference for analysis in matches)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Create the demo account and import cases; 0 on success, 2 with a message otherwise."""
+    from brainloc.casework import analyze_uploads, save_outcome
+    from brainloc.scans import ScanError
+
+    if args.cases < 1:
+        print("error: --cases must be at least 1", file=sys.stderr)
+        return 2
+    if not args.source.is_dir():
+        print(f"error: {args.source} is not a folder", file=sys.stderr)
+        return 2
+    cases = find_cases(args.source)[: args.cases]
+    if not cases:
+        print(
+            f"error: no case folders with <case>_<n>.tif slices in {args.source}", file=sys.stderr
+        )
+        return 2
+    settings = get_settings()
+    try:
+        from brainloc.inference import Pipeline
+
+        pipeline = Pipeline.load(settings.models_dir)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    upgrade_head(settings.database_url)
+    try:
+        with session_scope(settings.database_url) as session:
+            user, password = ensure_demo_user(session, username=args.username)
+            user_id, username = user.id, user.username
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    imported = 0
+    for reference, paths in cases:
+        with session_scope(settings.database_url) as session:
+            if _already_imported(session, user_id, reference):
+                print(f"{reference}: already imported, skipped")
+                continue
+        files = [(path.name, path.read_bytes()) for path in paths[: settings.max_slices]]
+        try:
+            outcome = analyze_uploads(pipeline, files)
+        except ScanError as error:
+            print(f"{reference}: skipped ({error})", file=sys.stderr)
+            continue
+        with session_scope(settings.database_url) as session:
+            save_outcome(session, owner_id=user_id, case_reference=reference, outcome=outcome)
+        tumor = len(outcome.summary.tumor_slices)
+        print(f"{reference}: {len(files)} slices analysed, {tumor} with tumor")
+        imported += 1
+    print(f"Demo practitioner: {username}")
+    print(f"One-time password: {password}")
+    print("Change it on the Account page after signing in. Imported cases:", imported)
+    return 0

@@ -1,0 +1,88 @@
+"""The ``demo`` subcommand on a synthetic Kaggle-layout folder with the tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlmodel import Session
+
+from brainloc.accounts import verify_password
+from brainloc.cli import main
+from brainloc.settings import get_settings
+from db import clinical
+from db.engine import get_engine
+from db.users import get_user_by_username
+from tests.brainloc.scan_factory import encode_tiff, synthetic_slice, tumor_like_slice
+
+
+def _kaggle_folder(root, cases=("CASE_A_1", "CASE_B_2")):
+    for number, case in enumerate(cases):
+        folder = root / "kaggle_3m" / case
+        folder.mkdir(parents=True)
+        for index in (1, 2, 10):  # 10 sorts after 2 only numerically
+            image = (
+                tumor_like_slice((64, 64), (20, 20, 12))
+                if index == 2
+                else synthetic_slice((64, 64), seed=index + number)
+            )
+            (folder / f"{case}_{index}.tif").write_bytes(encode_tiff(image))
+            mask = np.zeros((64, 64), np.uint8)
+            (folder / f"{case}_{index}_mask.tif").write_bytes(encode_tiff(mask))
+    return root
+
+
+@pytest.fixture
+def demo_env(app_env, tiny_models_dir, monkeypatch):
+    monkeypatch.setenv("BRAINLOC_MODELS_DIR", str(tiny_models_dir))
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _password(output: str) -> str:
+    line = next(line for line in output.splitlines() if line.startswith("One-time password:"))
+    return line.split(":", 1)[1].strip()
+
+
+def test_demo_creates_the_account_imports_cases_and_reuses_it(demo_env, tmp_path, capsys):
+    source = _kaggle_folder(tmp_path / "lgg")
+    assert main(["demo", "--from", str(source), "--cases", "1"]) == 0
+    first = capsys.readouterr().out
+    assert "CASE_A_1: 3 slices analysed, 1 with tumor" in first
+    with Session(get_engine(demo_env.database_url)) as session:
+        user = get_user_by_username(session, username="demo")
+        assert user.status == "approved" and user.role == "practitioner"
+        assert verify_password(_password(first), user.password_hash)
+        (analysis,) = clinical.list_analyses(session, owner_id=user.id)
+        rows = clinical.get_slices(session, analysis_id=analysis.id, owner_id=user.id)
+        assert [row.source_name for row in rows] == [
+            "CASE_A_1_1.tif",
+            "CASE_A_1_2.tif",
+            "CASE_A_1_10.tif",
+        ]
+        user_id = user.id
+
+    assert main(["demo", "--from", str(source), "--cases", "2"]) == 0
+    second = capsys.readouterr().out
+    assert "CASE_A_1: already imported, skipped" in second
+    assert "CASE_B_2: 3 slices analysed" in second
+    assert _password(second) != _password(first)
+    with Session(get_engine(demo_env.database_url)) as session:
+        user = get_user_by_username(session, username="demo")
+        assert user.id == user_id
+        assert verify_password(_password(second), user.password_hash)
+        assert not verify_password(_password(first), user.password_hash)
+        assert clinical.count_analyses(session, owner_id=user_id) == 2
+
+
+def test_demo_refuses_a_folder_without_cases(demo_env, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["demo", "--from", str(tmp_path / "empty")]) == 2
+    assert "no case folders" in capsys.readouterr().err
+    assert main(["demo", "--from", str(tmp_path / "missing")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_demo_never_takes_over_a_real_account(demo_env, tmp_path, make_account, capsys):
+    make_account("demo")
+    assert main(["demo", "--from", str(_kaggle_folder(tmp_path / "lgg"))]) == 2
+    assert "not a demo account" in capsys.readouterr().err
