@@ -1,0 +1,200 @@
+"""A practitioner's whole day in a real browser, and a second one who cannot see it.
+
+Sign in -> upload a tumor slice restored from ../shared/lgg -> probability and overlay appear
+-> add a note, edit it -> the history lists the case -> issue and download the PDF, whose text
+holds the note and the probability -> sign out. A second practitioner, in another browser
+context, cannot reach the case by URL or by any widget.
+
+Runs with the shipped models (skipped until they exist). ``BRAINLOC_E2E_MODELS_DIR`` points
+the server at another models folder in the shipped format, to run the flow against them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from pypdf import PdfReader
+from sqlmodel import Session
+
+from brainloc.accounts import hash_password
+from brainloc.model_meta import DEFAULT_MODELS_DIR, models_available
+from brainloc.settings import COOKIE_NAME
+from db.engine import make_engine
+from db.migrate import upgrade_head
+from db.models import User
+from db.users import get_category_by_code, save_user
+from tests.e2e.browser import REPO, UI_TIMEOUT_MS, sign_in, sign_out
+
+from playwright.sync_api import Page, expect  # isort: skip
+
+SHARED_LGG = REPO.parent / "shared" / "lgg"
+#: A patient of the test split (training/splits.json) with several tumor slices.
+LGG_CASE = "TCGA_CS_4944_20010208"
+PASSWORD = "a-long-test-password-1"
+#: Analysing with the real models on a loaded 2-core machine can take a while.
+ANALYSIS_TIMEOUT_MS = 120_000
+
+
+def _models_dir() -> Path:
+    override = os.environ.get("BRAINLOC_E2E_MODELS_DIR")
+    models = Path(override) if override else DEFAULT_MODELS_DIR
+    if not models_available(models):
+        pytest.skip(f"the trained models are not installed in {models} yet")
+    return models
+
+
+def _tumor_slice(tmp_path: Path) -> Path:
+    """Restore one LGG patient and return its slice with the largest tumor."""
+    if not (SHARED_LGG / "restore.py").is_file():
+        pytest.skip(f"the LGG development slices are not at {SHARED_LGG}")
+    out = tmp_path / "lgg"
+    subprocess.run(
+        [sys.executable, str(SHARED_LGG / "restore.py"), str(out), "--only", LGG_CASE],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    masks = sorted((out / "kaggle_3m" / LGG_CASE).glob("*_mask.tif"))
+    best = max(masks, key=lambda path: int(np.count_nonzero(tifffile.imread(path))))
+    return best.with_name(best.name.replace("_mask.tif", ".tif"))
+
+
+def _add_practitioners(data_dir: Path, *usernames: str) -> None:
+    url = f"sqlite:///{data_dir / 'brainloc.db'}"
+    upgrade_head(url)
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            category = get_category_by_code(session, code="neuroradiologist")
+            for username in usernames:
+                save_user(
+                    session,
+                    user=User(
+                        username=username,
+                        full_name=f"Dr {username.title()} Example",
+                        email=f"{username}@clinic.example",
+                        password_hash=hash_password(PASSWORD, rounds=4),
+                        status="approved",
+                        category_id=category.id,
+                        licence_number="REG-1",
+                        institution="Example University Hospital",
+                    ),
+                )
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def _go(page: Page, link: str) -> None:
+    page.get_by_role("link", name=link, exact=True).click()
+
+
+def _wait_for_sign_in_cookie(context, timeout_s: float = 30) -> None:
+    """The "remember me" cookie is written by a browser component a moment after sign-in;
+    a fresh page load (typing a URL) is signed in only once it is there."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(cookie["name"] == COOKIE_NAME for cookie in context.cookies()):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the sign-in cookie was never set")
+
+
+def _save_note(page: Page, text: str, version: int) -> None:
+    page.get_by_label("Note", exact=True).fill(text)
+    page.get_by_role("button", name="Save note").click()
+    expect(page.get_by_text(f"Note saved as version {version}.")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+
+
+def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, browser, tmp_path):
+    models = _models_dir()
+    scan = _tumor_slice(tmp_path)
+    data_dir = tmp_path / "data"
+    _add_practitioners(data_dir, "alice", "bob")
+    server = app_server(BRAINLOC_MODELS_DIR=str(models))
+    alice = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = alice.new_page()
+
+    # Sign in and analyse one tumor slice.
+    page.goto(server.url)
+    sign_in(page, "alice", PASSWORD)
+    _go(page, "Analyze")
+    page.locator("input[type='file']").set_input_files(str(scan))
+    page.get_by_label("Case reference").fill("E2E-CASE-1")
+    page.get_by_role("button", name="Analyze", exact=True).click()
+    verdict = page.get_by_text("Tumor suspected")
+    expect(verdict).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
+    expect(page.get_by_text("Detected tumor in red")).to_be_visible()
+    expect(page.locator("img[src*='media']")).to_have_count(2)
+    stated = page.get_by_text(re.compile(r"Tumor probability \d+\.\d%")).first.inner_text()
+    probability = re.search(r"Tumor probability (\d+\.\d)%", stated).group(1)
+
+    # Open the case, write a note and edit it.
+    page.get_by_role("link", name="Open the case to add notes and issue a report").click()
+    expect(page.get_by_role("button", name="Save note")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    case_url = page.url
+    assert re.search(r"/case\?id=\d+$", case_url), case_url
+    _save_note(page, "Left frontal FLAIR hyperintensity.", 1)
+    final_note = "Left frontal FLAIR hyperintensity, enhancing rim; MDT on Friday."
+    _save_note(page, final_note, 2)
+
+    # The history lists the case.
+    _go(page, "History")
+    expect(page.get_by_text("1 analysis(es) match.")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.get_by_role("combobox", name="Open a case").click()
+    page.get_by_role("option", name=re.compile("E2E-CASE-1")).click()
+    page.get_by_role("link", name=re.compile("Open E2E-CASE-1")).click()
+
+    # Issue the report and download it: the note and the probability are in its text.
+    page.get_by_role("button", name="Issue a new PDF report").click()
+    report_button = page.get_by_role("button", name=re.compile(r"Report #\d+"))
+    expect(report_button).to_be_visible(timeout=UI_TIMEOUT_MS)
+    with page.expect_download(timeout=UI_TIMEOUT_MS) as download:
+        report_button.click()
+    pdf = Path(download.value.path()).read_bytes()
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+    assert final_note in text
+    assert f"{probability}%" in text
+    assert "E2E-CASE-1" in text and "Dr Alice Example" in text
+    sign_out(page)
+
+    # A colleague in another browser cannot reach the case by URL or by any widget.
+    bob = browser.new_context(viewport={"width": 1400, "height": 1000})
+    other = bob.new_page()
+    other.goto(server.url)
+    sign_in(other, "bob", PASSWORD)
+    expect(other.get_by_role("link", name="History", exact=True)).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    _wait_for_sign_in_cookie(bob)
+    other.goto(case_url)
+    expect(other.get_by_text("This case was not found among your analyses.")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(other.get_by_text("E2E-CASE-1")).to_have_count(0)
+    expect(other.locator("img[src*='media']")).to_have_count(0)
+    expect(other.get_by_label("Note", exact=True)).to_have_count(0)
+    _go(other, "History")
+    expect(other.get_by_text("No analyses match these filters.")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    _go(other, "Recent activity")
+    expect(other.get_by_text("Nothing yet.", exact=False)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _go(other, "Case")
+    expect(other.get_by_text("You have no analyses yet.", exact=False)).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(other.get_by_text("E2E-CASE-1")).to_have_count(0)
+    alice.close()
+    bob.close()
