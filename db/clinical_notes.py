@@ -61,27 +61,24 @@ def _require_owner(session: Session, *, analysis_id: int, owner_id: int) -> None
         raise NotFoundError(f"analysis {analysis_id} not found")
 
 
-def latest_note(session: Session, *, analysis_id: int, owner_id: int) -> NoteVersion | None:
-    """The newest note version of an own analysis, or None (no note, or not the owner's)."""
-    statement = (
+def _own_versions(analysis_id: int, owner_id: int):
+    """Note versions of one analysis, newest first, joined to it so the owner filter is SQL."""
+    return (
         select(NoteVersion)
         .join(Analysis, col(Analysis.id) == col(NoteVersion.analysis_id))
         .where(NoteVersion.analysis_id == analysis_id, Analysis.owner_id == owner_id)
         .order_by(col(NoteVersion.version).desc())
-        .limit(1)
     )
-    return session.exec(statement).first()
+
+
+def latest_note(session: Session, *, analysis_id: int, owner_id: int) -> NoteVersion | None:
+    """The newest note version of an own analysis, or None (no note, or not the owner's)."""
+    return session.exec(_own_versions(analysis_id, owner_id).limit(1)).first()
 
 
 def note_history(session: Session, *, analysis_id: int, owner_id: int) -> list[NoteVersion]:
     """Every version of the note on an own analysis, newest first; empty for anyone else."""
-    statement = (
-        select(NoteVersion)
-        .join(Analysis, col(Analysis.id) == col(NoteVersion.analysis_id))
-        .where(NoteVersion.analysis_id == analysis_id, Analysis.owner_id == owner_id)
-        .order_by(col(NoteVersion.version).desc())
-    )
-    return list(session.exec(statement))
+    return list(session.exec(_own_versions(analysis_id, owner_id)))
 
 
 def latest_notes(
