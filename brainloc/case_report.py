@@ -60,9 +60,9 @@ def report_data(
     findings = findings_rows(shown.findings)
     slice_rows: list[tuple[str, str, str]] = []
     if len(case.slices) > 1:
-        findings = [*case_rows(case), (f"Shown slice {index}", shown.name or "-"), *findings]
+        findings = [*case_rows(case), (f"Shown slice {index + 1}", shown.name or "-"), *findings]
         slice_rows = [
-            (str(s.index), f"{s.tumor_probability:.1%}", f"{s.findings.get('area_px', 0)} px")
+            (str(s.index + 1), f"{s.tumor_probability:.1%}", f"{s.findings.get('area_px', 0)} px")
             for s in case.slices
             if s.has_tumor or s.index == index
         ]
@@ -92,6 +92,9 @@ def report_data(
         note_version=note_version,
         models=case.model_labels,
         sequences_note=sequences_note,
+        probability_label="Highest slice tumor probability"
+        if len(case.slices) > 1
+        else "Tumor probability",
     )
 
 

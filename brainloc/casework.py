@@ -292,7 +292,7 @@ def case_rows(case: StoredCase) -> list[tuple[str, str]]:
         rows.append(
             (
                 "Largest tumor on slice",
-                f"{findings.get('largest_slice')} ({findings.get('largest_area_px')} px)",
+                f"{int(findings['largest_slice']) + 1} ({findings.get('largest_area_px')} px)",
             )
         )
     if findings.get("volume_ml") is not None:

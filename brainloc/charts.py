@@ -53,10 +53,13 @@ def case_chart(
     threshold: float,
     selected: int | None = None,
 ) -> go.Figure:
-    """Probability (line, left axis) and tumor area (bars, right axis) per slice."""
+    """Probability (line, left axis) and tumor area (bars, right axis) per slice.
+
+    Slices are numbered from 1 on the x axis; ``selected`` is an index from 0.
+    """
     if len(probabilities) != len(areas_px):
         raise ValueError("one probability and one area per slice are needed")
-    slices = list(range(len(probabilities)))
+    slices = list(range(1, len(probabilities) + 1))
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(
         go.Bar(x=slices, y=list(areas_px), name="Tumor area (px)", marker_color="#e6a39b"),
@@ -76,7 +79,7 @@ def case_chart(
         y=threshold * 100, line_dash="dash", line_color="black", annotation_text="threshold"
     )
     if selected is not None:
-        figure.add_vline(x=selected, line_color=TUMOR_RED, line_width=2)
+        figure.add_vline(x=selected + 1, line_color=TUMOR_RED, line_width=2)
     figure.update_yaxes(title_text="Probability (%)", range=[0, 100], secondary_y=False)
     figure.update_yaxes(title_text="Area (px)", secondary_y=True, rangemode="tozero")
     figure.update_xaxes(title_text="Slice")
@@ -89,12 +92,17 @@ def weekly_chart(frame: pd.DataFrame) -> go.Figure:
     :func:`brainloc.history.weekly_summary`."""
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(
-        go.Bar(x=frame["week"], y=frame["analyses"], name="Analyses", marker_color=ACCENT),
+        go.Bar(
+            x=[str(week) for week in frame["week"]],
+            y=frame["analyses"],
+            name="Analyses",
+            marker_color=ACCENT,
+        ),
         secondary_y=False,
     )
     figure.add_trace(
         go.Scatter(
-            x=frame["week"],
+            x=[str(week) for week in frame["week"]],
             y=frame["share_positive"] * 100,
             name="Share positive (%)",
             mode="lines+markers",
@@ -104,7 +112,8 @@ def weekly_chart(frame: pd.DataFrame) -> go.Figure:
     )
     figure.update_yaxes(title_text="Analyses", secondary_y=False, rangemode="tozero")
     figure.update_yaxes(title_text="Positive (%)", range=[0, 100], secondary_y=True)
-    figure.update_xaxes(title_text="Week starting")
+    # Weeks as categories: one bar per week, readable even when there is only one week.
+    figure.update_xaxes(title_text="Week starting", type="category")
     figure.update_layout(height=320, margin={"l": 40, "r": 40, "t": 30, "b": 40})
     return figure
 

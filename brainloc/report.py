@@ -66,6 +66,8 @@ class ReportData:
         note_version: the note version printed (None when there is no note).
         models: model labels, e.g. "brainloc-classifier v1.0.0".
         sequences_note: which MRI sequences were really present, if not all three.
+        probability_label: how the probability is named ("Highest slice tumor probability"
+            for a case).
     """
 
     practitioner_name: str
@@ -86,6 +88,7 @@ class ReportData:
     note_version: int | None = None
     models: Sequence[str] = field(default_factory=tuple)
     sequences_note: str = ""
+    probability_label: str = "Tumor probability"
 
 
 def _check(data: ReportData) -> None:
@@ -162,7 +165,7 @@ def _grid(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool) 
 def _decision_text(data: ReportData) -> str:
     verdict = "TUMOR SUSPECTED" if data.has_tumor else "No tumor detected"
     return (
-        f"Tumor probability: {data.tumor_probability:.1%} "
+        f"{data.probability_label}: {data.tumor_probability:.1%} "
         f"(decision threshold {data.threshold:.0%}) - Decision: {verdict}"
     )
 

@@ -27,7 +27,7 @@ STYLE_LABELS = {"fill": "Fill", "outline": "Outline", "fill+outline": "Fill + ou
 
 @dataclass(frozen=True)
 class Shown:
-    """What the view ended up showing: the slice index and the overlay picture."""
+    """What the view ended up showing: the slice index (from 0) and the overlay picture."""
 
     index: int
     overlay: np.ndarray
@@ -59,7 +59,8 @@ def _decision(case: StoredCase, key: str) -> None:
 def _slice_picker(case: StoredCase, key: str) -> int:
     if len(case.slices) == 1:
         return 0
-    chosen = st.session_state.get(f"{key}_slice", case.key_slice)
+    # Slices are numbered from 1 on screen (as in the Kaggle file names); indices start at 0.
+    chosen = st.session_state.get(f"{key}_slice", case.key_slice + 1) - 1
     st.plotly_chart(
         charts.case_chart(
             [s.tumor_probability for s in case.slices],
@@ -69,7 +70,8 @@ def _slice_picker(case: StoredCase, key: str) -> int:
         ),
         key=f"{key}_case_chart",
     )
-    return st.slider("Slice", 0, len(case.slices) - 1, value=case.key_slice, key=f"{key}_slice")
+    number = st.slider("Slice", 1, len(case.slices), value=case.key_slice + 1, key=f"{key}_slice")
+    return number - 1
 
 
 def _controls(key: str, gradcam_available: bool) -> dict:
@@ -148,13 +150,13 @@ def render_case(case: StoredCase, *, key: str) -> Shown:
     )
     name = f" - {shown.name}" if shown.name else ""
     scan_column, overlay_column = st.columns(2)
-    scan_column.image(base, caption=f"Scan, slice {index}{name}", width="stretch")
+    scan_column.image(base, caption=f"Scan, slice {index + 1}{name}", width="stretch")
     overlay_column.image(
         picture,
         caption="Detected tumor in red" + (" with Grad-CAM" if heatmap is not None else ""),
         width="stretch",
     )
-    st.markdown(f"**Findings, slice {index}** · probability {shown.tumor_probability:.1%}")
+    st.markdown(f"**Findings, slice {index + 1}** · probability {shown.tumor_probability:.1%}")
     _table(findings_rows(shown.findings))
     notes = case.findings.get("scan_notes") or []
     sequences = case.findings.get("sequences_present") or []

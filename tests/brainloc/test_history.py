@@ -76,7 +76,7 @@ def test_gauge_marks_the_threshold_and_colours_the_decision():
 
 def test_case_chart_has_one_point_per_slice():
     figure = charts.case_chart([0.1, 0.9, 0.4], [0, 120, 0], 0.5, selected=1)
-    assert list(figure.data[0].y) == [0, 120, 0]
+    assert list(figure.data[0].x) == [1, 2, 3] and list(figure.data[0].y) == [0, 120, 0]
     assert list(figure.data[1].y) == pytest.approx([10, 90, 40])
     with pytest.raises(ValueError):
         charts.case_chart([0.1], [0, 1], 0.5)

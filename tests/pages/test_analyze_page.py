@@ -76,9 +76,9 @@ def test_a_multi_page_tiff_and_a_slice_form_one_case_with_chart_and_slider(clini
     assert saved.slice_count == 3 and saved.has_tumor
     case_key = f"analyze_{saved.id}"
     slider = at.slider(key=f"{case_key}_slice")
-    assert slider.value == 1  # opens on the slice with the largest tumor
+    assert slider.value == 2  # opens on the slice with the largest tumor (numbered from 1)
     assert len(at.get("plotly_chart")) == 2  # gauge and per-slice chart
-    at = slider.set_value(0).run()
+    at = slider.set_value(1).run()
     assert not at.exception
     assert "none detected" in at.table[-1].value.to_string()
 
