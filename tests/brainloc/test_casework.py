@@ -143,3 +143,49 @@ def test_nothing_is_saved_without_a_case_reference(tiny_pipeline, engine):
         with pytest.raises(ValueError, match="case reference"):
             save_outcome(session, owner_id=owner.id, case_reference="  ", outcome=outcome)
         assert clinical.count_analyses(session, owner_id=owner.id) == 0
+
+
+def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
+    from brainloc.case_report import report_data
+    from brainloc.casework import case_rows
+    from tests.brainloc.scan_factory import encode_dicom
+
+    frames = []
+    for position in range(3):
+        pixels = synthetic_slice((64, 64), seed=position)[..., 1].astype(np.uint16) * 10
+        if position == 1:
+            pixels[20:30, 20:40] = 4000  # bright: the tiny models call it tumor
+        frames.append(pixels)
+    files = [
+        (f"im{k}.dcm", encode_dicom(frames[k], position_z=5.0 * k, instance=k + 1))
+        for k in (2, 0, 1)  # out of order: the series is sorted by position
+    ]
+    outcome = analyze_uploads(tiny_pipeline, files)
+    assert [s.result.has_tumor for s in outcome.slices] == [False, True, False]
+    assert outcome.sequences_present == ("FLAIR",)
+    tumor = outcome.slices[1].result.findings
+    assert tumor.area_mm2 == pytest.approx(tumor.area_px * 0.5 * 0.75)
+    assert outcome.summary.volume_ml == pytest.approx(tumor.area_px * 0.5 * 0.75 * 5.0 / 1000)
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(
+            session, owner_id=owner.id, case_reference="DCM", outcome=outcome
+        )
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    assert case.slices[1].spacing_mm == (0.5, 0.75) and case.slices[1].slice_thickness_mm == 5.0
+    assert dict(case_rows(case))["Estimated tumor volume"].endswith(" mL")
+    assert "mm²" in dict(findings_rows(case.slices[1].findings))["Tumor area"]
+    data = report_data(
+        case,
+        author=Author(owner.id, "Dr A", "Radiologist", "H"),
+        notes="",
+        note_version=None,
+        issued_at=datetime(2026, 11, 25, tzinfo=UTC),
+    )
+    assert "Only FLAIR was present" in data.sequences_note
+    assert data.probability_label == "Highest slice tumor probability"
+    assert (
+        "2",
+        f"{case.slices[1].tumor_probability:.1%}",
+        f"{tumor.area_px} px",
+    ) in data.slice_rows
