@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from brainloc import overlay
-from brainloc.casework import StoredCase, case_rows, findings_rows, load_case
+from brainloc.casework import StoredCase, load_case
+from brainloc.findings_text import case_rows, findings_rows
 from brainloc.report import ReportData, build_report
 from db import clinical_notes
 from db.types import utc_now

@@ -3,7 +3,8 @@ filter a practitioner's own analyses, and record what they do to them.
 
 Every read takes ``owner_id`` and puts it in the SQL ``WHERE`` clause, so another user's id
 returns nothing (``None`` or an empty list) whatever the page asks for. Notes and issued
-reports are in :mod:`db.clinical_notes`. Functions are keyword-only, take a session first and
+reports are in :mod:`db.clinical_notes`, recent activity in
+:mod:`db.clinical_activity`. Functions are keyword-only, take a session first and
 never commit: the caller's :func:`db.engine.session_scope` does, so a failure anywhere rolls
 the whole action back (never a partial save).
 """
@@ -25,16 +26,6 @@ from db.models import Analysis, AnalysisSlice, AuditEvent, NoteVersion
 
 #: Audit target type of every clinical event.
 TARGET_ANALYSIS = "analysis"
-#: The actions the recent-activity page shows.
-ACTIVITY_ACTIONS = (
-    audit.Action.UPLOAD,
-    audit.Action.VIEW,
-    audit.Action.NOTE_EDIT,
-    audit.Action.REPORT_ISSUE,
-    audit.Action.REPORT_DOWNLOAD,
-    audit.Action.DOWNLOAD,
-    audit.Action.EXPORT,
-)
 #: Columns the history may be sorted by.
 SORT_COLUMNS = {
     "created_at": Analysis.created_at,
@@ -66,17 +57,6 @@ class SliceInput:
     source_name: str = ""
     spacing_mm: tuple[float, float] | None = None
     slice_thickness_mm: float | None = None
-
-
-@dataclass(frozen=True)
-class ActivityItem:
-    """One recent action of a practitioner, with the case it concerns (if any)."""
-
-    at: datetime
-    action: str
-    analysis_id: int | None
-    case_reference: str | None
-    detail: dict[str, Any]
 
 
 def _check_slice(index: int, item: SliceInput) -> None:
@@ -292,28 +272,3 @@ def record_case_event(
         target_id=analysis_id,
         detail=dict(detail or {}),
     )
-
-
-def recent_activity(session: Session, *, owner_id: int, limit: int = 50) -> list[ActivityItem]:
-    """The owner's latest clinical actions, newest first, each with its case reference."""
-    events = audit.list_events(session, actor_id=owner_id, actions=ACTIVITY_ACTIONS, limit=limit)
-    ids = {e.target_id for e in events if e.target_type == TARGET_ANALYSIS and e.target_id}
-    references: dict[int, str] = {}
-    if ids:
-        statement = select(Analysis.id, Analysis.case_reference).where(
-            col(Analysis.id).in_(ids), Analysis.owner_id == owner_id
-        )
-        references = {row[0]: row[1] for row in session.exec(statement)}
-    items = []
-    for event in events:
-        analysis_id = event.target_id if event.target_id in references else None
-        items.append(
-            ActivityItem(
-                at=event.created_at,
-                action=event.action,
-                analysis_id=analysis_id,
-                case_reference=references.get(analysis_id) if analysis_id else None,
-                detail=dict(event.detail or {}),
-            )
-        )
-    return items

@@ -1,13 +1,13 @@
 """Recent activity page: the practitioner's latest actions, newest first, each linking to its case.
 
-Read from the audit log through :func:`db.clinical.recent_activity`, which returns only the
+Read from the audit log through :func:`db.clinical_activity.recent_activity`, which returns only the
 signed-in user's own events.
 """
 
 import streamlit as st
 
 from db.audit import Action
-from db.clinical import recent_activity
+from db.clinical_activity import recent_activity
 from db.engine import session_scope
 from ui.guard import require_user
 

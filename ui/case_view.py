@@ -13,7 +13,8 @@ import numpy as np
 import streamlit as st
 
 from brainloc import charts, overlay
-from brainloc.casework import StoredCase, case_rows, findings_rows
+from brainloc.casework import StoredCase
+from brainloc.findings_text import case_rows, findings_rows
 from ui.models import pipeline_if_loaded
 
 SEQUENCE_LABELS = {

@@ -11,7 +11,8 @@ from pypdf import PdfReader
 from sqlmodel import Session
 
 from brainloc.case_report import Author, issue_case_report, report_filename
-from brainloc.casework import analyze_uploads, findings_rows, load_case, png_bytes, save_outcome
+from brainloc.casework import analyze_uploads, load_case, png_bytes, save_outcome
+from brainloc.findings_text import case_rows, findings_rows
 from brainloc.scans import ScanError
 from db import clinical, clinical_notes
 from tests.brainloc.scan_factory import encode_pil, encode_tiff, synthetic_slice, tumor_like_slice
@@ -147,7 +148,6 @@ def test_nothing_is_saved_without_a_case_reference(tiny_pipeline, engine):
 
 def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
     from brainloc.case_report import report_data
-    from brainloc.casework import case_rows
     from tests.brainloc.scan_factory import encode_dicom
 
     frames = []

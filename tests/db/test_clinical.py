@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlmodel import Session
 
-from db import clinical
+from db import clinical, clinical_activity
 from db.arrays import array_from_bytes
 from db.audit import Action
 from db.engine import session_scope
@@ -61,7 +61,7 @@ def test_another_users_analysis_by_id_returns_nothing(engine):
             )
             is None
         )
-        assert clinical.recent_activity(session, owner_id=bob.id) == []
+        assert clinical_activity.recent_activity(session, owner_id=bob.id) == []
         assert clinical.get_analysis(session, analysis_id=analysis.id, owner_id=alice.id)
 
 
@@ -85,7 +85,7 @@ def test_a_failure_mid_save_leaves_nothing(tmp_path):
     with session_scope(url) as session:
         assert clinical.count_analyses(session, owner_id=owner_id) == 0
         assert session.get(AnalysisSlice, 1) is None
-        assert clinical.recent_activity(session, owner_id=owner_id) == []
+        assert clinical_activity.recent_activity(session, owner_id=owner_id) == []
 
 
 def test_a_malformed_mask_is_refused_with_its_slice_number(engine):
@@ -174,7 +174,7 @@ def test_recent_activity_is_newest_first_and_links_cases(engine):
         event.created_at = event.created_at + timedelta(seconds=5)
         session.add(AuditEvent(action=Action.LOGIN, actor_id=alice.id))
         session.commit()
-        items = clinical.recent_activity(session, owner_id=alice.id)
+        items = clinical_activity.recent_activity(session, owner_id=alice.id)
         assert [item.action for item in items] == [Action.VIEW, Action.UPLOAD]
         assert all(item.analysis_id == analysis.id for item in items)
         assert items[0].case_reference == "ACT-1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from db import clinical
+from db import clinical_activity
 from db.audit import Action
 from db.clinical_notes import (
     NotFoundError,
@@ -52,7 +52,9 @@ def test_every_edit_is_a_new_version_with_history(case):
         ]
         assert latest_note(session, analysis_id=analysis, owner_id=alice).body.endswith("2 cm.")
         assert latest_notes(session, owner_id=alice, analysis_ids=[analysis])[analysis].version == 2
-        actions = [item.action for item in clinical.recent_activity(session, owner_id=alice)]
+        actions = [
+            item.action for item in clinical_activity.recent_activity(session, owner_id=alice)
+        ]
         assert actions.count(Action.NOTE_EDIT) == 2
 
 

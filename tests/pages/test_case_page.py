@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from db import clinical, clinical_notes
+from db import clinical_activity, clinical_notes
 from db.audit import Action
 from db.engine import get_engine
 from tests.pages.workflow_fixtures import *  # noqa: F403 - fixtures
@@ -18,7 +18,9 @@ def _session(clinic):
 
 def _actions(clinic, owner_id):
     with _session(clinic) as session:
-        return [item.action for item in clinical.recent_activity(session, owner_id=owner_id)]
+        return [
+            item.action for item in clinical_activity.recent_activity(session, owner_id=owner_id)
+        ]
 
 
 def _texts(elements) -> str:
@@ -146,6 +148,6 @@ def test_image_downloads_are_audited(clinic):
     buttons = {button.key: button for button in at.get("download_button")}
     at = buttons[f"case_dl_overlay_{analysis_id}"].click().run()
     with _session(clinic) as session:
-        items = clinical.recent_activity(session, owner_id=clinic.alice)
+        items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
     downloads = [item.detail.get("what") for item in items if item.action == Action.DOWNLOAD]
     assert sorted(downloads) == ["mask_png", "overlay_png"]

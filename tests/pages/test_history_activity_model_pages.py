@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session
 
 from brainloc.settings import get_settings
-from db import clinical
+from db import clinical_activity
 from db.audit import Action
 from db.engine import get_engine
 from db.models import Analysis
@@ -69,7 +69,7 @@ def test_history_sorts_opens_a_case_exports_csv_and_charts(clinic):
     at = at.download_button(key="history_csv").click().run()
     assert not at.exception
     with Session(get_engine(clinic.settings.database_url)) as session:
-        items = clinical.recent_activity(session, owner_id=clinic.alice)
+        items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
     assert items[0].action == Action.EXPORT and items[0].detail["rows"] == 2
 
 

@@ -1,0 +1,54 @@
+"""Findings as readable (label, value) rows for the pages' tables and the PDF report.
+
+The measurements come from :mod:`brainloc.findings` as stored with each analysis (plain
+dicts); this module only words them, so the screen and the report say the same thing.
+Slices are numbered from 1, as people count them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def findings_rows(findings: dict[str, Any]) -> list[tuple[str, str]]:
+    """A slice's stored findings as (label, value) rows for tables and reports."""
+    if not findings or not findings.get("area_px"):
+        rows = [("Tumor area", "none detected")]
+        if findings.get("brain_area_px"):
+            rows.append(("Brain area", f"{findings['brain_area_px']} px"))
+        return rows
+    area = f"{findings['area_px']} px"
+    if findings.get("area_mm2") is not None:
+        area += f" ({findings['area_mm2']:.1f} mm²)"
+    rows = [("Tumor area", area)]
+    if findings.get("percent_of_brain") is not None:
+        rows.append(("Share of brain area", f"{findings['percent_of_brain']:.1f} %"))
+    if findings.get("side"):
+        rows.append(
+            ("Side", f"image {findings['side']} (patient {findings.get('patient_side', '?')})")
+        )
+    if findings.get("bbox"):
+        top, left, bottom, right = findings["bbox"]
+        rows.append(("Bounding box", f"rows {top}-{bottom}, columns {left}-{right}"))
+    rows.append(("Separate regions", str(findings.get("regions", 0))))
+    return rows
+
+
+def case_rows(case) -> list[tuple[str, str]]:
+    """The case summary of a :class:`brainloc.casework.StoredCase` as (label, value) rows."""
+    findings = case.findings
+    tumor_slices = findings.get("tumor_slices") or []
+    rows = [
+        ("Slices analysed", str(len(case.slices))),
+        ("Slices with tumor", f"{len(tumor_slices)}"),
+    ]
+    if tumor_slices:
+        rows.append(
+            (
+                "Largest tumor on slice",
+                f"{int(findings['largest_slice']) + 1} ({findings.get('largest_area_px')} px)",
+            )
+        )
+    if findings.get("volume_ml") is not None:
+        rows.append(("Estimated tumor volume", f"{findings['volume_ml']:.2f} mL"))
+    return rows
