@@ -112,3 +112,20 @@ def test_signed_out_visitors_get_no_uploader(clinic):
     at = AppTest.from_file(str(REPO_ROOT / "pages" / "analyze.py"), default_timeout=30).run()
     assert not at.exception
     assert len(at.file_uploader) == 0
+
+
+def test_two_practitioners_share_one_model_load(clinic, tiny_models, tmp_path, monkeypatch, caplog):
+    import logging
+    import shutil
+
+    # A models folder no other test used, so this test sees the first load in the process.
+    models = shutil.copytree(tiny_models, tmp_path / "fresh_models")
+    monkeypatch.setenv("BRAINLOC_MODELS_DIR", str(models))
+    get_settings.cache_clear()
+    caplog.set_level(logging.INFO, logger="ui.models")
+    for user, reference in ((clinic.alice, "A-1"), (clinic.bob, "B-1")):
+        at = _upload(open_page("analyze.py", user), [("t.png", tumor_png())], reference)
+        assert not at.exception
+        assert "Tumor suspected" in _texts(at.error)
+    loads = [r for r in caplog.records if r.getMessage().startswith("loading the pipeline")]
+    assert len(loads) == 1
