@@ -135,6 +135,9 @@ def _reports(case) -> None:
 
 
 st.title("Case")
+# The picker's state is dropped whenever another page ran in between, so its absence means
+# the user has just come to this page: that is a new view of the case, audited again.
+arriving = "case_select" not in st.session_state
 requested = _requested_id()
 analysis_id = _pick(requested)
 if analysis_id is None and requested is None:
@@ -145,7 +148,7 @@ with session_scope() as session:
 if case is None:
     st.error("This case was not found among your analyses.")
     st.stop()
-if st.session_state.get(VIEWED_KEY) != case.id:
+if arriving or st.session_state.get(VIEWED_KEY) != case.id:
     _audit(case.id, Action.VIEW)
     st.session_state[VIEWED_KEY] = case.id
 

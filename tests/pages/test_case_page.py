@@ -35,7 +35,15 @@ def test_an_own_case_reopens_by_id_and_the_view_is_audited_once(clinic):
     assert len(at.get("image")) == 2
     assert at.selectbox(key="case_select").value == analysis_id
     at = at.run()
+    at = at.slider(key=f"case_{analysis_id}_opacity").set_value(0.8).run()
     assert _actions(clinic, clinic.alice).count(Action.VIEW) == 1
+    # Leaving for another page and coming back is a new view.
+    at = at.switch_page("pages/history.py").run()
+    at.query_params["id"] = str(analysis_id)
+    at = at.switch_page("pages/case.py").run()
+    assert not at.exception
+    assert "CASE-R1" in _texts(at.subheader)
+    assert _actions(clinic, clinic.alice).count(Action.VIEW) == 2
 
 
 def test_another_practitioner_gets_not_found_by_id_and_nothing_in_the_picker(clinic):
