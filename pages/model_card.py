@@ -15,7 +15,8 @@ st.info(
     "BrainLoc is for research and decision support. It supports, and does not replace, a "
     "qualified specialist's judgement; it is not a certified diagnostic device."
 )
-cards, problems = load_cards(get_settings().models_dir)
+models_dir = get_settings().models_dir
+cards, problems = load_cards(models_dir)
 for problem in problems:
     st.warning(f"Model metadata not available: {problem}")
 for card in cards:
@@ -50,3 +51,8 @@ for card in cards:
     with st.expander("Training data, split and all metrics"):
         st.json(card.training or {}, expanded=False)
         st.json(card.metrics or {}, expanded=False)
+
+readme = models_dir / "README.md"
+if readme.is_file():
+    with st.expander("The full model card (models/README.md)"):
+        st.markdown(readme.read_text(encoding="utf-8"))

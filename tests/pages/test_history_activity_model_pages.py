@@ -108,6 +108,7 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
         }
     }
     (models / "classifier.json").write_text(json.dumps(meta))
+    (models / "README.md").write_text("# Tiny models\n\nTrained on nothing at all.")
     monkeypatch.setenv("BRAINLOC_MODELS_DIR", str(models))
     get_settings.cache_clear()
     at = open_page("model_card.py", clinic.alice)
@@ -117,6 +118,7 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
     assert len(at.get("plotly_chart")) == 2  # confusion matrix and ROC of the classifier
     assert "Tiny test network" in _texts(at.markdown)
     assert "does not replace" in _texts(at.info)
+    assert "Trained on nothing at all." in _texts(at.markdown)
 
 
 def test_model_card_without_models_warns(clinic, tmp_path, monkeypatch):
