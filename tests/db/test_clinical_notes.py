@@ -178,3 +178,29 @@ def test_issued_reports_keep_their_bytes_and_a_new_one_is_a_new_entry(case):
                 filename="x.pdf",
                 note_version_id=None,
             )
+
+
+def test_a_save_that_loses_the_race_at_insert_time_is_refused_too(case):
+    """Both saves passed the version check; the database's unique (analysis, version)
+    constraint turns the second insert into a StaleNoteError, and the session stays usable."""
+    from sqlalchemy import event
+
+    from db.models import NoteVersion
+
+    engine, alice, _, analysis = case
+
+    def other_tab_saves_first(session, flush_context, instances):
+        with Session(engine) as other:
+            other.add(NoteVersion(analysis_id=analysis, version=1, author_id=alice, body="first"))
+            other.commit()
+
+    with Session(engine, expire_on_commit=False) as session:
+        event.listen(session, "before_flush", other_tab_saves_first, once=True)
+        with pytest.raises(StaleNoteError) as refused:
+            add_note_version(
+                session, analysis_id=analysis, owner_id=alice, body="second", base_version=None
+            )
+        assert refused.value.current.body == "first"
+        session.commit()  # still usable: the savepoint was rolled back, not the transaction
+        history = note_history(session, analysis_id=analysis, owner_id=alice)
+        assert [n.body for n in history] == ["first"]
