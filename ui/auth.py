@@ -122,6 +122,7 @@ def start_run() -> stauth.Authenticate:
 def _on_login_submit() -> None:
     # Runs before the next script run: hand the values to start_run and clear the password
     # field, so the password never stays in the form.
+    st.session_state.pop(LOGIN_ERROR_KEY, None)
     st.session_state[LOGIN_ATTEMPT_KEY] = (
         st.session_state.get("login_username", ""),
         st.session_state.get("login_password", ""),
@@ -131,7 +132,9 @@ def _on_login_submit() -> None:
 
 def render_login_form() -> None:
     """The sign-in form (our own widgets; the check itself runs in :func:`start_run`)."""
-    error = st.session_state.pop(LOGIN_ERROR_KEY, None)
+    # The message stays until the next attempt: the cookie component reruns the script right
+    # after a page load, and a message shown only once would vanish before it is read.
+    error = st.session_state.get(LOGIN_ERROR_KEY)
     with st.form("login_form"):
         st.subheader("Sign in")
         st.text_input("Username", key="login_username", autocomplete="username")

@@ -58,7 +58,13 @@ def entries_for(user: CurrentUser | None) -> list[PageEntry]:
 
 
 def build_navigation(user: CurrentUser | None) -> st.navigation:
-    """``st.navigation`` over the pages ``user`` may see (the first is the default)."""
+    """``st.navigation`` over the pages ``user`` may see (the first is the default).
+
+    For a signed-out visitor every other page's URL is a hidden alias of the sign-in page:
+    a bookmarked ``/history`` shows the sign-in (not a "page not found" box) and, once
+    signed in, the same URL opens the page itself.
+    """
+    entries = entries_for(user)
     pages = [
         st.Page(
             entry.file,
@@ -67,6 +73,13 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
             url_path=entry.url_path,
             default=index == 0,
         )
-        for index, entry in enumerate(entries_for(user))
+        for index, entry in enumerate(entries)
     ]
+    if user is None:
+        shown = {entry.url_path for entry in entries}
+        pages += [
+            st.Page(LOGIN.file, title=LOGIN.title, url_path=entry.url_path, visibility="hidden")
+            for entry in (*PRACTITIONER_PAGES, ADMIN, ACCOUNT, STATUS)
+            if entry.url_path not in shown
+        ]
     return st.navigation(pages)

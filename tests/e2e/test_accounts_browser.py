@@ -1,0 +1,132 @@
+"""The account lifecycle in a real browser against ``streamlit run``.
+
+Fresh server: every guarded page URL shows only the sign-in. Then: register (pending),
+an administrator approves, the practitioner signs in, a reload keeps them signed in, a
+sign-out survives a reload, and 5 wrong passwords lock the account.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from db.engine import make_engine
+from db.users import get_user_by_username
+from tests.e2e.browser import (
+    UI_TIMEOUT_MS,
+    expect_sign_in_page,
+    open_app,
+    sign_in,
+    sign_out,
+    wait_idle,
+)
+from ui.navigation import ACCOUNT, ADMIN, PRACTITIONER_PAGES, STATUS
+
+from playwright.sync_api import expect  # isort: skip
+
+ADMIN_LOGIN = ("chief", "chief-admin-password")
+PRACTITIONER = {
+    "Full name": "Dr Mary Ward",
+    "Email": "mary.ward@clinic.example",
+    "Username": "mward",
+    "Licence / registration number": "IMC 445566",
+    "Institution": "Galway University Hospital",
+}
+PASSWORD = "mary-ward-secret"
+
+
+def _stored_user(server, username):
+    engine = make_engine(f"sqlite:///{server.data_dir / 'brainloc.db'}")
+    try:
+        with Session(engine) as session:
+            return get_user_by_username(session, username=username)
+    finally:
+        engine.dispose()
+
+
+def test_every_guarded_url_on_a_fresh_server_shows_only_the_sign_in(app_server, browser):
+    # The page-URL trap happens only until some session has loaded "/", so each URL gets a
+    # server of its own that nobody has visited yet.
+    paths = [entry.url_path for entry in (*PRACTITIONER_PAGES, ADMIN, ACCOUNT, STATUS)]
+    for index, path in enumerate(paths):
+        server = app_server(name=f"fresh-{index}")
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            open_app(page, f"{server.url}/{path}")
+            expect_sign_in_page(page)
+        finally:
+            context.close()
+            server.stop()
+
+
+def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
+    server = app_server(admin=ADMIN_LOGIN)
+    practitioner = browser.new_context(viewport={"width": 1280, "height": 900})
+    admin = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = practitioner.new_page()
+
+    # Register: the account is pending.
+    open_app(page, f"{server.url}/register")
+    expect(page.get_by_text("Register as a practitioner")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    for label, value in PRACTITIONER.items():
+        page.get_by_role("textbox", name=label, exact=True).fill(value)
+    page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
+    page.get_by_role("textbox", name="Repeat password", exact=True).fill(PASSWORD)
+    page.get_by_role("combobox", name="Practitioner category").click()
+    page.get_by_role("option", name="Neuroradiologist").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_text("pending approval by an administrator")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    assert _stored_user(server, "mward").status == "pending"
+
+    # Signed in while pending: the status page only.
+    open_app(page, server.url)
+    sign_in(page, "mward", PASSWORD)
+    expect(page.get_by_text("Status: pending")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("link", name="Account", exact=True)).to_have_count(0)
+    sign_out(page)
+
+    # The administrator approves.
+    admin_page = admin.new_page()
+    open_app(admin_page, server.url)
+    sign_in(admin_page, *ADMIN_LOGIN)
+    expect(admin_page.get_by_text("Review an account")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(admin_page)
+    admin_page.get_by_role("button", name="Approve", exact=True).click()
+    expect(admin_page.get_by_text("mward: approve done.")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    assert _stored_user(server, "mward").status == "approved"
+
+    # Sign-in works and lands on the practitioner's menu; a reload keeps the session.
+    sign_in(page, "mward", PASSWORD)
+    account_link = page.get_by_role("link", name="Account", exact=True)
+    expect(account_link).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
+    wait_idle(page)  # the cookie is written by a component the browser runs after the page
+    page.reload()
+    wait_idle(page)
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    # Sign-out survives an immediate reload: the cookie is deleted by the browser, and if it
+    # is not deleted yet the server refuses it (it predates the sign-out).
+    sign_out(page)
+    page.reload()
+    wait_idle(page)
+    expect_sign_in_page(page)
+    open_app(page, f"{server.url}/account")
+    expect_sign_in_page(page)
+
+    # Five wrong passwords lock the account: then even the right one is refused.
+    message = page.get_by_text("Sign-in failed")
+    for attempt in range(5):
+        sign_in(page, "mward", f"wrong-password-{attempt}")
+        expect(message).to_be_visible(timeout=UI_TIMEOUT_MS)
+        expect(page.get_by_role("textbox", name="Password")).to_have_value("")
+    sign_in(page, "mward", PASSWORD)
+    expect(message).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    assert _stored_user(server, "mward").locked_until is not None
+
+    practitioner.close()
+    admin.close()
