@@ -10,6 +10,15 @@ from ui.guard import require_signed_out
 require_signed_out()
 
 RESULT_KEY = "_register_result"
+LABELS = {
+    "full_name": "Full name",
+    "email": "Email",
+    "username": "Username",
+    "password": "Password",
+    "category": "Practitioner category",
+    "licence_number": "Licence / registration number",
+    "institution": "Institution",
+}
 FIELDS = {
     "full_name": "reg_full_name",
     "email": "reg_email",
@@ -64,7 +73,8 @@ if outcome == "ok":
         "administrator."
     )
 elif errors:
-    st.error("Please correct the highlighted fields.")
+    lines = "\n".join(f"- **{LABELS.get(field, field)}:** {text}" for field, text in errors.items())
+    st.error(f"Please correct these fields:\n{lines}")
 
 with st.form("register_form"):
     left, right = st.columns(2)
@@ -92,15 +102,3 @@ with st.form("register_form"):
     left.text_input("Licence / registration number", key="reg_licence")
     right.text_input("Institution", key="reg_institution", autocomplete="organization")
     st.form_submit_button("Register", key="reg_submit", type="primary", on_click=_submit)
-
-labels = {
-    "full_name": "Full name",
-    "email": "Email",
-    "username": "Username",
-    "password": "Password",
-    "category": "Practitioner category",
-    "licence_number": "Licence / registration number",
-    "institution": "Institution",
-}
-for field, message in errors.items():
-    st.error(f"**{labels.get(field, field)}:** {message}")
