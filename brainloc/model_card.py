@@ -39,6 +39,7 @@ class ModelCard:
     intended_use: str
     input_description: str
     thresholds: dict[str, Any]
+    training_summary: str
     training: dict[str, Any]
     headline: list[tuple[str, float]]
     metrics: dict[str, Any] = field(repr=False)
@@ -79,6 +80,16 @@ def _input_description(raw: dict[str, Any]) -> str:
     return f"{shape} ({channels}), scaling {spec.get('scaling', '?')}"
 
 
+def _training_summary(training: dict[str, Any]) -> str:
+    """The training data and split in one sentence, from whichever keys the export wrote."""
+    parts = [str(training[key]) for key in ("dataset", "data") if training.get(key)]
+    if training.get("split_file"):
+        parts.append(f"split file {training['split_file']}")
+    if training.get("best_epoch") is not None:
+        parts.append(f"best epoch {training['best_epoch']}")
+    return "; ".join(parts)
+
+
 def card_for(models_dir: Path | str, stem: str) -> ModelCard:
     """Read one model's card.
 
@@ -102,7 +113,12 @@ def card_for(models_dir: Path | str, stem: str) -> ModelCard:
         architecture=str(raw.get("architecture", "")),
         intended_use=str(raw.get("intended_use", "")),
         input_description=_input_description(raw),
-        thresholds=dict(raw.get("decision", {})),
+        thresholds={
+            key: value
+            for key, value in (raw.get("decision") or {}).items()
+            if isinstance(value, int | float | str)
+        },
+        training_summary=_training_summary(raw.get("training") or {}),
         training=dict(raw.get("training") or {}),
         headline=headline,
         metrics=metrics,

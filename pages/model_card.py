@@ -33,6 +33,8 @@ for card in cards:
         "**Decision thresholds.** "
         + ", ".join(f"{key}: {value}" for key, value in card.thresholds.items())
     )
+    if card.training_summary:
+        st.markdown(f"**Training data and split.** {card.training_summary}")
     if card.intended_use:
         st.markdown(f"**Intended use.** {card.intended_use}")
     chart_columns = st.columns(2)

@@ -189,3 +189,41 @@ def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
         f"{case.slices[1].tumor_probability:.1%}",
         f"{tumor.area_px} px",
     ) in data.slice_rows
+
+
+def test_shipped_models_on_restored_lgg_slices_end_to_end(shipped_pipeline, lgg_dir, engine):
+    """A real tumor slice is called positive with a mask overlapping the expert's, a slice
+    without tumor negative; both are stored and reopened exactly; the report says so."""
+    import tifffile
+
+    masks = sorted(lgg_dir.glob("*_mask.tif"))
+    areas = {path: int(np.count_nonzero(tifffile.imread(path))) for path in masks}
+    tumor_mask = max(areas, key=areas.get)
+    clean_mask = next(path for path in masks if areas[path] == 0)
+    files = [
+        (
+            path.name.replace("_mask", ""),
+            path.with_name(path.name.replace("_mask", "")).read_bytes(),
+        )
+        for path in (tumor_mask, clean_mask)
+    ]
+    outcome = analyze_uploads(shipped_pipeline, files)
+    tumor, clean = (item.result for item in outcome.slices)
+    assert tumor.has_tumor and not clean.has_tumor and not clean.mask.any()
+    truth = tifffile.imread(tumor_mask) > 0
+    overlap = 2 * (truth & tumor.mask).sum() / (truth.sum() + tumor.mask.sum())
+    assert overlap > 0.5, overlap
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(
+            session, owner_id=owner.id, case_reference="LGG", outcome=outcome
+        )
+        author = Author(owner.id, "Dr Alice", "Neuroradiologist", "H")
+        report = issue_case_report(session, author=author, analysis_id=analysis_id)
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    np.testing.assert_array_equal(case.slices[0].mask, tumor.mask)
+    np.testing.assert_array_equal(case.slices[0].image, tifffile.imread(lgg_dir / files[0][0]))
+    pages = PdfReader(io.BytesIO(report.pdf)).pages
+    text = " ".join(" ".join(page.extract_text() for page in pages).split())
+    assert f"{tumor.tumor_probability:.1%}" in text and "TUMOR SUSPECTED" in text
+    assert shipped_pipeline.classifier_spec.label in text

@@ -85,6 +85,8 @@ def test_case_chart_has_one_point_per_slice():
 def test_model_cards_read_metrics_confusion_and_roc(tmp_path):
     models = build_tiny_models(tmp_path)
     meta = json.loads((models / "classifier.json").read_text())
+    meta["decision"] = {"threshold": 0.4, "chosen_on": "validation", "scores": {"a": 1}}
+    meta["training"] = {"dataset": "LGG, 88 patients", "split_file": "training/splits.json"}
     meta["metrics"] = {
         "validation": {"accuracy": 0.5},
         "test": {
@@ -103,6 +105,8 @@ def test_model_cards_read_metrics_confusion_and_roc(tmp_path):
     assert classifier.confusion == [[57, 1], [2, 40]]
     assert classifier.roc == ([0, 1], [0, 1], 0.99)
     assert segmenter.confusion is None and segmenter.roc is None
+    assert classifier.thresholds == {"threshold": 0.4, "chosen_on": "validation"}
+    assert classifier.training_summary == "LGG, 88 patients; split file training/splits.json"
     (models / "segmenter.json").unlink()
     cards, problems = load_cards(models)
     assert len(cards) == 1 and "segmenter" in problems[0]
