@@ -129,3 +129,19 @@ def test_two_practitioners_share_one_model_load(clinic, tiny_models, tmp_path, m
         assert "Tumor suspected" in _texts(at.error)
     loads = [r for r in caplog.records if r.getMessage().startswith("loading the pipeline")]
     assert len(loads) == 1
+
+
+def test_a_nifti_volume_is_one_case_with_its_volume_estimate(clinic):
+    from tests.brainloc.scan_factory import encode_nifti, volume_xyz
+
+    volume = volume_xyz(n_slices=4, size=64)
+    volume[20:36, 20:36, 2] = volume.max() * 3  # a bright lesion on one slice
+    files = [("brain.nii.gz", encode_nifti(volume, zooms=(0.9, 0.8, 3.0), gz=True))]
+    at = _upload(open_page("analyze.py", clinic.alice), files, "NIFTI-1")
+    assert not at.exception, at.exception
+    (saved,) = _analyses(clinic, clinic.alice)
+    assert saved.slice_count == 4 and saved.has_tumor
+    summary = at.table[0].value.to_string()
+    assert "Estimated tumor volume" in summary and "mL" in summary
+    assert "mm²" in at.table[-1].value.to_string()
+    assert "Only FLAIR present" in _texts(at.caption)
