@@ -159,3 +159,21 @@ def test_image_downloads_are_audited(clinic):
         items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
     downloads = [item.detail.get("what") for item in items if item.action == Action.DOWNLOAD]
     assert sorted(downloads) == ["mask_png", "overlay_png"]
+
+
+def test_an_administrator_cannot_open_a_case_even_by_the_page_file(clinic, make_account):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.workflow_fixtures import REPO_ROOT
+    from ui.state import USER_ID_KEY
+
+    analysis_id = clinic.add_analysis(clinic.alice, "ADMIN-NO")
+    admin = make_account("root", role="admin")
+    for page in ("case.py", "history.py", "activity.py", "analyze.py"):
+        at = AppTest.from_file(str(REPO_ROOT / "pages" / page), default_timeout=60)
+        at.session_state[USER_ID_KEY] = admin.id
+        at.query_params["id"] = str(analysis_id)
+        at.run()
+        assert not at.exception
+        assert [e.value for e in at.error] == ["You do not have access to this page."]
+        assert "ADMIN-NO" not in str(at._tree) and len(at.get("image")) == 0
