@@ -101,9 +101,16 @@ def brain_mask(image: np.ndarray) -> np.ndarray:
         holes filled, specks removed, largest connected part kept.
     """
     image = np.asarray(image)
-    intensity = image.max(axis=-1) if image.ndim == 3 else image
-    intensity = intensity.astype(np.float32)
-    bright = float(np.percentile(intensity, 99))
+    if image.ndim == 3:
+        # Pairwise maxima: several times faster than image.max(axis=-1) on interleaved RGB.
+        intensity = np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+    else:
+        intensity = image
+    if intensity.dtype == np.uint8:
+        counts = np.cumsum(np.bincount(intensity.ravel(), minlength=256))
+        bright = float(np.searchsorted(counts, 0.99 * counts[-1]))
+    else:
+        bright = float(np.percentile(intensity, 99))
     if bright <= 0:
         return np.zeros(intensity.shape, dtype=bool)
     mask = intensity > max(0.1 * bright, 1.0)
