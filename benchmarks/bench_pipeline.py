@@ -3,7 +3,8 @@
     python -m benchmarks.bench_pipeline [--models-dir models] [--data-dir DIR] [--repeats 9]
 
 Run by hand, not by the test suite. Both pipelines are loaded once and warmed
-up before anything is timed; every figure is the median of ``--repeats`` runs.
+up before anything is timed; every figure is the median of ``--repeats`` runs,
+and the pipelines take turns so that background load weighs on both alike.
 
 - Ours: ``brainloc.inference.Pipeline`` with the shipped models (or, when
   they are missing, the :mod:`brainloc.modeling` builders with random weights,
@@ -35,13 +36,15 @@ import numpy as np  # noqa: E402
 CASE_SLICES = 40
 
 
-def _median_seconds(function, repeats: int) -> float:
-    times = []
+def _median_seconds(*functions, repeats: int) -> list[float]:
+    """Median wall time of each function; runs alternate so background load hits all alike."""
+    times: list[list[float]] = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for function, bucket in zip(functions, times, strict=True):
+            start = time.perf_counter()
+            function()
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(bucket) for bucket in times]
 
 
 def _random_models_dir() -> Path:
@@ -158,14 +161,18 @@ def main() -> int:
     ours.analyze_case(images)
     seed.run_case(images[:2], {0})
 
-    ours_slice = _median_seconds(
-        lambda: (ours.classify(single), ours.segment(single)), args.repeats
+    ours_slice, seed_slice, ours_analyze = _median_seconds(
+        lambda: (ours.classify(single), ours.segment(single)),
+        lambda: seed.classify_and_segment(one),
+        lambda: ours.analyze(one),
+        repeats=args.repeats,
     )
-    seed_slice = _median_seconds(lambda: seed.classify_and_segment(one), args.repeats)
-    ours_analyze = _median_seconds(lambda: ours.analyze(one), args.repeats)
     positive = {k for k, r in enumerate(ours.analyze_case(images).slices) if r.has_tumor}
-    ours_case = _median_seconds(lambda: ours.analyze_case(images), args.case_repeats)
-    seed_case = _median_seconds(lambda: seed.run_case(images, positive), args.case_repeats)
+    ours_case, seed_case = _median_seconds(
+        lambda: ours.analyze_case(images),
+        lambda: seed.run_case(images, positive),
+        repeats=args.case_repeats,
+    )
 
     print()
     print(f"{'measure':<46} {'ours':>9} {'seed':>9} {'speed-up':>9}")
