@@ -6,11 +6,16 @@ from brainloc.account_admin import change_password
 from brainloc.accounts import MIN_PASSWORD_CHARS, AccountError
 from db.engine import session_scope
 from db.models import ROLES
+from ui.auth import renew_cookie
 from ui.guard import require_user
 
 user = require_user(roles=ROLES)
 
+# The outcome of the last submit; it stays until the next one, because the script may rerun
+# (a cookie component reporting back) before the message has been read.
 RESULT_KEY = "_password_result"
+#: One-shot: re-issue this browser's sign-in cookie after a password change.
+RENEW_KEY = "_password_renew_cookie"
 
 
 def _submit() -> None:
@@ -28,6 +33,7 @@ def _submit() -> None:
         state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
     else:
         state[RESULT_KEY] = ("ok", "Password changed. Other browsers will have to sign in again.")
+        state[RENEW_KEY] = True
     for key in ("pw_current", "pw_new", "pw_repeat"):
         state[key] = ""
 
@@ -48,7 +54,7 @@ if user.role == "practitioner":
 st.table({"Detail": list(details), "Value": list(details.values())}, hide_index=True)
 
 st.subheader("Change password")
-outcome, message = st.session_state.pop(RESULT_KEY, (None, ""))
+outcome, message = st.session_state.get(RESULT_KEY, (None, ""))
 with st.form("password_form"):
     st.text_input("Current password", type="password", key="pw_current")
     st.text_input(
@@ -59,6 +65,8 @@ with st.form("password_form"):
     )
     st.text_input("Repeat new password", type="password", key="pw_repeat")
     st.form_submit_button("Change password", key="pw_submit", on_click=_submit)
+if st.session_state.pop(RENEW_KEY, False):
+    renew_cookie()
 if outcome == "ok":
     st.success(message)
 elif outcome == "error":

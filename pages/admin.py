@@ -15,6 +15,8 @@ from ui.guard import require_user
 
 admin = require_user(roles=(ROLE_ADMIN,))
 
+# The outcome of the last submit; it stays until the next one, because the script may rerun
+# (a cookie component reporting back) before the message has been read.
 RESULT_KEY = "_admin_result"
 AUDIT_LIMIT = 500
 
@@ -36,7 +38,7 @@ with session_scope() as session:
 names = {u.id: u.username for u in users}
 
 st.title("Administration")
-outcome, message = st.session_state.pop(RESULT_KEY, (None, ""))
+outcome, message = st.session_state.get(RESULT_KEY, (None, ""))
 if outcome == "ok":
     st.success(message)
 elif outcome == "error":

@@ -9,6 +9,8 @@ from ui.guard import require_signed_out
 
 require_signed_out()
 
+# The outcome of the last submit; it stays until the next one, because the script may rerun
+# (a cookie component reporting back) before the message has been read.
 RESULT_KEY = "_register_result"
 LABELS = {
     "full_name": "Full name",
@@ -65,7 +67,7 @@ st.markdown(
     "Fill in every field. Your account stays **pending** until an administrator has checked "
     "your practitioner details; you can sign in meanwhile to see its status."
 )
-outcome, payload = st.session_state.pop(RESULT_KEY, (None, None))
+outcome, payload = st.session_state.get(RESULT_KEY, (None, None))
 errors: dict[str, str] = payload if outcome == "errors" else {}
 if outcome == "ok":
     st.success(

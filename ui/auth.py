@@ -107,6 +107,8 @@ def _restore_from_cookie(authenticator: stauth.Authenticate) -> None:
     else:
         logger.info("refused a sign-in cookie: %s", result.message)
         authenticator.cookie_controller.delete_cookie()
+        # The browser keeps sending the cookie for the rest of this session; stop reading it.
+        st.session_state["logout"] = True
 
 
 def start_run() -> stauth.Authenticate:
@@ -146,6 +148,14 @@ def render_login_form() -> None:
         )
     if error:
         st.error(error)
+
+
+def renew_cookie() -> None:
+    """Issue a fresh "remember me" cookie for the signed-in user (after a password change,
+    which refuses every older cookie)."""
+    authenticator = st.session_state.get(AUTHENTICATOR_KEY)
+    if authenticator is not None and st.session_state.get("username"):
+        authenticator.cookie_controller.set_cookie()
 
 
 def _on_logout() -> None:
