@@ -102,6 +102,7 @@ def _issue(analysis_id: int) -> None:
 
 def _reports(case) -> None:
     st.subheader("Reports")
+    placeholder = st.empty()
     st.button(
         "Issue a new PDF report",
         help="The report holds the current note; once issued it never changes.",
@@ -110,11 +111,15 @@ def _reports(case) -> None:
         key=f"case_issue_{case.id}",
     )
     with session_scope() as session:
+        saved = clinical_notes.latest_note(session, analysis_id=case.id, owner_id=user.id)
         reports = clinical_notes.list_reports(session, analysis_id=case.id, owner_id=user.id)
         versions = {
             n.id: n.version
             for n in clinical_notes.note_history(session, analysis_id=case.id, owner_id=user.id)
         }
+    editing = st.session_state.get(f"note_text_{case.id}", "")
+    if editing != (saved.body if saved else ""):
+        placeholder.warning("The note has unsaved changes; a report holds the saved note only.")
     if not reports:
         st.caption("No report issued yet.")
     for report in reports:

@@ -128,6 +128,11 @@ def test_a_second_tab_cannot_silently_overwrite_the_first(clinic):
 def test_issued_reports_are_listed_and_keep_their_bytes(clinic):
     analysis_id = clinic.add_analysis(clinic.alice, "REPORTS")
     at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    assert not at.warning
+    at = at.text_area(key=f"note_text_{analysis_id}").set_value("Not saved yet.").run()
+    assert "unsaved changes" in _texts(at.warning)
+    at = at.button(key=f"note_save_{analysis_id}").click().run()
+    assert not at.warning
     at = at.button(key=f"case_issue_{analysis_id}").click().run()
     at = at.button(key=f"case_issue_{analysis_id}").click().run()
     assert not at.exception
