@@ -183,11 +183,12 @@ def build_scan(
     if len(names) != n_slices:
         raise ValueError(f"{len(names)} names for {n_slices} slices")
     if spacing_mm is not None:
-        spacing_mm = (float(spacing_mm[0]), float(spacing_mm[1]))
+        # Rounded: headers store float32, and 0.800000011920929 mm helps nobody.
+        spacing_mm = (round(float(spacing_mm[0]), 6), round(float(spacing_mm[1]), 6))
         if not all(np.isfinite(spacing_mm)) or min(spacing_mm) <= 0:
             spacing_mm = None
     if slice_thickness_mm is not None:
-        slice_thickness_mm = float(slice_thickness_mm)
+        slice_thickness_mm = round(float(slice_thickness_mm), 6)
         if not np.isfinite(slice_thickness_mm) or slice_thickness_mm <= 0:
             slice_thickness_mm = None
     return Scan(

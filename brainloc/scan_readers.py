@@ -153,9 +153,14 @@ def read_nifti(data: bytes, label: str):
     dtype = image.header.get_data_dtype()
     if dtype.fields is not None or dtype.kind not in "uifb":
         raise ScanError(f"{label}: unsupported NIfTI voxel type {dtype}")
+    if len(image.shape) != 3:
+        # A single 2-D slice (or a 4-D file with one volume): give it a z axis so the
+        # reorientation below sees an ordinary volume.
+        zooms = (tuple(float(z) for z in image.header.get_zooms()) + (1.0, 1.0, 1.0))[:3]
+        image = nib.Nifti1Image(np.asanyarray(image.dataobj).reshape(shape), image.affine)
+        image.header.set_zooms(zooms)
     canonical = nib.as_closest_canonical(image)
     volume = np.asanyarray(canonical.dataobj)
-    volume = volume.reshape(volume.shape[:3])
     zooms = [float(z) for z in canonical.header.get_zooms()[:3]]
     # (x: left->right, y: posterior->anterior, z) -> (z, rows: anterior->posterior,
     # columns: patient right->left).

@@ -115,7 +115,7 @@ def encode_nifti(
 
     affine = np.diag([*zooms, 1.0])
     image = nib.Nifti1Image(volume, affine)
-    image.header.set_zooms(tuple(zooms) + (1.0,) * (volume.ndim - 3))
+    image.header.set_zooms((tuple(zooms) + (1.0,) * volume.ndim)[: volume.ndim])
     data = image.to_bytes()
     return gzip.compress(data) if gz else data
 

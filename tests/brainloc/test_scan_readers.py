@@ -187,3 +187,13 @@ def test_nifti_slices_are_shown_in_radiological_view():
     # Radiological view: anterior at the top, patient right on the image's left.
     assert max(quarters, key=quarters.get) == "top-left"
     assert scan.slices[0, ..., 1].mean() < top.mean(), "slices run from inferior to superior"
+
+
+@pytest.mark.parametrize("layout", ["2-D", "4-D with one volume"])
+def test_nifti_single_slice_layouts(layout):
+    grey = volume_xyz(n_slices=1, size=64)
+    volume = grey[..., 0] if layout == "2-D" else grey[..., np.newaxis]
+    scan = read_scan(encode_nifti(volume, zooms=(0.9, 0.8, 3.0)), "slice.nii")
+    assert scan.slices.shape == (1, 64, 64, 3)
+    assert scan.spacing_mm == (0.8, 0.9)
+    assert scan.slice_thickness_mm is None
