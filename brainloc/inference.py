@@ -98,6 +98,12 @@ class Pipeline:
             for model, spec in ((classifier, classifier_spec), (segmenter, segmenter_spec))
         }
         self.min_region_px = int(segmenter_spec.raw.get("decision", {}).get("min_region_px", 0))
+        # "horizontal_flip": average P(tumor) over the slice and its left-right mirror,
+        # as the classifier metadata's decision block asks (chosen on validation patients).
+        tta = classifier_spec.raw.get("decision", {}).get("test_time_augmentation")
+        if tta not in (None, "horizontal_flip"):
+            raise ValueError(f"unknown test_time_augmentation {tta!r} in classifier metadata")
+        self.flip_average = tta == "horizontal_flip"
 
     @classmethod
     def load(cls, models_dir: Path | str = DEFAULT_MODELS_DIR) -> Pipeline:
@@ -148,7 +154,12 @@ class Pipeline:
         out = np.zeros(len(images), dtype=np.float64)
         for start, batch in self._batches(images, self.classifier_spec, batch_size):
             end = start + len(batch)
-            out[start:end] = tumor_probabilities(self._predict(self.classifier, batch))
+            probability = tumor_probabilities(self._predict(self.classifier, batch))
+            if self.flip_average:
+                mirrored = np.ascontiguousarray(batch[:, :, ::-1])
+                mirrored_probability = tumor_probabilities(self._predict(self.classifier, mirrored))
+                probability = (probability + mirrored_probability) / 2.0
+            out[start:end] = probability
             if progress:
                 progress(end / len(images))
         return out

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, SEGMENTER_NAME
-from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT, prepare_images
+from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT
 from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
 from training.evaluate import evaluate, format_table
 from training.metrics import classification_metrics
@@ -67,6 +67,23 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
         ),
     )
     return float(best)
+
+
+def choose_classifier_threshold(
+    args: argparse.Namespace, cls_meta: dict, val_cases: list[str]
+) -> None:
+    """Set the decision threshold from validation patients, scored by the shipped pipeline."""
+    from brainloc.inference import Pipeline
+
+    images, masks = stack(load_cases(args.data_dir, val_cases))
+    labels = masks.reshape(len(masks), -1).any(axis=1)
+    scores = Pipeline.load(args.models_dir).classify(images)
+    threshold = choose_threshold(labels, scores)
+    log.info("classifier threshold from validation patients: %.2f", threshold)
+    cls_meta["decision"]["threshold"] = threshold
+    cls_meta["metrics"] = {"validation": classification_metrics(labels, scores, threshold)}
+    path = args.models_dir / f"{CLASSIFIER_NAME}.json"
+    path.write_text(json.dumps(cls_meta, indent=1) + "\n")
 
 
 def choose_min_region(args: argparse.Namespace, seg_meta: dict, val_cases: list[str]) -> None:
@@ -134,14 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     classifier.save(args.models_dir / f"{CLASSIFIER_NAME}.keras")
     segmenter.save(args.models_dir / f"{SEGMENTER_NAME}.keras")
 
-    images, masks = stack(load_cases(args.data_dir, split["val"]))
-    labels = masks.reshape(len(masks), -1).any(axis=1)
-    scores = classifier.predict(prepare_images(images, int(classifier.input_shape[1])), verbose=0)[
-        :, 0
-    ]
-    threshold = choose_threshold(labels, scores)
-    log.info("classifier threshold from validation patients: %.2f", threshold)
-
     cls_meta = _base_metadata(
         CLASSIFIER_NAME, "classification", classifier, int(classifier.input_shape[1])
     )
@@ -150,11 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         "levels 16-32-64-128, bottleneck 256) copied from the trained segmenter as initialisation, "
         "then fine-tuned with a BN-ReLU, global average + max pooling, dropout and sigmoid head",
         output={"kind": "probability", "meaning": "P(slice contains tumor)", "range": [0, 1]},
-        decision={"threshold": threshold, "chosen_on": "validation patients, Youden's J"},
+        decision={
+            # Placeholder until the threshold is chosen below through the real pipeline.
+            "threshold": 0.5,
+            "chosen_on": "validation patients, Youden's J",
+            # Averaging with the left-right mirror image: on validation patients it raised
+            # ROC AUC from 0.988 to 0.990 and accuracy at 0.5 from 0.957 to 0.968.
+            "test_time_augmentation": "horizontal_flip",
+        },
         gradcam_layer="gradcam_target",
         training=_training_record(args.runs_dir / "classifier"),
     )
-    cls_meta["metrics"] = {"validation": classification_metrics(labels, scores, threshold)}
     seg_meta = _base_metadata(
         SEGMENTER_NAME, "segmentation", segmenter, int(segmenter.input_shape[1])
     )
@@ -168,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
         (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    choose_classifier_threshold(args, cls_meta, split["val"])
     choose_min_region(args, seg_meta, split["val"])
 
     test_cases = [c for c in split["test"] if c in set(list_cases(args.data_dir))]
