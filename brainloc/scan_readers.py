@@ -77,11 +77,17 @@ def read_tiff(data: bytes, label: str):
                 array = page.asarray()
             except ValueError as exc:
                 if "imagecodecs" in str(exc) or "codec" in str(exc).lower():
-                    raise _unsupported_codec(label, page, exc) from exc
+                    # tifffile needs the optional imagecodecs package for LZW and JPEG;
+                    # Pillow decodes those, so let it try before giving up.
+                    return _read_tiff_with_pil(data, label, _unsupported_codec(label, page, exc))
                 raise
             if page.axes.startswith("S") and array.ndim == 3:
                 array = np.moveaxis(array, 0, -1)
             arrays.append(array)
+    return _tiff_scan(arrays, label)
+
+
+def _tiff_scan(arrays: list[np.ndarray], label: str):
     volume = np.stack(arrays)
     names = (
         (label,)
@@ -91,31 +97,62 @@ def read_tiff(data: bytes, label: str):
     return build_scan(volume, label=label, source_format="tiff", names=names)
 
 
-def _read_pil(data: bytes, label: str, pil_format: str, source_format: str):
+def _open_pil(data: bytes, label: str, pil_format: str) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=[pil_format])
+            return Image.open(io.BytesIO(data), formats=[pil_format])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ScanError(f"{label}: the image is far too large (decompression bomb)") from exc
-        width, height = image.size
-        check_dimensions(label, height, width)
-        if image.mode == "1":
-            raise ScanError(
-                f"{label}: this is a binary (1-bit) image, i.e. a mask, not an MRI scan; "
-                "upload the scan image itself"
-            )
+
+
+def _pil_array(image: Image.Image, label: str, n_frames: int = 1) -> np.ndarray:
+    """Check the size and mode of the current frame, decode it and return its pixels."""
+    width, height = image.size
+    check_dimensions(label, height, width, n_frames)
+    if image.mode == "1":
+        raise ScanError(
+            f"{label}: this is a binary (1-bit) image, i.e. a mask, not an MRI scan; "
+            "upload the scan image itself"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         image.load()
-        # Phones and some viewers store rotation in EXIF instead of the pixels.
-        image = ImageOps.exif_transpose(image)
-        if image.mode == "P":
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-            image = image.convert("RGB")
-        elif image.mode == "PA":
-            image = image.convert("RGBA")
-        array = np.asarray(image)
+    # Phones and some viewers store rotation in EXIF instead of the pixels.
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        image = image.convert("RGB")
+    elif image.mode == "PA":
+        image = image.convert("RGBA")
+    return np.asarray(image)
+
+
+def _read_pil(data: bytes, label: str, pil_format: str, source_format: str):
+    array = _pil_array(_open_pil(data, label, pil_format), label)
     return build_scan(array[np.newaxis], label=label, source_format=source_format)
+
+
+def _read_tiff_with_pil(data: bytes, label: str, unsupported: ScanError):
+    """Decode a TIFF with Pillow (LZW, JPEG); raise ``unsupported`` if Pillow cannot either."""
+    try:
+        image = _open_pil(data, label, "TIFF")
+        n_frames = getattr(image, "n_frames", 1)
+        arrays = []
+        for index in range(n_frames):
+            image.seek(index)
+            arrays.append(_pil_array(image, label, n_frames))
+    except ScanError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for odd TIFFs
+        raise unsupported from exc
+    if any(array.shape != arrays[0].shape for array in arrays):
+        raise ScanError(
+            f"{label}: the pages of this TIFF have different sizes; "
+            "a multi-page TIFF must hold slices of one size"
+        )
+    return _tiff_scan(arrays, label)
 
 
 def read_png(data: bytes, label: str):

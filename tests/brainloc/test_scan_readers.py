@@ -197,3 +197,19 @@ def test_nifti_single_slice_layouts(layout):
     assert scan.slices.shape == (1, 64, 64, 3)
     assert scan.spacing_mm == (0.8, 0.9)
     assert scan.slice_thickness_mm is None
+
+
+@pytest.mark.parametrize("compression", ["tiff_lzw", "jpeg", "tiff_deflate", "packbits"])
+def test_compressed_tiffs_are_read(compression):
+    import io
+
+    from PIL import Image
+
+    pages = [synthetic_slice((64, 80), seed=k) for k in range(2)]
+    buffer = io.BytesIO()
+    frames = [Image.fromarray(page) for page in pages]
+    frames[0].save(buffer, "TIFF", compression=compression, save_all=True, append_images=frames[1:])
+    scan = read_scan(buffer.getvalue(), "case.tif")
+    assert scan.slices.shape == (2, 64, 80, 3)
+    tolerance = 6 if compression == "jpeg" else 0
+    assert np.abs(scan.slices.astype(int) - np.stack(pages)).mean() <= tolerance
