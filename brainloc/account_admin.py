@@ -6,9 +6,16 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from brainloc.accounts import AccountError, Clock, hash_password, password_problems, verify_password
+from brainloc.accounts import (
+    AccountError,
+    Clock,
+    hash_password,
+    password_problems,
+    save_with_event,
+    verify_password,
+)
 from db import users as user_store
-from db.audit import Action, record_event
+from db.audit import Action
 from db.models import (
     ROLE_ADMIN,
     STATUS_APPROVED,
@@ -69,12 +76,10 @@ def decide(
         user.sessions_revoked_at = now
     if decision == "re-enable":
         user.locked_until = None
-    user_store.save_user(session, user=user)
-    record_event(
-        session, action=Action.STATUS_CHANGE, actor_id=admin.id, target_type="user",
-        target_id=user.id, at=now, detail={"from": previous, "to": target, "decision": decision},
+    return save_with_event(
+        session, user=user, action=Action.STATUS_CHANGE, actor_id=admin.id, at=now,
+        detail={"from": previous, "to": target, "decision": decision},
     )  # fmt: skip
-    return user
 
 
 def change_password(
@@ -106,9 +111,6 @@ def change_password(
     user.password_hash = hash_password(new_password)
     user.updated_at = now
     user.sessions_revoked_at = now
-    user_store.save_user(session, user=user)
-    record_event(
-        session, action=Action.PASSWORD_CHANGE, actor_id=user.id, target_type="user",
-        target_id=user.id, at=now,
-    )  # fmt: skip
-    return user
+    return save_with_event(
+        session, user=user, action=Action.PASSWORD_CHANGE, actor_id=user.id, at=now
+    )

@@ -134,6 +134,24 @@ def password_problems(password: str, repeat: str, *, username: str, email: str) 
     return problems
 
 
+def save_with_event(
+    session: Session,
+    *,
+    user: User,
+    action: str,
+    actor_id: int | None,
+    at: datetime,
+    detail: dict | None = None,
+) -> User:
+    """Save ``user`` and audit ``action`` on it, in the caller's transaction."""
+    user_store.save_user(session, user=user)
+    record_event(
+        session, action=action, actor_id=actor_id, target_type="user", target_id=user.id,
+        at=at, detail=detail,
+    )  # fmt: skip
+    return user
+
+
 def _identity_errors(session: Session, *, full_name: str, email: str, username: str) -> dict:
     errors: dict[str, str] = {}
     if not 2 <= len(full_name.strip()) <= 120:
@@ -190,12 +208,8 @@ def register_practitioner(session: Session, *, form: Registration, clock: Clock 
         created_at=now,
         updated_at=now,
     )
-    user_store.save_user(session, user=user)
-    record_event(
-        session, action=Action.REGISTER, actor_id=user.id, target_type="user",
-        target_id=user.id, at=now,
-    )  # fmt: skip
-    return user
+    user_store.save_user(session, user=user)  # first, so the event can name the new id
+    return save_with_event(session, user=user, action=Action.REGISTER, actor_id=user.id, at=now)
 
 
 def create_admin(
@@ -227,12 +241,10 @@ def create_admin(
         updated_at=now,
         status_changed_at=now,
     )
-    user_store.save_user(session, user=user)
-    record_event(
-        session, action=Action.ADMIN_CREATED, actor_id=user.id, target_type="user",
-        target_id=user.id, at=now,
-    )  # fmt: skip
-    return user
+    user_store.save_user(session, user=user)  # first, so the event can name the new id
+    return save_with_event(
+        session, user=user, action=Action.ADMIN_CREATED, actor_id=user.id, at=now
+    )
 
 
 def check_login(
@@ -273,10 +285,9 @@ def check_login(
     if ok:
         user.last_login_at = now
         user.locked_until = None
-        user_store.save_user(session, user=user)
-        record_event(
-            session, action=Action.LOGIN, actor_id=user.id, at=now, target_type="user",
-            target_id=user.id, detail={"method": "password"},
+        save_with_event(
+            session, user=user, action=Action.LOGIN, actor_id=user.id, at=now,
+            detail={"method": "password"},
         )  # fmt: skip
         return LoginResult(ok=True, user_id=user.id)
     # Failures strictly after the last success and after the last lock ended count, within

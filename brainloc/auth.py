@@ -25,10 +25,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from brainloc.accounts import Clock, LoginResult
+from brainloc.accounts import Clock, LoginResult, save_with_event
 from brainloc.settings import Settings
 from db import users as user_store
-from db.audit import Action, record_event
+from db.audit import Action
 from db.models import ROLE_ADMIN, ROLE_PRACTITIONER, STATUS_APPROVED
 from db.types import utc_now
 
@@ -147,10 +147,9 @@ def user_from_cookie(
     if user.locked_until is not None and now < user.locked_until:
         return LoginResult(ok=False, message="account is locked")
     user.last_login_at = now
-    user_store.save_user(session, user=user)
-    record_event(
-        session, action=Action.LOGIN, actor_id=user.id, at=now, target_type="user",
-        target_id=user.id, detail={"method": "cookie"},
+    save_with_event(
+        session, user=user, action=Action.LOGIN, actor_id=user.id, at=now,
+        detail={"method": "cookie"},
     )  # fmt: skip
     return LoginResult(ok=True, user_id=user.id)
 
@@ -162,8 +161,4 @@ def record_logout(session: Session, *, user_id: int, clock: Clock = utc_now) -> 
     if user is None:
         return
     user.sessions_revoked_at = now
-    user_store.save_user(session, user=user)
-    record_event(
-        session, action=Action.LOGOUT, actor_id=user.id, at=now, target_type="user",
-        target_id=user.id,
-    )  # fmt: skip
+    save_with_event(session, user=user, action=Action.LOGOUT, actor_id=user.id, at=now)
