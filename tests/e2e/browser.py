@@ -144,6 +144,7 @@ def open_app(page: Page, url: str) -> None:
 
 def expect_sign_in_page(page: Page) -> None:
     """The sign-in form is shown and nothing of any signed-in page is."""
+    wait_idle(page)
     expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     for heading in ("Administration", "Account status", "Change password"):
@@ -161,7 +162,9 @@ def sign_in(page: Page, username: str, password: str) -> None:
     # the password field emptied.
     signed_in = page.get_by_role("button", name="Sign out")
     refused = page.get_by_text("Sign-in failed")
-    expect(signed_in.or_(refused)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # .first: while a run replaces a page, its old elements linger beside the new ones.
+    expect(signed_in.or_(refused).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(page)
     if not signed_in.count():
         expect(page.get_by_role("textbox", name="Password")).to_have_value("")
 
@@ -169,5 +172,8 @@ def sign_in(page: Page, username: str, password: str) -> None:
 def sign_out(page: Page) -> None:
     """Press the sidebar's sign-out button and wait for the sign-in form."""
     wait_idle(page)
-    page.get_by_role("button", name="Sign out").click()
+    button = page.get_by_role("button", name="Sign out")
+    button.click()
+    expect(button).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    wait_idle(page)  # the previous page's elements linger until the run is over
     expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=UI_TIMEOUT_MS)
