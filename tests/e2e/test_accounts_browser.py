@@ -84,6 +84,7 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     # Signed in while pending: the status page only.
     open_app(page, server.url)
     sign_in(page, "mward", PASSWORD)
+    wait_idle(page)
     expect(page.get_by_text("Status: pending")).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(page.get_by_role("link", name="Account", exact=True)).to_have_count(0)
     sign_out(page)
@@ -92,6 +93,7 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     admin_page = admin.new_page()
     open_app(admin_page, server.url)
     sign_in(admin_page, *ADMIN_LOGIN)
+    wait_idle(admin_page)
     expect(admin_page.get_by_text("Review an account")).to_be_visible(timeout=UI_TIMEOUT_MS)
     wait_idle(admin_page)
     admin_page.get_by_role("button", name="Approve", exact=True).click()
@@ -100,6 +102,7 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
 
     # Sign-in works and lands on the practitioner's menu; a reload keeps the session.
     sign_in(page, "mward", PASSWORD)
+    wait_idle(page)
     account_link = page.get_by_role("link", name="Account", exact=True)
     expect(account_link).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(page.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
