@@ -154,11 +154,13 @@ class Pipeline:
         out = np.zeros(len(images), dtype=np.float64)
         for start, batch in self._batches(images, self.classifier_spec, batch_size):
             end = start + len(batch)
-            probability = tumor_probabilities(self._predict(self.classifier, batch))
             if self.flip_average:
-                mirrored = np.ascontiguousarray(batch[:, :, ::-1])
-                mirrored_probability = tumor_probabilities(self._predict(self.classifier, mirrored))
-                probability = (probability + mirrored_probability) / 2.0
+                # The slices and their mirrors in one model call: one dispatch, not two.
+                both = np.concatenate([batch, batch[:, :, ::-1]])
+                probability = tumor_probabilities(self._predict(self.classifier, both))
+                probability = (probability[: len(batch)] + probability[len(batch) :]) / 2.0
+            else:
+                probability = tumor_probabilities(self._predict(self.classifier, batch))
             out[start:end] = probability
             if progress:
                 progress(end / len(images))
