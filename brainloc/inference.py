@@ -150,8 +150,12 @@ class Pipeline:
         self, images, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
     ) -> np.ndarray:
         """P(tumor) for uint8 (N, H, W, 3) slices (or a list of (H, W, 3)); float (N,)."""
-        images = _as_slices(images)
+        return self._classify(_as_slices(images), batch_size, progress)[0]
+
+    def _classify(self, images, batch_size: int, progress: Progress | None, keep: bool = False):
+        """Probabilities, plus the prepared model input of the positive slices when ``keep``."""
         out = np.zeros(len(images), dtype=np.float64)
+        kept: dict[int, np.ndarray] = {}
         for start, batch in self._batches(images, self.classifier_spec, batch_size):
             end = start + len(batch)
             if self.flip_average:
@@ -162,24 +166,31 @@ class Pipeline:
             else:
                 probability = tumor_probabilities(self._predict(self.classifier, batch))
             out[start:end] = probability
+            if keep:
+                for offset in np.nonzero(probability >= self.classifier_spec.threshold)[0]:
+                    kept[start + int(offset)] = batch[offset].copy()  # not a view: frees the batch
             if progress:
                 progress(end / len(images))
-        return out
+        return out, kept
 
     def segment(
         self, images, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
     ) -> list[np.ndarray]:
         """bool (H, W) masks, each at its slice's own size."""
         images = _as_slices(images)
+        batches = self._batches(images, self.segmenter_spec, batch_size)
+        return self._segment(batches, [image.shape[:2] for image in images], progress)
+
+    def _segment(self, batches, shapes: list[tuple[int, int]], progress: Progress | None):
         masks: list[np.ndarray] = []
-        for start, batch in self._batches(images, self.segmenter_spec, batch_size):
+        for start, batch in batches:
             maps = self._predict(self.segmenter, batch)
             for offset, probability in enumerate(maps):
-                shape = images[start + offset].shape[:2]
+                shape = shapes[start + offset]
                 mask = probability_map_to_mask(probability, shape, self.segmenter_spec.threshold)
                 masks.append(self._drop_small_regions(mask))
             if progress:
-                progress(len(masks) / len(images))
+                progress(len(masks) / len(shapes))
         return masks
 
     def _drop_small_regions(self, mask: np.ndarray) -> np.ndarray:
@@ -231,20 +242,27 @@ class Pipeline:
         if names is not None and len(names) != total:
             raise ValueError(f"{len(names)} names for {total} slices")
         threshold = self.classifier_spec.threshold
+        # When both models take the same input, each slice is prepared once.
+        shared = (self.classifier_spec.input_size, self.classifier_spec.scaling) == (
+            self.segmenter_spec.input_size,
+            self.segmenter_spec.scaling,
+        )
         # Segmenting costs about as much per slice as classifying; split the bar accordingly.
-        probabilities = self.classify(
-            images, batch_size, (lambda done: progress(0.5 * done)) if progress else None
+        probabilities, kept = self._classify(
+            images, batch_size, (lambda done: progress(0.5 * done)) if progress else None, shared
         )
         positive = np.nonzero(probabilities >= threshold)[0]
         masks = [np.zeros(images[k].shape[:2], dtype=bool) for k in range(total)]
         if positive.size:
-            chosen = (
-                images[positive]
-                if isinstance(images, np.ndarray)
-                else [images[k] for k in positive]
-            )
             on_batch = (lambda done: progress(0.5 + 0.5 * done)) if progress else None
-            segmented = self.segment(chosen, batch_size, on_batch)
+            shapes = [images[k].shape[:2] for k in positive]
+            if shared:
+                rows = np.stack([kept[int(k)] for k in positive])
+                batches = ((i, rows[i : i + batch_size]) for i in range(0, len(rows), batch_size))
+            else:
+                chosen = [images[k] for k in positive]
+                batches = self._batches(chosen, self.segmenter_spec, batch_size)
+            segmented = self._segment(batches, shapes, on_batch)
             for index, mask in zip(positive, segmented, strict=True):
                 masks[index] = mask
         versions = self.model_versions

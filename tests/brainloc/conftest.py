@@ -25,7 +25,7 @@ TINY_SIZE = 32
 LGG_CASE = "TCGA_CS_4944_20010208"
 
 
-def _metadata(name: str, task: str, weights: str, decision: dict, **extra) -> dict:
+def _metadata(name: str, task: str, weights: str, decision: dict, size: int = TINY_SIZE) -> dict:
     return {
         "name": name,
         "version": "0.0.1",
@@ -33,7 +33,7 @@ def _metadata(name: str, task: str, weights: str, decision: dict, **extra) -> di
         "task": task,
         "weights": weights,
         "input": {
-            "shape": [TINY_SIZE, TINY_SIZE, 3],
+            "shape": [size, size, 3],
             "channels": ["pre-contrast", "FLAIR", "post-contrast"],
             "dtype": "uint8",
             "scaling": "uint8/255",
@@ -41,12 +41,16 @@ def _metadata(name: str, task: str, weights: str, decision: dict, **extra) -> di
         "output": {"kind": "probability" if task == "classification" else "probability_map"},
         "decision": decision,
         "intended_use": "tests only",
-        **extra,
     }
 
 
-def build_tiny_models(models_dir: Path, min_region_px: int = 0) -> Path:
-    """Save a tiny classifier and segmenter with metadata into ``models_dir``."""
+def build_tiny_models(
+    models_dir: Path, min_region_px: int = 0, segmenter_size: int = TINY_SIZE
+) -> Path:
+    """Save a tiny classifier and segmenter with metadata into ``models_dir``.
+
+    ``segmenter_size`` other than the classifier's makes the two models take different inputs.
+    """
     import keras
 
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -64,8 +68,9 @@ def build_tiny_models(models_dir: Path, min_region_px: int = 0) -> Path:
         [np.full((1, 1), 20.0, np.float32), np.full(1, -10.0, np.float32)]
     )
     # Segmenter: per-pixel sigmoid(20 * FLAIR - 10), i.e. tumor where FLAIR > 0.5.
-    tumor_map = keras.layers.Conv2D(1, 1, activation="sigmoid", name="tumor_map")(inputs)
-    segmenter = keras.Model(inputs, tumor_map)
+    segmenter_inputs = keras.Input((segmenter_size, segmenter_size, 3))
+    tumor_map = keras.layers.Conv2D(1, 1, activation="sigmoid", name="tumor_map")(segmenter_inputs)
+    segmenter = keras.Model(segmenter_inputs, tumor_map)
     segmenter.get_layer("tumor_map").set_weights(
         [np.array([0.0, 20.0, 0.0], np.float32).reshape(1, 1, 3, 1), np.full(1, -10.0, np.float32)]
     )
@@ -80,6 +85,7 @@ def build_tiny_models(models_dir: Path, min_region_px: int = 0) -> Path:
             "segmentation",
             "segmenter.keras",
             {"mask_threshold": 0.5, "min_region_px": min_region_px},
+            size=segmenter_size,
         ),
     }
     for stem, spec in specs.items():

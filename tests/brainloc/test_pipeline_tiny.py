@@ -144,3 +144,18 @@ def test_regions_below_the_metadata_minimum_are_dropped(tmp_path, tiny_pipeline)
     result = pipeline.analyze(image)
     assert result.findings.regions == 1
     assert _iou(result.mask, _square_mask((256, 256), 100, 40, 48)) > 0.7
+
+
+def test_models_with_different_input_sizes(tmp_path):
+    """The segmenter gets its own preprocessing when its input differs from the classifier's."""
+    from tests.brainloc.conftest import build_tiny_models
+
+    pipeline = Pipeline.load(build_tiny_models(tmp_path / "models", segmenter_size=64))
+    assert pipeline.segmenter_spec.input_size == 64
+    square = (100, 60, 48)  # tumor_like_slice's default bright square
+    images = [tumor_like_slice(seed=1), synthetic_slice(seed=2), tumor_like_slice(seed=3)]
+    case = pipeline.analyze_case(images, batch_size=2)
+    assert [r.has_tumor for r in case.slices] == [True, False, True]
+    assert not case.slices[1].mask.any()
+    for index in (0, 2):
+        assert _iou(case.slices[index].mask, _square_mask((256, 256), *square)) > 0.8
