@@ -14,9 +14,11 @@ and the pipelines take turns so that background load weighs on both alike.
   classify; if tumor, segment; threshold the map at 0.5.
 
 Timed: one slice classified and segmented (the worst case per slice, with each
-pipeline's own preprocessing), ``Pipeline.analyze`` end to end on one tumor
-slice, and a 40-slice case (ours: ``analyze_case``; seed: its per-slice loop,
-segmenting the same slices ours calls positive so both do the same work).
+pipeline's own preprocessing; ours with and without the classifier's flip
+averaging), ``Pipeline.analyze`` end to end (findings included) against the
+seed's classify + segment, and a 40-slice case (ours: ``analyze_case``; seed:
+its per-slice loop, segmenting the same slices ours calls positive so both do
+the same work).
 """
 
 from __future__ import annotations
@@ -154,15 +156,21 @@ def main() -> int:
     one = images[len(images) // 2]
     single = one[np.newaxis]
 
+    # The same models without the metadata's flip averaging, to show what it costs.
+    plain = Pipeline(ours.classifier, ours.segmenter, ours.classifier_spec, ours.segmenter_spec)
+    plain.flip_average = False
+
     # Warm-up: the first calls trace and compile; never timed.
     for _ in range(2):
-        ours.classify(single), ours.segment(single), ours.analyze(one)
+        for pipeline in (ours, plain):
+            pipeline.classify(single), pipeline.segment(single), pipeline.analyze(one)
         seed.classify_and_segment(one)
     ours.analyze_case(images)
     seed.run_case(images[:2], {0})
 
-    ours_slice, seed_slice, ours_analyze = _median_seconds(
+    ours_slice, plain_slice, seed_slice, ours_analyze = _median_seconds(
         lambda: (ours.classify(single), ours.segment(single)),
+        lambda: (plain.classify(single), plain.segment(single)),
         lambda: seed.classify_and_segment(one),
         lambda: ours.analyze(one),
         repeats=args.repeats,
@@ -174,22 +182,19 @@ def main() -> int:
         repeats=args.case_repeats,
     )
 
+    flip = "with" if ours.flip_average else "without"
+    rows = [
+        (f"one slice, classify + segment ({flip} flip avg.)", ours_slice, seed_slice),
+        ("one slice, classify + segment (no flip avg.)", plain_slice, seed_slice),
+        ("Pipeline.analyze, one slice, with findings", ours_analyze, seed_slice),
+        (f"{CASE_SLICES}-slice case, {len(positive)} segmented", ours_case, seed_case),
+        ("  per slice within the case", ours_case / len(images), seed_case / len(images)),
+    ]
     print()
-    print(f"{'measure':<46} {'ours':>9} {'seed':>9} {'speed-up':>9}")
+    print(f"{'measure (seconds, median)':<48} {'ours':>8} {'seed':>8} {'speed-up':>9}")
     print("-" * 76)
-    print(
-        f"{'one slice, classify + segment (s)':<46} {ours_slice:9.4f} {seed_slice:9.4f} "
-        f"{seed_slice / ours_slice:8.1f}x"
-    )
-    print(f"{'Pipeline.analyze, one slice end to end (s)':<46} {ours_analyze:9.4f} {'':>9} {'':>9}")
-    print(
-        f"{f'{CASE_SLICES}-slice case, {len(positive)} segmented (s)':<46} {ours_case:9.4f} "
-        f"{seed_case:9.4f} {seed_case / ours_case:8.1f}x"
-    )
-    print(
-        f"{'  per slice within the case (s)':<46} {ours_case / len(images):9.4f} "
-        f"{seed_case / len(images):9.4f}"
-    )
+    for name, mine, theirs in rows:
+        print(f"{name:<48} {mine:8.4f} {theirs:8.4f} {theirs / mine:8.1f}x")
     return 0
 
 
