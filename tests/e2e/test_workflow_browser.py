@@ -32,7 +32,7 @@ from db.engine import make_engine
 from db.migrate import upgrade_head
 from db.models import User
 from db.users import get_category_by_code, save_user
-from tests.e2e.browser import REPO, UI_TIMEOUT_MS, sign_in, sign_out
+from tests.e2e.browser import REPO, UI_TIMEOUT_MS, sign_in, sign_out, wait_idle
 
 from playwright.sync_api import Page, expect  # isort: skip
 
@@ -96,6 +96,8 @@ def _add_practitioners(data_dir: Path, *usernames: str) -> None:
 
 def _go(page: Page, link: str) -> None:
     page.get_by_role("link", name=link, exact=True).click()
+    # A widget used before the page's rerun has finished can lose its value.
+    wait_idle(page)
 
 
 def _wait_for_sign_in_cookie(context, timeout_s: float = 30) -> None:
@@ -131,6 +133,7 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     sign_in(page, "alice", PASSWORD)
     _go(page, "Analyze")
     page.locator("input[type='file']").set_input_files(str(scan))
+    wait_idle(page)
     page.get_by_label("Case reference").fill("E2E-CASE-1")
     page.get_by_role("button", name="Analyze", exact=True).click()
     verdict = page.get_by_text("Tumor suspected")
