@@ -3,8 +3,10 @@
 Both networks are Keras functional models built by plain functions, so that
 training, tests and the benchmark build exactly the same graphs:
 
+- :func:`build_encoder_classifier`: the shipped classifier, a residual network
+  made of a trained ResUNet's encoder plus a pooling head, mapping a slice to P(tumor).
 - :func:`build_resnet_classifier`: a compact ResNet (pre-activation residual
-  blocks, Kaiming He et al. 2016) that maps a slice to P(tumor).
+  blocks, Kaiming He et al. 2016) trained from scratch; kept as the baseline it lost to.
 - :func:`build_resunet`: a ResUNet (residual encoder, bottleneck, decoder with
   skip connections; Zhang et al. 2018) that maps a slice to a per-pixel tumor
   probability.
