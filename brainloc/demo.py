@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import secrets
 import sys
 from pathlib import Path
 
 from brainloc.accounts import hash_password, normalise_username
+from brainloc.kaggle_layout import layout_root, scan_slices
 from brainloc.settings import get_settings
 from db import clinical
 from db import users as user_store
@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 DEMO_FULL_NAME = "Demo Practitioner"
 DEMO_INSTITUTION = "BrainLoc demonstration"
 DEMO_CATEGORY = "radiologist"
-_SLICE_NUMBER = re.compile(r"_(\d+)\.tiff?$", re.IGNORECASE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,17 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def find_cases(root: Path) -> list[tuple[str, list[Path]]]:
-    """Case folders under ``root`` (or ``root/kaggle_3m``) with their scan slices in order
+    """Case folders of a Kaggle-layout folder with their scan slices in order
     (masks left out); cases without slices are skipped."""
-    base = root / "kaggle_3m" if (root / "kaggle_3m").is_dir() else root
+    base = layout_root(root)
     cases = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        slices = [
-            path
-            for path in folder.iterdir()
-            if _SLICE_NUMBER.search(path.name) and "_mask" not in path.name.lower()
-        ]
-        slices.sort(key=lambda path: int(_SLICE_NUMBER.search(path.name).group(1)))
+        slices = [path for _, path in scan_slices(folder)]
         if slices:
             cases.append((folder.name, slices))
     return cases

@@ -15,17 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from brainloc.kaggle_layout import layout_root, mask_path, scan_slices
+
 log = logging.getLogger(__name__)
 
 SPLITS_FILE = Path(__file__).resolve().parent / "splits.json"
-_SLICE_RE = re.compile(r"^(?P<case>.+)_(?P<index>\d+)\.tif$")
 
 
 @dataclass
@@ -48,15 +48,10 @@ def patient_id(case: str) -> str:
 
 
 def find_root(data_dir: Path | str) -> Path:
-    """Return the folder holding the case folders (``DIR/kaggle_3m`` or ``DIR`` itself)."""
-    data_dir = Path(data_dir)
-    for candidate in (
-        data_dir / "kaggle_3m",
-        data_dir / "lgg-mri-segmentation" / "kaggle_3m",
-        data_dir,
-    ):
-        if candidate.is_dir() and any(candidate.glob("*/*_mask.tif")):
-            return candidate
+    """Return the folder holding the case folders (see ``brainloc.kaggle_layout``)."""
+    root = layout_root(data_dir)
+    if root.is_dir() and any(root.glob("*/*_mask.tif")):
+        return root
     raise FileNotFoundError(
         f"{data_dir} does not look like the Kaggle lgg-mri-segmentation layout "
         "(expected <case>/<case>_<n>.tif with <case>_<n>_mask.tif beside it)"
@@ -72,15 +67,12 @@ def list_cases(data_dir: Path | str) -> list[str]:
 def slice_files(case_dir: Path) -> list[tuple[int, Path, Path]]:
     """(slice number, image path, mask path) for every slice of a case, in slice order."""
     rows = []
-    for path in case_dir.glob("*.tif"):
-        match = _SLICE_RE.match(path.name)
-        if match is None or path.name.endswith("_mask.tif"):
-            continue
-        mask = path.with_name(path.stem + "_mask.tif")
+    for number, image in scan_slices(case_dir):
+        mask = mask_path(image)
         if not mask.is_file():
-            raise FileNotFoundError(f"{path} has no mask {mask.name}")
-        rows.append((int(match["index"]), path, mask))
-    return sorted(rows)
+            raise FileNotFoundError(f"{image} has no mask {mask.name}")
+        rows.append((number, image, mask))
+    return rows
 
 
 def load_case(data_dir: Path | str, case: str) -> CaseSlices:
