@@ -62,7 +62,7 @@ def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"week": [], "analyses": [], "share_positive": []})
     created = pd.to_datetime(frame["created_at"], utc=True)
     week = (created.dt.tz_localize(None).dt.normalize()) - pd.to_timedelta(
-        created.dt.weekday, unit="D"
+        created.dt.day_of_week, unit="D"
     )
     grouped = (
         pd.DataFrame({"week": week, "positive": frame["decision"].eq("tumor")})

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brainloc.preprocessing import SCALING_SCHEMES
+
 #: Where the shipped models live, relative to the repository root.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -87,6 +89,10 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
         raise ValueError(f"{meta_path}: malformed model metadata ({exc!r})") from exc
     if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
         raise ValueError(f"{meta_path}: input.shape must be [S, S, 3], got {shape}")
+    if spec.scaling not in SCALING_SCHEMES:
+        raise ValueError(
+            f"{meta_path}: input.scaling {spec.scaling!r} is not one of {list(SCALING_SCHEMES)}"
+        )
     if not 0.0 < spec.threshold < 1.0:
         raise ValueError(f"{meta_path}: threshold must be in (0, 1), got {spec.threshold}")
     if not spec.weights_path.is_file():

@@ -17,6 +17,13 @@ import numpy as np
 CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
 #: The only scaling scheme the shipped models use: uint8 intensities divided by 255.
 SCALING_UINT8_UNIT = "uint8/255"
+#: Per-slice, per-channel 99th-percentile scaling (see :func:`scale_images`).
+SCALING_SLICE_P99 = "slice-p99"
+SCALING_SCHEMES = (SCALING_UINT8_UNIT, SCALING_SLICE_P99)
+#: Pixels at or below this (after dividing by 255) are background, not signal.
+SIGNAL_FLOOR = 0.02
+#: Upper clip of percentile-scaled intensities (lesions are brighter than the 99th percentile).
+PERCENTILE_CLIP = 1.5
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
@@ -29,19 +36,58 @@ def _check_images(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def scale_images(images: np.ndarray, scaling: str = SCALING_UINT8_UNIT) -> np.ndarray:
-    """Scale uint8 images to the model's range.
+def _percentile_scale(batch: np.ndarray) -> np.ndarray:
+    """Divide each slice's channel by the 99th percentile of its signal pixels."""
+    scaled = np.empty_like(batch)
+    for index, image in enumerate(batch):
+        for channel in range(image.shape[-1]):
+            plane = image[..., channel]
+            signal = plane[plane > SIGNAL_FLOOR]
+            reference = float(np.percentile(signal, 99)) if signal.size >= 64 else 1.0
+            scaled[index, ..., channel] = plane / max(reference, 0.05)
+    return np.clip(scaled, 0.0, PERCENTILE_CLIP)
+
+
+def scale_images(batch: np.ndarray, scaling: str = SCALING_UINT8_UNIT) -> np.ndarray:
+    """Apply the model's intensity scaling to a batch already divided by 255.
 
     Args:
-        images: uint8 array (N, H, W, 3) or (H, W, 3), values 0..255.
-        scaling: the scheme named in the model metadata.
+        batch: float32 array (N, H, W, 3), uint8 intensities divided by 255.
+        scaling: the scheme named in the model metadata (``input.scaling``):
+
+            - ``"uint8/255"``: nothing more; the model sees values in [0, 1].
+            - ``"slice-p99"``: each channel of each slice is divided by the 99th
+              percentile of its signal pixels (above 0.02) and clipped to [0, 1.5],
+              so a scanner's or site's overall brightness no longer matters.
 
     Returns:
-        float32 array of the same shape with values in [0, 1].
+        float32 array of the same shape.
     """
-    if scaling != SCALING_UINT8_UNIT:
-        raise ValueError(f"unknown scaling scheme {scaling!r}")
-    return images.astype(np.float32) / 255.0
+    if scaling == SCALING_UINT8_UNIT:
+        return batch.astype(np.float32)
+    if scaling == SCALING_SLICE_P99:
+        return _percentile_scale(batch.astype(np.float32))
+    raise ValueError(f"unknown scaling scheme {scaling!r}")
+
+
+def resize_unit(images: np.ndarray, input_size: int) -> np.ndarray:
+    """uint8 slices divided by 255 and resized to ``input_size`` square.
+
+    Resizing is bilinear and antialiased when shrinking, through ``keras.ops``, so
+    the same code runs on every Keras backend (TensorFlow here, JAX or PyTorch on
+    a GPU training machine).
+    """
+    images = _check_images(np.asarray(images))
+    batch = images.astype(np.float32) / 255.0
+    if batch.shape[1:3] != (input_size, input_size):
+        from keras import ops  # imported here so that reading CHANNELS does not load Keras
+
+        batch = ops.convert_to_numpy(
+            ops.image.resize(
+                batch, (input_size, input_size), interpolation="bilinear", antialias=True
+            )
+        )
+    return batch.astype(np.float32)
 
 
 def prepare_images(
@@ -53,22 +99,14 @@ def prepare_images(
         images: uint8 array (N, H, W, 3) or a single (H, W, 3) slice, channels
             pre-contrast, FLAIR, post-contrast. Any H and W.
         input_size: the square side the model takes (metadata ``input.shape[0]``).
-        scaling: the metadata's ``input.scaling``.
+        scaling: the metadata's ``input.scaling`` (see :func:`scale_images`).
 
     Returns:
-        float32 array (N, input_size, input_size, 3) in [0, 1]. Images that are
-        not already input_size square are resized bilinearly (antialiased when
-        shrinking) so that every caller resizes the same way.
+        float32 array (N, input_size, input_size, 3). Images are first divided by
+        255 and resized (:func:`resize_unit`), then scaled, so every caller
+        resizes and scales the same way.
     """
-    import tensorflow as tf  # imported here so that reading CHANNELS does not load TensorFlow
-
-    images = _check_images(np.asarray(images))
-    batch = scale_images(images, scaling)
-    if batch.shape[1:3] != (input_size, input_size):
-        batch = tf.image.resize(
-            batch, (input_size, input_size), method="bilinear", antialias=True
-        ).numpy()
-    return batch.astype(np.float32)
+    return scale_images(resize_unit(images, input_size), scaling)
 
 
 def prepare_masks(masks: np.ndarray, input_size: int) -> np.ndarray:
@@ -80,7 +118,7 @@ def prepare_masks(masks: np.ndarray, input_size: int) -> np.ndarray:
     Returns:
         float32 array (N, input_size, input_size, 1) of 0.0 / 1.0.
     """
-    import tensorflow as tf
+    from keras import ops
 
     masks = np.asarray(masks)
     if masks.ndim == 3:
@@ -89,7 +127,9 @@ def prepare_masks(masks: np.ndarray, input_size: int) -> np.ndarray:
         raise ValueError(f"expected masks shaped (N, H, W), got {masks.shape}")
     target = (masks > 0).astype(np.float32)
     if target.shape[1:3] != (input_size, input_size):
-        target = tf.image.resize(target, (input_size, input_size), method="bilinear").numpy()
+        target = ops.convert_to_numpy(
+            ops.image.resize(target, (input_size, input_size), interpolation="bilinear")
+        )
         target = (target >= 0.5).astype(np.float32)
     return target
 
@@ -107,11 +147,13 @@ def probability_map_to_mask(
     Returns:
         bool array (H, W).
     """
-    import tensorflow as tf
+    from keras import ops
 
     probability = np.asarray(probability, dtype=np.float32)
     if probability.ndim == 2:
         probability = probability[..., np.newaxis]
     if probability.shape[:2] != tuple(output_shape):
-        probability = tf.image.resize(probability, output_shape, method="bilinear").numpy()
+        probability = ops.convert_to_numpy(
+            ops.image.resize(probability, tuple(output_shape), interpolation="bilinear")
+        )
     return probability[..., 0] >= threshold

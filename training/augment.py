@@ -1,42 +1,81 @@
-"""Augmentation fit for MRI slices, as tf.data map functions.
+"""Augmentation fit for MRI slices, on numpy batches, for any Keras backend.
 
-Geometry (flip, small rotation, small scale) is applied to the image and its
-mask together, by stacking the mask as a fourth channel, so they can never
-drift apart. Intensity jitter (per-channel gain and offset) touches the image
-only. Left-right flips are safe because the label does not depend on side.
+Geometry (left-right flip, rotation up to ±15°, zoom ±10 %) is one affine
+transform per slice, applied to the image and its mask together by stacking
+the mask as a fourth channel, so they can never drift apart. Intensity jitter
+(per-channel gain, offset and gamma) touches the image only and keeps the
+background black. Left-right flips are safe because the label does not depend
+on side.
+
+The warp runs through ``keras.ops.image.affine_transform``, so the same code
+augments on TensorFlow (this CPU) and on JAX or PyTorch (a GPU training machine).
 """
 
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
+import numpy as np
 
-_geometry = keras.Sequential(
-    [
-        keras.layers.RandomFlip("horizontal"),
-        keras.layers.RandomRotation(0.04, fill_mode="constant", fill_value=0.0),  # about ±15°
-        keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", fill_value=0.0),
-    ],
-    name="geometry",
-)
+MAX_ROTATION_DEGREES = 15.0
+MAX_ZOOM = 0.10
+GAIN_RANGE = (0.9, 1.1)
+OFFSET_RANGE = (-0.05, 0.05)
+GAMMA_RANGE = (0.8, 1.25)
+#: Pixels at or below this count as background and stay black under jitter.
+SIGNAL_FLOOR = 0.02
 
 
-def jitter_intensity(image: tf.Tensor) -> tf.Tensor:
-    """Per-channel gain in [0.9, 1.1] and offset in [-0.05, 0.05], clipped to [0, 1]."""
-    gain = tf.random.uniform((1, 1, 3), 0.9, 1.1)
-    offset = tf.random.uniform((1, 1, 3), -0.05, 0.05)
-    # Keep the background black: only shift pixels that carry signal.
-    signal = tf.cast(image > 0.02, image.dtype)
-    return tf.clip_by_value(image * gain + offset * signal, 0.0, 1.0)
+def random_affine(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random transforms in Keras' 8-number form (output pixel -> input pixel).
+
+    Each one flips left-right with probability 1/2, rotates by a uniform angle in
+    ±MAX_ROTATION_DEGREES and zooms by a uniform factor in 1 ± MAX_ZOOM, all about
+    the image centre.
+    """
+    angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES, count))
+    zoom = rng.uniform(1.0 - MAX_ZOOM, 1.0 + MAX_ZOOM, count)
+    flip = np.where(rng.random(count) < 0.5, -1.0, 1.0)
+    centre = (size - 1) / 2.0
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    # input = R(angle) / zoom @ (F @ (output - centre)) + centre, with F flipping x.
+    a0, a1 = cos * flip, -sin
+    b0, b1 = sin * flip, cos
+    a2 = centre - a0 * centre - a1 * centre
+    b2 = centre - b0 * centre - b1 * centre
+    zeros = np.zeros(count)
+    return np.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1).astype(np.float32)
 
 
-def augment_pair(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Augment a batch of (B, S, S, 3) images and (B, S, S, 1) masks together."""
-    stacked = _geometry(tf.concat([image, mask], axis=-1), training=True)
-    image, mask = stacked[..., :3], stacked[..., 3:]
-    return jitter_intensity(image), tf.cast(mask >= 0.5, tf.float32)
+def warp(batch: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+    """Apply per-slice affine transforms (bilinear, zeros outside) to (N, S, S, C)."""
+    from keras import ops
+
+    warped = ops.image.affine_transform(
+        batch, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0.0
+    )
+    return ops.convert_to_numpy(warped).astype(np.float32)
 
 
-def augment_image(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Augment a batch of classifier inputs; the label is unchanged."""
-    return jitter_intensity(_geometry(image, training=True)), label
+def jitter_intensity(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-slice, per-channel gain, offset and gamma on signal pixels; clipped at 0."""
+    count, channels = len(batch), batch.shape[-1]
+    gain = rng.uniform(*GAIN_RANGE, (count, 1, 1, channels))
+    offset = rng.uniform(*OFFSET_RANGE, (count, 1, 1, channels))
+    gamma = rng.uniform(*GAMMA_RANGE, (count, 1, 1, channels))
+    signal = batch > SIGNAL_FLOOR
+    jittered = np.power(np.maximum(batch, 0.0), gamma) * gain + offset
+    upper = max(1.0, float(batch.max()))
+    return np.where(signal, np.clip(jittered, 0.0, upper), batch).astype(np.float32)
+
+
+def augment_pair(
+    images: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Augment (N, S, S, 3) images and (N, S, S, 1) 0/1 masks together."""
+    transforms = random_affine(len(images), images.shape[1], rng)
+    stacked = warp(np.concatenate([images, masks], axis=-1), transforms)
+    return jitter_intensity(stacked[..., :3], rng), (stacked[..., 3:] >= 0.5).astype(np.float32)
+
+
+def augment_images(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augment (N, S, S, 3) classifier inputs; labels do not change."""
+    return jitter_intensity(warp(images, random_affine(len(images), images.shape[1], rng)), rng)

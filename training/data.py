@@ -131,3 +131,19 @@ def read_split(path: Path = SPLITS_FILE) -> dict[str, list[str]]:
 def stack(cases: list[CaseSlices]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate cases into (images (N,256,256,3) uint8, masks (N,256,256) bool)."""
     return np.concatenate([c.images for c in cases]), np.concatenate([c.masks for c in cases])
+
+
+def patient_folds(cases: list[str], folds: int, seed: int = 20261125) -> list[list[str]]:
+    """Split case names into ``folds`` groups by patient (cross-validation), with a fixed seed.
+
+    A patient's cases always share a fold, so no fold ever validates on a patient
+    it trained on.
+    """
+    if folds < 2:
+        raise ValueError(f"need at least 2 folds, got {folds}")
+    patients = sorted({patient_id(c) for c in cases})
+    if folds > len(patients):
+        raise ValueError(f"{folds} folds need at least {folds} patients, got {len(patients)}")
+    random.Random(seed).shuffle(patients)
+    fold_of = {patient: index % folds for index, patient in enumerate(patients)}
+    return [sorted(c for c in cases if fold_of[patient_id(c)] == k) for k in range(folds)]

@@ -1,12 +1,19 @@
 """Ship trained checkpoints to ``models/`` with their metadata, then measure them.
 
-    python -m training.export --data-dir DIR [--runs-dir training/runs]
+    python -m training.export --data-dir DIR [--runs-dir training/runs] [--crossval DIR]
 
 1. Loads ``<runs>/classifier/best.keras`` and ``<runs>/segmenter/best.keras``
    and saves them without optimizer state to ``models/<name>.keras``.
-2. Chooses the classifier's decision threshold on the *validation* patients
-   (Youden's J), never on the test patients.
-3. Writes ``models/<name>.json``, the contract inference reads.
+2. Sets the classifier's decision threshold and the segmenter's smallest kept
+   region, never on the test patients:
+   - models trained on the train patients only: chosen on the *validation*
+     patients (Youden's J; pipeline Dice per volume);
+   - models trained on train+val (``training/recipe.sh``): the threshold the
+     recipe's cross-validation chose out of fold (``--crossval``'s
+     ``crossval.json``), or 0.5 fixed before training; no region filter.
+3. Writes ``models/<name>.json``, the contract inference reads, including the
+   scaling scheme the models were trained with and, with ``--crossval``, each
+   fold's validation numbers.
 4. Runs ``training.evaluate`` on the test patients and records those numbers in
    both metadata files (they are reported, never tuned on).
 """
@@ -31,7 +38,7 @@ from training.metrics import classification_metrics
 
 log = logging.getLogger("training.export")
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 INTENDED_USE = (
     "Research and clinical decision support for adult lower-grade glioma on axial brain MRI "
     "slices (pre-contrast, FLAIR, post-contrast). Not a diagnostic device: every result must be "
@@ -45,15 +52,53 @@ DATASET = (
 
 def _training_record(run_dir: Path) -> dict:
     rows = list(csv.DictReader((run_dir / "log.csv").open()))
-    best = min(rows, key=lambda row: float(row["val_loss"]))
-    return {
+    arguments = json.loads((run_dir / "args.json").read_text())
+    record = {
         "dataset": DATASET,
         "split_file": "training/splits.json",
-        "arguments": json.loads((run_dir / "args.json").read_text()),
+        "patients": arguments.get("train_on", "train"),
+        "arguments": arguments,
         "epochs_run": len(rows),
-        "best_epoch": int(best["epoch"]) + 1,
-        "best_val_loss": float(best["val_loss"]),
     }
+    if rows and rows[0].get("val_loss", "NA") not in ("", "NA"):
+        best = min(rows, key=lambda row: float(row["val_loss"]))
+        record.update(best_epoch=int(best["epoch"]) + 1, best_val_loss=float(best["val_loss"]))
+    elif rows:
+        record["final_train_loss"] = float(rows[-1]["loss"])
+    return record
+
+
+def cross_validation_record(crossval_dir: Path, model: str) -> dict:
+    """Each fold's last-epoch validation numbers (and their mean) from a recipe's logs."""
+    columns = {
+        "classifier": ("val_accuracy", "val_auc"),
+        "segmenter": ("val_dice_coefficient",),
+    }[model]
+    folds = []
+    for fold_dir in sorted(crossval_dir.glob("fold*")):
+        rows = list(csv.DictReader((fold_dir / model / "log.csv").open()))
+        cases = json.loads((fold_dir / model / "cases.json").read_text())
+        last = rows[-1]
+        folds.append(
+            {"validation_cases": len(cases["validation"]), "epochs": len(rows)}
+            | {name: round(float(last[name]), 4) for name in columns}
+        )
+    record = {
+        "folds": folds,
+        "mean": {name: round(float(np.mean([f[name] for f in folds])), 4) for name in columns},
+        "note": "patient-level folds of the train+val patients (training.data.patient_folds); "
+        "Keras' own validation metrics at the last epoch: threshold 0.5, no flip averaging, "
+        "soft Dice over all validation slices",
+    }
+    summary = crossval_dir / "crossval.json"
+    if model == "classifier" and summary.is_file():
+        record["out_of_fold"] = json.loads(summary.read_text())
+    return record
+
+
+def trained_on_validation(run_dir: Path) -> bool:
+    """True when a run's training patients include the split's validation patients."""
+    return json.loads((run_dir / "args.json").read_text()).get("train_on") == "train+val"
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -110,7 +155,30 @@ def choose_min_region(args: argparse.Namespace, seg_meta: dict, val_cases: list[
     (args.models_dir / f"{SEGMENTER_NAME}.json").write_text(json.dumps(seg_meta, indent=1) + "\n")
 
 
-def _base_metadata(name: str, task: str, model: keras.Model, size: int) -> dict:
+def use_untuned_decisions(cls_meta: dict, seg_meta: dict) -> None:
+    """Decisions for models that trained on every development patient outside the test set.
+
+    No held-out development patients are left to tune on, so the threshold is the one
+    cross-validation chose out of fold when its rows exist, else 0.5 (fixed before
+    training), and no mask region is filtered.
+    """
+    out_of_fold = cls_meta["training"].get("cross_validation", {}).get("out_of_fold")
+    if out_of_fold:
+        cls_meta["decision"]["threshold"] = out_of_fold["threshold"]
+        cls_meta["decision"]["chosen_on"] = "out-of-fold cross-validation rows, Youden's J"
+    else:
+        cls_meta["decision"]["threshold"] = 0.5
+        cls_meta["decision"]["chosen_on"] = (
+            "fixed at 0.5 before training (the validation patients are training patients)"
+        )
+    cls_meta["metrics"] = {}
+    seg_meta["decision"]["min_region_px"] = 0
+    seg_meta["decision"]["min_region_chosen_on"] = {
+        "data": "not tuned: no held-out development patients after training on train+val"
+    }
+
+
+def _base_metadata(name: str, task: str, model: keras.Model, size: int, scaling: str) -> dict:
     return {
         "name": f"brainloc-{name}",
         "version": VERSION,
@@ -123,7 +191,7 @@ def _base_metadata(name: str, task: str, model: keras.Model, size: int) -> dict:
             "shape": [size, size, 3],
             "channels": list(CHANNELS),
             "dtype": "uint8",
-            "scaling": SCALING_UINT8_UNIT,
+            "scaling": scaling,
             "resize": "bilinear, antialiased (brainloc.preprocessing.prepare_images)",
         },
         "intended_use": INTENDED_USE,
@@ -141,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--runs-dir", type=Path, default=Path(__file__).resolve().parent / "runs")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument(
+        "--crossval", type=Path, help="the recipe's output folder for this scheme (fold logs)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     split = read_split(SPLITS_FILE)
@@ -151,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     classifier.save(args.models_dir / f"{CLASSIFIER_NAME}.keras")
     segmenter.save(args.models_dir / f"{SEGMENTER_NAME}.keras")
 
+    cls_run, seg_run = args.runs_dir / "classifier", args.runs_dir / "segmenter"
+    scaling = json.loads((cls_run / "args.json").read_text()).get("scaling", SCALING_UINT8_UNIT)
     cls_meta = _base_metadata(
-        CLASSIFIER_NAME, "classification", classifier, int(classifier.input_shape[1])
+        CLASSIFIER_NAME, "classification", classifier, int(classifier.input_shape[1]), scaling
     )
     cls_meta.update(
         architecture="ResNet-family classifier: the ResUNet's residual encoder (stem, residual "
@@ -163,15 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             # Placeholder until the threshold is chosen below through the real pipeline.
             "threshold": 0.5,
             "chosen_on": "validation patients, Youden's J",
-            # Averaging with the left-right mirror image: on validation patients it raised
-            # ROC AUC from 0.988 to 0.990 and accuracy at 0.5 from 0.957 to 0.968.
+            # Averaging with the left-right mirror image: for the first models (v1) it raised
+            # validation ROC AUC from 0.988 to 0.990 and accuracy at 0.5 from 0.957 to 0.968.
             "test_time_augmentation": "horizontal_flip",
         },
         gradcam_layer="gradcam_target",
-        training=_training_record(args.runs_dir / "classifier"),
+        training=_training_record(cls_run),
     )
     seg_meta = _base_metadata(
-        SEGMENTER_NAME, "segmentation", segmenter, int(segmenter.input_shape[1])
+        SEGMENTER_NAME, "segmentation", segmenter, int(segmenter.input_shape[1]), scaling
     )
     seg_meta.update(
         architecture="ResUNet: residual encoder 16-32-64-128, bottleneck 256, decoder with skip "
@@ -179,12 +252,22 @@ def main(argv: list[str] | None = None) -> int:
         "(alpha 0.7, gamma 0.75; Abraham & Khan 2019)",
         output={"kind": "probability_map", "meaning": "P(pixel is tumor)", "range": [0, 1]},
         decision={"mask_threshold": 0.5},
-        training=_training_record(args.runs_dir / "segmenter"),
+        training=_training_record(seg_run),
     )
+    if args.crossval:
+        cls_meta["training"]["cross_validation"] = cross_validation_record(
+            args.crossval, "classifier"
+        )
+        seg_meta["training"]["cross_validation"] = cross_validation_record(
+            args.crossval, "segmenter"
+        )
     for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
         (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    choose_classifier_threshold(args, cls_meta, split["val"])
-    choose_min_region(args, seg_meta, split["val"])
+    if trained_on_validation(cls_run) or trained_on_validation(seg_run):
+        use_untuned_decisions(cls_meta, seg_meta)
+    else:
+        choose_classifier_threshold(args, cls_meta, split["val"])
+        choose_min_region(args, seg_meta, split["val"])
 
     test_cases = [c for c in split["test"] if c in set(list_cases(args.data_dir))]
     report = evaluate(args.data_dir, args.models_dir, test_cases)

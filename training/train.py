@@ -1,13 +1,29 @@
 """Train the classifier or the segmenter on the committed patient split.
 
-    python -m training.train --model classifier --data-dir DIR [--epochs 40]
     python -m training.train --model segmenter  --data-dir DIR [--epochs 60]
+    python -m training.train --model classifier --data-dir DIR [--epochs 40] \
+        [--init-encoder training/runs/segmenter/best.keras]
+
+Data: ``--data-dir`` (the Kaggle layout) or ``--pack`` (see ``training.pack``).
+Patients: ``--train-on train`` (default) validates on the split's val patients;
+``--train-on train+val --folds 4 --fold K`` trains on three quarters of the
+train+val patients and validates on the fourth (cross-validation); ``--train-on
+train+val`` alone trains on all of them (the final model of a recipe whose
+cross-validation has already been run).
+
+Schedules: ``plateau`` halves the learning rate when validation loss stalls and
+stops early (needs validation patients); ``cosine`` runs exactly ``--epochs``
+with a cosine-decaying learning rate, so the recipe that cross-validation
+measured can be repeated on all patients without peeking at any of them.
 
 Each run writes into ``--run-dir`` (default ``training/runs/<model>``): its own
-arguments (``args.json``), a CSV log, the best checkpoint by validation loss
-(``best.keras``) and a backup that lets an interrupted run resume where it
-stopped (run the same command again). Weights are copied to ``models/`` by
-``training.export`` after evaluation, not here.
+arguments (``args.json``), a CSV log, ``best.keras`` (plateau: the best by
+validation loss; cosine: the last epoch) and a backup that lets an interrupted
+run resume where it stopped (run the same command again). Weights are copied to
+``models/`` by ``training.export`` after evaluation, not here.
+
+The script uses Keras only (no TensorFlow calls), so it runs on any Keras
+backend: ``KERAS_BACKEND=jax`` on a GPU machine trains the same graphs.
 """
 
 from __future__ import annotations
@@ -15,11 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from brainloc.modeling import (
     FocalTverskyLoss,
@@ -28,9 +44,14 @@ from brainloc.modeling import (
     build_resunet,
     dice_coefficient,
 )
-from brainloc.preprocessing import prepare_images, prepare_masks
-from training.augment import augment_image, augment_pair
-from training.data import load_cases, read_split, stack
+from brainloc.preprocessing import (
+    SCALING_SCHEMES,
+    SCALING_UINT8_UNIT,
+    prepare_images,
+    prepare_masks,
+)
+from training.augment import augment_images, augment_pair
+from training.data import SPLITS_FILE, load_cases, patient_folds, read_split, stack
 
 log = logging.getLogger("training.train")
 
@@ -39,71 +60,107 @@ log = logging.getLogger("training.train")
 INPUT_SIZE = {"classifier": 256, "segmenter": 128}
 
 
-def classifier_datasets(train, val, size: int, batch_size: int, seed: int):
-    """tf.data pipelines of (image, has_tumor) for the classifier."""
-    (x_train, m_train), (x_val, m_val) = stack(train), stack(val)
-    y_train = m_train.reshape(len(m_train), -1).any(axis=1).astype(np.float32)[:, None]
-    y_val = m_val.reshape(len(m_val), -1).any(axis=1).astype(np.float32)[:, None]
-    x_train, x_val = prepare_images(x_train, size), prepare_images(x_val, size)
-    log.info(
-        "classifier: %d train slices (%.0f%% tumor), %d val",
-        len(x_train),
-        100 * y_train.mean(),
-        len(x_val),
-    )
-    train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(augment_image, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(2)
-    )
-    val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
-    return train_ds, val_ds, None
+class ClassifierBatches(keras.utils.PyDataset):
+    """Shuffled, augmented (image, has_tumor) batches; a new order every epoch."""
+
+    def __init__(self, images, labels, batch_size: int, seed: int):
+        super().__init__()
+        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
+        self.epoch = 0
+        self.order = np.random.default_rng((seed, 0)).permutation(len(images))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return augment_images(self.images[rows], rng), self.labels[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
 
-def segmenter_datasets(
-    train, val, size: int, batch_size: int, seed: int, negative_share: float = 0.3
-):
-    """tf.data pipelines of (image, mask) for the segmenter.
+class SegmenterBatches(keras.utils.PyDataset):
+    """Augmented (image, mask) batches drawing tumor and clean slices at a fixed ratio.
 
-    Training samples tumor slices and tumor-free slices at a fixed ratio, so the
-    network sees enough lesions yet learns to return an empty mask on a slice the
-    classifier wrongly passes on. Validation uses every slice of the val patients.
+    The network sees enough lesions yet learns to return an empty mask on a slice
+    the classifier wrongly passes on.
     """
-    (x_train, m_train), (x_val, m_val) = stack(train), stack(val)
-    x_train, x_val = prepare_images(x_train, size), prepare_images(x_val, size)
-    y_train, y_val = prepare_masks(m_train, size), prepare_masks(m_val, size)
-    positive = y_train.reshape(len(y_train), -1).max(axis=1) > 0
-    pos = tf.data.Dataset.from_tensor_slices((x_train[positive], y_train[positive]))
-    neg = tf.data.Dataset.from_tensor_slices((x_train[~positive], y_train[~positive]))
-    pos = pos.shuffle(int(positive.sum()), seed=seed).repeat()
-    neg = neg.shuffle(int((~positive).sum()), seed=seed + 1).repeat()
-    train_ds = (
-        tf.data.Dataset.sample_from_datasets(
-            [pos, neg], weights=[1 - negative_share, negative_share], seed=seed
+
+    def __init__(self, images, masks, batch_size: int, seed: int, negative_share: float = 0.3):
+        super().__init__()
+        self.images, self.masks, self.batch_size, self.seed = images, masks, batch_size, seed
+        positive = masks.reshape(len(masks), -1).max(axis=1) > 0
+        self.positive, self.negative = np.flatnonzero(positive), np.flatnonzero(~positive)
+        self.negative_share = negative_share
+        self.steps = math.ceil(len(self.positive) / (1 - negative_share) / batch_size)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        clean = rng.random(self.batch_size) < self.negative_share
+        rows = np.where(
+            clean,
+            rng.choice(self.negative, self.batch_size),
+            rng.choice(self.positive, self.batch_size),
         )
-        .batch(batch_size)
-        .map(augment_pair, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(2)
+        return augment_pair(self.images[rows], self.masks[rows], rng)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+
+def _labels(masks: np.ndarray) -> np.ndarray:
+    return masks.reshape(len(masks), -1).any(axis=1).astype(np.float32)[:, None]
+
+
+def classifier_datasets(train, val, size: int, batch_size: int, seed: int, scaling: str):
+    """Training batches and validation arrays of (image, has_tumor) for the classifier."""
+    x_train, m_train = stack(train)
+    x_train, y_train = prepare_images(x_train, size, scaling), _labels(m_train)
+    log.info("classifier: %d train slices (%.0f%% tumor)", len(x_train), 100 * y_train.mean())
+    validation = None
+    if val:
+        x_val, m_val = stack(val)
+        validation = (prepare_images(x_val, size, scaling), _labels(m_val))
+        log.info("classifier: %d val slices", len(x_val))
+    return ClassifierBatches(x_train, y_train, batch_size, seed), validation
+
+
+def segmenter_datasets(train, val, size: int, batch_size: int, seed: int, scaling: str):
+    """Training batches and validation arrays of (image, mask) for the segmenter.
+
+    Validation uses every slice of the validation patients.
+    """
+    x_train, m_train = stack(train)
+    batches = SegmenterBatches(
+        prepare_images(x_train, size, scaling), prepare_masks(m_train, size), batch_size, seed
     )
-    steps = int(np.ceil(positive.sum() / (1 - negative_share) / batch_size))
     log.info(
-        "segmenter: %d tumor + %d clean train slices, %d steps/epoch, %d val",
-        positive.sum(),
-        (~positive).sum(),
-        steps,
-        len(x_val),
+        "segmenter: %d tumor + %d clean train slices, %d steps/epoch",
+        len(batches.positive),
+        len(batches.negative),
+        batches.steps,
     )
-    val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
-    return train_ds, val_ds, steps
+    validation = None
+    if val:
+        x_val, m_val = stack(val)
+        validation = (prepare_images(x_val, size, scaling), prepare_masks(m_val, size))
+        log.info("segmenter: %d val slices", len(x_val))
+    return batches, validation
 
 
-def build(model_name: str, learning_rate: float, init_encoder: Path | None = None) -> keras.Model:
+def build(model_name: str, learning_rate, init_encoder: Path | None = None) -> keras.Model:
     """The model compiled with its loss and metrics.
 
     With ``init_encoder`` (a trained segmenter ``.keras`` file) the classifier starts
     from that ResUNet's residual encoder (see ``build_encoder_classifier``).
+    ``learning_rate`` is a number or a Keras schedule.
     """
     optimizer = keras.optimizers.Adam(learning_rate)
     if model_name == "classifier":
@@ -128,9 +185,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", choices=("classifier", "segmenter"), required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", type=Path, help="Kaggle lgg-mri-segmentation layout")
+    source.add_argument("--pack", type=Path, help="a training pack (python -m training.pack)")
     parser.add_argument(
-        "--data-dir", required=True, type=Path, help="Kaggle lgg-mri-segmentation layout"
+        "--split-file", type=Path, default=SPLITS_FILE, help="patient split (JSON train/val/test)"
     )
+    parser.add_argument("--train-on", choices=("train", "train+val"), default="train")
+    parser.add_argument("--folds", type=int, default=0, help="cross-validation folds (train+val)")
+    parser.add_argument("--fold", type=int, default=0, help="which fold validates (0-based)")
+    parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
+    parser.add_argument("--scaling", choices=SCALING_SCHEMES, default=SCALING_UINT8_UNIT)
     parser.add_argument("--run-dir", type=Path, help="default: training/runs/<model>")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -151,6 +216,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def select_cases(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(training cases, validation cases) for the chosen patients and fold."""
+    split = read_split(args.split_file)
+    if args.train_on == "train":
+        if args.folds:
+            raise SystemExit("--folds needs --train-on train+val")
+        train_cases, val_cases = split["train"], split["val"]
+    else:
+        pool = split["train"] + split["val"]
+        if args.folds:
+            if not 0 <= args.fold < args.folds:
+                raise SystemExit(f"--fold must be in 0..{args.folds - 1}")
+            held_out = patient_folds(pool, args.folds, seed=split.get("seed", 20261125))[args.fold]
+            train_cases = [c for c in pool if c not in set(held_out)]
+            val_cases = held_out
+        else:
+            train_cases, val_cases = pool, []
+    if args.limit_cases:
+        train_cases, val_cases = train_cases[: args.limit_cases], val_cases[: args.limit_cases]
+    if not val_cases and args.schedule != "cosine":
+        raise SystemExit("training without validation patients needs --schedule cosine")
+    return train_cases, val_cases
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -160,36 +249,55 @@ def main(argv=None) -> int:
     (run_dir / "args.json").write_text(
         json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1)
     )
+    log.info("Keras %s on the %s backend", keras.__version__, keras.backend.backend())
 
-    split = read_split()
-    train_cases, val_cases = split["train"], split["val"]
-    if args.limit_cases:
-        train_cases, val_cases = train_cases[: args.limit_cases], val_cases[: args.limit_cases]
-    train, val = load_cases(args.data_dir, train_cases), load_cases(args.data_dir, val_cases)
-    model = build(args.model, args.learning_rate, args.init_encoder)
-    size = int(model.input_shape[1])
+    train_cases, val_cases = select_cases(args)
+    (run_dir / "cases.json").write_text(
+        json.dumps({"train": train_cases, "validation": val_cases}, indent=1)
+    )
+    if args.pack:
+        from training.pack import read_pack
+
+        train, val = read_pack(args.pack, train_cases), read_pack(args.pack, val_cases)
+    else:
+        train, val = load_cases(args.data_dir, train_cases), load_cases(args.data_dir, val_cases)
+
+    size = INPUT_SIZE["classifier"] if args.model == "classifier" else INPUT_SIZE["segmenter"]
+    if args.model == "classifier" and args.init_encoder:
+        size = int(keras.models.load_model(args.init_encoder, compile=False).input_shape[1])
     make = classifier_datasets if args.model == "classifier" else segmenter_datasets
-    train_ds, val_ds, steps = make(train, val, size, args.batch_size, args.seed)
+    batches, validation = make(train, val, size, args.batch_size, args.seed, args.scaling)
+
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3)
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
     ]
+    if args.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            args.learning_rate, decay_steps=args.epochs * len(batches), alpha=0.01
+        )
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras")))
+    else:
+        learning_rate = args.learning_rate
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(
+                str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3)
+            ),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
+        ]
+    model = build(args.model, learning_rate, args.init_encoder)
     model.fit(
-        train_ds,
-        validation_data=val_ds,
+        batches,
+        validation_data=validation,
+        validation_batch_size=args.batch_size * 4,
         epochs=args.epochs,
-        steps_per_epoch=steps,
         callbacks=callbacks,
         verbose=2,
     )
-    log.info("best checkpoint: %s", run_dir / "best.keras")
+    log.info("checkpoint: %s", run_dir / "best.keras")
     return 0
 
 

@@ -1,0 +1,194 @@
+"""Training end to end on two real restored patients: pack, folds, augmentation, a short
+run of each model, and the out-of-fold scoring that cross-validation uses."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from brainloc.preprocessing import prepare_masks, resize_unit
+from training import crossval, train
+from training.augment import augment_pair, random_affine, warp
+from training.data import load_case, patient_folds, patient_id
+from training.pack import read_pack, write_pack
+
+from .conftest import CASES
+
+
+@pytest.fixture(scope="module")
+def pack(lgg_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pack") / "two.xz"
+    write_pack(lgg_dir, list(CASES), path, 128)
+    return path
+
+
+def test_pack_round_trip_keeps_what_inference_would_see(lgg_dir, pack):
+    packed = {c.case: c for c in read_pack(pack)}
+    assert sorted(packed) == sorted(CASES)
+    original = load_case(lgg_dir, CASES[0])
+    got = packed[CASES[0]]
+    assert got.images.shape == (20, 128, 128, 3) and got.images.dtype == np.uint8
+    # Stored at 8 bits: within half a grey level of the shared resize.
+    assert np.abs(got.images / 255.0 - resize_unit(original.images, 128)).max() <= 0.5 / 255 + 1e-6
+    np.testing.assert_array_equal(got.masks, prepare_masks(original.masks, 128)[..., 0] > 0)
+    assert got.patient == patient_id(CASES[0])
+    only = read_pack(pack, [CASES[1]])
+    assert [c.case for c in only] == [CASES[1]] and len(only[0].images) == 24
+    with pytest.raises(ValueError, match="does not hold"):
+        read_pack(pack, ["TCGA_XX_0000_20000101"])
+
+
+def test_pack_rejects_a_file_that_is_not_a_pack(tmp_path):
+    import lzma
+
+    path = tmp_path / "other.xz"
+    with lzma.open(path, "wb") as out:
+        np.save(out, np.frombuffer(b'{"format": "zip"}', dtype=np.uint8))
+    with pytest.raises(ValueError, match="not a BrainLoc training pack"):
+        read_pack(path)
+
+
+def test_patient_folds_partition_by_patient():
+    cases = [f"TCGA_AB_{n:04d}_2000010{n % 3}" for n in range(23)] + ["TCGA_AB_0003_19990101"]
+    folds = patient_folds(cases, 4, seed=3)
+    assert folds == patient_folds(cases, 4, seed=3)
+    assert sorted(c for fold in folds for c in fold) == sorted(cases)
+    owners = [{patient_id(c) for c in fold} for fold in folds]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not owners[i] & owners[j]
+    assert [len(o) for o in owners] == [6, 6, 6, 5]
+    with pytest.raises(ValueError):
+        patient_folds(cases, 1)
+
+
+def test_warp_identity_and_flip_are_exact():
+    image = np.zeros((1, 32, 32, 1), np.float32)
+    image[0, 5:10, 20:25] = 1.0
+    identity = np.array([[1, 0, 0, 0, 1, 0, 0, 0]], np.float32)
+    mirror = np.array([[-1, 0, 31, 0, 1, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(warp(image, identity), image)
+    np.testing.assert_array_equal(warp(image, mirror), image[:, :, ::-1])
+
+
+def test_augmentation_moves_image_and_mask_together(pack):
+    case = read_pack(pack, [CASES[0]])[0]
+    tumor = case.masks.reshape(len(case.masks), -1).any(axis=1)
+    masks = case.masks[tumor][..., None].astype(np.float32)
+    # An image whose every channel is the mask: after augmentation its bright footprint
+    # must still be where the augmented mask is.
+    images = np.repeat(masks, 3, axis=-1)
+    out_images, out_masks = augment_pair(images, masks, np.random.default_rng(5))
+    assert out_images.shape == images.shape and out_masks.shape == masks.shape
+    assert set(np.unique(out_masks)) <= {0.0, 1.0}
+    footprint = out_images[..., 1] > 0.5
+    overlap = (footprint & (out_masks[..., 0] > 0)).sum() / (
+        footprint | (out_masks[..., 0] > 0)
+    ).sum()
+    assert overlap > 0.9
+    # The geometry really changed something (not an identity pipeline).
+    assert np.abs(out_masks - masks).sum() > 0
+    transforms = random_affine(500, 128, np.random.default_rng(0))
+    scale = np.hypot(transforms[:, 0], transforms[:, 3])
+    assert scale.min() >= 1 / 1.1 - 1e-6 and scale.max() <= 1 / 0.9 + 1e-6
+
+
+def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [CASES[0]], "val": [CASES[1]], "test": []}))
+    seg_dir, cls_dir = tmp_path / "segmenter", tmp_path / "classifier"
+    common = ["--pack", str(pack), "--split-file", str(split), "--batch-size", "8"]
+    assert (
+        train.main(["--model", "segmenter", *common, "--epochs", "1", "--run-dir", str(seg_dir)])
+        == 0
+    )
+    segmenter = keras.models.load_model(seg_dir / "best.keras", compile=False)
+    assert segmenter.output_shape == (None, 128, 128, 1)
+    assert json.loads((seg_dir / "cases.json").read_text()) == {
+        "train": [CASES[0]],
+        "validation": [CASES[1]],
+    }
+    # Without validation patients only the fixed cosine schedule is allowed.
+    with pytest.raises(SystemExit, match="cosine"):
+        train.main(["--model", "classifier", *common, "--train-on", "train+val", "--epochs", "1"])
+    cls_args = [
+        "--model", "classifier", *common, "--train-on", "train+val", "--schedule", "cosine",
+        "--init-encoder", str(seg_dir / "best.keras"), "--run-dir", str(cls_dir),
+    ]  # fmt: skip
+    assert train.main([*cls_args, "--epochs", "2"]) == 0
+    epochs = [line.split(",")[0] for line in (cls_dir / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1"]
+    # A finished run leaves no backup behind (only an interrupted one resumes).
+    assert not (cls_dir / "backup").exists()
+
+    rows = crossval.predict_fold(pack, [CASES[1]], tmp_path, "uint8/255")
+    assert len(rows) == 24 and {r["case"] for r in rows} == {CASES[1]}
+    assert all(0.0 <= r["probability"] <= 1.0 for r in rows)
+    assert sum(r["label"] for r in rows) == 11
+    assert all(r["intersection"] <= min(r["predicted_px"], r["truth_px"]) for r in rows)
+    report = crossval.summarize(rows)
+    assert report["slices"] == 24 and 0.05 <= report["threshold"] <= 0.95
+    assert 0.0 <= report["at_threshold"]["dice_per_volume_mean"] <= 1.0
+
+
+def test_pipeline_dice_gates_on_the_classifier():
+    keys = ("case", "label", "probability", "intersection", "predicted_px", "truth_px")
+    rows = [
+        dict(zip(keys, values, strict=True))
+        for values in (
+            ("a", True, 0.9, 8, 10, 10),
+            ("a", True, 0.2, 5, 5, 10),
+            ("b", False, 0.7, 0, 4, 0),
+            ("c", True, 0.6, 3, 3, 3),
+        )
+    ]
+    # Case a at 0.5: the second slice is called negative, so its mask is dropped:
+    # Dice = 2*8 / (10 + 20). Case b has no tumor and does not count; case c is perfect.
+    result = crossval.pipeline_dice(rows, 0.5)
+    assert result["cases_with_tumor"] == 2
+    assert result["dice_per_volume_mean"] == pytest.approx((16 / 30 + 1.0) / 2)
+    everything = crossval.pipeline_dice(rows, 0.1)
+    assert everything["dice_per_volume_mean"] == pytest.approx((26 / 35 + 1.0) / 2)
+
+
+def test_recipe_cross_validates_and_exports_a_final_pair(pack, tmp_path):
+    """training/recipe.sh for real, at one epoch: two patient folds plus the final pair."""
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [CASES[0]], "val": [CASES[1]], "test": []}))
+    env = os.environ | {
+        "PYTHON": sys.executable,
+        "SPLIT": str(split),
+        "FOLDS": "2",
+        "SEG_EPOCHS": "1",
+        "CLS_EPOCHS": "1",
+        "BATCH": "8",
+    }
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "runs"
+    done = subprocess.run(
+        ["bash", "training/recipe.sh", str(pack), str(out), "uint8/255"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    scheme = out / "uint8-255"
+    summary = json.loads((scheme / "crossval.json").read_text())
+    # Every slice of both patients was scored by the fold that did not train on it.
+    assert summary["cases"] == 2 and summary["slices"] == 44
+    held_out = [
+        json.loads((scheme / f"fold{k}" / "classifier" / "cases.json").read_text())["validation"]
+        for k in (0, 1)
+    ]
+    assert sorted(sum(held_out, [])) == sorted(CASES)
+    final_cases = json.loads((scheme / "final" / "segmenter" / "cases.json").read_text())
+    assert sorted(final_cases["train"]) == sorted(CASES) and final_cases["validation"] == []
+    for model in ("segmenter", "classifier"):
+        assert keras.models.load_model(scheme / f"{model}.keras", compile=False).built

@@ -1,0 +1,150 @@
+"""Patient-level cross-validation of a training recipe, and its out-of-fold numbers.
+
+    python -m training.crossval predict --pack PACK --folds 4 --fold K \\
+        --runs-dir RUN --scaling S --out FOLD.json
+    python -m training.crossval summarize FOLD0.json FOLD1.json ... [--json OUT.json]
+
+``predict`` runs one fold's trained pair (``RUN/segmenter/best.keras`` and
+``RUN/classifier/best.keras``) on the patients that fold held out, the way the
+app does: P(tumor) averaged with the left-right mirror, the segmenter's mask
+(threshold 0.5) kept only on slices called positive. It writes one row per
+slice: the label, the probability and the pixel counts Dice needs, at the
+model's input size.
+
+``summarize`` pools the rows of every fold, so each development patient is
+scored by a model that never trained on them. From those out-of-fold rows it
+chooses the classifier threshold (Youden's J) and reports accuracy,
+sensitivity, specificity, ROC AUC and Dice per volume. This is how a recipe is
+chosen and its threshold set without touching the test patients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from training.metrics import classification_metrics
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+
+
+def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> list[dict]:
+    """Out-of-fold rows for ``cases`` from the pair trained in ``run_dir``."""
+    import keras
+
+    import brainloc.modeling  # noqa: F401  (registers the custom loss)
+    from brainloc.preprocessing import prepare_images, prepare_masks
+    from training.pack import read_pack
+
+    classifier = keras.models.load_model(run_dir / "classifier" / "best.keras", compile=False)
+    segmenter = keras.models.load_model(run_dir / "segmenter" / "best.keras", compile=False)
+    rows = []
+    for data in read_pack(pack, cases):
+        size = int(classifier.input_shape[1])
+        batch = prepare_images(data.images, size, scaling)
+        both = np.concatenate([batch, batch[:, :, ::-1]])
+        probability = np.asarray(classifier.predict(both, batch_size=64, verbose=0))[:, 0]
+        probability = (probability[: len(batch)] + probability[len(batch) :]) / 2.0
+        seg_size = int(segmenter.input_shape[1])
+        seg_batch = batch if seg_size == size else prepare_images(data.images, seg_size, scaling)
+        predicted = (
+            np.asarray(segmenter.predict(seg_batch, batch_size=64, verbose=0))[..., 0] >= 0.5
+        )
+        truth = prepare_masks(data.masks, seg_size)[..., 0] > 0
+        for index in range(len(batch)):
+            rows.append(
+                {
+                    "case": data.case,
+                    "slice": index,
+                    "label": bool(truth[index].any() or data.masks[index].any()),
+                    "probability": float(probability[index]),
+                    "intersection": int(np.sum(predicted[index] & truth[index])),
+                    "predicted_px": int(predicted[index].sum()),
+                    "truth_px": int(truth[index].sum()),
+                }
+            )
+    return rows
+
+
+def pipeline_dice(rows: list[dict], threshold: float) -> dict:
+    """Dice per volume (mean, median over cases with tumor), classifier gating at threshold."""
+    by_case: dict[str, list[int]] = {}
+    for row in rows:
+        kept = row["probability"] >= threshold
+        sums = by_case.setdefault(row["case"], [0, 0, 0])
+        sums[0] += row["intersection"] if kept else 0
+        sums[1] += row["predicted_px"] if kept else 0
+        sums[2] += row["truth_px"]
+    scores = [2 * i / (p + t) for i, p, t in by_case.values() if t > 0]
+    return {
+        "dice_per_volume_mean": float(np.mean(scores)),
+        "dice_per_volume_median": float(np.median(scores)),
+        "cases_with_tumor": len(scores),
+    }
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Out-of-fold metrics at the Youden threshold (and at 0.5, for reference)."""
+    labels = np.array([row["label"] for row in rows])
+    scores = np.array([row["probability"] for row in rows])
+
+    def youden(t: float) -> float:
+        metrics = classification_metrics(labels, scores, float(t))
+        return metrics["sensitivity"] + metrics["specificity"]
+
+    threshold = float(max(THRESHOLD_GRID, key=youden))
+    report = {
+        "threshold": threshold,
+        "cases": len({row["case"] for row in rows}),
+        "slices": len(rows),
+    }
+    for name, t in (("at_threshold", threshold), ("at_0.5", 0.5)):
+        metrics = classification_metrics(labels, scores, t)
+        metrics.update(pipeline_dice(rows, t))
+        report[name] = metrics
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict")
+    predict.add_argument("--pack", type=Path, required=True)
+    predict.add_argument("--folds", type=int, required=True)
+    predict.add_argument("--fold", type=int, required=True)
+    predict.add_argument("--runs-dir", type=Path, required=True)
+    predict.add_argument("--scaling", default="uint8/255")
+    predict.add_argument("--out", type=Path, required=True)
+    predict.add_argument("--split-file", type=Path)
+    summary = commands.add_parser("summarize")
+    summary.add_argument("rows", type=Path, nargs="+")
+    summary.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "predict":
+        from training.data import SPLITS_FILE, patient_folds, read_split
+
+        split = read_split(args.split_file or SPLITS_FILE)
+        pool = split["train"] + split["val"]
+        cases = patient_folds(pool, args.folds, seed=split.get("seed", 20261125))[args.fold]
+        rows = predict_fold(args.pack, cases, args.runs_dir, args.scaling)
+        args.out.write_text(json.dumps(rows))
+        print(f"fold {args.fold}: {len(cases)} cases, {len(rows)} slices -> {args.out}")
+        return 0
+    rows = [row for path in args.rows for row in json.loads(path.read_text())]
+    report = summarize(rows)
+    json.dump(report, sys.stdout, indent=1)
+    print()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
