@@ -15,7 +15,8 @@ import logging
 import numpy as np
 
 from brainloc.scan_normalize import build_scan, check_dimensions
-from brainloc.scans import MAX_SLICES, Scan, ScanError
+from brainloc.scans import Scan, ScanError
+from brainloc.settings import scan_limits
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +153,9 @@ def _order(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], f
 
 def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
     """Read DICOM files as series: one :class:`Scan` per SeriesInstanceUID."""
-    if len(files) > MAX_SLICES:
-        raise ScanError(f"{len(files)} DICOM files; at most {MAX_SLICES} slices are accepted")
+    max_slices = scan_limits().max_slices
+    if len(files) > max_slices:
+        raise ScanError(f"{len(files)} DICOM files; at most {max_slices} slices are accepted")
     if len(files) == 1:
         name, data = files[0]
         return [read_dicom(data, name)]

@@ -14,13 +14,12 @@ import numpy as np
 from brainloc.scans import (
     ALL_SEQUENCES,
     FLAIR_ONLY,
-    MAX_SLICE_PIXELS,
-    MAX_SLICES,
     MAX_TOTAL_PIXELS,
     MIN_SIDE,
     Scan,
     ScanError,
 )
+from brainloc.settings import scan_limits
 
 #: Percentile used as white when rescaling 16-bit or float data; the brightest
 #: 0.5 % of an MR volume are mostly vessels and artefacts.
@@ -32,18 +31,19 @@ def check_dimensions(label: str, height: int, width: int, n_slices: int = 1) -> 
     """Refuse absurd sizes before any pixel is decoded (decompression bombs included)."""
     if height <= 0 or width <= 0 or n_slices <= 0:
         raise ScanError(f"{label}: the image has no pixels ({n_slices} x {height} x {width})")
-    if height * width > MAX_SLICE_PIXELS:
+    limits = scan_limits()
+    if height * width > limits.max_image_pixels:
         raise ScanError(
             f"{label}: the image is {width} x {height} pixels, too large: slices over "
-            f"{MAX_SLICE_PIXELS:,} pixels are not accepted"
+            f"{limits.max_image_pixels:,} pixels are not accepted"
         )
     if min(height, width) < MIN_SIDE:
         raise ScanError(
             f"{label}: the image is only {width} x {height} pixels; at least "
             f"{MIN_SIDE} x {MIN_SIDE} is needed"
         )
-    if n_slices > MAX_SLICES:
-        raise ScanError(f"{label}: {n_slices} slices; at most {MAX_SLICES} are accepted")
+    if n_slices > limits.max_slices:
+        raise ScanError(f"{label}: {n_slices} slices; at most {limits.max_slices} are accepted")
     if n_slices * height * width > MAX_TOTAL_PIXELS:
         raise ScanError(
             f"{label}: {n_slices} slices of {width} x {height} pixels is too large to analyse"

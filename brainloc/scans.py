@@ -36,13 +36,12 @@ logger = logging.getLogger(__name__)
 ALL_SEQUENCES = CHANNELS
 FLAIR_ONLY = ("FLAIR",)
 
-#: Largest slice we accept (pixels); larger ones are decompression bombs or not MR slices.
-MAX_SLICE_PIXELS = 4096 * 4096
 #: Smallest side we accept; below this there is nothing to analyse.
 MIN_SIDE = 32
 #: Largest case we accept, in pixels over all slices (192 MB once stored as uint8 RGB).
 MAX_TOTAL_PIXELS = 64 * 1024 * 1024
-MAX_SLICES = 1024
+# The largest slice (pixels) and the most slices are the deployment's settings
+# (BRAINLOC_MAX_IMAGE_PIXELS, BRAINLOC_MAX_SLICES), read by brainloc.settings.scan_limits.
 #: Largest decompressed size of a gzip-compressed NIfTI.
 MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
 

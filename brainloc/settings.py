@@ -10,7 +10,8 @@ in one place (environment variables, optionally ``.streamlit/secrets.toml`` for 
                                random key generated on first start into ``<data dir>/cookie_key``
 ``BRAINLOC_COOKIE_HOURS``      lifetime of the "remember me" cookie in hours (default 12)
 ``BRAINLOC_MAX_UPLOAD_MB``     largest accepted upload per file (default 200)
-``BRAINLOC_MAX_IMAGE_PIXELS``  largest accepted image, in pixels per slice (default 40 000 000)
+``BRAINLOC_MAX_IMAGE_PIXELS``  largest accepted image, in pixels per slice (default 16 777 216,
+                               i.e. 4096 x 4096; checked before any pixel is decoded)
 ``BRAINLOC_MAX_SLICES``        most slices accepted in one case (default 512)
 ``BRAINLOC_MODELS_DIR``        trained models and their metadata (default ``<repo>/models``)
 ``BRAINLOC_BCRYPT_ROUNDS``     bcrypt cost factor (default 12; the test suite lowers it)
@@ -67,6 +68,33 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
     return value
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """The size limits every scan reader applies (see :func:`scan_limits`)."""
+
+    max_image_pixels: int
+    max_slices: int
+
+
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+DEFAULT_MAX_SLICES = 512
+
+
+def scan_limits(env: Mapping[str, str] | None = None) -> ScanLimits:
+    """The deployment's scan size limits, read from the environment on every call.
+
+    Kept apart from :func:`load_settings` so that reading a scan (the CLI, the
+    library) has no side effects such as creating the data folder or a cookie key.
+    """
+    env = os.environ if env is None else env
+    return ScanLimits(
+        max_image_pixels=int(
+            _number(env, "BRAINLOC_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, 1e4, 1e8)
+        ),
+        max_slices=int(_number(env, "BRAINLOC_MAX_SLICES", DEFAULT_MAX_SLICES, 1, 10_000)),
+    )
 
 
 def _secrets_file_key() -> str | None:
@@ -126,6 +154,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'brainloc.db'}"
     models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()
+    limits = scan_limits(env)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -133,8 +162,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cookie_key=resolve_cookie_key(env, data_dir),
         cookie_hours=_number(env, "BRAINLOC_COOKIE_HOURS", 12.0, 0.25, 24.0 * 30),
         max_upload_mb=int(_number(env, "BRAINLOC_MAX_UPLOAD_MB", 200, 1, 2000)),
-        max_image_pixels=int(_number(env, "BRAINLOC_MAX_IMAGE_PIXELS", 40_000_000, 1e4, 4e8)),
-        max_slices=int(_number(env, "BRAINLOC_MAX_SLICES", 512, 1, 10_000)),
+        max_image_pixels=limits.max_image_pixels,
+        max_slices=limits.max_slices,
         models_dir=models_dir.resolve(),
         bcrypt_rounds=int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
     )

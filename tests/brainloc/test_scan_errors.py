@@ -227,3 +227,35 @@ def test_broken_compressed_dicom_is_corrupt():
     data = _compressed_dicom("1.2.840.10008.1.2.4.90", b"\xff\x4f\xff\x51" + b"\x00" * 100)
     with pytest.raises(ScanError, match="truncated or corrupt"):
         read_scan(data, "j2k.dcm")
+
+
+def test_size_limits_follow_the_deployment_settings(monkeypatch):
+    """BRAINLOC_MAX_IMAGE_PIXELS and BRAINLOC_MAX_SLICES are what every reader enforces."""
+    png = encode_pil(synthetic_slice((128, 128)), "PNG")
+    volume = np.stack([synthetic_slice((64, 64), seed=k) for k in range(5)])
+    tiff = io.BytesIO()
+    tifffile.imwrite(tiff, volume, photometric="rgb")
+    assert read_scan(png, "a.png").shape == (128, 128)
+    assert read_scan(tiff.getvalue(), "v.tif").n_slices == 5
+
+    monkeypatch.setenv("BRAINLOC_MAX_IMAGE_PIXELS", "10000")
+    with pytest.raises(ScanError, match="128 x 128 pixels, too large: slices over 10,000"):
+        read_scan(png, "a.png")
+    monkeypatch.delenv("BRAINLOC_MAX_IMAGE_PIXELS")
+    monkeypatch.setenv("BRAINLOC_MAX_SLICES", "3")
+    with pytest.raises(ScanError, match="at most 3 are accepted"):
+        read_scan(tiff.getvalue(), "v.tif")
+    series = [
+        (f"s{k}.dcm", encode_dicom(volume[k, ..., 1].astype(np.uint16), position_z=k))
+        for k in range(5)
+    ]
+    with pytest.raises(ScanError, match="at most 3 slices"):
+        read_uploads(series)
+
+
+def test_default_slice_limit_is_4096_squared():
+    from brainloc.settings import scan_limits
+
+    assert scan_limits({}).max_image_pixels == 4096 * 4096
+    with pytest.raises(ValueError, match="BRAINLOC_MAX_SLICES must be between"):
+        scan_limits({"BRAINLOC_MAX_SLICES": "0"})
