@@ -255,12 +255,16 @@ def main(argv=None) -> int:
     (run_dir / "cases.json").write_text(
         json.dumps({"train": train_cases, "validation": val_cases}, indent=1)
     )
-    if args.pack:
-        from training.pack import read_pack
+    try:
+        if args.pack:
+            from training.pack import read_pack
 
-        train, val = read_pack(args.pack, train_cases), read_pack(args.pack, val_cases)
-    else:
-        train, val = load_cases(args.data_dir, train_cases), load_cases(args.data_dir, val_cases)
+            train, val = read_pack(args.pack, train_cases), read_pack(args.pack, val_cases)
+        else:
+            train = load_cases(args.data_dir, train_cases)
+            val = load_cases(args.data_dir, val_cases)
+    except (OSError, ValueError, EOFError) as exc:
+        raise SystemExit(f"error: cannot read the training data: {exc}") from None
 
     size = INPUT_SIZE["classifier"] if args.model == "classifier" else INPUT_SIZE["segmenter"]
     if args.model == "classifier" and args.init_encoder:

@@ -43,6 +43,15 @@ def test_pack_round_trip_keeps_what_inference_would_see(lgg_dir, pack):
         read_pack(pack, ["TCGA_XX_0000_20000101"])
 
 
+def test_training_on_cases_the_pack_lacks_is_a_clear_error(pack, tmp_path):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["TCGA_XX_0000_20000101"], "val": [], "test": []}))
+    args = ["--model", "segmenter", "--pack", str(pack), "--split-file", str(split)]
+    args += ["--train-on", "train+val", "--schedule", "cosine", "--run-dir", str(tmp_path / "r")]
+    with pytest.raises(SystemExit, match="cannot read the training data: .* does not hold"):
+        train.main(args)
+
+
 def test_pack_rejects_a_file_that_is_not_a_pack(tmp_path):
     import lzma
 
