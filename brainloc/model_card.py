@@ -85,8 +85,17 @@ def _training_summary(training: dict[str, Any]) -> str:
     parts = [str(training[key]) for key in ("dataset", "data") if training.get(key)]
     if training.get("split_file"):
         parts.append(f"split file {training['split_file']}")
+    if training.get("patients"):
+        parts.append(f"trained on the {training['patients']} patients")
     if training.get("best_epoch") is not None:
         parts.append(f"best epoch {training['best_epoch']}")
+    folds = (training.get("cross_validation") or {}).get("folds") or []
+    mean = (training.get("cross_validation") or {}).get("mean") or {}
+    if folds and mean:
+        numbers = ", ".join(
+            f"{key.removeprefix('val_')} {value:.3f}" for key, value in mean.items()
+        )
+        parts.append(f"{len(folds)}-fold patient cross-validation, mean {numbers}")
     return "; ".join(parts)
 
 

@@ -34,6 +34,8 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from brainloc.results import NEGATIVE_CAUTION
+
 #: Printed on every report, in a box under the title and again in the footer.
 DISCLAIMER = (
     "BrainLoc is a decision-support tool for research and clinical assistance. "
@@ -208,6 +210,8 @@ def build_report(data: ReportData) -> bytes:
     story.append(_grid(header_rows, (40 * mm, 130 * mm), header=False))
     story.append(Paragraph("Result", styles["h2"]))
     story.append(Paragraph(f"<b>{escape(_decision_text(data))}</b>", styles["body"]))
+    if not data.has_tumor:
+        story.append(Paragraph(escape(NEGATIVE_CAUTION), styles["body"]))
     if data.sequences_note:
         story.append(Paragraph(_paragraph_text(data.sequences_note), styles["small"]))
     images = Table(

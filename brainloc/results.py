@@ -12,6 +12,12 @@ import numpy as np
 
 from brainloc.findings import CaseFindings, SliceFindings
 
+#: Shown with every negative result (app and PDF): the classifier can miss a whole tumor.
+NEGATIVE_CAUTION = (
+    "A negative result does not rule out a tumor: on patients it never saw, the classifier "
+    "missed some tumors entirely. The model card gives the measured sensitivity."
+)
+
 
 @dataclass(frozen=True)
 class SliceResult:

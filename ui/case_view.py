@@ -15,6 +15,7 @@ import streamlit as st
 from brainloc import charts, overlay
 from brainloc.casework import StoredCase
 from brainloc.findings_text import case_rows, findings_rows
+from brainloc.results import NEGATIVE_CAUTION
 from ui.models import pipeline_if_loaded
 
 SEQUENCE_LABELS = {
@@ -52,6 +53,7 @@ def _decision(case: StoredCase, key: str) -> None:
         st.error(f"**Tumor suspected** - {label} {case.tumor_probability:.1%}", icon="⚠️")
     else:
         st.success(f"**No tumor detected** - {label} {case.tumor_probability:.1%}")
+        st.warning(NEGATIVE_CAUTION, icon="ℹ️")
     st.caption(
         f"Decision threshold {case.threshold:.0%} · models: {', '.join(case.model_labels) or '-'}"
     )

@@ -110,3 +110,16 @@ def test_model_cards_read_metrics_confusion_and_roc(tmp_path):
     (models / "segmenter.json").unlink()
     cards, problems = load_cards(models)
     assert len(cards) == 1 and "segmenter" in problems[0]
+
+
+def test_shipped_model_card_states_patients_and_cross_validation():
+    from brainloc.model_meta import DEFAULT_MODELS_DIR
+
+    cards, problems = load_cards(DEFAULT_MODELS_DIR)
+    assert problems == []
+    summary = {card.stem: card.training_summary for card in cards}
+    classifier = json.loads((DEFAULT_MODELS_DIR / "classifier.json").read_text())
+    accuracy = classifier["training"]["cross_validation"]["mean"]["val_accuracy"]
+    assert "trained on the train+val patients" in summary["classifier"]
+    assert f"4-fold patient cross-validation, mean accuracy {accuracy:.3f}" in summary["classifier"]
+    assert "mean dice_coefficient" in summary["segmenter"]

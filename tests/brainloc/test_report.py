@@ -86,6 +86,7 @@ def test_report_embeds_both_images():
 def test_negative_result_and_missing_notes_are_stated():
     text, _ = _text(build_report(_data(tumor_probability=0.02, has_tumor=False, notes="")))
     assert "No tumor detected" in text
+    assert "does not rule out a tumor" in " ".join(text.split())
     assert "No notes recorded." in text
     assert "TUMOR SUSPECTED" not in text
 

@@ -49,6 +49,7 @@ def test_a_clear_slice_says_no_tumor(clinic):
     at = _upload(open_page("analyze.py", clinic.alice), [("clear.png", clear_png())], "CASE-C")
     assert not at.exception and not at.error
     assert "No tumor detected" in _texts(at.success)
+    assert "does not rule out a tumor" in _texts(at.warning)
     assert not _analyses(clinic, clinic.alice)[0].has_tumor
 
 
