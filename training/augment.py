@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainloc.preprocessing import SIGNAL_FLOOR
+
 MAX_ROTATION_DEGREES = 15.0
 MAX_ZOOM = 0.10
 GAIN_RANGE = (0.9, 1.1)
 OFFSET_RANGE = (-0.05, 0.05)
 GAMMA_RANGE = (0.8, 1.25)
-#: Pixels at or below this count as background and stay black under jitter.
-SIGNAL_FLOOR = 0.02
 
 
 def random_affine(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -56,7 +56,8 @@ def warp(batch: np.ndarray, transforms: np.ndarray) -> np.ndarray:
 
 
 def jitter_intensity(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-slice, per-channel gain, offset and gamma on signal pixels; clipped at 0."""
+    """Per-slice, per-channel gain, offset and gamma on signal pixels (above the shared
+    preprocessing's SIGNAL_FLOOR); background stays black; clipped at 0."""
     count, channels = len(batch), batch.shape[-1]
     gain = rng.uniform(*GAIN_RANGE, (count, 1, 1, channels))
     offset = rng.uniform(*OFFSET_RANGE, (count, 1, 1, channels))

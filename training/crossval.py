@@ -27,9 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import classification_metrics
-
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+from training.metrics import choose_threshold, classification_metrics
 
 
 def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> list[dict]:
@@ -91,12 +89,7 @@ def summarize(rows: list[dict]) -> dict:
     """Out-of-fold metrics at the Youden threshold (and at 0.5, for reference)."""
     labels = np.array([row["label"] for row in rows])
     scores = np.array([row["probability"] for row in rows])
-
-    def youden(t: float) -> float:
-        metrics = classification_metrics(labels, scores, float(t))
-        return metrics["sensitivity"] + metrics["specificity"]
-
-    threshold = float(max(THRESHOLD_GRID, key=youden))
+    threshold = choose_threshold(labels, scores)
     report = {
         "threshold": threshold,
         "cases": len({row["case"] for row in rows}),
@@ -128,11 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "predict":
-        from training.data import SPLITS_FILE, patient_folds, read_split
+        from training.data import SPLITS_FILE, held_out_fold, read_split
 
-        split = read_split(args.split_file or SPLITS_FILE)
-        pool = split["train"] + split["val"]
-        cases = patient_folds(pool, args.folds, seed=split.get("seed", 20261125))[args.fold]
+        cases = held_out_fold(read_split(args.split_file or SPLITS_FILE), args.folds, args.fold)
         rows = predict_fold(args.pack, cases, args.runs_dir, args.scaling)
         args.out.write_text(json.dumps(rows))
         print(f"fold {args.fold}: {len(cases)} cases, {len(rows)} slices -> {args.out}")

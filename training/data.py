@@ -26,6 +26,8 @@ from brainloc.kaggle_layout import layout_root, mask_path, scan_slices
 log = logging.getLogger(__name__)
 
 SPLITS_FILE = Path(__file__).resolve().parent / "splits.json"
+#: The seed of the committed split (also written into splits.json) and of its folds.
+SPLIT_SEED = 20261125
 
 
 @dataclass
@@ -101,7 +103,7 @@ def load_cases(data_dir: Path | str, cases: list[str]) -> list[CaseSlices]:
 
 
 def make_split(
-    cases: list[str], seed: int = 20261125, val_fraction: float = 0.1, test_fraction: float = 0.15
+    cases: list[str], seed: int = SPLIT_SEED, val_fraction: float = 0.1, test_fraction: float = 0.15
 ) -> dict[str, list[str]]:
     """Split case names by patient into train/val/test with a fixed seed."""
     patients = sorted({patient_id(c) for c in cases})
@@ -133,7 +135,7 @@ def stack(cases: list[CaseSlices]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([c.images for c in cases]), np.concatenate([c.masks for c in cases])
 
 
-def patient_folds(cases: list[str], folds: int, seed: int = 20261125) -> list[list[str]]:
+def patient_folds(cases: list[str], folds: int, seed: int = SPLIT_SEED) -> list[list[str]]:
     """Split case names into ``folds`` groups by patient (cross-validation), with a fixed seed.
 
     A patient's cases always share a fold, so no fold ever validates on a patient
@@ -147,3 +149,9 @@ def patient_folds(cases: list[str], folds: int, seed: int = 20261125) -> list[li
     random.Random(seed).shuffle(patients)
     fold_of = {patient: index % folds for index, patient in enumerate(patients)}
     return [sorted(c for c in cases if fold_of[patient_id(c)] == k) for k in range(folds)]
+
+
+def held_out_fold(split: dict, folds: int, fold: int) -> list[str]:
+    """The train+val cases that cross-validation fold ``fold`` (of ``folds``) validates on."""
+    pool = split["train"] + split["val"]
+    return patient_folds(pool, folds, seed=split.get("seed", SPLIT_SEED))[fold]

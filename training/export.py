@@ -34,7 +34,7 @@ from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, SEGMENTER_N
 from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT
 from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
 from training.evaluate import evaluate, format_table
-from training.metrics import classification_metrics
+from training.metrics import choose_threshold, classification_metrics
 
 log = logging.getLogger("training.export")
 
@@ -94,24 +94,6 @@ def cross_validation_record(crossval_dir: Path, model: str) -> dict:
     if model == "classifier" and summary.is_file():
         record["out_of_fold"] = json.loads(summary.read_text())
     return record
-
-
-def trained_on_validation(run_dir: Path) -> bool:
-    """True when a run's training patients include the split's validation patients."""
-    return json.loads((run_dir / "args.json").read_text()).get("train_on") == "train+val"
-
-
-def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Youden's J over a grid of thresholds, on validation patients only."""
-    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
-    best = max(
-        grid,
-        key=lambda t: (
-            (m := classification_metrics(labels, scores, float(t)))["sensitivity"]
-            + m["specificity"]
-        ),
-    )
-    return float(best)
 
 
 def choose_classifier_threshold(
@@ -222,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     classifier.save(args.models_dir / f"{CLASSIFIER_NAME}.keras")
     segmenter.save(args.models_dir / f"{SEGMENTER_NAME}.keras")
 
-    cls_run, seg_run = args.runs_dir / "classifier", args.runs_dir / "segmenter"
-    scaling = json.loads((cls_run / "args.json").read_text()).get("scaling", SCALING_UINT8_UNIT)
+    cls_record = _training_record(args.runs_dir / "classifier")
+    seg_record = _training_record(args.runs_dir / "segmenter")
+    scaling = cls_record["arguments"].get("scaling", SCALING_UINT8_UNIT)
     cls_meta = _base_metadata(
         CLASSIFIER_NAME, "classification", classifier, int(classifier.input_shape[1]), scaling
     )
@@ -241,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "test_time_augmentation": "horizontal_flip",
         },
         gradcam_layer="gradcam_target",
-        training=_training_record(cls_run),
+        training=cls_record,
     )
     seg_meta = _base_metadata(
         SEGMENTER_NAME, "segmentation", segmenter, int(segmenter.input_shape[1]), scaling
@@ -252,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "(alpha 0.7, gamma 0.75; Abraham & Khan 2019)",
         output={"kind": "probability_map", "meaning": "P(pixel is tumor)", "range": [0, 1]},
         decision={"mask_threshold": 0.5},
-        training=_training_record(seg_run),
+        training=seg_record,
     )
     if args.crossval:
         cls_meta["training"]["cross_validation"] = cross_validation_record(
@@ -263,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
         (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    if trained_on_validation(cls_run) or trained_on_validation(seg_run):
+    if "train+val" in (cls_record["patients"], seg_record["patients"]):
         use_untuned_decisions(cls_meta, seg_meta)
     else:
         choose_classifier_threshold(args, cls_meta, split["val"])

@@ -86,3 +86,20 @@ def segmentation_metrics(
         "false_positive_slice_rate": false_positive / max(1, negative_slices),
         "patients_with_tumor": len(volume_dice),
     }
+
+
+#: Thresholds searched when a decision threshold is chosen (0.05 to 0.95, step 0.01).
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold on THRESHOLD_GRID with the highest Youden's J (sensitivity + specificity).
+
+    Only ever called on patients that are not test patients (validation or out-of-fold).
+    """
+
+    def youden(t: float) -> float:
+        metrics = classification_metrics(labels, scores, float(t))
+        return metrics["sensitivity"] + metrics["specificity"]
+
+    return float(max(THRESHOLD_GRID, key=youden))

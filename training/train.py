@@ -51,7 +51,7 @@ from brainloc.preprocessing import (
     prepare_masks,
 )
 from training.augment import augment_images, augment_pair
-from training.data import SPLITS_FILE, load_cases, patient_folds, read_split, stack
+from training.data import SPLITS_FILE, held_out_fold, load_cases, read_split, stack
 
 log = logging.getLogger("training.train")
 
@@ -155,29 +155,31 @@ def segmenter_datasets(train, val, size: int, batch_size: int, seed: int, scalin
     return batches, validation
 
 
-def build(model_name: str, learning_rate, init_encoder: Path | None = None) -> keras.Model:
-    """The model compiled with its loss and metrics.
+def build(model_name: str, init_encoder: Path | None = None) -> keras.Model:
+    """The model to train, not yet compiled (see :func:`compile_for_training`).
 
     With ``init_encoder`` (a trained segmenter ``.keras`` file) the classifier starts
     from that ResUNet's residual encoder (see ``build_encoder_classifier``).
-    ``learning_rate`` is a number or a Keras schedule.
     """
-    optimizer = keras.optimizers.Adam(learning_rate)
     if model_name == "classifier":
         if init_encoder:
             segmenter = keras.models.load_model(init_encoder, compile=False)
-            model = build_encoder_classifier(segmenter)
-        else:
-            model = build_resnet_classifier(INPUT_SIZE["classifier"])
+            return build_encoder_classifier(segmenter)
+        return build_resnet_classifier(INPUT_SIZE["classifier"])
+    return build_resunet(INPUT_SIZE["segmenter"])
+
+
+def compile_for_training(model: keras.Model, model_name: str, learning_rate) -> None:
+    """Compile with Adam (``learning_rate``: a number or a Keras schedule), loss and metrics."""
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if model_name == "classifier":
         model.compile(
             optimizer=optimizer,
             loss="binary_crossentropy",
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
         )
     else:
-        model = build_resunet(INPUT_SIZE["segmenter"])
         model.compile(optimizer=optimizer, loss=FocalTverskyLoss(), metrics=[dice_coefficient])
-    return model
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -228,9 +230,9 @@ def select_cases(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         if args.folds:
             if not 0 <= args.fold < args.folds:
                 raise SystemExit(f"--fold must be in 0..{args.folds - 1}")
-            held_out = patient_folds(pool, args.folds, seed=split.get("seed", 20261125))[args.fold]
-            train_cases = [c for c in pool if c not in set(held_out)]
-            val_cases = held_out
+            val_cases = held_out_fold(split, args.folds, args.fold)
+            held_out = set(val_cases)
+            train_cases = [c for c in pool if c not in held_out]
         else:
             train_cases, val_cases = pool, []
     if args.limit_cases:
@@ -259,16 +261,19 @@ def main(argv=None) -> int:
         if args.pack:
             from training.pack import read_pack
 
-            train, val = read_pack(args.pack, train_cases), read_pack(args.pack, val_cases)
+            # One read (the pack is decompressed whole), split in the pack's own case order.
+            cases = read_pack(args.pack, train_cases + val_cases)
+            wanted = set(train_cases)
+            train = [c for c in cases if c.case in wanted]
+            val = [c for c in cases if c.case not in wanted]
         else:
             train = load_cases(args.data_dir, train_cases)
             val = load_cases(args.data_dir, val_cases)
     except (OSError, ValueError, EOFError) as exc:
         raise SystemExit(f"error: cannot read the training data: {exc}") from None
 
-    size = INPUT_SIZE["classifier"] if args.model == "classifier" else INPUT_SIZE["segmenter"]
-    if args.model == "classifier" and args.init_encoder:
-        size = int(keras.models.load_model(args.init_encoder, compile=False).input_shape[1])
+    model = build(args.model, args.init_encoder)
+    size = int(model.input_shape[1])
     make = classifier_datasets if args.model == "classifier" else segmenter_datasets
     batches, validation = make(train, val, size, args.batch_size, args.seed, args.scaling)
 
@@ -292,7 +297,7 @@ def main(argv=None) -> int:
             ),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
         ]
-    model = build(args.model, learning_rate, args.init_encoder)
+    compile_for_training(model, args.model, learning_rate)
     model.fit(
         batches,
         validation_data=validation,
