@@ -145,7 +145,9 @@ def run_demo(args: argparse.Namespace) -> int:
             if _already_imported(session, user_id, reference):
                 print(f"{reference}: already imported, skipped")
                 continue
-        files = [(path.name, path.read_bytes()) for path in paths[: settings.max_slices]]
+        files = [
+            (path.name, path.read_bytes()) for path in paths[: settings.scan_limits.max_slices]
+        ]
         try:
             outcome = analyze_uploads(pipeline, files)
         except ScanError as error:

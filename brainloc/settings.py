@@ -37,6 +37,14 @@ COOKIE_NAME = "brainloc_session"
 
 
 @dataclass(frozen=True)
+class ScanLimits:
+    """The size limits every scan reader applies (see :func:`scan_limits`)."""
+
+    max_image_pixels: int
+    max_slices: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Resolved configuration. Build it with :func:`load_settings` or :func:`get_settings`."""
 
@@ -46,8 +54,7 @@ class Settings:
     cookie_key: str
     cookie_hours: float
     max_upload_mb: int
-    max_image_pixels: int
-    max_slices: int
+    scan_limits: ScanLimits
     models_dir: Path
     bcrypt_rounds: int
 
@@ -68,14 +75,6 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
     return value
-
-
-@dataclass(frozen=True)
-class ScanLimits:
-    """The size limits every scan reader applies (see :func:`scan_limits`)."""
-
-    max_image_pixels: int
-    max_slices: int
 
 
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
@@ -154,7 +153,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'brainloc.db'}"
     models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()
-    limits = scan_limits(env)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -162,8 +160,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cookie_key=resolve_cookie_key(env, data_dir),
         cookie_hours=_number(env, "BRAINLOC_COOKIE_HOURS", 12.0, 0.25, 24.0 * 30),
         max_upload_mb=int(_number(env, "BRAINLOC_MAX_UPLOAD_MB", 200, 1, 2000)),
-        max_image_pixels=limits.max_image_pixels,
-        max_slices=limits.max_slices,
+        scan_limits=scan_limits(env),
         models_dir=models_dir.resolve(),
         bcrypt_rounds=int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
     )

@@ -62,7 +62,7 @@ def _run(files, case_reference: str) -> int | None:
     uploads = [(file.name, file.getvalue()) for file in files]
     try:
         outcome = analyze_uploads(
-            pipeline, uploads, progress=show, max_slices=get_settings().max_slices
+            pipeline, uploads, progress=show, max_slices=get_settings().scan_limits.max_slices
         )
         with session_scope() as session:
             analysis_id = save_outcome(
