@@ -18,7 +18,6 @@ from PIL import Image, ImageOps
 from brainloc.scan_dicom import looks_like_raw_dicom, read_dicom, read_dicom_series
 from brainloc.scan_normalize import build_scan, check_dimensions
 from brainloc.scans import ScanError
-from brainloc.settings import scan_limits
 
 __all__ = ["READERS", "gunzip_capped", "looks_like_raw_dicom", "read_dicom_series"]
 
@@ -56,9 +55,6 @@ def read_tiff(data: bytes, label: str):
         pages = [page for page in tif.pages if not getattr(page, "is_reduced", False)]
         if not pages:
             raise ScanError(f"{label}: the TIFF holds no image")
-        max_slices = scan_limits().max_slices
-        if len(pages) > max_slices:
-            raise ScanError(f"{label}: {len(pages)} pages; at most {max_slices} are accepted")
         first = pages[0]
         for page in pages:
             if getattr(page, "imagedepth", 1) > 1:
