@@ -93,6 +93,7 @@ def change_password(
 ) -> User:
     """Change a user's own password after checking the current one, audited.
 
+    This also lifts ``must_change_password``: the password is now one the user chose.
     Remembered sign-ins on other browsers stop working (their cookies predate the change).
     """
     user = user_store.get_user(session, user_id=user_id)
@@ -109,6 +110,7 @@ def change_password(
         raise AccountError({"new_password": " ".join(problems)})
     now = clock()
     user.password_hash = hash_password(new_password)
+    user.must_change_password = False
     user.updated_at = now
     user.sessions_revoked_at = now
     return save_with_event(

@@ -60,6 +60,9 @@ class CurrentUser:
     category: str
     licence_number: str
     institution: str
+    #: The password was chosen by someone else (the demo command); only the Account page
+    #: opens until the user sets their own (:func:`ui.guard.require_user`).
+    must_change_password: bool = False
 
     @property
     def is_approved_practitioner(self) -> bool:
@@ -115,6 +118,7 @@ def load_current_user(session: Session, *, user_id: int) -> CurrentUser | None:
         category=category,
         licence_number=user.licence_number,
         institution=user.institution,
+        must_change_password=user.must_change_password,
     )
 
 

@@ -4,10 +4,11 @@
 
 ``DIR`` is in the Kaggle "lgg-mri-segmentation" layout (``DIR/kaggle_3m/<case>/<case>_<n>.tif``
 or ``DIR/<case>/...``; the README says where to get the dataset). The command creates an
-approved practitioner (or reuses it), sets a newly generated one-time password and prints it,
-then analyses the first few cases with the installed models and stores each case as one
-analysis of that practitioner. Cases it imported before are skipped. It never runs by
-itself: nothing in the app calls it.
+approved practitioner (or reuses it), sets a newly generated password and prints it (the
+account must choose its own at the next sign-in: ``users.must_change_password``), then
+analyses the first few cases with the installed models and stores each case as one analysis
+of that practitioner. Cases it imported before are skipped. It never runs by itself: nothing
+in the app calls it.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
             institution=DEMO_INSTITUTION,
         )
     user.password_hash = hash_password(password)
+    user.must_change_password = True  # generated here, so the presenter must replace it
     user.status = STATUS_APPROVED
     user.locked_until = None
     user.updated_at = utc_now()

@@ -106,6 +106,9 @@ class User(SQLModel, table=True):
     # administrator disables the account), because the browser may keep a cookie we asked
     # it to delete.
     sessions_revoked_at: datetime | None = _ts(nullable=True)
+    # Set when someone other than the user chose the password (the demo command's generated
+    # one); until the user picks their own, every page but the Account page refuses them.
+    must_change_password: bool = Field(default=False)
 
 
 class Analysis(SQLModel, table=True):

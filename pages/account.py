@@ -9,7 +9,7 @@ from db.models import ROLES
 from ui.auth import renew_cookie
 from ui.guard import require_user
 
-user = require_user(roles=ROLES)
+user = require_user(roles=ROLES, password_page=True)
 
 # The outcome of the last submit; it stays until the next one, because the script may rerun
 # (a cookie component reporting back) before the message has been read.
@@ -54,6 +54,8 @@ if user.role == "practitioner":
 st.table({"Detail": list(details), "Value": list(details.values())}, hide_index=True)
 
 st.subheader("Change password")
+if user.must_change_password:
+    st.info("This password was generated for you. Choose your own to open the rest of BrainLoc.")
 outcome, message = st.session_state.get(RESULT_KEY, (None, ""))
 with st.form("password_form"):
     st.text_input("Current password", type="password", key="pw_current")

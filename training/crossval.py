@@ -30,8 +30,21 @@ import numpy as np
 from training.metrics import choose_threshold, classification_metrics
 
 
+def _trained_scaling(model_dir: Path, default: str) -> str:
+    """The scaling a run trained with (its ``args.json``), else ``default``."""
+    arguments = model_dir / "args.json"
+    if arguments.exists():
+        return json.loads(arguments.read_text()).get("scaling", default)
+    return default
+
+
 def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> list[dict]:
-    """Out-of-fold rows for ``cases`` from the pair trained in ``run_dir``."""
+    """Out-of-fold rows for ``cases`` from the pair trained in ``run_dir``.
+
+    Each model sees its own run's scaling (``args.json``), so a pair whose two
+    models were trained on different schemes is scored the way the app runs it;
+    ``scaling`` is used for a run that does not record one.
+    """
     import keras
 
     import brainloc.modeling  # noqa: F401  (registers the custom loss)
@@ -40,15 +53,21 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
 
     classifier = keras.models.load_model(run_dir / "classifier" / "best.keras", compile=False)
     segmenter = keras.models.load_model(run_dir / "segmenter" / "best.keras", compile=False)
+    classifier_scaling = _trained_scaling(run_dir / "classifier", scaling)
+    segmenter_scaling = _trained_scaling(run_dir / "segmenter", scaling)
     rows = []
     for data in read_pack(pack, cases):
         size = int(classifier.input_shape[1])
-        batch = prepare_images(data.images, size, scaling)
+        batch = prepare_images(data.images, size, classifier_scaling)
         both = np.concatenate([batch, batch[:, :, ::-1]])
         probability = np.asarray(classifier.predict(both, batch_size=64, verbose=0))[:, 0]
         probability = (probability[: len(batch)] + probability[len(batch) :]) / 2.0
         seg_size = int(segmenter.input_shape[1])
-        seg_batch = batch if seg_size == size else prepare_images(data.images, seg_size, scaling)
+        seg_batch = (
+            batch
+            if (seg_size, segmenter_scaling) == (size, classifier_scaling)
+            else prepare_images(data.images, seg_size, segmenter_scaling)
+        )
         predicted = (
             np.asarray(segmenter.predict(seg_batch, batch_size=64, verbose=0))[..., 0] >= 0.5
         )

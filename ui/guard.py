@@ -47,13 +47,24 @@ def _to_entry_page() -> None:
         st.stop()
 
 
+#: Shown instead of any page but Account while the user's password was chosen by someone else.
+PASSWORD_CHANGE_NEEDED = (
+    "Choose your own password on the **Account** page first: the one you signed in with "
+    "was generated for you. The other pages open once it is changed."
+)
+
+
 def require_user(
     *,
     roles: Sequence[str] = (ROLE_PRACTITIONER,),
     statuses: Sequence[str] = (STATUS_APPROVED,),
+    password_page: bool = False,
 ) -> CurrentUser:
     """Return the signed-in user if their role and status allow this page; otherwise show a
-    short refusal and stop the script, so nothing else of the page renders."""
+    short refusal and stop the script, so nothing else of the page renders.
+
+    A user whose password must change (``must_change_password``) is refused everywhere
+    except the page that changes it, which passes ``password_page=True``."""
     shell_ran = _shell_ran()
     user = current_user()
     if user is None:
@@ -63,6 +74,9 @@ def require_user(
         st.stop()
     if user.role not in roles or user.status not in statuses:
         st.error("You do not have access to this page.")
+        st.stop()
+    if user.must_change_password and not password_page:
+        st.warning(PASSWORD_CHANGE_NEEDED)
         st.stop()
     return user
 

@@ -2,8 +2,10 @@
 
 Signed out: sign in, register. Pending, rejected or disabled: the status page only.
 Approved practitioner: the clinical pages and the account page. Administrator: accounts
-administration and the account page. Clinical pages whose file has not landed yet are left
-out, so the app runs while features are added. Each page still guards itself (ui.guard).
+administration and the account page. Anyone whose password was generated for them (the demo
+account): the account page only, until they choose their own. Clinical pages whose file has
+not landed yet are left out, so the app runs while features are added. Each page still guards
+itself (ui.guard).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def entries_for(user: CurrentUser | None) -> list[PageEntry]:
         return [LOGIN, REGISTER]
     if user.status != STATUS_APPROVED:
         return [STATUS]
+    if user.must_change_password:
+        return [ACCOUNT]
     if user.role == ROLE_ADMIN:
         return [ADMIN, ACCOUNT]
     if user.role == ROLE_PRACTITIONER:

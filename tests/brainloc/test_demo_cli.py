@@ -52,6 +52,7 @@ def test_demo_creates_the_account_imports_cases_and_reuses_it(demo_env, tmp_path
         user = get_user_by_username(session, username="demo")
         assert user.status == "approved" and user.role == "practitioner"
         assert verify_password(_password(first), user.password_hash)
+        assert user.must_change_password  # the printed password is ours, not the presenter's
         (analysis,) = clinical.list_analyses(session, owner_id=user.id)
         rows = clinical.get_slices(session, analysis_id=analysis.id, owner_id=user.id)
         assert [row.source_name for row in rows] == [
@@ -71,6 +72,7 @@ def test_demo_creates_the_account_imports_cases_and_reuses_it(demo_env, tmp_path
         assert user.id == user_id
         assert verify_password(_password(second), user.password_hash)
         assert not verify_password(_password(first), user.password_hash)
+        assert user.must_change_password
         assert clinical.count_analyses(session, owner_id=user_id) == 2
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -14,7 +15,7 @@ from sqlmodel import Session, SQLModel
 
 from db.arrays import array_from_bytes, array_to_bytes, sha256_hex
 from db.engine import get_engine, make_engine, session_scope
-from db.migrate import upgrade_head
+from db.migrate import alembic_config, upgrade_head
 from db.models import PRACTITIONER_CATEGORIES, User
 from db.users import list_categories
 
@@ -129,6 +130,26 @@ def test_array_codec_refuses_pickles_and_foreign_bytes():
         array_to_bytes(np.array([object()], dtype=object))
     with pytest.raises(ValueError):
         array_from_bytes(b"not an npz file")
+
+
+def test_upgrading_keeps_existing_accounts_free_of_the_password_change(tmp_path):
+    # A database made by release 0001 with an account in it, then brought to head.
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (username, full_name, email, password_hash, role, status, "
+                "licence_number, institution, created_at, updated_at) VALUES ('old', 'Dr Old', "
+                "'old@clinic.example', 'x', 'admin', 'approved', '', '', "
+                "'2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+            )
+        )
+    upgrade_head(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT must_change_password FROM users")).all() == [(0,)]
+    engine.dispose()
 
 
 def test_make_engine_works_for_a_new_file_in_a_new_folder(tmp_path):

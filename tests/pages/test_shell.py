@@ -11,6 +11,7 @@ from brainloc.accounts import LOGIN_FAILED_MESSAGE
 from db import audit
 from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
+from ui.guard import PASSWORD_CHANGE_NEEDED
 from ui.state import USER_ID_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +106,38 @@ def test_page_run_alone_refuses_the_wrong_role(app_env, make_account, page):
     at.run()
     assert _titles(at) == []
     assert [e.value for e in at.error] == ["You do not have access to this page."]
+
+
+def test_a_generated_password_opens_only_the_account_page_until_changed(open_app, make_account):
+    user = make_account("demo", must_change_password=True)
+    at = open_app(user)
+    assert _titles(at) == ["Account"]
+    assert "generated for you" in at.info[0].value
+    with pytest.raises(ValueError):
+        at.switch_page("pages/analyze.py")
+    at.text_input(key="pw_current").input(TEST_PASSWORD)
+    at.text_input(key="pw_new").input("my-own-choice-now")
+    at.text_input(key="pw_repeat").input("my-own-choice-now")
+    at.button(key="pw_submit").click()
+    at.run()
+    assert "Password changed" in at.success[0].value
+    assert not at.info  # the "generated for you" notice is gone
+    at.switch_page("pages/history.py").run()
+    assert _titles(at) == ["History"] and not at.warning
+
+
+@pytest.mark.parametrize(
+    "page", ["activity.py", "analyze.py", "case.py", "history.py", "model_card.py"]
+)
+def test_page_run_alone_asks_for_the_password_change_first(app_env, make_account, page):
+    # The URL trap: the page file runs without app.py's menu, so the guard itself refuses.
+    user = make_account("demo", must_change_password=True)
+    at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=60)
+    at.session_state[USER_ID_KEY] = user.id
+    at.run()
+    assert not at.exception
+    assert _titles(at) == [] and len(at.dataframe) == 0 and len(at.button) == 0
+    assert [w.value for w in at.warning] == [PASSWORD_CHANGE_NEEDED]
 
 
 def test_sign_out_ends_the_session_and_is_audited(open_app, make_account):
