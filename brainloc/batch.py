@@ -8,7 +8,10 @@ if any file failed, 1 if the models are missing, 0 otherwise.
 
 Directories are walked recursively in natural order (``case_2`` before
 ``case_10``); Kaggle ``*_mask.*`` files and files without a scan extension are
-skipped, and the DICOM files of one folder are read together as a series.
+skipped, and the DICOM files of one folder are read together as a series. The
+numbered slices of one case (``<case>_<n>.tif`` in one folder), like a series or
+any multi-slice file, are decided as one volume (the volume rule of
+:mod:`brainloc.decision`); they still get one line per file.
 """
 
 from __future__ import annotations
@@ -139,10 +142,12 @@ class _Runner:
             self.pipeline = _load_pipeline(self.args.models_dir)
             if self.pipeline is None:
                 return False
+        key = self._key(job, scan)
         if self.pending and (
             scan.n_slices > 1
-            or self._key(scan) != self._key(self.pending[0][1])
-            or len(self.pending) >= self.args.batch_size
+            or key != self._key(*self.pending[0])
+            # A volume is analysed whole (the volume rule needs every slice of it).
+            or (key[-1] is None and len(self.pending) >= self.args.batch_size)
         ):
             self.flush()
         if scan.n_slices > 1:
@@ -153,24 +158,42 @@ class _Runner:
         return True
 
     @staticmethod
-    def _key(scan):
-        return (scan.shape, scan.spacing_mm, scan.slice_thickness_mm)
+    def _key(job: Job, scan):
+        """Single slices with equal keys share model calls. The last part names the volume
+        of a ``<case>_<n>.tif`` slice (its folder and case), None for any other file."""
+        from brainloc.kaggle_layout import SLICE_RE
+
+        match = SLICE_RE.match(job.paths[0].name) if len(job.paths) == 1 else None
+        volume = (str(job.paths[0].parent), match["case"]) if match else None
+        return (scan.shape, scan.spacing_mm, scan.slice_thickness_mm, volume)
 
     def flush(self) -> None:
         if not self.pending:
             return
         import numpy as np
 
-        first = self.pending[0][1]
-        case = self.pipeline.analyze_case(
-            np.concatenate([scan.slices for _, scan in self.pending]),
-            batch_size=self.args.batch_size,
-            spacing_mm=first.spacing_mm,
-            slice_thickness_mm=first.slice_thickness_mm,
-            names=[scan.names[0] for _, scan in self.pending],
-        )
-        for (job, scan), result in zip(self.pending, case.slices, strict=True):
-            self._emit(job, scan, (result,))
+        from brainloc.kaggle_layout import SLICE_RE, consecutive_runs
+
+        job, first = self.pending[0]
+        one_case = self._key(job, first)[-1] is not None
+        if not one_case:
+            runs = [list(range(len(self.pending)))]  # unrelated slices, each decided alone
+        else:  # one case: each run of consecutive slice numbers is a volume, in number order
+            numbers = [int(SLICE_RE.match(j.paths[0].name)["index"]) for j, _ in self.pending]
+            runs = consecutive_runs(numbers)
+        results = {}
+        for run in runs:
+            case = self.pipeline.analyze_case(
+                np.concatenate([self.pending[k][1].slices for k in run]),
+                batch_size=self.args.batch_size,
+                spacing_mm=first.spacing_mm,
+                slice_thickness_mm=first.slice_thickness_mm,
+                names=[self.pending[k][1].names[0] for k in run],
+                volume=one_case,
+            )
+            results.update(zip(run, case.slices, strict=True))
+        for k, (job, scan) in enumerate(self.pending):
+            self._emit(job, scan, (results[k],))
         self.pending = []
 
     def _emit(self, job: Job, scan, results) -> None:

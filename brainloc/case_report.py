@@ -13,7 +13,12 @@ from datetime import datetime
 
 from brainloc import overlay
 from brainloc.casework import StoredCase, load_case
-from brainloc.findings_text import case_rows, findings_rows
+from brainloc.findings_text import (
+    VOLUME_RULE_NOTE,
+    called_by_volume_rule,
+    case_rows,
+    findings_rows,
+)
 from brainloc.report import ReportData, build_report
 from db import clinical_notes
 from db.types import utc_now
@@ -63,7 +68,12 @@ def report_data(
     if len(case.slices) > 1:
         findings = [*case_rows(case), (f"Shown slice {index + 1}", shown.name or "-"), *findings]
         slice_rows = [
-            (str(s.index + 1), f"{s.tumor_probability:.1%}", f"{s.findings.get('area_px', 0)} px")
+            (
+                str(s.index + 1),
+                f"{s.tumor_probability:.1%}"
+                + (" *" if called_by_volume_rule(s, case.threshold) else ""),
+                f"{s.findings.get('area_px', 0)} px",
+            )
             for s in case.slices
             if s.has_tumor or s.index == index
         ]
@@ -89,6 +99,9 @@ def report_data(
         overlay=drawn,
         findings=findings,
         slice_rows=slice_rows,
+        slice_note=f"* {VOLUME_RULE_NOTE}"
+        if any(row[1].endswith(" *") for row in slice_rows)
+        else "",
         notes=notes,
         note_version=note_version,
         models=case.model_labels,

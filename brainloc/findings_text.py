@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Why a slice below the decision threshold is called tumor (:mod:`brainloc.decision`).
+VOLUME_RULE_NOTE = (
+    "Called tumor although its probability is below the decision threshold: it continues "
+    "the tumor of the adjacent slices (volume rule, see the model card)."
+)
+
+
+def called_by_volume_rule(slice_, threshold: float) -> bool:
+    """True for a stored slice called tumor by the volume rule, not by its own probability."""
+    return bool(slice_.has_tumor and slice_.tumor_probability < threshold)
+
 
 def findings_rows(findings: dict[str, Any]) -> list[tuple[str, str]]:
     """A slice's stored findings as (label, value) rows for tables and reports."""

@@ -2,9 +2,10 @@
 
 ``Pipeline.load()`` reads both models and their metadata (``models/*.json``,
 see :mod:`brainloc.model_meta`) once. ``analyze`` / ``analyze_case`` classify
-every slice and segment only the slices the classifier calls tumor (the
-seed's pipeline); negative slices get an empty mask. Masks come back at the
-input's own size.
+every slice and segment only the slices called tumor (the seed's pipeline);
+negative slices get an empty mask. A slice is called tumor by its probability
+alone, or, for the slices of one volume, by the volume rule of
+:mod:`brainloc.decision`. Masks come back at the input's own size.
 
 One Pipeline may serve many Streamlit sessions at once: it holds no
 per-request state, and model calls are serialised by a lock (TensorFlow
@@ -23,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from brainloc.decision import tumor_calls
 from brainloc.findings import case_findings, slice_findings
 from brainloc.gradcam import GradCam
 from brainloc.model_meta import (
@@ -152,8 +154,11 @@ class Pipeline:
         """P(tumor) for uint8 (N, H, W, 3) slices (or a list of (H, W, 3)); float (N,)."""
         return self._classify(_as_slices(images), batch_size, progress)[0]
 
-    def _classify(self, images, batch_size: int, progress: Progress | None, keep: bool = False):
-        """Probabilities, plus the prepared model input of the positive slices when ``keep``."""
+    def _classify(
+        self, images, batch_size: int, progress: Progress | None, keep_from: float | None = None
+    ):
+        """Probabilities, plus the prepared model input of every slice whose probability is at
+        least ``keep_from`` (the lowest that can be called tumor), when ``keep_from`` is set."""
         out = np.zeros(len(images), dtype=np.float64)
         kept: dict[int, np.ndarray] = {}
         for start, batch in self._batches(images, self.classifier_spec, batch_size):
@@ -166,8 +171,8 @@ class Pipeline:
             else:
                 probability = tumor_probabilities(self._predict(self.classifier, batch))
             out[start:end] = probability
-            if keep:
-                for offset in np.nonzero(probability >= self.classifier_spec.threshold)[0]:
+            if keep_from is not None:
+                for offset in np.nonzero(probability >= keep_from)[0]:
                     kept[start + int(offset)] = batch[offset].copy()  # not a view: frees the batch
             if progress:
                 progress(end / len(images))
@@ -223,11 +228,15 @@ class Pipeline:
         slice_thickness_mm: float | None = None,
         names: Sequence[str] | None = None,
         progress: Progress | None = None,
+        volume: bool = False,
     ) -> CaseResult:
         """Analyse a stack of slices in batches.
 
         Args:
             images: uint8 (N, H, W, 3), or a sequence of (H, W, 3) slices.
+            volume: True when the slices are one volume in slice order; the tumor calls
+                then follow the volume rule (:func:`brainloc.decision.tumor_calls` with the
+                metadata's ``extend_threshold``). False: each slice is decided alone.
             batch_size: slices per model call.
             spacing_mm, slice_thickness_mm: geometry for mm² and mL findings.
             names: one label per slice.
@@ -247,11 +256,16 @@ class Pipeline:
             self.segmenter_spec.input_size,
             self.segmenter_spec.scaling,
         )
+        extend = self.classifier_spec.extend_threshold if volume else None
         # Segmenting costs about as much per slice as classifying; split the bar accordingly.
         probabilities, kept = self._classify(
-            images, batch_size, (lambda done: progress(0.5 * done)) if progress else None, shared
+            images,
+            batch_size,
+            (lambda done: progress(0.5 * done)) if progress else None,
+            (threshold if extend is None else extend) if shared else None,
         )
-        positive = np.nonzero(probabilities >= threshold)[0]
+        calls = tumor_calls(probabilities, threshold, extend)
+        positive = np.nonzero(calls)[0]
         masks = [np.zeros(images[k].shape[:2], dtype=bool) for k in range(total)]
         if positive.size:
             on_batch = (lambda done: progress(0.5 + 0.5 * done)) if progress else None
@@ -269,7 +283,7 @@ class Pipeline:
         results = tuple(
             SliceResult(
                 tumor_probability=float(probabilities[k]),
-                has_tumor=bool(probabilities[k] >= threshold),
+                has_tumor=bool(calls[k]),
                 mask=masks[k],
                 findings=slice_findings(masks[k], images[k], spacing_mm),
                 threshold=threshold,
@@ -286,7 +300,10 @@ class Pipeline:
     def analyze_scan(
         self, scan, *, batch_size: int = DEFAULT_BATCH_SIZE, progress=None
     ) -> CaseResult:
-        """Analyse a :class:`brainloc.scans.Scan`, keeping its names and geometry."""
+        """Analyse a :class:`brainloc.scans.Scan`, keeping its names and geometry.
+
+        A scan of several slices (a DICOM series, a NIfTI or multi-page TIFF volume, the
+        numbered slices of one case) is ordered, so it gets the volume rule."""
         return self.analyze_case(
             scan.slices,
             batch_size=batch_size,
@@ -294,6 +311,7 @@ class Pipeline:
             slice_thickness_mm=scan.slice_thickness_mm,
             names=scan.names,
             progress=progress,
+            volume=scan.n_slices > 1,
         )
 
     def gradcam(self, image: np.ndarray) -> np.ndarray:

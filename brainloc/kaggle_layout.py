@@ -38,6 +38,20 @@ def scan_slices(case_dir: Path) -> list[tuple[int, Path]]:
     return sorted(rows)
 
 
+def consecutive_runs(numbers: list[int]) -> list[list[int]]:
+    """Positions in ``numbers`` grouped into runs of consecutive slice numbers, each run in
+    number order: ``[3, 1, 2, 10]`` gives ``[[1, 2, 0], [3]]`` (slices 1-3, then slice 10).
+    Slices are neighbours in the volume only within a run."""
+    runs: list[list[int]] = []
+    previous = None
+    for position in sorted(range(len(numbers)), key=lambda k: numbers[k]):
+        if previous is None or numbers[position] != previous + 1:
+            runs.append([])
+        runs[-1].append(position)
+        previous = numbers[position]
+    return runs
+
+
 def mask_path(slice_path: Path) -> Path:
     """Where the ground-truth mask of a slice lies (it may not exist)."""
     return slice_path.with_name(f"{slice_path.stem}_mask{slice_path.suffix}")

@@ -15,7 +15,8 @@ Required keys (anything else is informational and shown on the model card)::
                 "channels": ["pre-contrast", "FLAIR", "post-contrast"],
                 "dtype": "uint8", "scaling": "uint8/255"},
       "output": {"kind": "probability" | "probability_map"},
-      "decision": {"threshold": 0.5}          # classification
+      "decision": {"threshold": 0.5,          # classification
+                   "extend_threshold": 0.2}   #   (optional: the volume rule, brainloc.decision)
       "decision": {"mask_threshold": 0.5}     # segmentation
       "metrics": {...}, "training": {...}, "intended_use": "..."
     }
@@ -50,6 +51,8 @@ class ModelSpec:
     scaling: str
     threshold: float
     raw: dict[str, Any] = field(repr=False, compare=False)
+    #: The volume rule's lower threshold (:func:`brainloc.decision.tumor_calls`); None: none.
+    extend_threshold: float | None = None
 
     @property
     def label(self) -> str:
@@ -74,6 +77,7 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
         threshold = (
             decision["threshold"] if task == "classification" else decision["mask_threshold"]
         )
+        extend = decision.get("extend_threshold") if task == "classification" else None
         spec = ModelSpec(
             name=str(raw["name"]),
             version=str(raw["version"]),
@@ -84,6 +88,7 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
             scaling=str(raw["input"]["scaling"]),
             threshold=float(threshold),
             raw=raw,
+            extend_threshold=None if extend is None else float(extend),
         )
     except (KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"{meta_path}: malformed model metadata ({exc!r})") from exc
@@ -95,6 +100,11 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
         )
     if not 0.0 < spec.threshold < 1.0:
         raise ValueError(f"{meta_path}: threshold must be in (0, 1), got {spec.threshold}")
+    if spec.extend_threshold is not None and not 0.0 < spec.extend_threshold <= spec.threshold:
+        raise ValueError(
+            f"{meta_path}: decision.extend_threshold must be in (0, threshold], "
+            f"got {spec.extend_threshold}"
+        )
     if not spec.weights_path.is_file():
         raise FileNotFoundError(f"weights file {spec.weights_path} named by {meta_path} is missing")
     return spec

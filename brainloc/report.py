@@ -64,6 +64,7 @@ class ReportData:
         overlay: uint8 array (H, W, 3), the same slice with the tumor drawn.
         findings: (label, value) rows, already formatted for reading.
         slice_rows: for a case, (slice, probability, area) rows; empty for one slice.
+        slice_note: a footnote printed under the slice table ("" for none).
         notes: the current note text ("" when none).
         note_version: the note version printed (None when there is no note).
         models: model labels, e.g. "brainloc-classifier v1.0.0".
@@ -86,6 +87,7 @@ class ReportData:
     overlay: np.ndarray
     findings: Sequence[tuple[str, str]] = ()
     slice_rows: Sequence[tuple[str, str, str]] = ()
+    slice_note: str = ""
     notes: str = ""
     note_version: int | None = None
     models: Sequence[str] = field(default_factory=tuple)
@@ -246,6 +248,8 @@ def build_report(data: ReportData) -> bytes:
         story.append(Paragraph("Slices", styles["h2"]))
         rows = [("Slice", "Tumor probability", "Tumor area"), *data.slice_rows]
         story.append(_grid(rows, (30 * mm, 50 * mm, 50 * mm), header=True))
+        if data.slice_note:
+            story.append(Paragraph(_paragraph_text(data.slice_note), styles["small"]))
     story.append(Paragraph("Models", styles["h2"]))
     model_text = ", ".join(data.models) if data.models else "not recorded"
     story.append(Paragraph(_paragraph_text(model_text), styles["body"]))

@@ -25,7 +25,8 @@ class SliceResult:
 
     Attributes:
         tumor_probability: classifier P(tumor) in [0, 1].
-        has_tumor: the classifier's decision (probability >= threshold).
+        has_tumor: the decision: probability >= threshold, or the volume rule
+            (:mod:`brainloc.decision`) for a slice of an ordered volume.
         mask: bool (H, W) at the input's size; all False when negative.
         findings: measurements of ``mask`` (see :class:`SliceFindings`).
         threshold: the decision threshold from the classifier metadata.

@@ -231,7 +231,10 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
     """Read several uploaded files at once.
 
     DICOM files are grouped into series (by SeriesInstanceUID) and each series
-    becomes one :class:`Scan` ordered by slice position; every other file is a
+    becomes one :class:`Scan` ordered by slice position. Single slices named like
+    the Kaggle layout's ``<case>_<n>.tif`` that share a case name and a size become
+    one :class:`Scan` ordered by ``n`` (the volume they were cut from, which gets
+    the volume rule of :mod:`brainloc.decision`). Every other file is a
     :class:`Scan` of its own, in the order given.
 
     Raises:
@@ -243,10 +246,55 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
     if not files:
         raise ScanError("no files were given")
     dicom = [(name, data) for name, data in files if _is_dicom(data, name)]
-    scans = [read_scan(data, name) for name, data in files if not _is_dicom(data, name)]
+    scans = _case_volumes(
+        [read_scan(data, name) for name, data in files if not _is_dicom(data, name)]
+    )
     if dicom:
         scans.extend(scan_readers.read_dicom_series(dicom))
     return scans
+
+
+def _case_volumes(scans: list[Scan]) -> list[Scan]:
+    """Join single-slice ``<case>_<n>.tif`` scans of one case (same size) with consecutive
+    ``n`` into one Scan ordered by ``n``; each volume takes the place of its first file, the
+    rest keep theirs."""
+    from brainloc.kaggle_layout import SLICE_RE, consecutive_runs
+
+    groups: dict[tuple, list[tuple[int, Scan]]] = {}
+    order: list[tuple | Scan] = []
+    for scan in scans:
+        match = SLICE_RE.match(scan.names[0]) if scan.n_slices == 1 else None
+        if match is None or scan.source_format != "tiff":
+            order.append(scan)
+            continue
+        key = (match["case"], scan.shape, scan.sequences_present, scan.spacing_mm)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((int(match["index"]), scan))
+    joined = []
+    for item in order:
+        if isinstance(item, Scan):
+            joined.append(item)
+            continue
+        numbered = groups[item]
+        for run in consecutive_runs([number for number, _ in numbered]):
+            joined.append(_join([numbered[k][1] for k in run]))
+    return joined
+
+
+def _join(members: list[Scan]) -> Scan:
+    """One Scan of single-slice scans, in the order given (a lone scan is returned as is)."""
+    if len(members) == 1:
+        return members[0]
+    return Scan(
+        slices=np.concatenate([scan.slices for scan in members]),
+        source_format="tiff",
+        names=tuple(scan.names[0] for scan in members),
+        sequences_present=members[0].sequences_present,
+        spacing_mm=members[0].spacing_mm,
+        notes=tuple(dict.fromkeys(note for scan in members for note in scan.notes)),
+    )
 
 
 def read_paths(paths: Sequence[Path | str]) -> list[Scan]:

@@ -14,7 +14,8 @@ model's input size.
 ``summarize`` pools the rows of every fold, so each development patient is
 scored by a model that never trained on them. From those out-of-fold rows it
 chooses the classifier threshold (Youden's J) and reports accuracy,
-sensitivity, specificity, ROC AUC and Dice per volume. This is how a recipe is
+sensitivity, specificity, ROC AUC and Dice per volume, each slice decided alone
+and with the volume rule (:mod:`brainloc.decision`). This is how a recipe is
 chosen and its threshold set without touching the test patients.
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import choose_threshold, classification_metrics
+from training.metrics import EXTEND_THRESHOLD, choose_threshold, classification_metrics
 
 
 def _trained_scaling(model_dir: Path, default: str) -> str:
@@ -87,16 +88,38 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
     return rows
 
 
-def pipeline_dice(rows: list[dict], threshold: float) -> dict:
-    """Dice per volume (mean, median over cases with tumor), classifier gating at threshold."""
-    by_case: dict[str, list[int]] = {}
+def _by_case(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped per case, each case in slice order (the order the volume rule needs)."""
+    cases: dict[str, list[dict]] = {}
     for row in rows:
-        kept = row["probability"] >= threshold
-        sums = by_case.setdefault(row["case"], [0, 0, 0])
-        sums[0] += row["intersection"] if kept else 0
-        sums[1] += row["predicted_px"] if kept else 0
-        sums[2] += row["truth_px"]
-    scores = [2 * i / (p + t) for i, p, t in by_case.values() if t > 0]
+        cases.setdefault(row["case"], []).append(row)
+    return {case: sorted(found, key=lambda row: row["slice"]) for case, found in cases.items()}
+
+
+def calls_for(rows: list[dict], threshold: float, extend: float | None = None) -> list[bool]:
+    """The pipeline's tumor call for every row (grouped by case, in slice order), with the
+    volume rule when ``extend`` is given (:func:`brainloc.decision.tumor_calls`)."""
+    from brainloc.decision import tumor_calls
+
+    calls = []
+    for found in _by_case(rows).values():
+        probabilities = [row["probability"] for row in found]
+        calls.extend(bool(c) for c in tumor_calls(probabilities, threshold, extend))
+    return calls
+
+
+def pipeline_dice(rows: list[dict], threshold: float, extend: float | None = None) -> dict:
+    """Dice per volume (mean, median over cases with tumor): the segmenter's mask kept on the
+    slices called tumor at ``threshold`` (and by the volume rule, with ``extend``)."""
+    scores = []
+    for found in _by_case(rows).values():
+        calls = calls_for(found, threshold, extend)
+        kept = [row for row, called in zip(found, calls, strict=True) if called]
+        intersection = sum(row["intersection"] for row in kept)
+        predicted = sum(row["predicted_px"] for row in kept)
+        truth = sum(row["truth_px"] for row in found)
+        if truth > 0:
+            scores.append(2 * intersection / (predicted + truth))
     return {
         "dice_per_volume_mean": float(np.mean(scores)),
         "dice_per_volume_median": float(np.median(scores)),
@@ -105,18 +128,26 @@ def pipeline_dice(rows: list[dict], threshold: float) -> dict:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Out-of-fold metrics at the Youden threshold (and at 0.5, for reference)."""
+    """Out-of-fold metrics at the Youden threshold and at 0.5, each slice decided alone, and
+    at 0.5 with the volume rule (``extend_threshold`` EXTEND_THRESHOLD), as the app runs."""
+    rows = [row for found in _by_case(rows).values() for row in found]
     labels = np.array([row["label"] for row in rows])
     scores = np.array([row["probability"] for row in rows])
     threshold = choose_threshold(labels, scores)
     report = {
         "threshold": threshold,
+        "extend_threshold": EXTEND_THRESHOLD,
         "cases": len({row["case"] for row in rows}),
         "slices": len(rows),
     }
-    for name, t in (("at_threshold", threshold), ("at_0.5", 0.5)):
-        metrics = classification_metrics(labels, scores, t)
-        metrics.update(pipeline_dice(rows, t))
+    for name, t, extend in (
+        ("at_threshold", threshold, None),
+        ("at_0.5", 0.5, None),
+        ("at_0.5_volume_rule", 0.5, EXTEND_THRESHOLD),
+    ):
+        calls = calls_for(rows, t, extend)
+        metrics = classification_metrics(labels, scores, t, calls)
+        metrics.update(pipeline_dice(rows, t, extend))
         report[name] = metrics
     return report
 

@@ -3,8 +3,11 @@
     python -m training.evaluate --data-dir DIR --json OUT.json [--models-dir models] [--cases ...]
 
 Runs the pipeline exactly as the app does (``brainloc.inference.Pipeline``):
-every slice is classified, slices called positive are segmented, negative
-slices get an empty mask. Prints a table and writes JSON with the keys
+every slice is classified, each case folder is one volume in slice order, so the
+tumor calls follow the volume rule of the classifier metadata
+(:mod:`brainloc.decision`), slices called tumor are segmented, the others get an
+empty mask. ``classifier.single_slice`` adds the classifier's numbers with every
+slice decided alone, for comparison. Prints a table and writes JSON with the keys
 ``classifier.{accuracy,sensitivity,specificity,roc_auc}``,
 ``segmentation.{dice_per_volume_mean,dice_per_volume_median,dice_tumor_slices_mean}``,
 ``pipeline.false_positive_slice_rate``, ``counts.{patients,slices}`` and
@@ -36,20 +39,21 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
     from brainloc.inference import Pipeline
 
     pipeline = Pipeline.load(models_dir)
-    labels, scores = [], []
+    labels, scores, calls = [], [], []
     truth_by_case, predicted_by_case, per_case = {}, {}, []
     seconds, slices = 0.0, 0
     pipeline.analyze_case(load_case(data_dir, cases[0]).images[:2])  # warm-up, not timed
     for number, case in enumerate(cases, 1):
         data = load_case(data_dir, case)
         start = time.perf_counter()
-        results = pipeline.analyze_case(data.images).slices
+        results = pipeline.analyze_case(data.images, volume=True).slices
         seconds += time.perf_counter() - start
         slices += len(data.images)
         probabilities = np.array([r.tumor_probability for r in results])
         predicted = np.stack([r.mask for r in results])
         labels.extend(data.masks.reshape(len(data.masks), -1).any(axis=1))
         scores.extend(probabilities)
+        calls.extend(r.has_tumor for r in results)
         truth_by_case[case], predicted_by_case[case] = data.masks, predicted
         per_case.append(
             {
@@ -62,8 +66,10 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
         log.info("%d/%d %s", number, len(cases), case)
     threshold = pipeline.classifier_spec.threshold
     labels, scores = np.array(labels, bool), np.array(scores, float)
-    classifier = classification_metrics(labels, scores, threshold)
+    classifier = classification_metrics(labels, scores, threshold, np.array(calls, bool))
+    classifier["extend_threshold"] = pipeline.classifier_spec.extend_threshold
     classifier["roc_curve"] = roc_curve(labels, scores)
+    classifier["single_slice"] = classification_metrics(labels, scores, threshold)
     segmentation = segmentation_metrics(truth_by_case, predicted_by_case)
     return {
         "classifier": classifier,

@@ -14,7 +14,12 @@ import streamlit as st
 
 from brainloc import charts, overlay
 from brainloc.casework import StoredCase
-from brainloc.findings_text import case_rows, findings_rows
+from brainloc.findings_text import (
+    VOLUME_RULE_NOTE,
+    called_by_volume_rule,
+    case_rows,
+    findings_rows,
+)
 from brainloc.results import NEGATIVE_CAUTION
 from ui.models import pipeline_if_loaded
 
@@ -160,6 +165,8 @@ def render_case(case: StoredCase, *, key: str) -> Shown:
         width="stretch",
     )
     st.markdown(f"**Findings, slice {index + 1}** · probability {shown.tumor_probability:.1%}")
+    if called_by_volume_rule(shown, case.threshold):
+        st.caption(VOLUME_RULE_NOTE)
     _table(findings_rows(shown.findings))
     notes = case.findings.get("scan_notes") or []
     sequences = case.findings.get("sequences_present") or []

@@ -27,6 +27,7 @@ from ui.auth import start_run
 from ui.state import SHELL_KEY, current_user
 
 ENTRY_SCRIPT = "app.py"
+PASSWORD_SCRIPT = "pages/account.py"
 
 
 def _shell_ran() -> bool:
@@ -63,8 +64,9 @@ def require_user(
     """Return the signed-in user if their role and status allow this page; otherwise show a
     short refusal and stop the script, so nothing else of the page renders.
 
-    A user whose password must change (``must_change_password``) is refused everywhere
-    except the page that changes it, which passes ``password_page=True``."""
+    A user whose password must change (``must_change_password``) is sent to the page that
+    changes it (which passes ``password_page=True``); a page run without app.py only says
+    so, and renders nothing."""
     shell_ran = _shell_ran()
     user = current_user()
     if user is None:
@@ -76,6 +78,8 @@ def require_user(
         st.error("You do not have access to this page.")
         st.stop()
     if user.must_change_password and not password_page:
+        if shell_ran:
+            st.switch_page(PASSWORD_SCRIPT)
         st.warning(PASSWORD_CHANGE_NEEDED)
         st.stop()
     return user

@@ -3,9 +3,9 @@
 Signed out: sign in, register. Pending, rejected or disabled: the status page only.
 Approved practitioner: the clinical pages and the account page. Administrator: accounts
 administration and the account page. Anyone whose password was generated for them (the demo
-account): the account page only, until they choose their own. Clinical pages whose file has
-not landed yet are left out, so the app runs while features are added. Each page still guards
-itself (ui.guard).
+account) gets no menu until they choose their own: every page sends them to the account page
+(ui.guard). Clinical pages whose file has not landed yet are left out, so the app runs while
+features are added. Each page still guards itself.
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ def entries_for(user: CurrentUser | None) -> list[PageEntry]:
         return [LOGIN, REGISTER]
     if user.status != STATUS_APPROVED:
         return [STATUS]
-    if user.must_change_password:
-        return [ACCOUNT]
     if user.role == ROLE_ADMIN:
         return [ADMIN, ACCOUNT]
     if user.role == ROLE_PRACTITIONER:
@@ -66,7 +64,9 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
 
     For a signed-out visitor every other page's URL is a hidden alias of the sign-in page:
     a bookmarked ``/history`` shows the sign-in (not a "page not found" box) and, once
-    signed in, the same URL opens the page itself.
+    signed in, the same URL opens the page itself. While a user must change a generated
+    password the menu is hidden; the pages' URLs still resolve, and each page's guard sends
+    the user to the Account page.
     """
     entries = entries_for(user)
     pages = [
@@ -86,4 +86,5 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
             for entry in (*PRACTITIONER_PAGES, ADMIN, ACCOUNT, STATUS)
             if entry.url_path not in shown
         ]
-    return st.navigation(pages)
+    hidden = user is not None and user.must_change_password
+    return st.navigation(pages, position="hidden" if hidden else "sidebar")

@@ -45,11 +45,15 @@ def _metadata(name: str, task: str, weights: str, decision: dict, size: int = TI
 
 
 def build_tiny_models(
-    models_dir: Path, min_region_px: int = 0, segmenter_size: int = TINY_SIZE
+    models_dir: Path,
+    min_region_px: int = 0,
+    segmenter_size: int = TINY_SIZE,
+    extend_threshold: float | None = None,
 ) -> Path:
     """Save a tiny classifier and segmenter with metadata into ``models_dir``.
 
-    ``segmenter_size`` other than the classifier's makes the two models take different inputs.
+    ``segmenter_size`` other than the classifier's makes the two models take different inputs;
+    ``extend_threshold`` gives the classifier the volume rule (brainloc.decision).
     """
     import keras
 
@@ -78,7 +82,11 @@ def build_tiny_models(
     segmenter.save(models_dir / "segmenter.keras")
     specs = {
         "classifier": _metadata(
-            "tiny-classifier", "classification", "classifier.keras", {"threshold": 0.5}
+            "tiny-classifier",
+            "classification",
+            "classifier.keras",
+            {"threshold": 0.5}
+            | ({} if extend_threshold is None else {"extend_threshold": extend_threshold}),
         ),
         "segmenter": _metadata(
             "tiny-segmenter",

@@ -142,3 +142,37 @@ def test_dicom_folder_is_one_series_in_position_order(tiny_models_dir, tmp_path,
     assert all(r["file"] == str(series) for r in records)
     assert [r["has_tumor"] for r in records] == [False, True, False]
     assert records[1]["tumor_area_mm2"] == pytest.approx(records[1]["tumor_area_px"] * 0.25)
+
+
+def test_the_numbered_slices_of_a_case_are_decided_as_one_volume(tmp_path, capsys):
+    from tests.brainloc.conftest import build_tiny_models
+
+    models = build_tiny_models(tmp_path / "models", extend_threshold=0.2)
+    case = tmp_path / "kaggle_3m" / "CASE_V"
+    case.mkdir(parents=True)
+    faint = tumor_like_slice(seed=2)
+    faint[100:148, 60:108, 2] = 117  # the tiny classifier's P is about 0.3
+    images = {1: synthetic_slice(seed=1), 2: faint, 3: tumor_like_slice(seed=3), 4: faint}
+    images[10] = faint
+    for number, image in images.items():
+        (case / f"CASE_V_{number}.tif").write_bytes(encode_tiff(image))
+    code, out, err = _analyze(capsys, case, "--json", "--models-dir", models)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    names = [r["file"].rsplit("_", 1)[-1] for r in records]
+    assert names == ["1.tif", "2.tif", "3.tif", "4.tif", "10.tif"]
+    # Slices 2 and 4 continue slice 3's tumor; slice 10 is as faint, but slices 5-9 are
+    # missing, so it is not a neighbour of slice 4.
+    assert [r["has_tumor"] for r in records] == [False, True, True, True, False]
+    assert records[1]["tumor_probability"] < 0.5 and records[1]["tumor_area_px"] > 0
+    # Files named on the command line out of order: the same decisions, printed in that order.
+    shuffled = [case / f"CASE_V_{n}.tif" for n in (3, 10, 1, 4, 2)]
+    code, out, _ = _analyze(capsys, *shuffled, "--json", "--models-dir", models)
+    decided = {r["file"]: r["has_tumor"] for r in map(json.loads, out.splitlines())}
+    assert list(decided) == [str(path) for path in shuffled]
+    assert [decided[str(case / f"CASE_V_{n}.tif")] for n in (1, 2, 3, 4, 10)] == [
+        False, True, True, True, False,
+    ]  # fmt: skip
+    # One slice on its own is decided alone.
+    code, out, _ = _analyze(capsys, case / "CASE_V_2.tif", "--json", "--models-dir", models)
+    assert not json.loads(out)["has_tumor"]

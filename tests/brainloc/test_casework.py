@@ -227,3 +227,45 @@ def test_shipped_models_on_restored_lgg_slices_end_to_end(shipped_pipeline, lgg_
     text = " ".join(" ".join(page.extract_text() for page in pages).split())
     assert f"{tumor.tumor_probability:.1%}" in text and "TUMOR SUSPECTED" in text
     assert shipped_pipeline.classifier_spec.label in text
+
+
+def test_numbered_slices_of_a_case_get_the_volume_rule_on_screen_and_in_the_report(
+    tmp_path, engine
+):
+    """CASE_<n>.tif uploads, out of order, are read as one volume in slice order; a faint
+    slice next to a clear tumor slice is called tumor by the volume rule and marked so."""
+    from brainloc.case_report import report_data
+    from brainloc.findings_text import VOLUME_RULE_NOTE, called_by_volume_rule
+    from brainloc.inference import Pipeline
+    from brainloc.report import build_report
+    from tests.brainloc.conftest import build_tiny_models
+
+    pipeline = Pipeline.load(build_tiny_models(tmp_path / "models", extend_threshold=0.2))
+    faint = tumor_like_slice(seed=2)
+    faint[100:148, 60:108, 2] = 117  # the tiny classifier's P is about 0.3
+    images = {1: synthetic_slice(seed=1), 2: faint, 3: tumor_like_slice(seed=3)}
+    files = [(f"CASE_X_{n}.tif", encode_tiff(images[n])) for n in (3, 1, 2)]
+    outcome = analyze_uploads(pipeline, files)
+    assert [s.name for s in outcome.slices] == ["CASE_X_1.tif", "CASE_X_2.tif", "CASE_X_3.tif"]
+    assert [s.result.has_tumor for s in outcome.slices] == [False, True, True]
+    assert outcome.slices[1].result.tumor_probability < 0.5
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(session, owner_id=owner.id, case_reference="X", outcome=outcome)
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    assert [called_by_volume_rule(s, case.threshold) for s in case.slices] == [False, True, False]
+    assert case.slices[1].mask.any()
+    data = report_data(
+        case,
+        author=Author(owner.id, "Dr A", "Radiologist", "H"),
+        notes="",
+        note_version=None,
+        issued_at=datetime(2026, 11, 25, tzinfo=UTC),
+    )
+    assert [row[1].endswith(" *") for row in data.slice_rows] == [True, False]
+    text = " ".join(
+        " ".join(
+            page.extract_text() for page in PdfReader(io.BytesIO(build_report(data))).pages
+        ).split()
+    )
+    assert "volume rule, see the model card" in text and VOLUME_RULE_NOTE.startswith("Called")

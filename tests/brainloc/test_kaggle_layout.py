@@ -21,3 +21,12 @@ def test_scan_slices_are_numeric_order_without_masks(tmp_path):
         (10, "C_10.tif"),
     ]
     assert mask_path(tmp_path / "C_1.tif") == tmp_path / "C_1_mask.tif"
+
+
+def test_consecutive_runs_split_at_missing_slice_numbers():
+    from brainloc.kaggle_layout import consecutive_runs
+
+    assert consecutive_runs([3, 1, 2, 10]) == [[1, 2, 0], [3]]
+    assert consecutive_runs([5]) == [[0]]
+    assert consecutive_runs([]) == []
+    assert consecutive_runs([4, 2]) == [[1], [0]]

@@ -213,3 +213,23 @@ def test_compressed_tiffs_are_read(compression):
     assert scan.slices.shape == (2, 64, 80, 3)
     tolerance = 6 if compression == "jpeg" else 0
     assert np.abs(scan.slices.astype(int) - np.stack(pages)).mean() <= tolerance
+
+
+def test_numbered_slices_of_one_case_become_one_ordered_volume():
+    slices = {n: synthetic_slice(seed=n) for n in (1, 2, 10)}
+    files = [
+        ("CASE_A_10.tif", encode_tiff(slices[10])),
+        ("other.png", encode_pil(synthetic_slice(seed=7), "PNG")),
+        ("CASE_A_2.tif", encode_tiff(slices[2])),
+        ("CASE_A_1.tif", encode_tiff(slices[1])),
+        ("CASE_A_3.tif", encode_tiff(synthetic_slice((128, 128), seed=3))),  # another size
+        ("CASE_B_1.tif", encode_tiff(slices[1])),  # another case, alone
+    ]
+    volume, apart, png, odd, single = read_uploads(files)
+    # Slices 1 and 2 are neighbours; 10 is not (3 to 9 are missing at this size).
+    assert volume.names == ("CASE_A_1.tif", "CASE_A_2.tif")
+    np.testing.assert_array_equal(volume.slices, np.stack([slices[1], slices[2]]))
+    assert volume.source_format == "tiff"
+    assert apart.names == ("CASE_A_10.tif",) and apart.n_slices == 1
+    assert png.names == ("other.png",) and odd.names == ("CASE_A_3.tif",)
+    assert single.names == ("CASE_B_1.tif",) and single.n_slices == 1

@@ -133,3 +133,61 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
 
     practitioner.close()
     admin.close()
+
+
+def test_the_demo_password_opens_only_the_account_page_until_it_is_changed(
+    app_server, browser, tmp_path
+):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tests.brainloc.scan_factory import encode_tiff, synthetic_slice
+    from tests.e2e.browser import REPO, server_env
+
+    server = app_server()
+    case = tmp_path / "lgg" / "kaggle_3m" / "DEMO_CASE_1"
+    case.mkdir(parents=True)
+    (case / "DEMO_CASE_1_1.tif").write_bytes(encode_tiff(synthetic_slice(seed=1)))
+    (case / "DEMO_CASE_1_1_mask.tif").write_bytes(encode_tiff(np.zeros((256, 256), np.uint8)))
+    done = subprocess.run(
+        [sys.executable, "-m", "brainloc", "demo", "--from", str(tmp_path / "lgg"), "--cases", "1"],
+        cwd=REPO, env=server_env(server.data_dir), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    password = next(
+        line.split(":", 1)[1].strip()
+        for line in done.stdout.splitlines()
+        if line.startswith("One-time password:")
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    open_app(page, server.url)
+    sign_in(page, "demo", password)
+    wait_idle(page)
+    # Only the Account page, which asks for a password of the presenter's own.
+    expect(page.get_by_text("This password was generated for you.")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    for entry in PRACTITIONER_PAGES:
+        expect(page.get_by_role("link", name=entry.title, exact=True)).to_have_count(0)
+    # A bookmarked page URL shows the Account page too (no "page not found" box).
+    open_app(page, f"{server.url}/history")
+    expect(page.get_by_text("This password was generated for you.")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    page.get_by_role("textbox", name="Current password").fill(password)
+    page.get_by_role("textbox", name="New password", exact=True).fill("presenter-own-secret")
+    page.get_by_role("textbox", name="Repeat new password").fill("presenter-own-secret")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Password changed")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(page)
+    history = page.get_by_role("link", name="History", exact=True)
+    expect(history).to_be_visible(timeout=UI_TIMEOUT_MS)
+    history.click()
+    wait_idle(page)
+    expect(page.get_by_text("1 analysis(es) match.")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    assert not _stored_user(server, "demo").must_change_password
+    context.close()

@@ -146,14 +146,14 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
 
 
 def test_pipeline_dice_gates_on_the_classifier():
-    keys = ("case", "label", "probability", "intersection", "predicted_px", "truth_px")
+    keys = ("case", "slice", "label", "probability", "intersection", "predicted_px", "truth_px")
     rows = [
         dict(zip(keys, values, strict=True))
         for values in (
-            ("a", True, 0.9, 8, 10, 10),
-            ("a", True, 0.2, 5, 5, 10),
-            ("b", False, 0.7, 0, 4, 0),
-            ("c", True, 0.6, 3, 3, 3),
+            ("a", 1, True, 0.2, 5, 5, 10),
+            ("a", 0, True, 0.9, 8, 10, 10),
+            ("b", 0, False, 0.7, 0, 4, 0),
+            ("c", 0, True, 0.6, 3, 3, 3),
         )
     ]
     # Case a at 0.5: the second slice is called negative, so its mask is dropped:
@@ -163,6 +163,14 @@ def test_pipeline_dice_gates_on_the_classifier():
     assert result["dice_per_volume_mean"] == pytest.approx((16 / 30 + 1.0) / 2)
     everything = crossval.pipeline_dice(rows, 0.1)
     assert everything["dice_per_volume_mean"] == pytest.approx((26 / 35 + 1.0) / 2)
+    # The volume rule: slice 1 of case a (0.2) continues slice 0 (0.9), so its mask counts.
+    assert crossval.pipeline_dice(rows, 0.5, 0.15) == everything
+    assert crossval.pipeline_dice(rows, 0.5, 0.25) == result
+    assert crossval.calls_for(rows, 0.5, 0.15) == [True, True, True, True]
+    summary = crossval.summarize(rows)
+    assert summary["extend_threshold"] == 0.2
+    assert summary["at_0.5_volume_rule"]["confusion_matrix"] == {"tp": 3, "fn": 0, "fp": 1, "tn": 0}
+    assert summary["at_0.5"]["confusion_matrix"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 0}
 
 
 def test_recipe_cross_validates_and_exports_a_final_pair(pack, tmp_path):

@@ -1,0 +1,51 @@
+"""How slice probabilities become tumor calls: one slice alone, or the slices of one volume.
+
+A single slice is called tumor when its P(tumor) reaches the classifier's threshold.
+
+In an ordered volume (a DICOM series, a NIfTI file, a multi-page TIFF, or the numbered
+slices of one Kaggle-layout case) a tumor is one connected object, and its first and last
+slices show only a sliver of it, so the classifier is least sure exactly there. A radiologist
+reads those slices next to their neighbours; the volume rule does the same, as hysteresis
+along the slice axis: every slice at or above the threshold is called tumor, and so is each
+slice at or above the lower ``extend_threshold`` that is joined to such a slice through
+slices all at or above ``extend_threshold``. A run of slices that never reaches the
+threshold is not called, so a volume is called tumor exactly when the single-slice rule
+would call one of its slices.
+
+The classifier metadata holds both numbers (``decision.threshold`` and
+``decision.extend_threshold``); training's cross-validation and the evaluation CLI call this
+same function, so the rule measured is the rule the app runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def tumor_calls(
+    probabilities, threshold: float, extend_threshold: float | None = None
+) -> np.ndarray:
+    """Tumor calls for the slices of one volume, in slice order.
+
+    Args:
+        probabilities: P(tumor) per slice, shape (N,), in the volume's slice order.
+        threshold: a slice at or above it is called tumor.
+        extend_threshold: the volume rule's lower threshold (``<= threshold``); None
+            applies the single-slice rule to every slice.
+
+    Returns:
+        bool array (N,).
+    """
+    probabilities = np.asarray(probabilities, dtype=float)
+    if probabilities.ndim != 1:
+        raise ValueError(f"expected one probability per slice, got shape {probabilities.shape}")
+    seeds = probabilities >= threshold
+    if extend_threshold is None or not seeds.any():
+        return seeds
+    if not 0.0 < extend_threshold <= threshold:
+        raise ValueError(
+            f"extend_threshold must be in (0, threshold={threshold}], got {extend_threshold}"
+        )
+    runs, _ = ndimage.label(probabilities >= extend_threshold)
+    return np.isin(runs, np.unique(runs[seeds]))
