@@ -26,6 +26,14 @@ def engine(tmp_path):
     engine.dispose()
 
 
+def _report_without_notes(case, owner_id):
+    from brainloc.case_report import report_data
+
+    author = Author(owner_id, "Dr A", "Radiologist", "H")
+    issued = datetime(2026, 11, 25, tzinfo=UTC)
+    return report_data(case, author=author, notes="", note_version=None, issued_at=issued)
+
+
 def test_one_tumor_slice_is_analysed_saved_and_reopened_exactly(tiny_pipeline, engine):
     image = tumor_like_slice((128, 128), square=(40, 30, 24))
     outcome = analyze_uploads(tiny_pipeline, [("slice.png", encode_pil(image, "PNG"))])
@@ -147,7 +155,6 @@ def test_nothing_is_saved_without_a_case_reference(tiny_pipeline, engine):
 
 
 def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
-    from brainloc.case_report import report_data
     from tests.brainloc.scan_factory import encode_dicom
 
     frames = []
@@ -175,13 +182,7 @@ def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
     assert case.slices[1].spacing_mm == (0.5, 0.75) and case.slices[1].slice_thickness_mm == 5.0
     assert dict(case_rows(case))["Estimated tumor volume"].endswith(" mL")
     assert "mm²" in dict(findings_rows(case.slices[1].findings))["Tumor area"]
-    data = report_data(
-        case,
-        author=Author(owner.id, "Dr A", "Radiologist", "H"),
-        notes="",
-        note_version=None,
-        issued_at=datetime(2026, 11, 25, tzinfo=UTC),
-    )
+    data = _report_without_notes(case, owner.id)
     assert "Only FLAIR was present" in data.sequences_note
     assert data.probability_label == "Highest slice tumor probability"
     assert (
@@ -234,7 +235,6 @@ def test_numbered_slices_of_a_case_get_the_volume_rule_on_screen_and_in_the_repo
 ):
     """CASE_<n>.tif uploads, out of order, are read as one volume in slice order; a faint
     slice next to a clear tumor slice is called tumor by the volume rule and marked so."""
-    from brainloc.case_report import report_data
     from brainloc.findings_text import VOLUME_RULE_NOTE, called_by_volume_rule
     from brainloc.inference import Pipeline
     from brainloc.report import build_report
@@ -255,13 +255,7 @@ def test_numbered_slices_of_a_case_get_the_volume_rule_on_screen_and_in_the_repo
         case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
     assert [called_by_volume_rule(s, case.threshold) for s in case.slices] == [False, True, False]
     assert case.slices[1].mask.any()
-    data = report_data(
-        case,
-        author=Author(owner.id, "Dr A", "Radiologist", "H"),
-        notes="",
-        note_version=None,
-        issued_at=datetime(2026, 11, 25, tzinfo=UTC),
-    )
+    data = _report_without_notes(case, owner.id)
     assert [row[1].endswith(" *") for row in data.slice_rows] == [True, False]
     text = " ".join(
         " ".join(

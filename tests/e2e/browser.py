@@ -15,7 +15,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
+
+from brainloc.settings import COOKIE_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -177,3 +179,14 @@ def sign_out(page: Page) -> None:
     expect(button).to_have_count(0, timeout=UI_TIMEOUT_MS)
     wait_idle(page)  # the previous page's elements linger until the run is over
     expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def wait_for_sign_in_cookie(context: BrowserContext, timeout_s: float = 30) -> None:
+    """The "remember me" cookie is written by a browser component a moment after sign-in;
+    a fresh page load (a reload, a typed URL) is signed in only once it is there."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(cookie["name"] == COOKIE_NAME for cookie in context.cookies()):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the sign-in cookie was never set")

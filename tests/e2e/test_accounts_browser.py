@@ -17,6 +17,7 @@ from tests.e2e.browser import (
     open_app,
     sign_in,
     sign_out,
+    wait_for_sign_in_cookie,
     wait_idle,
 )
 from ui.navigation import ACCOUNT, ADMIN, PRACTITIONER_PAGES, STATUS
@@ -106,7 +107,7 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     account_link = page.get_by_role("link", name="Account", exact=True)
     expect(account_link).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(page.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
-    wait_idle(page)  # the cookie is written by a component the browser runs after the page
+    wait_for_sign_in_cookie(practitioner)
     page.reload()
     wait_idle(page)
     expect(page.get_by_role("button", name="Sign out")).to_be_visible(timeout=UI_TIMEOUT_MS)

@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,18 @@ from sqlmodel import Session
 
 from brainloc.accounts import hash_password
 from brainloc.model_meta import DEFAULT_MODELS_DIR, models_available
-from brainloc.settings import COOKIE_NAME
 from db.engine import make_engine
 from db.migrate import upgrade_head
 from db.models import User
 from db.users import get_category_by_code, save_user
-from tests.e2e.browser import REPO, UI_TIMEOUT_MS, sign_in, sign_out, wait_idle
+from tests.e2e.browser import (
+    REPO,
+    UI_TIMEOUT_MS,
+    sign_in,
+    sign_out,
+    wait_for_sign_in_cookie,
+    wait_idle,
+)
 
 from playwright.sync_api import Page, expect  # isort: skip
 
@@ -98,17 +103,6 @@ def _go(page: Page, link: str) -> None:
     page.get_by_role("link", name=link, exact=True).click()
     # A widget used before the page's rerun has finished can lose its value.
     wait_idle(page)
-
-
-def _wait_for_sign_in_cookie(context, timeout_s: float = 30) -> None:
-    """The "remember me" cookie is written by a browser component a moment after sign-in;
-    a fresh page load (typing a URL) is signed in only once it is there."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(cookie["name"] == COOKIE_NAME for cookie in context.cookies()):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the sign-in cookie was never set")
 
 
 def _save_note(page: Page, text: str, version: int) -> None:
@@ -180,7 +174,7 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     expect(other.get_by_role("link", name="History", exact=True)).to_be_visible(
         timeout=UI_TIMEOUT_MS
     )
-    _wait_for_sign_in_cookie(bob)
+    wait_for_sign_in_cookie(bob)
     other.goto(case_url)
     expect(other.get_by_text("This case was not found among your analyses.")).to_be_visible(
         timeout=UI_TIMEOUT_MS

@@ -80,14 +80,19 @@ def test_admin_approves_a_pending_account(open_app, make_account):
     assert "status_change" in at.dataframe[1].value["Action"].tolist()
 
 
+def change_password(at, current: str, new: str):
+    """Fill and submit the Account page's password form; the AppTest after the run."""
+    at.text_input(key="pw_current").input(current)
+    at.text_input(key="pw_new").input(new)
+    at.text_input(key="pw_repeat").input(new)
+    at.button(key="pw_submit").click()
+    return at.run()
+
+
 def test_account_page_changes_the_password(open_app, make_account):
     user = make_account("alice")
     at = open_app(user).switch_page("pages/account.py").run()
-    at.text_input(key="pw_current").input(TEST_PASSWORD)
-    at.text_input(key="pw_new").input("a-brand-new-pass")
-    at.text_input(key="pw_repeat").input("a-brand-new-pass")
-    at.button(key="pw_submit").click()
-    at.run()
+    change_password(at, TEST_PASSWORD, "a-brand-new-pass")
     assert "Password changed" in at.success[0].value
     with session_scope() as session:
         stored = user_store.get_user(session, user_id=user.id)
@@ -97,9 +102,5 @@ def test_account_page_changes_the_password(open_app, make_account):
 def test_account_page_rejects_a_wrong_current_password(open_app, make_account):
     user = make_account("alice")
     at = open_app(user).switch_page("pages/account.py").run()
-    at.text_input(key="pw_current").input("wrong-password")
-    at.text_input(key="pw_new").input("a-brand-new-pass")
-    at.text_input(key="pw_repeat").input("a-brand-new-pass")
-    at.button(key="pw_submit").click()
-    at.run()
+    change_password(at, "wrong-password", "a-brand-new-pass")
     assert at.error[0].value == "The current password is wrong."

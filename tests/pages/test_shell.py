@@ -11,6 +11,7 @@ from brainloc.accounts import LOGIN_FAILED_MESSAGE
 from db import audit
 from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
+from tests.pages.test_account_pages import change_password
 from ui.guard import PASSWORD_CHANGE_NEEDED
 from ui.state import USER_ID_KEY
 
@@ -118,11 +119,7 @@ def test_a_generated_password_opens_only_the_account_page_until_changed(open_app
     at = open_app(user).switch_page("pages/account.py").run()
     assert _titles(at) == ["Account"]
     assert "generated for you" in at.info[0].value
-    at.text_input(key="pw_current").input(TEST_PASSWORD)
-    at.text_input(key="pw_new").input("my-own-choice-now")
-    at.text_input(key="pw_repeat").input("my-own-choice-now")
-    at.button(key="pw_submit").click()
-    at.run()
+    change_password(at, TEST_PASSWORD, "my-own-choice-now")
     assert "Password changed" in at.success[0].value
     assert not at.info  # the "generated for you" notice is gone
     at.switch_page("pages/history.py").run()
