@@ -146,3 +146,29 @@ def test_a_nifti_volume_is_one_case_with_its_volume_estimate(clinic):
     assert "Estimated tumor volume" in summary and "mL" in summary
     assert "mm²" in at.table[-1].value.to_string()
     assert "Only FLAIR present" in _texts(at.caption)
+
+
+def test_numbered_slices_are_one_volume_and_a_slice_called_by_the_volume_rule_says_so(
+    clinic, monkeypatch, tmp_path
+):
+    from brainloc.findings_text import VOLUME_RULE_NOTE
+    from tests.brainloc.conftest import build_tiny_models
+
+    monkeypatch.setenv(
+        "BRAINLOC_MODELS_DIR", str(build_tiny_models(tmp_path / "m", extend_threshold=0.2))
+    )
+    get_settings.cache_clear()
+    faint = tumor_like_slice((64, 64), (20, 20, 16))
+    faint[20:36, 20:36, 2] = 117  # the tiny classifier's P is about 0.3
+    slices = {1: synthetic_slice((64, 64), seed=1), 2: faint}
+    slices[3] = tumor_like_slice((64, 64), (20, 20, 16))
+    files = [(f"CASE_V_{n}.tif", encode_tiff(slices[n])) for n in (3, 2, 1)]
+    at = _upload(open_page("analyze.py", clinic.alice), files, "CASE-V")
+    assert not at.exception
+    (saved,) = _analyses(clinic, clinic.alice)
+    assert saved.slice_count == 3 and saved.has_tumor
+    slider = at.slider(key=f"analyze_{saved.id}_slice")
+    at = slider.set_value(2).run()  # slices in number order: 2 is the faint one
+    assert VOLUME_RULE_NOTE in _texts(at.caption)
+    at = slider.set_value(3).run()
+    assert VOLUME_RULE_NOTE not in _texts(at.caption)
