@@ -219,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cls_record = _training_record(args.runs_dir / "classifier")
     seg_record = _training_record(args.runs_dir / "segmenter")
-    scaling = cls_record["arguments"].get("scaling", SCALING_UINT8_UNIT)
+    # Each model declares the scaling its own run trained with (they may differ).
+    cls_scaling = cls_record["arguments"].get("scaling", SCALING_UINT8_UNIT)
+    seg_scaling = seg_record["arguments"].get("scaling", SCALING_UINT8_UNIT)
     cls_meta = _base_metadata(
-        CLASSIFIER_NAME, "classification", classifier, int(classifier.input_shape[1]), scaling
+        CLASSIFIER_NAME, "classification", classifier, int(classifier.input_shape[1]), cls_scaling
     )
     cls_meta.update(
         architecture="ResNet-family classifier: the ResUNet's residual encoder (stem, residual "
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         training=cls_record,
     )
     seg_meta = _base_metadata(
-        SEGMENTER_NAME, "segmentation", segmenter, int(segmenter.input_shape[1]), scaling
+        SEGMENTER_NAME, "segmentation", segmenter, int(segmenter.input_shape[1]), seg_scaling
     )
     seg_meta.update(
         architecture="ResUNet: residual encoder 16-32-64-128, bottleneck 256, decoder with skip "
