@@ -135,6 +135,7 @@ class _Runner:
         self.pipeline = None
         self.used_stems: set[str] = set()
         self.pending: list[tuple[Job, object]] = []
+        self.pending_key = None  # the shared _key() of the pending slices
 
     def add(self, job: Job, scan) -> bool:
         """Queue or analyse one scan; False when the models cannot be loaded."""
@@ -145,7 +146,7 @@ class _Runner:
         key = self._key(job, scan)
         if self.pending and (
             scan.n_slices > 1
-            or key != self._key(*self.pending[0])
+            or key != self.pending_key
             # A volume is analysed whole (the volume rule needs every slice of it).
             or (key[-1] is None and len(self.pending) >= self.args.batch_size)
         ):
@@ -155,6 +156,7 @@ class _Runner:
             self._emit(job, scan, case.slices)
         else:
             self.pending.append((job, scan))
+            self.pending_key = key
         return True
 
     @staticmethod
@@ -174,8 +176,8 @@ class _Runner:
 
         from brainloc.kaggle_layout import SLICE_RE, consecutive_runs
 
-        job, first = self.pending[0]
-        one_case = self._key(job, first)[-1] is not None
+        first = self.pending[0][1]
+        one_case = self.pending_key[-1] is not None
         if not one_case:
             runs = [list(range(len(self.pending)))]  # unrelated slices, each decided alone
         else:  # one case: each run of consecutive slice numbers is a volume, in number order
@@ -194,7 +196,7 @@ class _Runner:
             results.update(zip(run, case.slices, strict=True))
         for k, (job, scan) in enumerate(self.pending):
             self._emit(job, scan, (results[k],))
-        self.pending = []
+        self.pending, self.pending_key = [], None
 
     def _emit(self, job: Job, scan, results) -> None:
         args = self.args

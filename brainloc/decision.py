@@ -23,6 +23,14 @@ import numpy as np
 from scipy import ndimage
 
 
+def check_extend_threshold(extend_threshold: float, threshold: float) -> None:
+    """Raise ValueError unless ``0 < extend_threshold <= threshold`` (the rule's contract)."""
+    if not 0.0 < extend_threshold <= threshold:
+        raise ValueError(
+            f"extend_threshold must be in (0, threshold={threshold}], got {extend_threshold}"
+        )
+
+
 def tumor_calls(
     probabilities, threshold: float, extend_threshold: float | None = None
 ) -> np.ndarray:
@@ -41,11 +49,10 @@ def tumor_calls(
     if probabilities.ndim != 1:
         raise ValueError(f"expected one probability per slice, got shape {probabilities.shape}")
     seeds = probabilities >= threshold
-    if extend_threshold is None or not seeds.any():
+    if extend_threshold is None:
         return seeds
-    if not 0.0 < extend_threshold <= threshold:
-        raise ValueError(
-            f"extend_threshold must be in (0, threshold={threshold}], got {extend_threshold}"
-        )
+    check_extend_threshold(extend_threshold, threshold)
+    if not seeds.any():
+        return seeds
     runs, _ = ndimage.label(probabilities >= extend_threshold)
     return np.isin(runs, np.unique(runs[seeds]))

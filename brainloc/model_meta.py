@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brainloc.decision import check_extend_threshold
 from brainloc.preprocessing import SCALING_SCHEMES
 
 #: Where the shipped models live, relative to the repository root.
@@ -100,11 +101,11 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
         )
     if not 0.0 < spec.threshold < 1.0:
         raise ValueError(f"{meta_path}: threshold must be in (0, 1), got {spec.threshold}")
-    if spec.extend_threshold is not None and not 0.0 < spec.extend_threshold <= spec.threshold:
-        raise ValueError(
-            f"{meta_path}: decision.extend_threshold must be in (0, threshold], "
-            f"got {spec.extend_threshold}"
-        )
+    if spec.extend_threshold is not None:
+        try:
+            check_extend_threshold(spec.extend_threshold, spec.threshold)
+        except ValueError as exc:
+            raise ValueError(f"{meta_path}: decision.{exc}") from None
     if not spec.weights_path.is_file():
         raise FileNotFoundError(f"weights file {spec.weights_path} named by {meta_path} is missing")
     return spec

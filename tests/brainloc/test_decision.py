@@ -31,6 +31,8 @@ def test_runs_above_the_lower_threshold_join_a_slice_above_the_threshold():
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="extend_threshold"):
         tumor_calls([0.9, 0.3], 0.5, 0.6)
+    with pytest.raises(ValueError, match="extend_threshold"):  # even with no slice called
+        tumor_calls([0.1, 0.3], 0.5, 0.0)
     with pytest.raises(ValueError, match="one probability per slice"):
         tumor_calls(np.zeros((2, 2)), 0.5, 0.2)
 

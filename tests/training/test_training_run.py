@@ -3,6 +3,7 @@ run of each model, and the out-of-fold scoring that cross-validation uses."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,9 @@ import keras
 import numpy as np
 import pytest
 
+from brainloc.inference import Pipeline
 from brainloc.preprocessing import prepare_masks, resize_unit
-from training import crossval, train
+from training import crossval, export, train
 from training.augment import augment_pair, random_affine, warp
 from training.data import load_case, patient_folds, patient_id
 from training.pack import read_pack, write_pack
@@ -142,7 +144,7 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
     assert all(r["intersection"] <= min(r["predicted_px"], r["truth_px"]) for r in rows)
     report = crossval.summarize(rows)
     assert report["slices"] == 24 and 0.05 <= report["threshold"] <= 0.95
-    assert 0.0 <= report["at_threshold"]["dice_per_volume_mean"] <= 1.0
+    assert 0.0 <= report["at_youden"]["dice_per_volume_mean"] <= 1.0
 
 
 def test_pipeline_dice_gates_on_the_classifier():
@@ -173,7 +175,28 @@ def test_pipeline_dice_gates_on_the_classifier():
     assert summary["at_0.5"]["confusion_matrix"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 0}
 
 
-def test_recipe_cross_validates_and_exports_a_final_pair(pack, tmp_path):
+def _rows(*cases):
+    keys = ("case", "slice", "label", "probability", "intersection", "predicted_px", "truth_px")
+    return [
+        dict(zip(keys, (case, 0, label, p, 1, 1, int(label)), strict=True))
+        for case, label, p in cases
+    ]
+
+
+def test_summary_keeps_0_5_unless_youden_scores_better_out_of_fold():
+    # A tumor slice at 0.3 is missed at 0.5 but found at Youden's threshold (0.1 < t <= 0.3).
+    low = crossval.summarize(_rows(("a", True, 0.3), ("b", False, 0.1)))
+    assert 0.1 < low["youden_threshold"] <= 0.3
+    assert low["at_0.5_volume_rule"]["accuracy"] == 0.5
+    assert low["at_youden_volume_rule"]["accuracy"] == 1.0
+    assert low["threshold"] == low["youden_threshold"]
+    # Both thresholds separate these perfectly: the tie keeps 0.5, fixed before training.
+    tie = crossval.summarize(_rows(("a", True, 0.9), ("b", False, 0.1)))
+    assert tie["youden_threshold"] != 0.5
+    assert tie["threshold"] == 0.5
+
+
+def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path):
     """training/recipe.sh for real, at one epoch: two patient folds plus the final pair."""
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": [CASES[0]], "val": [CASES[1]], "test": []}))
@@ -209,3 +232,37 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, tmp_path):
     assert sorted(final_cases["train"]) == sorted(CASES) and final_cases["validation"] == []
     for model in ("segmenter", "classifier"):
         assert keras.models.load_model(scheme / f"{model}.keras", compile=False).built
+
+    # Export the final pair, the classifier with a cross-validation folder of its own.
+    own = tmp_path / "classifier-cv"
+    shutil.copytree(scheme, own, ignore=shutil.ignore_patterns("final", "*.keras"))
+    chosen = summary | {"threshold": 0.42, "threshold_chosen_by": "a test's own choice"}
+    (own / "crossval.json").write_text(json.dumps(chosen))
+    export_split = tmp_path / "export-split.json"
+    export_split.write_text(json.dumps({"train": [CASES[0]], "val": [], "test": [CASES[1]]}))
+    models = tmp_path / "models"
+    args = ["--data-dir", str(lgg_dir), "--runs-dir", str(scheme / "final")]
+    args += ["--models-dir", str(models), "--split-file", str(export_split)]
+    args += ["--crossval", str(scheme), "--classifier-crossval", str(own)]
+    # A folder without the layout, or without the split's test patients, changes nothing.
+    with pytest.raises(SystemExit, match="does not look like the Kaggle"):
+        export.main([*args[:1], str(tmp_path), *args[2:]])
+    other_split = tmp_path / "other-split.json"
+    other_split.write_text(json.dumps({"train": [], "val": [], "test": ["TCGA_XX_0000_20000101"]}))
+    with pytest.raises(SystemExit, match="none of the split's test patients"):
+        export.main([*args, "--split-file", str(other_split)])
+    assert not models.exists()
+    assert export.main(args) == 0
+    pipeline = Pipeline.load(models)
+    assert pipeline.classifier_spec.threshold == 0.42
+    assert pipeline.classifier_spec.extend_threshold == 0.2
+    assert pipeline.classifier_spec.scaling == pipeline.segmenter_spec.scaling == "uint8/255"
+    cls_meta = json.loads((models / "classifier.json").read_text())
+    seg_meta = json.loads((models / "segmenter.json").read_text())
+    assert cls_meta["training"]["cross_validation"]["out_of_fold"]["threshold"] == 0.42
+    assert "a test's own choice" in cls_meta["decision"]["chosen_on"]
+    assert "out_of_fold" not in seg_meta["training"]["cross_validation"]
+    assert len(seg_meta["training"]["cross_validation"]["folds"]) == 2
+    test = cls_meta["metrics"]["test"]
+    assert test["patients"] == 1 and test["slices"] == 24 and 0.0 <= test["accuracy"] <= 1.0
+    assert 0.0 <= seg_meta["metrics"]["test"]["dice_per_volume_mean"] <= 1.0
