@@ -29,7 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import EXTEND_THRESHOLD, choose_threshold, classification_metrics
+from training.metrics import (
+    EXTEND_THRESHOLD,
+    choose_threshold,
+    classification_metrics,
+    extend_threshold_for,
+)
 
 
 def _trained_scaling(model_dir: Path, default: str) -> str:
@@ -148,9 +153,9 @@ def summarize(rows: list[dict]) -> dict:
     }
     for name, t, extend in (
         ("at_youden", youden, None),
-        ("at_youden_volume_rule", youden, min(EXTEND_THRESHOLD, youden)),
+        ("at_youden_volume_rule", youden, extend_threshold_for(youden)),
         ("at_0.5", 0.5, None),
-        ("at_0.5_volume_rule", 0.5, EXTEND_THRESHOLD),
+        ("at_0.5_volume_rule", 0.5, extend_threshold_for(0.5)),
     ):
         calls = calls_for(rows, t, extend)
         metrics = classification_metrics(labels, scores, t, calls)

@@ -36,7 +36,7 @@ from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, SEGMENTER_N
 from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT
 from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
 from training.evaluate import evaluate, format_table
-from training.metrics import EXTEND_THRESHOLD, choose_threshold, classification_metrics
+from training.metrics import choose_threshold, classification_metrics, extend_threshold_for
 
 log = logging.getLogger("training.export")
 
@@ -168,7 +168,7 @@ def use_untuned_decisions(cls_meta: dict, seg_meta: dict) -> None:
 def set_volume_rule(cls_meta: dict) -> None:
     """Write the volume rule's lower threshold (brainloc.decision) into the decision block."""
     decision = cls_meta["decision"]
-    decision["extend_threshold"] = min(EXTEND_THRESHOLD, decision["threshold"])
+    decision["extend_threshold"] = extend_threshold_for(decision["threshold"])
     decision["extend_chosen_on"] = (
         "out-of-fold development patients, never test patients (training.metrics."
         "EXTEND_THRESHOLD): at threshold 0.5 it raised accuracy and sensitivity on CPU fold 0 "

@@ -104,6 +104,12 @@ def segmentation_metrics(
 #: slice-p99 classifier (accuracy 0.955 -> 0.960; uint8/255: 0.949 -> 0.949, sensitivity up).
 EXTEND_THRESHOLD = 0.2
 
+
+def extend_threshold_for(threshold: float) -> float:
+    """The volume rule's lower threshold for a classifier threshold (never above it)."""
+    return min(EXTEND_THRESHOLD, threshold)
+
+
 #: Thresholds searched when a decision threshold is chosen (0.05 to 0.95, step 0.01).
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
 
