@@ -1,6 +1,10 @@
-"""How slice probabilities become tumor calls: one slice alone, or the slices of one volume.
+"""How classifier outputs become P(tumor), and slice probabilities become tumor calls: one
+slice alone, or the slices of one volume.
 
-A single slice is called tumor when its P(tumor) reaches the classifier's threshold.
+P(tumor) is the classifier's tumor output, averaged over the slice and its left-right mirror
+when the metadata asks for ``horizontal_flip`` test-time augmentation
+(:func:`flip_averaged_probabilities`). A single slice is called tumor when its P(tumor)
+reaches the classifier's threshold.
 
 In an ordered volume (a DICOM series, a NIfTI file, a multi-page TIFF, or the numbered
 slices of one Kaggle-layout case) a tumor is one connected object, and its first and last
@@ -21,6 +25,26 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+
+def tumor_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """Classifier outputs to P(tumor): (N, 1) sigmoid, or (N, 2) softmax with class 1 = tumor."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim != 2 or outputs.shape[1] not in (1, 2):
+        raise ValueError(f"classifier output must be (N, 1) or (N, 2), got {outputs.shape}")
+    return outputs[:, -1]
+
+
+def flip_averaged_probabilities(predict, batch: np.ndarray) -> np.ndarray:
+    """P(tumor) averaged over each prepared slice and its left-right mirror.
+
+    ``predict`` maps a prepared (N, S, S, 3) batch to the classifier's outputs; the slices
+    and their mirrors go through it in one call. The app's pipeline and training's
+    cross-validation both score this way, so the rule measured is the rule the app runs.
+    """
+    both = np.concatenate([batch, batch[:, :, ::-1]])
+    probability = tumor_probabilities(predict(both))
+    return (probability[: len(batch)] + probability[len(batch) :]) / 2.0
 
 
 def check_extend_threshold(extend_threshold: float, threshold: float) -> None:

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from brainloc.decision import tumor_calls
+from brainloc.decision import flip_averaged_probabilities, tumor_calls, tumor_probabilities
 from brainloc.findings import case_findings, slice_findings
 from brainloc.gradcam import GradCam
 from brainloc.model_meta import (
@@ -55,14 +55,6 @@ Progress = Callable[[float], None]
 
 class ModelsNotFoundError(FileNotFoundError):
     """The models directory lacks a model or its metadata."""
-
-
-def tumor_probabilities(outputs: np.ndarray) -> np.ndarray:
-    """Classifier outputs to P(tumor): (N, 1) sigmoid, or (N, 2) softmax with class 1 = tumor."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if outputs.ndim != 2 or outputs.shape[1] not in (1, 2):
-        raise ValueError(f"classifier output must be (N, 1) or (N, 2), got {outputs.shape}")
-    return outputs[:, -1]
 
 
 def _compiled_forward(model: keras.Model, input_size: int):
@@ -164,10 +156,9 @@ class Pipeline:
         for start, batch in self._batches(images, self.classifier_spec, batch_size):
             end = start + len(batch)
             if self.flip_average:
-                # The slices and their mirrors in one model call: one dispatch, not two.
-                both = np.concatenate([batch, batch[:, :, ::-1]])
-                probability = tumor_probabilities(self._predict(self.classifier, both))
-                probability = (probability[: len(batch)] + probability[len(batch) :]) / 2.0
+                probability = flip_averaged_probabilities(
+                    lambda both: self._predict(self.classifier, both), batch
+                )
             else:
                 probability = tumor_probabilities(self._predict(self.classifier, batch))
             out[start:end] = probability

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,18 @@ def _trained_scaling(model_dir: Path, default: str) -> str:
     return default
 
 
+def _predict(model, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """``model.predict`` on ``batch`` padded to whole batches of ``batch_size``.
+
+    Every call then has one input shape: on JAX, a case's last, shorter batch would
+    otherwise compile the model again for each new case length (on the H200 the
+    four folds' scoring had not finished 4 minutes after training ended).
+    """
+    padding = -len(batch) % batch_size
+    padded = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+    return np.asarray(model.predict(padded, batch_size=batch_size, verbose=0))[: len(batch)]
+
+
 def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> list[dict]:
     """Out-of-fold rows for ``cases`` from the pair trained in ``run_dir``.
 
@@ -55,6 +68,7 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
     import keras
 
     import brainloc.modeling  # noqa: F401  (registers the custom loss)
+    from brainloc.decision import flip_averaged_probabilities
     from brainloc.preprocessing import prepare_images, prepare_masks
     from training.pack import read_pack
 
@@ -66,18 +80,14 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
     for data in read_pack(pack, cases):
         size = int(classifier.input_shape[1])
         batch = prepare_images(data.images, size, classifier_scaling)
-        both = np.concatenate([batch, batch[:, :, ::-1]])
-        probability = np.asarray(classifier.predict(both, batch_size=64, verbose=0))[:, 0]
-        probability = (probability[: len(batch)] + probability[len(batch) :]) / 2.0
+        probability = flip_averaged_probabilities(partial(_predict, classifier), batch)
         seg_size = int(segmenter.input_shape[1])
         seg_batch = (
             batch
             if (seg_size, segmenter_scaling) == (size, classifier_scaling)
             else prepare_images(data.images, seg_size, segmenter_scaling)
         )
-        predicted = (
-            np.asarray(segmenter.predict(seg_batch, batch_size=64, verbose=0))[..., 0] >= 0.5
-        )
+        predicted = _predict(segmenter, seg_batch)[..., 0] >= 0.5
         truth = prepare_masks(data.masks, seg_size)[..., 0] > 0
         for index in range(len(batch)):
             rows.append(

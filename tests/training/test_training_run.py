@@ -147,6 +147,30 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
     assert 0.0 <= report["at_youden"]["dice_per_volume_mean"] <= 1.0
 
 
+class _ShapeRecorder:
+    """A real Keras model that also records the input shapes ``predict`` was given."""
+
+    def __init__(self, model):
+        self.model, self.shapes = model, set()
+
+    def predict(self, batch, **kwargs):
+        self.shapes.add(batch.shape)
+        return self.model.predict(batch, **kwargs)
+
+
+def test_out_of_fold_predictions_keep_one_input_shape_and_match_keras():
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(inputs))
+    recorder = _ShapeRecorder(keras.Model(inputs, outputs))
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 16, 17):
+        batch = rng.random((n, 8, 8, 3), dtype=np.float32)
+        got = crossval._predict(recorder, batch, batch_size=16)
+        expected = recorder.model.predict(batch, verbose=0)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert {shape[0] % 16 for shape in recorder.shapes} == {0}  # whole batches only
+
+
 def test_pipeline_dice_gates_on_the_classifier():
     keys = ("case", "slice", "label", "probability", "intersection", "predicted_px", "truth_px")
     rows = [
