@@ -6,14 +6,16 @@ Run with ``make run`` (or ``.venv/bin/streamlit run app.py``).
 import streamlit as st
 
 from ui.auth import render_logout_button, start_run
-from ui.navigation import build_navigation
+from ui.navigation import build_navigation, continue_to_requested_page
 from ui.sidebar import render_user_card
-from ui.state import SHELL_KEY, current_user
+from ui.state import LOGIN_ATTEMPT_KEY, SHELL_KEY, current_user
 
 st.set_page_config(page_title="BrainLoc", page_icon=":material/neurology:", layout="wide")
+signing_in = LOGIN_ATTEMPT_KEY in st.session_state
 start_run()
 user = current_user()
 page = build_navigation(user)
+continue_to_requested_page(user, signing_in=signing_in)
 if user is not None:
     render_user_card(user)
     render_logout_button()

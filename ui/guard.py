@@ -24,6 +24,7 @@ from streamlit.errors import StreamlitAPIException
 from brainloc.auth import CurrentUser
 from db.models import ROLE_PRACTITIONER, STATUS_APPROVED
 from ui.auth import start_run
+from ui.navigation import NEXT_PARAM, url_path_of
 from ui.state import SHELL_KEY, current_user
 
 ENTRY_SCRIPT = "app.py"
@@ -40,9 +41,17 @@ def _shell_ran() -> bool:
 
 
 def _to_entry_page() -> None:
-    """Hand over to app.py, which shows the sign-in; if even that fails, show only a hint."""
+    """Hand over to app.py, which shows the sign-in; if even that fails, show only a hint.
+
+    The page asked for travels along as ``?next=<page>`` (with the page's own query
+    parameters, e.g. a case ``id``), so that app.py opens it once the visitor has signed in.
+    """
+    query = {key: st.query_params[key] for key in st.query_params}
+    requested = url_path_of(st.context.url)
+    if requested:
+        query[NEXT_PARAM] = requested
     try:
-        st.switch_page(ENTRY_SCRIPT)
+        st.switch_page(ENTRY_SCRIPT, query_params=query)
     except StreamlitAPIException:
         st.info("Please sign in on the [BrainLoc start page](/).")
         st.stop()

@@ -6,6 +6,11 @@ administration and the account page. Anyone whose password was generated for the
 account) gets no menu until they choose their own: every page sends them to the account page
 (ui.guard). Clinical pages whose file has not landed yet are left out, so the app runs while
 features are added. Each page still guards itself.
+
+A page URL opened while signed out (a bookmark, a link in an e-mail) shows the sign-in and,
+once signed in, the page itself, also on a server nobody has visited yet: the guard then
+carries the page as ``?next=`` and :func:`continue_to_requested_page` opens it, but only if it
+is in the user's own menu.
 """
 
 from __future__ import annotations
@@ -45,6 +50,34 @@ PRACTITIONER_PAGES = (
 )
 
 
+#: Query parameter that carries a bookmarked page through the sign-in (``/?next=history``).
+NEXT_PARAM = "next"
+ALL_PAGES = (LOGIN, REGISTER, STATUS, ACCOUNT, ADMIN, *PRACTITIONER_PAGES)
+
+
+def url_path_of(url: str | None) -> str | None:
+    """The page a browser URL names (its last path segment), if it is one of ours.
+
+    ``http://host:8501/history`` -> ``"history"``; the root URL, an unknown path or None ->
+    None. Only the last segment counts, so the app may be served below a path prefix.
+    """
+    if not url:
+        return None
+    segment = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return segment if any(page.url_path == segment for page in ALL_PAGES) else None
+
+
+def next_page_for(user: CurrentUser | None, url_path: str | None) -> PageEntry | None:
+    """The page a sign-in should continue to: ``url_path``'s entry when ``user`` may see it.
+
+    Anything else (no user, an unknown path, a page outside the user's role or status, the
+    sign-in pages themselves) gives None, so ``next`` can never open more than the menu would.
+    """
+    if user is None or not url_path:
+        return None
+    return next((page for page in entries_for(user) if page.url_path == url_path), None)
+
+
 def entries_for(user: CurrentUser | None) -> list[PageEntry]:
     """The pages ``user`` may see, in menu order; the first one is the default page."""
     if user is None:
@@ -64,9 +97,11 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
 
     For a signed-out visitor every other page's URL is a hidden alias of the sign-in page:
     a bookmarked ``/history`` shows the sign-in (not a "page not found" box) and, once
-    signed in, the same URL opens the page itself. While a user must change a generated
-    password the menu is hidden; the pages' URLs still resolve, and each page's guard sends
-    the user to the Account page.
+    signed in, the same URL opens the page itself. (On a server nobody has visited yet,
+    Streamlit runs the page file without app.py; its guard then sends the visitor to
+    ``/?next=history``, and app.py continues there after the sign-in.) While a user must
+    change a generated password the menu is hidden; the pages' URLs still resolve, and each
+    page's guard sends the user to the Account page.
     """
     entries = entries_for(user)
     pages = [
@@ -88,3 +123,22 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
         ]
     hidden = user is not None and user.must_change_password
     return st.navigation(pages, position="hidden" if hidden else "sidebar")
+
+
+def continue_to_requested_page(user: CurrentUser | None, *, signing_in: bool) -> None:
+    """Open the page named by ``?next=`` once ``user`` is signed in (see the module docstring).
+
+    Called by app.py after the navigation is built. While this run processes a submitted
+    sign-in form (``signing_in``) nothing happens: switching pages now would drop the sign-in
+    cookie before it reaches the browser. Setting that cookie reruns the app, and that run
+    switches. ``next`` is removed from the URL either way; a page outside the user's menu is
+    ignored, and the page's other query parameters (a case ``id``) are kept.
+    """
+    requested = st.query_params.get(NEXT_PARAM)
+    if requested is None or user is None or signing_in:
+        return
+    del st.query_params[NEXT_PARAM]
+    target = next_page_for(user, requested)
+    if target is not None:
+        rest = {key: st.query_params[key] for key in st.query_params}
+        st.switch_page(target.file, query_params=rest)

@@ -192,3 +192,26 @@ def test_the_demo_password_opens_only_the_account_page_until_it_is_changed(
     expect(page.get_by_text("1 analysis(es) match.")).to_be_visible(timeout=UI_TIMEOUT_MS)
     assert not _stored_user(server, "demo").must_change_password
     context.close()
+
+
+def test_a_bookmarked_page_on_a_fresh_server_opens_after_the_sign_in(app_server, browser):
+    # Nobody has loaded "/" on this server yet, so Streamlit runs pages/account.py without
+    # app.py; its guard sends the visitor to the sign-in with ?next=account.
+    server = app_server(admin=ADMIN_LOGIN, name="bookmark")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        open_app(page, f"{server.url}/{ACCOUNT.url_path}")
+        expect_sign_in_page(page)
+        assert "next=account" in page.url, page.url
+        sign_in(page, *ADMIN_LOGIN)
+        # An administrator's default page is Administration; the bookmark wins.
+        expect(page.get_by_role("heading", name="Account", exact=True)).to_be_visible(
+            timeout=UI_TIMEOUT_MS
+        )
+        wait_idle(page)
+        assert page.url.rstrip("/").endswith(f"/{ACCOUNT.url_path}"), page.url
+        expect(page.get_by_role("heading", name="Administration", exact=True)).to_have_count(0)
+    finally:
+        context.close()
+        server.stop()

@@ -149,3 +149,34 @@ def test_sign_out_ends_the_session_and_is_audited(open_app, make_account):
     assert USER_ID_KEY not in at.session_state
     with session_scope() as session:
         assert audit.list_events(session, actor_id=user.id)[0].action == "logout"
+
+
+def _signed_out_at(app_env, **query: str) -> AppTest:
+    """app.py signed out, opened at ``/?<query>`` (where the guard sends a bookmarked page)."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_a_bookmarked_page_opens_after_the_sign_in(app_env, make_account):
+    make_account("alice")
+    at = _signed_out_at(app_env, next="history", id="7")
+    assert _titles(at) == ["BrainLoc"]  # the sign-in first
+    # AppTest reruns the sign-in page file on its own, so its guard hands over to app.py,
+    # which continues at once; in a browser the cookie's rerun does (tests/e2e).
+    at = _sign_in(at, "alice", TEST_PASSWORD)
+    assert not at.exception
+    assert _titles(at) == ["History"]
+    assert "next" not in at.query_params and at.query_params["id"] == "7"
+    at.run()  # and it stays there
+    assert _titles(at) == ["History"]
+
+
+@pytest.mark.parametrize("requested", ["admin", "no-such-page", "login"])
+def test_next_never_opens_a_page_outside_the_users_menu(app_env, make_account, requested):
+    make_account("alice")
+    at = _sign_in(_signed_out_at(app_env, next=requested), "alice", TEST_PASSWORD)
+    assert not at.exception
+    assert _titles(at) == ["Analyze"]
+    assert "next" not in at.query_params
