@@ -89,13 +89,15 @@ def _training_summary(training: dict[str, Any]) -> str:
         parts.append(f"trained on the {training['patients']} patients")
     if training.get("best_epoch") is not None:
         parts.append(f"best epoch {training['best_epoch']}")
-    folds = (training.get("cross_validation") or {}).get("folds") or []
-    mean = (training.get("cross_validation") or {}).get("mean") or {}
+    record = training.get("cross_validation") or {}
+    folds, mean = record.get("folds") or [], record.get("mean") or {}
     if folds and mean:
         numbers = ", ".join(
             f"{key.removeprefix('val_')} {value:.3f}" for key, value in mean.items()
         )
-        parts.append(f"{len(folds)}-fold patient cross-validation, mean {numbers}")
+        split = int(record.get("split_folds") or len(folds))
+        run = f"{len(folds)}-fold" if len(folds) == split else f"{len(folds)} of {split} folds of"
+        parts.append(f"{run} patient cross-validation, mean {numbers}")
     return "; ".join(parts)
 
 

@@ -76,16 +76,23 @@ def cross_validation_record(crossval_dir: Path, model: str) -> dict:
         "classifier": ("val_accuracy", "val_auc"),
         "segmenter": ("val_dice_coefficient",),
     }[model]
-    folds = []
+    folds, split_folds = [], set()
     for fold_dir in sorted(crossval_dir.glob("fold*")):
         rows = list(csv.DictReader((fold_dir / model / "log.csv").open()))
         cases = json.loads((fold_dir / model / "cases.json").read_text())
+        arguments = json.loads((fold_dir / model / "args.json").read_text())
+        split_folds.add(int(arguments["folds"]))
         last = rows[-1]
         folds.append(
-            {"validation_cases": len(cases["validation"]), "epochs": len(rows)}
+            {"fold": int(arguments["fold"]), "validation_cases": len(cases["validation"])}
+            | {"epochs": len(rows)}
             | {name: round(float(last[name]), 4) for name in columns}
         )
+    if len(split_folds) > 1:
+        raise SystemExit(f"{crossval_dir}: its fold runs come from different splits")
     record = {
+        # How many folds the split has; fewer may have been run (e.g. 2 of 4).
+        "split_folds": split_folds.pop() if split_folds else 0,
         "folds": folds,
         "mean": {name: round(float(np.mean([f[name] for f in folds])), 4) for name in columns},
         "note": "patient-level folds of the train+val patients (training.data.patient_folds); "

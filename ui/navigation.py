@@ -131,8 +131,8 @@ def continue_to_requested_page(user: CurrentUser | None, *, signing_in: bool) ->
     Called by app.py after the navigation is built. While this run processes a submitted
     sign-in form (``signing_in``) nothing happens: switching pages now would drop the sign-in
     cookie before it reaches the browser. Setting that cookie reruns the app, and that run
-    switches. ``next`` is removed from the URL either way; a page outside the user's menu is
-    ignored, and the page's other query parameters (a case ``id``) are kept.
+    switches. Then ``next`` leaves the URL whether or not it is followed: a page outside the
+    user's menu is ignored. The page's other query parameters (a case ``id``) are kept.
     """
     requested = st.query_params.get(NEXT_PARAM)
     if requested is None or user is None or signing_in:

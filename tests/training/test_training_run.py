@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from brainloc.inference import Pipeline
+from brainloc.model_card import load_cards
 from brainloc.preprocessing import prepare_masks, resize_unit
 from training import crossval, export, train
 from training.augment import augment_pair, random_affine, warp
@@ -260,6 +261,7 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     # Export the final pair, the classifier with a cross-validation folder of its own.
     own = tmp_path / "classifier-cv"
     shutil.copytree(scheme, own, ignore=shutil.ignore_patterns("final", "*.keras"))
+    shutil.rmtree(own / "fold1")  # only one of its two folds was run
     chosen = summary | {"threshold": 0.42, "threshold_chosen_by": "a test's own choice"}
     (own / "crossval.json").write_text(json.dumps(chosen))
     export_split = tmp_path / "export-split.json"
@@ -287,6 +289,11 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     assert "a test's own choice" in cls_meta["decision"]["chosen_on"]
     assert "out_of_fold" not in seg_meta["training"]["cross_validation"]
     assert len(seg_meta["training"]["cross_validation"]["folds"]) == 2
+    assert [f["fold"] for f in cls_meta["training"]["cross_validation"]["folds"]] == [0]
+    assert cls_meta["training"]["cross_validation"]["split_folds"] == 2
+    cards = {card.stem: card.training_summary for card in load_cards(models)[0]}
+    assert "1 of 2 folds of patient cross-validation" in cards["classifier"]
+    assert "2-fold patient cross-validation" in cards["segmenter"]
     test = cls_meta["metrics"]["test"]
     assert test["patients"] == 1 and test["slices"] == 24 and 0.0 <= test["accuracy"] <= 1.0
     assert 0.0 <= seg_meta["metrics"]["test"]["dice_per_volume_mean"] <= 1.0
