@@ -7,11 +7,13 @@ every slice is classified, each case folder is one volume in slice order, so the
 tumor calls follow the volume rule of the classifier metadata
 (:mod:`brainloc.decision`), slices called tumor are segmented, the others get an
 empty mask. ``classifier.single_slice`` adds the classifier's numbers with every
-slice decided alone, for comparison. Prints a table and writes JSON with the keys
+slice decided alone, for comparison. Prints a table (the headline numbers, then one line
+per patient, lowest Dice first, so a missed patient stands out) and writes JSON with the keys
 ``classifier.{accuracy,sensitivity,specificity,roc_auc}``,
 ``segmentation.{dice_per_volume_mean,dice_per_volume_median,dice_tumor_slices_mean}``,
 ``pipeline.false_positive_slice_rate``, ``counts.{patients,slices}`` and
-``timing.seconds_per_slice``, plus per-patient detail.
+``timing.seconds_per_slice``, plus per-patient detail (``per_case``: slices, tumor slices,
+tumor slices called, false-positive slices, Dice per volume).
 """
 
 from __future__ import annotations
@@ -51,15 +53,19 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
         slices += len(data.images)
         probabilities = np.array([r.tumor_probability for r in results])
         predicted = np.stack([r.mask for r in results])
-        labels.extend(data.masks.reshape(len(data.masks), -1).any(axis=1))
+        case_labels = data.masks.reshape(len(data.masks), -1).any(axis=1)
+        case_calls = np.array([r.has_tumor for r in results], bool)
+        labels.extend(case_labels)
         scores.extend(probabilities)
-        calls.extend(r.has_tumor for r in results)
+        calls.extend(case_calls)
         truth_by_case[case], predicted_by_case[case] = data.masks, predicted
         per_case.append(
             {
                 "case": case,
                 "slices": len(data.images),
-                "tumor_slices": int(data.masks.reshape(len(data.masks), -1).any(axis=1).sum()),
+                "tumor_slices": int(case_labels.sum()),
+                "tumor_slices_called": int((case_labels & case_calls).sum()),
+                "false_positive_slices": int((~case_labels & case_calls).sum()),
                 "dice_volume": dice(data.masks, predicted) if data.masks.any() else None,
             }
         )
@@ -90,7 +96,8 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
 
 
 def format_table(report: dict) -> str:
-    """A readable summary of the headline numbers."""
+    """A readable summary of the headline numbers, then one line per patient, worst first:
+    slices, tumor slices, tumor slices the pipeline called, false-positive slices, Dice."""
     rows = [
         ("patients", report["counts"]["patients"], ""),
         (
@@ -112,6 +119,18 @@ def format_table(report: dict) -> str:
     for name, value, note in rows:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"{name:<30} {shown:>14}  {note}")
+    lines += ["", "per patient, lowest Dice per volume first (- : no tumor in the masks)"]
+    lines.append(f"{'case':<26} {'slices':>6} {'tumor':>6} {'found':>6} {'false +':>7} {'Dice':>6}")
+    worst_first = sorted(
+        report["per_case"],
+        key=lambda c: (c["dice_volume"] is None, c["dice_volume"] or 0.0, c["case"]),
+    )
+    for case in worst_first:
+        shown = "-" if case["dice_volume"] is None else f"{case['dice_volume']:.3f}"
+        lines.append(
+            f"{case['case']:<26} {case['slices']:>6} {case['tumor_slices']:>6} "
+            f"{case['tumor_slices_called']:>6} {case['false_positive_slices']:>7} {shown:>6}"
+        )
     return "\n".join(lines)
 
 

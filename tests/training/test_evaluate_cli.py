@@ -52,6 +52,18 @@ def test_evaluate_writes_the_agreed_keys_with_real_numbers(lgg_dir, tmp_path):
     assert 0.4 < report["segmentation"]["dice_per_volume_mean"] <= 1.0
     dice = [case["dice_volume"] for case in report["per_case"]]
     assert len(set(dice)) == 2
+    for case in report["per_case"]:
+        assert 0 <= case["tumor_slices_called"] <= case["tumor_slices"]
+        assert 0 <= case["false_positive_slices"] <= case["slices"] - case["tumor_slices"]
+        # The per-patient table lists each case with its Dice, worst first.
+        assert f"{case['case']} " in result.stdout and f"{case['dice_volume']:.3f}" in result.stdout
+    found = sum(case["tumor_slices_called"] for case in report["per_case"])
+    assert found / report["counts"]["tumor_slices"] == pytest.approx(
+        report["classifier"]["sensitivity"]
+    )
+    table = result.stdout[result.stdout.index("per patient") :]
+    worst, best = sorted(report["per_case"], key=lambda case: case["dice_volume"])
+    assert table.index(worst["case"]) < table.index(best["case"])
     assert report["timing"]["seconds_per_slice"] > 0
 
 
