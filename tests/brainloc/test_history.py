@@ -121,8 +121,8 @@ def test_shipped_model_card_states_patients_and_cross_validation():
     classifier = json.loads((DEFAULT_MODELS_DIR / "classifier.json").read_text())
     record = classifier["training"]["cross_validation"]
     accuracy, run = record["mean"]["val_accuracy"], len(record["folds"])
-    assert record["split_folds"] == 4 and run in (2, 4)
-    folds = "4-fold" if run == 4 else f"{run} of 4 folds of"  # 2.2.0's classifier: 2 of 4
+    assert record["split_folds"] == 4 and run in (3, 4)
+    folds = "4-fold" if run == 4 else f"{run} of 4 folds of"  # 2.2.0's classifier: 3 of 4
     assert "trained on the train+val patients" in summary["classifier"]
     expected = f"{folds} patient cross-validation, mean accuracy {accuracy:.3f}"
     assert expected in summary["classifier"]
