@@ -84,8 +84,11 @@ def cross_validation_record(crossval_dir: Path, model: str) -> dict:
         split_folds.add(int(arguments["folds"]))
         last = rows[-1]
         folds.append(
-            {"fold": int(arguments["fold"]), "validation_cases": len(cases["validation"])}
-            | {"epochs": len(rows)}
+            {
+                "fold": int(arguments["fold"]),
+                "validation_cases": len(cases["validation"]),
+                "epochs": len(rows),
+            }
             | {name: round(float(last[name]), 4) for name in columns}
         )
     if len(split_folds) > 1:

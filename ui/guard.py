@@ -46,7 +46,7 @@ def _to_entry_page() -> None:
     The page asked for travels along as ``?next=<page>`` (with the page's own query
     parameters, e.g. a case ``id``), so that app.py opens it once the visitor has signed in.
     """
-    query = {key: st.query_params[key] for key in st.query_params}
+    query = st.query_params.to_dict()
     requested = url_path_of(st.context.url)
     if requested:
         query[NEXT_PARAM] = requested

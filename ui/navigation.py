@@ -56,14 +56,14 @@ ALL_PAGES = (LOGIN, REGISTER, STATUS, ACCOUNT, ADMIN, *PRACTITIONER_PAGES)
 
 
 def url_path_of(url: str | None) -> str | None:
-    """The page a browser URL names (its last path segment), if it is one of ours.
+    """The page a browser URL (``st.context.url``: no query, no anchor) names, if it is ours.
 
     ``http://host:8501/history`` -> ``"history"``; the root URL, an unknown path or None ->
     None. Only the last segment counts, so the app may be served below a path prefix.
     """
     if not url:
         return None
-    segment = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    segment = url.rstrip("/").rsplit("/", 1)[-1]
     return segment if any(page.url_path == segment for page in ALL_PAGES) else None
 
 
@@ -118,7 +118,7 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
         shown = {entry.url_path for entry in entries}
         pages += [
             st.Page(LOGIN.file, title=LOGIN.title, url_path=entry.url_path, visibility="hidden")
-            for entry in (*PRACTITIONER_PAGES, ADMIN, ACCOUNT, STATUS)
+            for entry in ALL_PAGES
             if entry.url_path not in shown
         ]
     hidden = user is not None and user.must_change_password
@@ -140,5 +140,4 @@ def continue_to_requested_page(user: CurrentUser | None, *, signing_in: bool) ->
     del st.query_params[NEXT_PARAM]
     target = next_page_for(user, requested)
     if target is not None:
-        rest = {key: st.query_params[key] for key in st.query_params}
-        st.switch_page(target.file, query_params=rest)
+        st.switch_page(target.file, query_params=st.query_params.to_dict())
