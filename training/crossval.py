@@ -35,6 +35,7 @@ from training.metrics import (
     choose_threshold,
     classification_metrics,
     extend_threshold_for,
+    sensitivity_by_tumor_size,
 )
 
 
@@ -99,6 +100,7 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
                     "intersection": int(np.sum(predicted[index] & truth[index])),
                     "predicted_px": int(predicted[index].sum()),
                     "truth_px": int(truth[index].sum()),
+                    "slice_px": int(truth[index].size),
                 }
             )
     return rows
@@ -143,6 +145,14 @@ def pipeline_dice(rows: list[dict], threshold: float, extend: float | None = Non
     }
 
 
+def _tumor_fraction(row: dict) -> float:
+    """The share of the slice the true tumor covers at the model's resolution; a tumor slice
+    whose tumor vanished in the resize counts as one pixel, so it lands in the smallest bin."""
+    if not row["label"]:
+        return 0.0
+    return max(row["truth_px"], 1) / row["slice_px"]
+
+
 def summarize(rows: list[dict]) -> dict:
     """Out-of-fold metrics, and the classifier threshold the app should use.
 
@@ -170,6 +180,10 @@ def summarize(rows: list[dict]) -> dict:
         calls = calls_for(rows, t, extend)
         metrics = classification_metrics(labels, scores, t, calls)
         metrics.update(pipeline_dice(rows, t, extend))
+        if all("slice_px" in row for row in rows):
+            metrics["sensitivity_by_tumor_size"] = sensitivity_by_tumor_size(
+                [_tumor_fraction(row) for row in rows], calls
+            )
         report[name] = metrics
     fixed, tuned = report["at_0.5_volume_rule"], report["at_youden_volume_rule"]
     report["threshold"] = youden if tuned["accuracy"] > fixed["accuracy"] else 0.5

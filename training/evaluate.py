@@ -12,8 +12,9 @@ per patient, lowest Dice first, so a missed patient stands out) and writes JSON 
 ``classifier.{accuracy,sensitivity,specificity,roc_auc}``,
 ``segmentation.{dice_per_volume_mean,dice_per_volume_median,dice_tumor_slices_mean}``,
 ``pipeline.false_positive_slice_rate``, ``counts.{patients,slices}`` and
-``timing.seconds_per_slice``, plus per-patient detail (``per_case``: slices, tumor slices,
-tumor slices called, false-positive slices, Dice per volume).
+``timing.seconds_per_slice``, plus the share of tumor slices found by tumor size
+(``classifier.sensitivity_by_tumor_size``) and per-patient detail (``per_case``: slices,
+tumor slices, tumor slices called, false-positive slices, Dice per volume).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ import numpy as np
 
 from brainloc.model_meta import DEFAULT_MODELS_DIR
 from training.data import list_cases, load_case
-from training.metrics import classification_metrics, dice, roc_curve, segmentation_metrics
+from training.metrics import (
+    classification_metrics,
+    dice,
+    roc_curve,
+    segmentation_metrics,
+    sensitivity_by_tumor_size,
+)
 
 log = logging.getLogger("training.evaluate")
 
@@ -41,7 +48,7 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
     from brainloc.inference import Pipeline
 
     pipeline = Pipeline.load(models_dir)
-    labels, scores, calls = [], [], []
+    labels, scores, calls, tumor_fraction = [], [], [], []
     truth_by_case, predicted_by_case, per_case = {}, {}, []
     seconds, slices = 0.0, 0
     pipeline.analyze_case(load_case(data_dir, cases[0]).images[:2])  # warm-up, not timed
@@ -56,6 +63,7 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
         case_labels = data.masks.reshape(len(data.masks), -1).any(axis=1)
         case_calls = np.array([r.has_tumor for r in results], bool)
         labels.extend(case_labels)
+        tumor_fraction.extend(data.masks.reshape(len(data.masks), -1).mean(axis=1))
         scores.extend(probabilities)
         calls.extend(case_calls)
         truth_by_case[case], predicted_by_case[case] = data.masks, predicted
@@ -76,6 +84,7 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
     classifier["extend_threshold"] = pipeline.classifier_spec.extend_threshold
     classifier["roc_curve"] = roc_curve(labels, scores)
     classifier["single_slice"] = classification_metrics(labels, scores, threshold)
+    classifier["sensitivity_by_tumor_size"] = sensitivity_by_tumor_size(tumor_fraction, calls)
     segmentation = segmentation_metrics(truth_by_case, predicted_by_case)
     return {
         "classifier": classifier,
@@ -119,6 +128,13 @@ def format_table(report: dict) -> str:
     for name, value, note in rows:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"{name:<30} {shown:>14}  {note}")
+    lines += ["", "tumor slices found, by the tumor's share of the slice area"]
+    for size in report["classifier"]["sensitivity_by_tumor_size"]:
+        shown = "-" if size["sensitivity"] is None else f"{size['sensitivity']:.3f}"
+        lines.append(
+            f"{size['area_percent'] + ' %':<12} {size['called']:>5} of {size['tumor_slices']:<5}"
+            f" {shown:>6}"
+        )
     lines += ["", "per patient, lowest Dice per volume first (- : no tumor in the masks)"]
     lines.append(f"{'case':<26} {'slices':>6} {'tumor':>6} {'found':>6} {'false +':>7} {'Dice':>6}")
     worst_first = sorted(

@@ -61,6 +61,11 @@ def test_evaluate_writes_the_agreed_keys_with_real_numbers(lgg_dir, tmp_path):
     assert found / report["counts"]["tumor_slices"] == pytest.approx(
         report["classifier"]["sensitivity"]
     )
+    # Every tumor slice sits in exactly one size bin; the bins add up to the sensitivity.
+    by_size = report["classifier"]["sensitivity_by_tumor_size"]
+    assert sum(size["tumor_slices"] for size in by_size) == report["counts"]["tumor_slices"]
+    assert sum(size["called"] for size in by_size) == found
+    assert "tumor slices found, by the tumor's share of the slice area" in result.stdout
     table = result.stdout[result.stdout.index("per patient") :]
     worst, best = sorted(report["per_case"], key=lambda case: case["dice_volume"])
     assert table.index(worst["case"]) < table.index(best["case"])

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from training.metrics import classification_metrics, dice, roc_auc, segmentation_metrics
+from training.metrics import (
+    classification_metrics,
+    dice,
+    roc_auc,
+    segmentation_metrics,
+    sensitivity_by_tumor_size,
+)
 
 
 def test_dice_known_values():
@@ -43,3 +49,25 @@ def test_segmentation_metrics_per_volume():
     assert m["dice_per_volume_mean"] == pytest.approx(2 * 4 / (8 + 9))
     assert m["dice_tumor_slices_mean"] == pytest.approx(0.5)
     assert m["false_positive_slice_rate"] == pytest.approx(1 / 4)
+
+
+def test_sensitivity_by_tumor_size_bins_and_counts():
+    # Fractions of the slice area; 0 = no tumor (ignored). Edges 0.5 %, 1.5 %, 5 %.
+    fraction = np.array([0.0, 0.001, 0.004, 0.005, 0.01, 0.02, 0.2, 0.0])
+    calls = np.array([True, False, True, True, False, True, True, False])
+    rows = sensitivity_by_tumor_size(fraction, calls)
+    assert [r["area_percent"] for r in rows] == ["<0.5", "0.5-1.5", "1.5-5", ">=5"]
+    assert [(r["tumor_slices"], r["called"]) for r in rows] == [(2, 1), (2, 1), (1, 1), (1, 1)]
+    assert rows[0]["sensitivity"] == pytest.approx(0.5)
+    # The false positive on the clean first slice counts nowhere.
+    assert sum(r["called"] for r in rows) == 4
+
+
+def test_sensitivity_by_tumor_size_empty_bin_and_shape_check():
+    rows = sensitivity_by_tumor_size(np.array([0.3]), np.array([False]), edges=(0.1,))
+    assert rows == [
+        {"area_percent": "<10", "tumor_slices": 0, "called": 0, "sensitivity": None},
+        {"area_percent": ">=10", "tumor_slices": 1, "called": 0, "sensitivity": 0.0},
+    ]
+    with pytest.raises(ValueError, match="calls"):
+        sensitivity_by_tumor_size(np.zeros(3), np.zeros(2, bool))

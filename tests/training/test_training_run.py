@@ -143,8 +143,11 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
     assert all(0.0 <= r["probability"] <= 1.0 for r in rows)
     assert sum(r["label"] for r in rows) == 11
     assert all(r["intersection"] <= min(r["predicted_px"], r["truth_px"]) for r in rows)
+    assert {r["slice_px"] for r in rows} == {128 * 128}
     report = crossval.summarize(rows)
     assert report["slices"] == 24 and 0.05 <= report["threshold"] <= 0.95
+    by_size = report["at_0.5_volume_rule"]["sensitivity_by_tumor_size"]
+    assert sum(size["tumor_slices"] for size in by_size) == 11
     assert 0.0 <= report["at_youden"]["dice_per_volume_mean"] <= 1.0
 
 
@@ -198,6 +201,30 @@ def test_pipeline_dice_gates_on_the_classifier():
     assert summary["extend_threshold"] == 0.2
     assert summary["at_0.5_volume_rule"]["confusion_matrix"] == {"tp": 3, "fn": 0, "fp": 1, "tn": 0}
     assert summary["at_0.5"]["confusion_matrix"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 0}
+
+
+def test_summary_counts_found_tumor_slices_by_tumor_size():
+    keys = ("case", "slice", "label", "probability", "intersection", "predicted_px", "truth_px")
+    rows = [
+        {**dict(zip(keys, values, strict=True)), "slice_px": 1000}
+        for values in (
+            ("a", 0, True, 0.3, 0, 0, 2),  # 0.2 % of the slice, missed
+            ("a", 1, True, 0.9, 9, 9, 10),  # 1 %, found
+            ("a", 2, True, 0.8, 0, 0, 0),  # tumor lost in the resize: smallest bin, found
+            ("a", 3, False, 0.1, 0, 0, 0),
+            ("b", 0, True, 0.95, 90, 90, 100),  # 10 %, found
+        )
+    ]
+    by_size = crossval.summarize(rows)["at_0.5"]["sensitivity_by_tumor_size"]
+    assert [(s["area_percent"], s["tumor_slices"], s["called"]) for s in by_size] == [
+        ("<0.5", 2, 1),
+        ("0.5-1.5", 1, 1),
+        ("1.5-5", 0, 0),
+        (">=5", 1, 1),
+    ]
+    # Rows from before ``slice_px`` was recorded are summarized without the breakdown.
+    old = [{key: value for key, value in row.items() if key != "slice_px"} for row in rows]
+    assert "sensitivity_by_tumor_size" not in crossval.summarize(old)["at_0.5"]
 
 
 def _rows(*cases):
