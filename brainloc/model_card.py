@@ -2,7 +2,8 @@
 
 The metadata (``models/<name>.json``, see :mod:`brainloc.model_meta`) is the only source:
 architecture, training data and split, thresholds, intended use and the test metrics, with
-the confusion matrix and ROC curve when the export wrote them. Missing parts are simply left
+the confusion matrix, ROC curve and tumor slices found by tumor size when the export wrote
+them. Missing parts are simply left
 out, so the page works with any valid metadata.
 """
 
@@ -45,6 +46,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(repr=False)
     confusion: list[list[int]] | None = None
     roc: tuple[list[float], list[float], float | None] | None = None
+    found_by_size: list[dict[str, str]] = field(default_factory=list)
 
 
 def _metric_block(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +73,37 @@ def _roc(block: dict[str, Any]) -> tuple[list[float], list[float], float | None]
         auc = block.get("roc_auc")
         return list(curve["fpr"]), list(curve["tpr"]), float(auc) if auc is not None else None
     return None
+
+
+def _out_of_fold_block(raw: dict[str, Any]) -> dict[str, Any]:
+    """The out-of-fold numbers at the shipped decision (threshold and volume rule), if any."""
+    out_of_fold = (raw.get("training") or {}).get("cross_validation", {}).get("out_of_fold") or {}
+    threshold = (raw.get("decision") or {}).get("threshold")
+    for name in ("at_0.5_volume_rule", "at_youden_volume_rule"):
+        block = out_of_fold.get(name)
+        if isinstance(block, dict) and block.get("threshold") == threshold:
+            return block
+    return {}
+
+
+def _found_by_size(raw: dict[str, Any], block: dict[str, Any]) -> list[dict[str, str]]:
+    """Tumor slices found per tumor-size bin, "found of total (share)", one row per bin, with a
+    column for the test patients and one for the out-of-fold development patients."""
+    columns = {
+        "test patients": block.get("sensitivity_by_tumor_size"),
+        "development patients, out of fold": _out_of_fold_block(raw).get(
+            "sensitivity_by_tumor_size"
+        ),
+    }
+    rows: dict[str, dict[str, str]] = {}
+    for column, bins in columns.items():
+        for size in bins if isinstance(bins, list) else []:
+            row = rows.setdefault(
+                size["area_percent"], {"tumor area (% of the slice)": size["area_percent"]}
+            )
+            share = "-" if size["sensitivity"] is None else f"{size['sensitivity']:.0%}"
+            row[column] = f"{size['called']} of {size['tumor_slices']} ({share})"
+    return list(rows.values())
 
 
 def _input_description(raw: dict[str, Any]) -> str:
@@ -135,6 +168,7 @@ def card_for(models_dir: Path | str, stem: str) -> ModelCard:
         metrics=metrics,
         confusion=_confusion(block),
         roc=_roc(block),
+        found_by_size=_found_by_size(raw, block),
     )
 
 

@@ -50,6 +50,14 @@ for card in cards:
         with chart_columns[1]:
             st.markdown("**ROC curve** (test patients)")
             st.plotly_chart(charts.roc_curve(fpr, tpr, auc), key=f"model_{card.stem}_roc")
+    if card.found_by_size:
+        st.markdown("**Tumor slices found, by tumor size**")
+        st.caption(
+            "The first and last sections of a tumor are small, and they are the ones most "
+            "often missed: a negative call on a slice is least reliable where a small lesion "
+            "could be."
+        )
+        st.dataframe(card.found_by_size, hide_index=True)
     with st.expander("Training data, split and all metrics"):
         st.json(card.training or {}, expanded=False)
         st.json(card.metrics or {}, expanded=False)

@@ -107,9 +107,49 @@ def test_model_cards_read_metrics_confusion_and_roc(tmp_path):
     assert segmenter.confusion is None and segmenter.roc is None
     assert classifier.thresholds == {"threshold": 0.4, "chosen_on": "validation"}
     assert classifier.training_summary == "LGG, 88 patients; split file training/splits.json"
+    assert classifier.found_by_size == [] and segmenter.found_by_size == []
     (models / "segmenter.json").unlink()
     cards, problems = load_cards(models)
     assert len(cards) == 1 and "segmenter" in problems[0]
+
+
+def _size_bins(*counts):
+    return [
+        {"area_percent": name, "tumor_slices": total, "called": called,
+         "sensitivity": called / total if total else None}
+        for name, (called, total) in zip(("<0.5", ">=0.5"), counts, strict=True)
+    ]  # fmt: skip
+
+
+def test_model_card_tabulates_tumor_slices_found_by_size(tmp_path):
+    models = build_tiny_models(tmp_path)
+    meta = json.loads((models / "classifier.json").read_text())
+    meta["decision"]["threshold"] = 0.5
+    meta["metrics"] = {
+        "test": {"accuracy": 0.9, "sensitivity_by_tumor_size": _size_bins((3, 4), (0, 0))}
+    }
+    at_youden = {"threshold": 0.3, "sensitivity_by_tumor_size": _size_bins((9, 9), (9, 9))}
+    at_shipped = {"threshold": 0.5, "sensitivity_by_tumor_size": _size_bins((5, 10), (20, 20))}
+    meta["training"] = {
+        "cross_validation": {
+            "out_of_fold": {"at_youden_volume_rule": at_youden, "at_0.5_volume_rule": at_shipped}
+        }
+    }
+    (models / "classifier.json").write_text(json.dumps(meta))
+    classifier = load_cards(models)[0][0]
+    # The out-of-fold column is the variant at the shipped threshold, not Youden's.
+    assert classifier.found_by_size == [
+        {
+            "tumor area (% of the slice)": "<0.5",
+            "test patients": "3 of 4 (75%)",
+            "development patients, out of fold": "5 of 10 (50%)",
+        },
+        {
+            "tumor area (% of the slice)": ">=0.5",
+            "test patients": "0 of 0 (-)",
+            "development patients, out of fold": "20 of 20 (100%)",
+        },
+    ]
 
 
 def test_shipped_model_card_states_patients_and_cross_validation():

@@ -105,6 +105,9 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
             "roc_auc": 0.99,
             "confusion_matrix": {"tp": 40, "fn": 2, "fp": 1, "tn": 57},
             "roc_curve": {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1], "threshold": [1, 0.5, 0]},
+            "sensitivity_by_tumor_size": [
+                {"area_percent": "<0.5", "tumor_slices": 8, "called": 6, "sensitivity": 0.75}
+            ],
         }
     }
     (models / "classifier.json").write_text(json.dumps(meta))
@@ -119,6 +122,10 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
     assert "Tiny test network" in _texts(at.markdown)
     assert "does not replace" in _texts(at.info)
     assert "Trained on nothing at all." in _texts(at.markdown)
+    (table,) = at.dataframe
+    assert table.value.to_dict("records") == [
+        {"tumor area (% of the slice)": "<0.5", "test patients": "6 of 8 (75%)"}
+    ]
 
 
 def test_model_card_without_models_warns(clinic, tmp_path, monkeypatch):
