@@ -3,8 +3,7 @@
 The metadata (``models/<name>.json``, see :mod:`brainloc.model_meta`) is the only source:
 architecture, training data and split, thresholds, intended use and the test metrics, with
 the confusion matrix, ROC curve and tumor slices found by tumor size when the export wrote
-them. Missing parts are simply left
-out, so the page works with any valid metadata.
+them. Missing parts are simply left out, so the page works with any valid metadata.
 """
 
 from __future__ import annotations
