@@ -160,10 +160,15 @@ def test_shipped_model_card_states_patients_and_cross_validation():
     summary = {card.stem: card.training_summary for card in cards}
     classifier = json.loads((DEFAULT_MODELS_DIR / "classifier.json").read_text())
     record = classifier["training"]["cross_validation"]
-    accuracy, run = record["mean"]["val_accuracy"], len(record["folds"])
-    assert record["split_folds"] == 4 and run in (3, 4)
-    folds = "4-fold" if run == 4 else f"{run} of 4 folds of"  # 2.2.0's classifier: 3 of 4
+    accuracy = record["mean"]["val_accuracy"]
+    # Every fold of the split was run, each holding out its own patients.
+    assert record["split_folds"] == 4 and [f["fold"] for f in record["folds"]] == [0, 1, 2, 3]
+    assert record["out_of_fold"]["cases"] == 75
     assert "trained on the train+val patients" in summary["classifier"]
-    expected = f"{folds} patient cross-validation, mean accuracy {accuracy:.3f}"
+    expected = f"4-fold patient cross-validation, mean accuracy {accuracy:.3f}"
     assert expected in summary["classifier"]
     assert "mean dice_coefficient" in summary["segmenter"]
+    # The page's size table has both columns for the shipped classifier.
+    classifier_card = next(card for card in cards if card.stem == "classifier")
+    assert len(classifier_card.found_by_size) == 4
+    assert all(len(row) == 3 for row in classifier_card.found_by_size)
