@@ -193,5 +193,11 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
         timeout=UI_TIMEOUT_MS
     )
     expect(other.get_by_text("E2E-CASE-1")).to_have_count(0)
+    # The model card states where a negative call is least reliable, from the shipped metadata.
+    _go(other, "Model card")
+    expect(other.get_by_text("least reliable where a small lesion could be")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(other.locator("[data-testid='stDataFrame']")).to_have_count(1)
     alice.close()
     bob.close()
