@@ -60,10 +60,11 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
         slices += len(data.images)
         probabilities = np.array([r.tumor_probability for r in results])
         predicted = np.stack([r.mask for r in results])
-        case_labels = data.masks.reshape(len(data.masks), -1).any(axis=1)
+        flat_masks = data.masks.reshape(len(data.masks), -1)
+        case_labels = flat_masks.any(axis=1)
         case_calls = np.array([r.has_tumor for r in results], bool)
         labels.extend(case_labels)
-        tumor_fraction.extend(data.masks.reshape(len(data.masks), -1).mean(axis=1))
+        tumor_fraction.extend(flat_masks.mean(axis=1))
         scores.extend(probabilities)
         calls.extend(case_calls)
         truth_by_case[case], predicted_by_case[case] = data.masks, predicted
