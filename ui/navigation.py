@@ -125,19 +125,48 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
     return st.navigation(pages, position="hidden" if hidden else "sidebar")
 
 
+#: Seconds after a sign-in before the fallback run that opens a ``?next=`` page (see
+#: :func:`continue_to_requested_page`); long enough for the cookie component to set its cookie.
+FOLLOW_UP_SECONDS = 2.0
+#: Set while the sign-in run renders the fallback fragment, so its first (inline) call waits.
+_FOLLOW_UP_ARMED_KEY = "_brainloc_follow_up_armed"
+
+
 def continue_to_requested_page(user: CurrentUser | None, *, signing_in: bool) -> None:
     """Open the page named by ``?next=`` once ``user`` is signed in (see the module docstring).
 
     Called by app.py after the navigation is built. While this run processes a submitted
-    sign-in form (``signing_in``) nothing happens: switching pages now would drop the sign-in
-    cookie before it reaches the browser. Setting that cookie reruns the app, and that run
-    switches. Then ``next`` leaves the URL whether or not it is followed: a page outside the
-    user's menu is ignored. The page's other query parameters (a case ``id``) are kept.
+    sign-in form (``signing_in``) it does not switch: switching pages now would drop the
+    sign-in cookie before it reaches the browser. Setting that cookie usually reruns the app,
+    and that run switches; because that rerun is the cookie component's and not guaranteed,
+    the sign-in run also starts a timer (:func:`_follow_up_run`) that reruns the app after
+    ``FOLLOW_UP_SECONDS`` if ``next`` is still waiting. Then ``next`` leaves the URL whether or
+    not it is followed: a page outside the user's menu is ignored. The page's other query
+    parameters (a case ``id``) are kept.
     """
     requested = st.query_params.get(NEXT_PARAM)
-    if requested is None or user is None or signing_in:
+    if requested is None or user is None:
+        return
+    if signing_in:
+        st.session_state[_FOLLOW_UP_ARMED_KEY] = True
+        with st.sidebar:
+            _follow_up_run()
         return
     del st.query_params[NEXT_PARAM]
     target = next_page_for(user, requested)
     if target is not None:
         st.switch_page(target.file, query_params=st.query_params.to_dict())
+
+
+@st.fragment(run_every=FOLLOW_UP_SECONDS)
+def _follow_up_run() -> None:
+    """Rerun the whole app once, ``FOLLOW_UP_SECONDS`` after a sign-in that has a ``next``.
+
+    Renders nothing. Its first call is inline, in the sign-in run, and only disarms; a timed
+    call reruns the app while ``next`` still waits (that run switches), and does nothing once
+    the cookie's own rerun has switched already.
+    """
+    if st.session_state.pop(_FOLLOW_UP_ARMED_KEY, False):
+        return
+    if NEXT_PARAM in st.query_params:
+        st.rerun(scope="app")
