@@ -155,18 +155,44 @@ def segmenter_datasets(train, val, size: int, batch_size: int, seed: int, scalin
     return batches, validation
 
 
-def build(model_name: str, init_encoder: Path | None = None) -> keras.Model:
+def _rebuilt(model_name: str, size: int, weights: list) -> keras.Model:
+    """A fresh ``model_name`` of our encoder-classifier or ResUNet shape at ``size`` square,
+    holding ``weights`` (both networks are convolutional up to a global pooling, so one set
+    of weights serves any input size)."""
+    resunet = build_resunet(size)
+    model = build_encoder_classifier(resunet) if model_name == "classifier" else resunet
+    shapes = [tuple(w.shape) for w in model.get_weights()]
+    if shapes != [tuple(w.shape) for w in weights]:
+        raise SystemExit(f"error: the starting weights do not fit a {model_name} of this shape")
+    model.set_weights(weights)
+    return model
+
+
+def build(
+    model_name: str,
+    init_encoder: Path | None = None,
+    init_weights: Path | None = None,
+    input_size: int = 0,
+) -> keras.Model:
     """The model to train, not yet compiled (see :func:`compile_for_training`).
 
     With ``init_encoder`` (a trained segmenter ``.keras`` file) the classifier starts
-    from that ResUNet's residual encoder (see ``build_encoder_classifier``).
+    from that ResUNet's residual encoder (see ``build_encoder_classifier``). With
+    ``init_weights`` (a trained model of the same kind) training continues from its
+    weights, e.g. to fine-tune at another input size. ``input_size`` (0: the starting
+    model's size, else ``INPUT_SIZE``) sets the square side the model takes.
     """
+    start = init_weights or (init_encoder if model_name == "classifier" else None)
+    if start:
+        trained = keras.models.load_model(start, compile=False)
+        size = input_size or int(trained.input_shape[1])
+        if init_weights:
+            return _rebuilt(model_name, size, trained.get_weights())
+        return build_encoder_classifier(_rebuilt("segmenter", size, trained.get_weights()))
+    size = input_size or INPUT_SIZE[model_name]
     if model_name == "classifier":
-        if init_encoder:
-            segmenter = keras.models.load_model(init_encoder, compile=False)
-            return build_encoder_classifier(segmenter)
-        return build_resnet_classifier(INPUT_SIZE["classifier"])
-    return build_resunet(INPUT_SIZE["segmenter"])
+        return build_resnet_classifier(size)
+    return build_resunet(size)
 
 
 def compile_for_training(model: keras.Model, model_name: str, learning_rate) -> None:
@@ -208,6 +234,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--init-encoder",
         type=Path,
         help="classifier only: start from this trained segmenter's encoder (.keras)",
+    )
+    parser.add_argument(
+        "--init-weights",
+        type=Path,
+        help="start from this trained model of the same kind (.keras), e.g. to fine-tune it",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=0,
+        help="square input side (default: the starting model's, else the model's usual size)",
     )
     parser.add_argument(
         "--limit-cases",
@@ -272,7 +309,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError, EOFError) as exc:
         raise SystemExit(f"error: cannot read the training data: {exc}") from None
 
-    model = build(args.model, args.init_encoder)
+    model = build(args.model, args.init_encoder, args.init_weights, args.input_size)
     size = int(model.input_shape[1])
     make = classifier_datasets if args.model == "classifier" else segmenter_datasets
     batches, validation = make(train, val, size, args.batch_size, args.seed, args.scaling)

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from brainloc import modeling
 from brainloc.inference import Pipeline
 from brainloc.model_card import load_cards
 from brainloc.preprocessing import prepare_masks, resize_unit
@@ -137,6 +138,16 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
     assert epochs == ["0", "1"]
     # A finished run leaves no backup behind (only an interrupted one resumes).
     assert not (cls_dir / "backup").exists()
+    # Fine-tuning the trained classifier at another input size starts from its weights.
+    fine_dir = tmp_path / "fine"
+    fine_args = [
+        "--model", "classifier", *common, "--train-on", "train+val", "--schedule", "cosine",
+        "--init-weights", str(cls_dir / "best.keras"), "--input-size", "64",
+        "--epochs", "1", "--run-dir", str(fine_dir),
+    ]  # fmt: skip
+    assert train.main(fine_args) == 0
+    fine = keras.models.load_model(fine_dir / "best.keras", compile=False)
+    assert fine.input_shape == (None, 64, 64, 3)
 
     rows = crossval.predict_fold(pack, [CASES[1]], tmp_path, "uint8/255")
     assert len(rows) == 24 and {r["case"] for r in rows} == {CASES[1]}
@@ -149,6 +160,35 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
     by_size = report["at_0.5_volume_rule"]["sensitivity_by_tumor_size"]
     assert sum(size["tumor_slices"] for size in by_size) == 11
     assert 0.0 <= report["at_youden"]["dice_per_volume_mean"] <= 1.0
+
+
+def test_a_model_restarts_from_trained_weights_at_another_input_size(tmp_path):
+    resunet = modeling.build_resunet(128)
+    classifier = modeling.build_encoder_classifier(resunet)
+    rng = np.random.default_rng(3)
+    classifier.set_weights([rng.normal(size=w.shape) for w in classifier.get_weights()])
+    classifier.save(tmp_path / "classifier.keras")
+    resunet.save(tmp_path / "segmenter.keras")
+
+    same = train.build("classifier", init_weights=tmp_path / "classifier.keras")
+    larger = train.build("classifier", init_weights=tmp_path / "classifier.keras", input_size=192)
+    assert same.input_shape == (None, 128, 128, 3)
+    assert larger.input_shape == (None, 192, 192, 3)
+    for model in (same, larger):
+        for got, want in zip(model.get_weights(), classifier.get_weights(), strict=True):
+            np.testing.assert_array_equal(got, want)
+    batch = rng.random((2, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(same.predict(batch, verbose=0), classifier.predict(batch, verbose=0))
+    # A classifier from the segmenter's encoder at another size keeps the encoder's weights.
+    encoder = train.build("classifier", init_encoder=tmp_path / "segmenter.keras", input_size=64)
+    assert encoder.input_shape == (None, 64, 64, 3)
+    np.testing.assert_array_equal(
+        encoder.get_layer("stem_conv").get_weights()[0],
+        resunet.get_layer("stem_conv").get_weights()[0],
+    )
+    # Weights of the other kind of model are refused with a message, not a traceback.
+    with pytest.raises(SystemExit, match="do not fit a classifier"):
+        train.build("classifier", init_weights=tmp_path / "segmenter.keras")
 
 
 class _ShapeRecorder:
