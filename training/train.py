@@ -11,6 +11,12 @@ train+val patients and validates on the fourth (cross-validation); ``--train-on
 train+val`` alone trains on all of them (the final model of a recipe whose
 cross-validation has already been run).
 
+Starting points: a fresh model (the classifier a compact ResNet, the segmenter a ResUNet),
+``--init-encoder`` (classifier: the encoder of a trained segmenter) or ``--init-weights`` (a
+trained model of the same kind, to fine-tune it). ``--input-size`` rebuilds the model at
+another square input size with the same weights, e.g. to fine-tune a 128-px classifier at
+256 px, where small tumor sections keep more pixels.
+
 Schedules: ``plateau`` halves the learning rate when validation loss stalls and
 stops early (needs validation patients); ``cosine`` runs exactly ``--epochs``
 with a cosine-decaying learning rate, so the recipe that cross-validation

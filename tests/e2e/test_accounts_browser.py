@@ -195,24 +195,28 @@ def test_the_demo_password_opens_only_the_account_page_until_it_is_changed(
     context.close()
 
 
-def test_a_bookmarked_page_on_a_fresh_server_opens_after_the_sign_in(app_server, browser):
+def _bookmark_opens_after_sign_in(page, server) -> None:
+    """Open the Account page's URL on a server nobody has visited, sign in as the
+    administrator and check the Account page opens, not the default Administration page."""
     # Nobody has loaded "/" on this server yet, so Streamlit runs pages/account.py without
     # app.py; its guard sends the visitor to the sign-in with ?next=account.
+    open_app(page, f"{server.url}/{ACCOUNT.url_path}")
+    expect_sign_in_page(page)
+    assert "next=account" in page.url, page.url
+    sign_in(page, *ADMIN_LOGIN)
+    expect(page.get_by_role("heading", name="Account", exact=True)).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    wait_idle(page)
+    assert page.url.rstrip("/").endswith(f"/{ACCOUNT.url_path}"), page.url
+    expect(page.get_by_role("heading", name="Administration", exact=True)).to_have_count(0)
+
+
+def test_a_bookmarked_page_on_a_fresh_server_opens_after_the_sign_in(app_server, browser):
     server = app_server(admin=ADMIN_LOGIN, name="bookmark")
     context = browser.new_context()
     try:
-        page = context.new_page()
-        open_app(page, f"{server.url}/{ACCOUNT.url_path}")
-        expect_sign_in_page(page)
-        assert "next=account" in page.url, page.url
-        sign_in(page, *ADMIN_LOGIN)
-        # An administrator's default page is Administration; the bookmark wins.
-        expect(page.get_by_role("heading", name="Account", exact=True)).to_be_visible(
-            timeout=UI_TIMEOUT_MS
-        )
-        wait_idle(page)
-        assert page.url.rstrip("/").endswith(f"/{ACCOUNT.url_path}"), page.url
-        expect(page.get_by_role("heading", name="Administration", exact=True)).to_have_count(0)
+        _bookmark_opens_after_sign_in(context.new_page(), server)
     finally:
         context.close()
         server.stop()
@@ -233,17 +237,7 @@ def test_a_bookmarked_page_opens_even_when_the_cookie_component_never_answers(ap
 
     context.route("**/component/*cookie_manager*/**", refuse)
     try:
-        page = context.new_page()
-        open_app(page, f"{server.url}/{ACCOUNT.url_path}")
-        expect_sign_in_page(page)
-        assert "next=account" in page.url, page.url
-        sign_in(page, *ADMIN_LOGIN)
-        expect(page.get_by_role("heading", name="Account", exact=True)).to_be_visible(
-            timeout=UI_TIMEOUT_MS
-        )
-        wait_idle(page)
-        assert page.url.rstrip("/").endswith(f"/{ACCOUNT.url_path}"), page.url
-        expect(page.get_by_role("heading", name="Administration", exact=True)).to_have_count(0)
+        _bookmark_opens_after_sign_in(context.new_page(), server)
         assert blocked, "the cookie component was never requested, so nothing was tested"
         assert not any(cookie["name"] == COOKIE_NAME for cookie in context.cookies())
     finally:
