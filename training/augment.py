@@ -3,9 +3,9 @@
 Geometry (left-right flip, rotation up to ±15°, zoom ±10 %) is one affine
 transform per slice, applied to the image and its mask together by stacking
 the mask as a fourth channel, so they can never drift apart. Intensity jitter
-(per-channel gain, offset and gamma) touches the image only and keeps the
-background black. Left-right flips are safe because the label does not depend
-on side.
+(per-channel gain, offset and gamma, optionally noise; :data:`STANDARD` or the
+wider :data:`STRONG`) touches the image only and keeps the background black.
+Left-right flips are safe because the label does not depend on side.
 
 The warp runs through ``keras.ops.image.affine_transform``, so the same code
 augments on TensorFlow (this CPU) and on JAX or PyTorch (a GPU training machine).
@@ -13,15 +13,32 @@ augments on TensorFlow (this CPU) and on JAX or PyTorch (a GPU training machine)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from brainloc.preprocessing import SIGNAL_FLOOR
 
 MAX_ROTATION_DEGREES = 15.0
 MAX_ZOOM = 0.10
-GAIN_RANGE = (0.9, 1.1)
-OFFSET_RANGE = (-0.05, 0.05)
-GAMMA_RANGE = (0.8, 1.25)
+
+
+@dataclass(frozen=True)
+class IntensityJitter:
+    """Ranges of the per-slice, per-channel intensity changes (uniformly drawn)."""
+
+    gain: tuple[float, float]
+    offset: tuple[float, float]
+    gamma: tuple[float, float]
+    #: Gaussian noise on signal pixels, its standard deviation drawn from 0 to this per slice.
+    noise_sd: float = 0.0
+
+
+#: What every shipped model trained with.
+STANDARD = IntensityJitter(gain=(0.9, 1.1), offset=(-0.05, 0.05), gamma=(0.8, 1.25))
+#: A wider profile, for scanners whose contrast differs more than the training patients'.
+STRONG = IntensityJitter(gain=(0.75, 1.33), offset=(-0.1, 0.1), gamma=(0.6, 1.6), noise_sd=0.03)
+JITTER_PROFILES = {"standard": STANDARD, "strong": STRONG}
 
 
 def random_affine(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -55,28 +72,41 @@ def warp(batch: np.ndarray, transforms: np.ndarray) -> np.ndarray:
     return ops.convert_to_numpy(warped).astype(np.float32)
 
 
-def jitter_intensity(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-slice, per-channel gain, offset and gamma on signal pixels (above the shared
-    preprocessing's SIGNAL_FLOOR); background stays black; clipped at 0."""
+def jitter_intensity(
+    batch: np.ndarray, rng: np.random.Generator, jitter: IntensityJitter = STANDARD
+) -> np.ndarray:
+    """Per-slice, per-channel gain, offset and gamma (and noise, if ``jitter`` has any) on
+    signal pixels (above the shared preprocessing's SIGNAL_FLOOR); background stays black;
+    clipped at 0."""
     count, channels = len(batch), batch.shape[-1]
-    gain = rng.uniform(*GAIN_RANGE, (count, 1, 1, channels))
-    offset = rng.uniform(*OFFSET_RANGE, (count, 1, 1, channels))
-    gamma = rng.uniform(*GAMMA_RANGE, (count, 1, 1, channels))
+    gain = rng.uniform(*jitter.gain, (count, 1, 1, channels))
+    offset = rng.uniform(*jitter.offset, (count, 1, 1, channels))
+    gamma = rng.uniform(*jitter.gamma, (count, 1, 1, channels))
     signal = batch > SIGNAL_FLOOR
     jittered = np.power(np.maximum(batch, 0.0), gamma) * gain + offset
+    if jitter.noise_sd:
+        sd = rng.uniform(0.0, jitter.noise_sd, (count, 1, 1, 1))
+        jittered = jittered + sd * rng.standard_normal(batch.shape)
     upper = max(1.0, float(batch.max()))
     return np.where(signal, np.clip(jittered, 0.0, upper), batch).astype(np.float32)
 
 
 def augment_pair(
-    images: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+    images: np.ndarray,
+    masks: np.ndarray,
+    rng: np.random.Generator,
+    jitter: IntensityJitter = STANDARD,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Augment (N, S, S, 3) images and (N, S, S, 1) 0/1 masks together."""
     transforms = random_affine(len(images), images.shape[1], rng)
     stacked = warp(np.concatenate([images, masks], axis=-1), transforms)
-    return jitter_intensity(stacked[..., :3], rng), (stacked[..., 3:] >= 0.5).astype(np.float32)
+    images = jitter_intensity(stacked[..., :3], rng, jitter)
+    return images, (stacked[..., 3:] >= 0.5).astype(np.float32)
 
 
-def augment_images(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment_images(
+    images: np.ndarray, rng: np.random.Generator, jitter: IntensityJitter = STANDARD
+) -> np.ndarray:
     """Augment (N, S, S, 3) classifier inputs; labels do not change."""
-    return jitter_intensity(warp(images, random_affine(len(images), images.shape[1], rng)), rng)
+    transforms = random_affine(len(images), images.shape[1], rng)
+    return jitter_intensity(warp(images, transforms), rng, jitter)

@@ -56,7 +56,7 @@ from brainloc.preprocessing import (
     prepare_images,
     prepare_masks,
 )
-from training.augment import augment_images, augment_pair
+from training.augment import JITTER_PROFILES, STANDARD, augment_images, augment_pair
 from training.data import SPLITS_FILE, held_out_fold, load_cases, read_split, stack
 
 log = logging.getLogger("training.train")
@@ -69,9 +69,10 @@ INPUT_SIZE = {"classifier": 256, "segmenter": 128}
 class ClassifierBatches(keras.utils.PyDataset):
     """Shuffled, augmented (image, has_tumor) batches; a new order every epoch."""
 
-    def __init__(self, images, labels, batch_size: int, seed: int):
+    def __init__(self, images, labels, batch_size: int, seed: int, jitter=STANDARD):
         super().__init__()
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
+        self.jitter = jitter
         self.epoch = 0
         self.order = np.random.default_rng((seed, 0)).permutation(len(images))
 
@@ -81,7 +82,7 @@ class ClassifierBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        return augment_images(self.images[rows], rng), self.labels[rows]
+        return augment_images(self.images[rows], rng, self.jitter), self.labels[rows]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -95,9 +96,12 @@ class SegmenterBatches(keras.utils.PyDataset):
     the classifier wrongly passes on.
     """
 
-    def __init__(self, images, masks, batch_size: int, seed: int, negative_share: float = 0.3):
+    def __init__(
+        self, images, masks, batch_size: int, seed: int, negative_share=0.3, jitter=STANDARD
+    ):
         super().__init__()
         self.images, self.masks, self.batch_size, self.seed = images, masks, batch_size, seed
+        self.jitter = jitter
         positive = masks.reshape(len(masks), -1).max(axis=1) > 0
         self.positive, self.negative = np.flatnonzero(positive), np.flatnonzero(~positive)
         self.negative_share = negative_share
@@ -115,7 +119,7 @@ class SegmenterBatches(keras.utils.PyDataset):
             rng.choice(self.negative, self.batch_size),
             rng.choice(self.positive, self.batch_size),
         )
-        return augment_pair(self.images[rows], self.masks[rows], rng)
+        return augment_pair(self.images[rows], self.masks[rows], rng, self.jitter)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -125,7 +129,9 @@ def _labels(masks: np.ndarray) -> np.ndarray:
     return masks.reshape(len(masks), -1).any(axis=1).astype(np.float32)[:, None]
 
 
-def classifier_datasets(train, val, size: int, batch_size: int, seed: int, scaling: str):
+def classifier_datasets(
+    train, val, size: int, batch_size: int, seed: int, scaling: str, jitter=STANDARD
+):
     """Training batches and validation arrays of (image, has_tumor) for the classifier."""
     x_train, m_train = stack(train)
     x_train, y_train = prepare_images(x_train, size, scaling), _labels(m_train)
@@ -135,17 +141,23 @@ def classifier_datasets(train, val, size: int, batch_size: int, seed: int, scali
         x_val, m_val = stack(val)
         validation = (prepare_images(x_val, size, scaling), _labels(m_val))
         log.info("classifier: %d val slices", len(x_val))
-    return ClassifierBatches(x_train, y_train, batch_size, seed), validation
+    return ClassifierBatches(x_train, y_train, batch_size, seed, jitter=jitter), validation
 
 
-def segmenter_datasets(train, val, size: int, batch_size: int, seed: int, scaling: str):
+def segmenter_datasets(
+    train, val, size: int, batch_size: int, seed: int, scaling: str, jitter=STANDARD
+):
     """Training batches and validation arrays of (image, mask) for the segmenter.
 
     Validation uses every slice of the validation patients.
     """
     x_train, m_train = stack(train)
     batches = SegmenterBatches(
-        prepare_images(x_train, size, scaling), prepare_masks(m_train, size), batch_size, seed
+        prepare_images(x_train, size, scaling),
+        prepare_masks(m_train, size),
+        batch_size,
+        seed,
+        jitter=jitter,
     )
     log.info(
         "segmenter: %d tumor + %d clean train slices, %d steps/epoch",
@@ -230,6 +242,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fold", type=int, default=0, help="which fold validates (0-based)")
     parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau")
     parser.add_argument("--scaling", choices=SCALING_SCHEMES, default=SCALING_UINT8_UNIT)
+    parser.add_argument(
+        "--intensity",
+        choices=tuple(JITTER_PROFILES),
+        default="standard",
+        help="intensity augmentation profile (training.augment)",
+    )
     parser.add_argument("--run-dir", type=Path, help="default: training/runs/<model>")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -318,7 +336,8 @@ def main(argv=None) -> int:
     model = build(args.model, args.init_encoder, args.init_weights, args.input_size)
     size = int(model.input_shape[1])
     make = classifier_datasets if args.model == "classifier" else segmenter_datasets
-    batches, validation = make(train, val, size, args.batch_size, args.seed, args.scaling)
+    jitter = JITTER_PROFILES[args.intensity]
+    batches, validation = make(train, val, size, args.batch_size, args.seed, args.scaling, jitter)
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),

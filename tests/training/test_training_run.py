@@ -17,7 +17,7 @@ from brainloc.inference import Pipeline
 from brainloc.model_card import load_cards
 from brainloc.preprocessing import prepare_masks, resize_unit
 from training import crossval, export, train
-from training.augment import augment_pair, random_affine, warp
+from training.augment import STANDARD, STRONG, augment_pair, jitter_intensity, random_affine, warp
 from training.data import load_case, patient_folds, patient_id
 from training.pack import read_pack, write_pack
 
@@ -87,6 +87,25 @@ def test_warp_identity_and_flip_are_exact():
     mirror = np.array([[-1, 0, 31, 0, 1, 0, 0, 0]], np.float32)
     np.testing.assert_array_equal(warp(image, identity), image)
     np.testing.assert_array_equal(warp(image, mirror), image[:, :, ::-1])
+
+
+def test_intensity_profiles_keep_the_background_and_differ_in_strength():
+    rng = np.random.default_rng(11)
+    batch = np.zeros((64, 16, 16, 3), np.float32)
+    batch[:, 4:12, 4:12] = rng.uniform(0.2, 0.9, (64, 8, 8, 3))
+    changes = {}
+    for name, jitter in (("standard", STANDARD), ("strong", STRONG)):
+        out = jitter_intensity(batch, np.random.default_rng(2), jitter)
+        # The background stays exactly black and nothing goes below 0.
+        np.testing.assert_array_equal(out[:, :4], 0.0)
+        assert out.min() >= 0.0
+        changes[name] = np.abs(out - batch)[:, 4:12, 4:12].mean()
+    # The strong profile moves signal pixels further; only it adds noise, so only it makes two
+    # equal pixels of one slice and channel differ.
+    assert changes["strong"] > 1.5 * changes["standard"] > 0
+    flat = np.full((4, 16, 16, 3), 0.5, np.float32)
+    assert np.ptp(jitter_intensity(flat, np.random.default_rng(3), STANDARD)[0, ..., 0]) < 1e-6
+    assert np.ptp(jitter_intensity(flat, np.random.default_rng(3), STRONG)[0, ..., 0]) > 0.01
 
 
 def test_augmentation_moves_image_and_mask_together(pack):
