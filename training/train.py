@@ -15,7 +15,7 @@ Starting points: a fresh model (the classifier a compact ResNet, the segmenter a
 ``--init-encoder`` (classifier: the encoder of a trained segmenter) or ``--init-weights`` (a
 trained model of the same kind, to fine-tune it). ``--input-size`` rebuilds the model at
 another square input size with the same weights, e.g. to fine-tune a 128-px classifier at
-256 px, where small tumor sections keep more pixels.
+256 px (tried; see the model card).
 
 Schedules: ``plateau`` halves the learning rate when validation loss stalls and
 stops early (needs validation patients); ``cosine`` runs exactly ``--epochs``
@@ -202,7 +202,10 @@ def build(
     """
     start = init_weights or (init_encoder if model_name == "classifier" else None)
     if start:
-        trained = keras.models.load_model(start, compile=False)
+        try:
+            trained = keras.models.load_model(start, compile=False)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: cannot load the starting model {start}: {exc}") from None
         size = input_size or int(trained.input_shape[1])
         if init_weights:
             return _rebuilt(model_name, size, trained.get_weights())

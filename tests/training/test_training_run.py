@@ -208,6 +208,8 @@ def test_a_model_restarts_from_trained_weights_at_another_input_size(tmp_path):
     # Weights of the other kind of model are refused with a message, not a traceback.
     with pytest.raises(SystemExit, match="do not fit a classifier"):
         train.build("classifier", init_weights=tmp_path / "segmenter.keras")
+    with pytest.raises(SystemExit, match="cannot load the starting model"):
+        train.build("classifier", init_weights=tmp_path / "missing.keras")
 
 
 class _ShapeRecorder:
