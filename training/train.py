@@ -173,17 +173,14 @@ def segmenter_datasets(
     return batches, validation
 
 
-def _rebuilt(model_name: str, size: int, weights: list) -> keras.Model:
-    """A fresh ``model_name`` of our encoder-classifier or ResUNet shape at ``size`` square,
-    holding ``weights`` (both networks are convolutional up to a global pooling, so one set
-    of weights serves any input size)."""
-    resunet = build_resunet(size)
-    model = build_encoder_classifier(resunet) if model_name == "classifier" else resunet
-    shapes = [tuple(w.shape) for w in model.get_weights()]
-    if shapes != [tuple(w.shape) for w in weights]:
-        raise SystemExit(f"error: the starting weights do not fit a {model_name} of this shape")
-    model.set_weights(weights)
-    return model
+def _at_size(model: keras.Model, size: int) -> keras.Model:
+    """``model`` itself, or a copy taking ``size`` square inputs with the same weights (our
+    networks are convolutional up to a global pooling, so one set of weights serves any size)."""
+    if int(model.input_shape[1]) == size:
+        return model
+    copy = keras.models.clone_model(model, input_tensors=keras.Input(shape=(size, size, 3)))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def build(
@@ -206,10 +203,13 @@ def build(
             trained = keras.models.load_model(start, compile=False)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: cannot load the starting model {start}: {exc}") from None
-        size = input_size or int(trained.input_shape[1])
-        if init_weights:
-            return _rebuilt(model_name, size, trained.get_weights())
-        return build_encoder_classifier(_rebuilt("segmenter", size, trained.get_weights()))
+        # A classifier gives (N, 1); a segmenter a map (N, S, S, 1).
+        kind = "classifier" if len(trained.output_shape) == 2 else "segmenter"
+        wanted = model_name if init_weights else "segmenter"
+        if kind != wanted:
+            raise SystemExit(f"error: the starting weights do not fit a {wanted} of this shape")
+        resized = _at_size(trained, input_size or int(trained.input_shape[1]))
+        return resized if init_weights else build_encoder_classifier(resized)
     size = input_size or INPUT_SIZE[model_name]
     if model_name == "classifier":
         return build_resnet_classifier(size)
