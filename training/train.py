@@ -17,6 +17,9 @@ trained model of the same kind, to fine-tune it). ``--input-size`` rebuilds the 
 another square input size with the same weights, e.g. to fine-tune a 128-px classifier at
 256 px (tried; see the model card).
 
+Small tumors: ``--small-tumor-weight W`` (classifier) weights the loss of tumor sections
+covering under 1.5 % of the slice W times, the sections missed most often out of fold.
+
 Schedules: ``plateau`` halves the learning rate when validation loss stalls and
 stops early (needs validation patients); ``cosine`` runs exactly ``--epochs``
 with a cosine-decaying learning rate, so the recipe that cross-validation
@@ -58,6 +61,7 @@ from brainloc.preprocessing import (
 )
 from training.augment import JITTER_PROFILES, STANDARD, augment_images, augment_pair
 from training.data import SPLITS_FILE, held_out_fold, load_cases, read_split, stack
+from training.metrics import TUMOR_SIZE_EDGES
 
 log = logging.getLogger("training.train")
 
@@ -67,12 +71,15 @@ INPUT_SIZE = {"classifier": 256, "segmenter": 128}
 
 
 class ClassifierBatches(keras.utils.PyDataset):
-    """Shuffled, augmented (image, has_tumor) batches; a new order every epoch."""
+    """Shuffled, augmented (image, has_tumor) batches; a new order every epoch.
 
-    def __init__(self, images, labels, batch_size: int, seed: int, jitter=STANDARD):
+    With ``weights`` (one loss weight per slice) each batch is (image, has_tumor, weight).
+    """
+
+    def __init__(self, images, labels, batch_size: int, seed: int, jitter=STANDARD, weights=None):
         super().__init__()
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
-        self.jitter = jitter
+        self.jitter, self.weights = jitter, weights
         self.epoch = 0
         self.order = np.random.default_rng((seed, 0)).permutation(len(images))
 
@@ -82,7 +89,10 @@ class ClassifierBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        return augment_images(self.images[rows], rng, self.jitter), self.labels[rows]
+        images = augment_images(self.images[rows], rng, self.jitter)
+        if self.weights is None:
+            return images, self.labels[rows]
+        return images, self.labels[rows], self.weights[rows]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -129,19 +139,51 @@ def _labels(masks: np.ndarray) -> np.ndarray:
     return masks.reshape(len(masks), -1).any(axis=1).astype(np.float32)[:, None]
 
 
+#: A tumor slice counts as small below this share of the slice area: the sections the
+#: classifier misses most often out of fold (``training.metrics.TUMOR_SIZE_EDGES``).
+SMALL_TUMOR_SHARE = TUMOR_SIZE_EDGES[1]
+
+
+def small_tumor_weights(masks: np.ndarray, weight: float) -> np.ndarray:
+    """One loss weight per slice: ``weight`` for a tumor covering under
+    ``SMALL_TUMOR_SHARE`` of the slice, 1 for every other slice (clean ones included)."""
+    share = (masks.reshape(len(masks), -1) > 0).mean(axis=1)
+    small = (share > 0) & (share < SMALL_TUMOR_SHARE)
+    return np.where(small, weight, 1.0).astype(np.float32)
+
+
 def classifier_datasets(
-    train, val, size: int, batch_size: int, seed: int, scaling: str, jitter=STANDARD
+    train,
+    val,
+    size: int,
+    batch_size: int,
+    seed: int,
+    scaling: str,
+    jitter=STANDARD,
+    small_tumor_weight: float = 1.0,
 ):
-    """Training batches and validation arrays of (image, has_tumor) for the classifier."""
+    """Training batches and validation arrays of (image, has_tumor) for the classifier.
+
+    ``small_tumor_weight`` (1: off) weights the loss of small tumor sections.
+    """
     x_train, m_train = stack(train)
     x_train, y_train = prepare_images(x_train, size, scaling), _labels(m_train)
     log.info("classifier: %d train slices (%.0f%% tumor)", len(x_train), 100 * y_train.mean())
+    weights = None
+    if small_tumor_weight != 1.0:
+        weights = small_tumor_weights(m_train, small_tumor_weight)
+        log.info(
+            "classifier: %d small tumor sections weighted %g",
+            int((weights != 1.0).sum()),
+            small_tumor_weight,
+        )
     validation = None
     if val:
         x_val, m_val = stack(val)
         validation = (prepare_images(x_val, size, scaling), _labels(m_val))
         log.info("classifier: %d val slices", len(x_val))
-    return ClassifierBatches(x_train, y_train, batch_size, seed, jitter=jitter), validation
+    batches = ClassifierBatches(x_train, y_train, batch_size, seed, jitter=jitter, weights=weights)
+    return batches, validation
 
 
 def segmenter_datasets(
@@ -251,6 +293,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="standard",
         help="intensity augmentation profile (training.augment)",
     )
+    parser.add_argument(
+        "--small-tumor-weight",
+        type=float,
+        default=1.0,
+        help="classifier only: loss weight of tumor sections under 1.5%% of the slice (1: off)",
+    )
     parser.add_argument("--run-dir", type=Path, help="default: training/runs/<model>")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -308,6 +356,10 @@ def select_cases(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.small_tumor_weight != 1.0 and args.model != "classifier":
+        raise SystemExit("error: --small-tumor-weight applies to the classifier only")
+    if not args.small_tumor_weight > 0:
+        raise SystemExit("error: --small-tumor-weight must be a positive number")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     keras.utils.set_random_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).resolve().parent / "runs" / args.model
@@ -338,9 +390,22 @@ def main(argv=None) -> int:
 
     model = build(args.model, args.init_encoder, args.init_weights, args.input_size)
     size = int(model.input_shape[1])
-    make = classifier_datasets if args.model == "classifier" else segmenter_datasets
     jitter = JITTER_PROFILES[args.intensity]
-    batches, validation = make(train, val, size, args.batch_size, args.seed, args.scaling, jitter)
+    if args.model == "classifier":
+        batches, validation = classifier_datasets(
+            train,
+            val,
+            size,
+            args.batch_size,
+            args.seed,
+            args.scaling,
+            jitter,
+            small_tumor_weight=args.small_tumor_weight,
+        )
+    else:
+        batches, validation = segmenter_datasets(
+            train, val, size, args.batch_size, args.seed, args.scaling, jitter
+        )
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),

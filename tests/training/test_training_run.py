@@ -212,6 +212,43 @@ def test_a_model_restarts_from_trained_weights_at_another_input_size(tmp_path):
         train.build("classifier", init_weights=tmp_path / "missing.keras")
 
 
+def test_small_tumor_sections_can_weigh_more_in_the_classifier_loss(pack, tmp_path):
+    # 1.5 % of a 128-px slice is 245.76 pixels: 245 is small, 246 is not.
+    masks = np.zeros((5, 128, 128, 1), np.uint8)
+    for row, pixels in zip(masks[1:], (1, 245, 246, 4000), strict=True):
+        row.reshape(-1)[:pixels] = 255
+    weights = train.small_tumor_weights(masks, 3.0)
+    np.testing.assert_array_equal(weights, [1.0, 3.0, 3.0, 1.0, 1.0])
+
+    images = np.zeros((5, 16, 16, 3), np.float32)
+    labels = (masks.reshape(5, -1).max(axis=1) > 0).astype(np.float32)[:, None]
+    batches = train.ClassifierBatches(images, labels, 5, seed=0, weights=weights)
+    _, got_labels, got_weights = batches[0]
+    # Whatever the shuffled order, each slice keeps its own label and weight.
+    assert sorted(zip(got_labels[:, 0], got_weights, strict=True)) == [
+        (0.0, 1.0), (1.0, 1.0), (1.0, 1.0), (1.0, 3.0), (1.0, 3.0)
+    ]  # fmt: skip
+    assert len(train.ClassifierBatches(images, labels, 5, seed=0)[0]) == 2
+
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": list(CASES), "val": [], "test": []}))
+    run_dir = tmp_path / "weighted"
+    args = [
+        "--model", "classifier", "--pack", str(pack), "--split-file", str(split),
+        "--train-on", "train+val", "--schedule", "cosine", "--epochs", "1", "--batch-size", "8",
+        "--input-size", "64", "--run-dir", str(run_dir),
+    ]  # fmt: skip
+    assert train.main([*args, "--small-tumor-weight", "3"]) == 0
+    assert json.loads((run_dir / "args.json").read_text())["small_tumor_weight"] == "3.0"
+    assert len((run_dir / "log.csv").read_text().splitlines()) == 2
+    for bad, message in (("0", "positive number"), ("nan", "positive number")):
+        with pytest.raises(SystemExit, match=message):
+            train.main([*args, "--small-tumor-weight", bad])
+    segmenter_args = [a if a != "classifier" else "segmenter" for a in args]
+    with pytest.raises(SystemExit, match="classifier only"):
+        train.main([*segmenter_args, "--small-tumor-weight", "3"])
+
+
 class _ShapeRecorder:
     """A real Keras model that also records the input shapes ``predict`` was given."""
 
