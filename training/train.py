@@ -358,8 +358,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.small_tumor_weight != 1.0 and args.model != "classifier":
         raise SystemExit("error: --small-tumor-weight applies to the classifier only")
-    if not args.small_tumor_weight > 0:
-        raise SystemExit("error: --small-tumor-weight must be a positive number")
+    if not (math.isfinite(args.small_tumor_weight) and args.small_tumor_weight > 0):
+        raise SystemExit("error: --small-tumor-weight must be a finite positive number")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     keras.utils.set_random_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).resolve().parent / "runs" / args.model
@@ -391,21 +391,12 @@ def main(argv=None) -> int:
     model = build(args.model, args.init_encoder, args.init_weights, args.input_size)
     size = int(model.input_shape[1])
     jitter = JITTER_PROFILES[args.intensity]
+    make, extra = segmenter_datasets, {}
     if args.model == "classifier":
-        batches, validation = classifier_datasets(
-            train,
-            val,
-            size,
-            args.batch_size,
-            args.seed,
-            args.scaling,
-            jitter,
-            small_tumor_weight=args.small_tumor_weight,
-        )
-    else:
-        batches, validation = segmenter_datasets(
-            train, val, size, args.batch_size, args.seed, args.scaling, jitter
-        )
+        make, extra = classifier_datasets, {"small_tumor_weight": args.small_tumor_weight}
+    batches, validation = make(
+        train, val, size, args.batch_size, args.seed, args.scaling, jitter, **extra
+    )
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
