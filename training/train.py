@@ -297,7 +297,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--small-tumor-weight",
         type=float,
         default=1.0,
-        help="classifier only: loss weight of tumor sections under 1.5%% of the slice (1: off)",
+        help=f"classifier only: loss weight of tumor sections under {SMALL_TUMOR_SHARE * 100:g}%% "
+        "of the slice (1: off)",
     )
     parser.add_argument("--run-dir", type=Path, help="default: training/runs/<model>")
     parser.add_argument("--epochs", type=int, default=40)
