@@ -75,22 +75,28 @@ class Pipeline:
     def __init__(
         self,
         classifier: keras.Model,
-        segmenter: keras.Model,
+        segmenter: keras.Model | Sequence[keras.Model],
         classifier_spec: ModelSpec,
         segmenter_spec: ModelSpec,
     ):
+        """``segmenter``: one model, or one per ``segmenter_spec.members`` (an ensemble)."""
         self.classifier = classifier
-        self.segmenter = segmenter
+        self.segmenters = (segmenter,) if isinstance(segmenter, keras.Model) else tuple(segmenter)
+        if len(self.segmenters) != len(segmenter_spec.members):
+            raise ValueError(
+                f"{len(self.segmenters)} segmenter models for the "
+                f"{len(segmenter_spec.members)} weights files its metadata names"
+            )
+        self.segmenter = self.segmenters[0]
         self.classifier_spec = classifier_spec
         self.segmenter_spec = segmenter_spec
         self._lock = threading.Lock()
         self._gradcam: GradCam | None = None
         # One graph per model with a free batch dimension: any batch size runs
         # without retracing (Keras' predict_on_batch retraces on new sizes).
-        self._run = {
-            id(model): _compiled_forward(model, spec.input_size)
-            for model, spec in ((classifier, classifier_spec), (segmenter, segmenter_spec))
-        }
+        self._run = {id(classifier): _compiled_forward(classifier, classifier_spec.input_size)}
+        for model in self.segmenters:
+            self._run[id(model)] = _compiled_forward(model, segmenter_spec.input_size)
         self.min_region_px = int(segmenter_spec.raw.get("decision", {}).get("min_region_px", 0))
         # "horizontal_flip": average P(tumor) over the slice and its left-right mirror,
         # as the classifier metadata's decision block asks (chosen on validation patients).
@@ -120,21 +126,28 @@ class Pipeline:
 
         logger.info("loading %s and %s", classifier_spec.label, segmenter_spec.label)
         classifier = keras.models.load_model(classifier_spec.weights_path, compile=False)
-        segmenter = keras.models.load_model(segmenter_spec.weights_path, compile=False)
-        return cls(classifier, segmenter, classifier_spec, segmenter_spec)
+        segmenters = [
+            keras.models.load_model(member.weights_path, compile=False)
+            for member in segmenter_spec.members
+        ]
+        return cls(classifier, segmenters, classifier_spec, segmenter_spec)
 
     @property
     def model_versions(self) -> dict[str, str]:
         return {"classifier": self.classifier_spec.label, "segmenter": self.segmenter_spec.label}
 
+    @staticmethod
+    def _prepare(chunk, size: int, scaling: str) -> np.ndarray:
+        if isinstance(chunk, np.ndarray):
+            return prepare_images(chunk, size, scaling)
+        return np.concatenate([prepare_images(image, size, scaling) for image in chunk])
+
     def _batches(self, images, spec: ModelSpec, batch_size: int):
         for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            if isinstance(chunk, np.ndarray):
-                yield start, prepare_images(chunk, spec.input_size, spec.scaling)
-            else:
-                prepared = [prepare_images(image, spec.input_size, spec.scaling) for image in chunk]
-                yield start, np.concatenate(prepared)
+            yield (
+                start,
+                self._prepare(images[start : start + batch_size], spec.input_size, spec.scaling),
+            )
 
     def _predict(self, model: keras.Model, batch: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -173,20 +186,34 @@ class Pipeline:
         self, images, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
     ) -> list[np.ndarray]:
         """bool (H, W) masks, each at its slice's own size."""
-        images = _as_slices(images)
-        batches = self._batches(images, self.segmenter_spec, batch_size)
-        return self._segment(batches, [image.shape[:2] for image in images], progress)
+        return self._segment(_as_slices(images), batch_size, progress)
 
-    def _segment(self, batches, shapes: list[tuple[int, int]], progress: Progress | None):
+    def _segment(
+        self, images, batch_size: int, progress: Progress | None, prepared=None
+    ) -> list[np.ndarray]:
+        """Masks of ``images``; an ensemble's probability maps are averaged before the threshold.
+
+        ``prepared``: the classifier's input for these same slices, reused by every member
+        that takes the classifier's input size and scaling instead of preparing it again.
+        """
+        reusable = (self.classifier_spec.input_size, self.classifier_spec.scaling)
         masks: list[np.ndarray] = []
-        for start, batch in batches:
-            maps = self._predict(self.segmenter, batch)
-            for offset, probability in enumerate(maps):
-                shape = shapes[start + offset]
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            total = None
+            for model, member in zip(self.segmenters, self.segmenter_spec.members, strict=True):
+                if prepared is not None and (member.input_size, member.scaling) == reusable:
+                    batch = prepared[start : start + batch_size]
+                else:
+                    batch = self._prepare(chunk, member.input_size, member.scaling)
+                maps = self._predict(model, batch)
+                total = maps if total is None else total + maps
+            for offset, probability in enumerate(total / len(self.segmenters)):
+                shape = chunk[offset].shape[:2]
                 mask = probability_map_to_mask(probability, shape, self.segmenter_spec.threshold)
                 masks.append(self._drop_small_regions(mask))
             if progress:
-                progress(len(masks) / len(shapes))
+                progress(len(masks) / len(images))
         return masks
 
     def _drop_small_regions(self, mask: np.ndarray) -> np.ndarray:
@@ -242,10 +269,12 @@ class Pipeline:
         if names is not None and len(names) != total:
             raise ValueError(f"{len(names)} names for {total} slices")
         threshold = self.classifier_spec.threshold
-        # When both models take the same input, each slice is prepared once.
-        shared = (self.classifier_spec.input_size, self.classifier_spec.scaling) == (
-            self.segmenter_spec.input_size,
-            self.segmenter_spec.scaling,
+        # A segmenter (or ensemble member) that takes the classifier's input reuses the
+        # classifier's prepared slices instead of preparing them again.
+        shared = any(
+            (member.input_size, member.scaling)
+            == (self.classifier_spec.input_size, self.classifier_spec.scaling)
+            for member in self.segmenter_spec.members
         )
         extend = self.classifier_spec.extend_threshold if volume else None
         # Segmenting costs about as much per slice as classifying; split the bar accordingly.
@@ -260,14 +289,9 @@ class Pipeline:
         masks = [np.zeros(images[k].shape[:2], dtype=bool) for k in range(total)]
         if positive.size:
             on_batch = (lambda done: progress(0.5 + 0.5 * done)) if progress else None
-            shapes = [images[k].shape[:2] for k in positive]
-            if shared:
-                rows = np.stack([kept[int(k)] for k in positive])
-                batches = ((i, rows[i : i + batch_size]) for i in range(0, len(rows), batch_size))
-            else:
-                chosen = [images[k] for k in positive]
-                batches = self._batches(chosen, self.segmenter_spec, batch_size)
-            segmented = self._segment(batches, shapes, on_batch)
+            chosen = [images[k] for k in positive]
+            prepared = np.stack([kept[int(k)] for k in positive]) if shared else None
+            segmented = self._segment(chosen, batch_size, on_batch, prepared)
             for index, mask in zip(positive, segmented, strict=True):
                 masks[index] = mask
         versions = self.model_versions

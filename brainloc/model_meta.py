@@ -18,8 +18,14 @@ Required keys (anything else is informational and shown on the model card)::
       "decision": {"threshold": 0.5,          # classification
                    "extend_threshold": 0.2}   #   (optional: the volume rule, brainloc.decision)
       "decision": {"mask_threshold": 0.5}     # segmentation
+      "ensemble": {"members": [               # segmentation, optional: more weights files
+          {"weights": "segmenter_p99.keras",  #   whose probability maps are averaged with
+           "input": {"shape": [256, 256, 3], "scaling": "slice-p99"}}]},  # the first's
       "metrics": {...}, "training": {...}, "intended_use": "..."
     }
+
+An ensemble member takes the first model's input size and channel order (so that the
+maps can be averaged) and may have its own scaling; the mean map is thresholded once.
 """
 
 from __future__ import annotations
@@ -40,6 +46,15 @@ SEGMENTER_NAME = "segmenter"
 
 
 @dataclass(frozen=True)
+class Member:
+    """One weights file of a model and the scaling its input takes."""
+
+    weights_path: Path
+    input_size: int
+    scaling: str
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """The parsed metadata of one model file pair."""
 
@@ -54,6 +69,13 @@ class ModelSpec:
     raw: dict[str, Any] = field(repr=False, compare=False)
     #: The volume rule's lower threshold (:func:`brainloc.decision.tumor_calls`); None: none.
     extend_threshold: float | None = None
+    #: Further weights files whose probability maps are averaged with this one's (segmenter).
+    extra_members: tuple[Member, ...] = ()
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """Every weights file of the model, the one named by ``weights`` first."""
+        return (Member(self.weights_path, self.input_size, self.scaling), *self.extra_members)
 
     @property
     def label(self) -> str:
@@ -90,15 +112,20 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
             threshold=float(threshold),
             raw=raw,
             extend_threshold=None if extend is None else float(extend),
+            extra_members=_ensemble_members(raw, task, models_dir, shape),
         )
     except (KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"{meta_path}: malformed model metadata ({exc!r})") from exc
+    except ValueError as exc:
+        raise ValueError(f"{meta_path}: {exc}") from None
     if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
         raise ValueError(f"{meta_path}: input.shape must be [S, S, 3], got {shape}")
-    if spec.scaling not in SCALING_SCHEMES:
-        raise ValueError(
-            f"{meta_path}: input.scaling {spec.scaling!r} is not one of {list(SCALING_SCHEMES)}"
-        )
+    for member in spec.members:
+        if member.scaling not in SCALING_SCHEMES:
+            raise ValueError(
+                f"{meta_path}: input.scaling {member.scaling!r} is not one of "
+                f"{list(SCALING_SCHEMES)}"
+            )
     if not 0.0 < spec.threshold < 1.0:
         raise ValueError(f"{meta_path}: threshold must be in (0, 1), got {spec.threshold}")
     if spec.extend_threshold is not None:
@@ -106,15 +133,46 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
             check_extend_threshold(spec.extend_threshold, spec.threshold)
         except ValueError as exc:
             raise ValueError(f"{meta_path}: decision.{exc}") from None
-    if not spec.weights_path.is_file():
-        raise FileNotFoundError(f"weights file {spec.weights_path} named by {meta_path} is missing")
+    for member in spec.members:
+        if not member.weights_path.is_file():
+            raise FileNotFoundError(
+                f"weights file {member.weights_path} named by {meta_path} is missing"
+            )
     return spec
 
 
+def _ensemble_members(raw: dict, task: str, models_dir: Path, shape: list) -> tuple[Member, ...]:
+    """The members listed under ``ensemble`` (none when the key is absent)."""
+    if "ensemble" not in raw:
+        return ()
+    if task != "segmentation":
+        raise ValueError("ensemble: only a segmentation model may have several weights files")
+    members = raw["ensemble"]["members"]
+    if not isinstance(members, list) or not members:
+        raise ValueError("ensemble.members must be a non-empty list")
+    found = []
+    for index, member in enumerate(members):
+        if list(member["input"]["shape"]) != list(shape):
+            raise ValueError(
+                f"ensemble.members[{index}]: input.shape {member['input']['shape']} differs "
+                f"from input.shape {shape}; the maps could not be averaged"
+            )
+        found.append(
+            Member(models_dir / member["weights"], int(shape[0]), str(member["input"]["scaling"]))
+        )
+    return tuple(found)
+
+
 def models_available(models_dir: Path | str = DEFAULT_MODELS_DIR) -> bool:
-    """True when both shipped models (metadata and weights) are present."""
-    models_dir = Path(models_dir)
-    return all(
-        (models_dir / f"{stem}.json").is_file() and (models_dir / f"{stem}.keras").is_file()
-        for stem in (CLASSIFIER_NAME, SEGMENTER_NAME)
-    )
+    """True when both shipped models (metadata and every weights file) are present.
+
+    Metadata that is present but malformed counts as present: loading it then says
+    what is wrong, which "not installed" would hide."""
+    for stem in (CLASSIFIER_NAME, SEGMENTER_NAME):
+        try:
+            load_spec(models_dir, stem)
+        except FileNotFoundError:
+            return False
+        except ValueError:
+            continue
+    return True

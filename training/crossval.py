@@ -7,7 +7,10 @@
 ``predict`` runs one fold's trained pair (``RUN/segmenter/best.keras`` and
 ``RUN/classifier/best.keras``) on the patients that fold held out, the way the
 app does: P(tumor) averaged with the left-right mirror, the segmenter's mask
-(threshold 0.5) kept only on slices called positive. It writes one row per
+(threshold 0.5) kept only on slices called positive. Further segmenter runs beside
+it (``RUN/segmenter_*/best.keras``, e.g. one trained on another scaling) make an
+ensemble, as in the shipped metadata: their probability maps are averaged with the
+first's before the threshold. It writes one row per
 slice: the label, the probability and the pixel counts Dice needs, at the
 model's input size.
 
@@ -59,12 +62,19 @@ def _predict(model, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.asarray(model.predict(padded, batch_size=batch_size, verbose=0))[: len(batch)]
 
 
+def segmenter_runs(run_dir: Path) -> list[Path]:
+    """``run_dir/segmenter`` followed by any ensemble members ``run_dir/segmenter_*``."""
+    members = sorted(p for p in run_dir.glob("segmenter_*") if (p / "best.keras").is_file())
+    return [run_dir / "segmenter", *members]
+
+
 def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> list[dict]:
-    """Out-of-fold rows for ``cases`` from the pair trained in ``run_dir``.
+    """Out-of-fold rows for ``cases`` from the models trained in ``run_dir``.
 
     Each model sees its own run's scaling (``args.json``), so a pair whose two
     models were trained on different schemes is scored the way the app runs it;
-    ``scaling`` is used for a run that does not record one.
+    ``scaling`` is used for a run that does not record one. Several segmenter runs
+    (:func:`segmenter_runs`) are averaged map by map before the 0.5 threshold.
     """
     import keras
 
@@ -74,21 +84,32 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
     from training.pack import read_pack
 
     classifier = keras.models.load_model(run_dir / "classifier" / "best.keras", compile=False)
-    segmenter = keras.models.load_model(run_dir / "segmenter" / "best.keras", compile=False)
     classifier_scaling = _trained_scaling(run_dir / "classifier", scaling)
-    segmenter_scaling = _trained_scaling(run_dir / "segmenter", scaling)
+    segmenters = [
+        (keras.models.load_model(d / "best.keras", compile=False), _trained_scaling(d, scaling))
+        for d in segmenter_runs(run_dir)
+    ]
+    seg_size = int(segmenters[0][0].input_shape[1])
+    if any(int(model.input_shape[1]) != seg_size for model, _ in segmenters):
+        raise SystemExit(f"{run_dir}: the segmenter runs take different input sizes")
     rows = []
     for data in read_pack(pack, cases):
         size = int(classifier.input_shape[1])
         batch = prepare_images(data.images, size, classifier_scaling)
         probability = flip_averaged_probabilities(partial(_predict, classifier), batch)
-        seg_size = int(segmenter.input_shape[1])
-        seg_batch = (
-            batch
-            if (seg_size, segmenter_scaling) == (size, classifier_scaling)
-            else prepare_images(data.images, seg_size, segmenter_scaling)
+        maps = np.mean(
+            [
+                _predict(
+                    model,
+                    batch
+                    if (seg_size, seg_scaling) == (size, classifier_scaling)
+                    else prepare_images(data.images, seg_size, seg_scaling),
+                )[..., 0]
+                for model, seg_scaling in segmenters
+            ],
+            axis=0,
         )
-        predicted = _predict(segmenter, seg_batch)[..., 0] >= 0.5
+        predicted = maps >= 0.5
         truth = prepare_masks(data.masks, seg_size)[..., 0] > 0
         for index in range(len(batch)):
             rows.append(

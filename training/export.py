@@ -4,7 +4,10 @@
         [--classifier-crossval DIR]
 
 1. Loads ``<runs>/classifier/best.keras`` and ``<runs>/segmenter/best.keras``
-   and saves them without optimizer state to ``models/<name>.keras``.
+   and saves them without optimizer state to ``models/<name>.keras``. Further
+   segmenter runs ``<runs>/segmenter_<X>/`` become ensemble members, saved as
+   ``models/segmenter_<X>.keras`` and listed under the segmenter's ``ensemble``
+   (their probability maps are averaged with the first's; :mod:`brainloc.model_meta`).
 2. Sets the classifier's decision threshold and the segmenter's smallest kept
    region, never on the test patients:
    - models trained on the train patients only: chosen on the *validation*
@@ -15,7 +18,8 @@
 3. Writes ``models/<name>.json``, the contract inference reads, including the
    scaling scheme the models were trained with, the volume rule's lower
    threshold (``training.metrics.EXTEND_THRESHOLD``, chosen out of fold) and,
-   with ``--crossval``, each fold's validation numbers.
+   with ``--crossval``, each fold's validation numbers and, from
+   ``--classifier-crossval``'s ``crossval.json``, the out-of-fold pipeline numbers.
 4. Runs ``training.evaluate`` on the test patients and records those numbers in
    both metadata files (they are reported, never tuned on).
 """
@@ -34,13 +38,14 @@ import numpy as np
 
 from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, SEGMENTER_NAME
 from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT
+from training.crossval import segmenter_runs
 from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
 from training.evaluate import evaluate, format_table
 from training.metrics import choose_threshold, classification_metrics, extend_threshold_for
 
 log = logging.getLogger("training.export")
 
-VERSION = "2.2.0"
+VERSION = "2.3.0"
 INTENDED_USE = (
     "Research and clinical decision support for adult lower-grade glioma on axial brain MRI "
     "slices (pre-contrast, FLAIR, post-contrast). Not a diagnostic device: every result must be "
@@ -190,6 +195,35 @@ def set_volume_rule(cls_meta: dict) -> None:
     )
 
 
+def _member_metadata(name: str, model: keras.Model, run_dir: Path) -> dict:
+    """The ``ensemble.members`` entry of one further segmenter run."""
+    record = _training_record(run_dir)
+    size = int(model.input_shape[1])
+    return {
+        "weights": f"{name}.keras",
+        "parameters": int(model.count_params()),
+        "input": {
+            "shape": [size, size, 3],
+            "scaling": record["arguments"].get("scaling", SCALING_UINT8_UNIT),
+        },
+        "training": record,
+    }
+
+
+def _pipeline_dice_out_of_fold(out_of_fold: dict) -> dict:
+    """The pipeline's Dice per volume out of fold at the chosen threshold and volume rule."""
+    key = "at_0.5_volume_rule" if out_of_fold["threshold"] == 0.5 else "at_youden_volume_rule"
+    block = out_of_fold[key]
+    return {
+        "cases": out_of_fold["cases"],
+        "slices": out_of_fold["slices"],
+        "dice_per_volume_mean": block["dice_per_volume_mean"],
+        "dice_per_volume_median": block["dice_per_volume_median"],
+        "note": "the cross-validation folds' models (training.crossval), threshold "
+        f"{out_of_fold['threshold']} with the volume rule, at the models' input size",
+    }
+
+
 def _base_metadata(name: str, task: str, model: keras.Model, size: int, scaling: str) -> dict:
     return {
         "name": f"brainloc-{name}",
@@ -248,8 +282,14 @@ def main(argv: list[str] | None = None) -> int:
 
     classifier = keras.models.load_model(args.runs_dir / "classifier" / "best.keras", compile=False)
     segmenter = keras.models.load_model(args.runs_dir / "segmenter" / "best.keras", compile=False)
+    members = [
+        (run.name, keras.models.load_model(run / "best.keras", compile=False))
+        for run in segmenter_runs(args.runs_dir)[1:]
+    ]
     classifier.save(args.models_dir / f"{CLASSIFIER_NAME}.keras")
     segmenter.save(args.models_dir / f"{SEGMENTER_NAME}.keras")
+    for name, member in members:
+        member.save(args.models_dir / f"{name}.keras")
 
     cls_record = _training_record(args.runs_dir / "classifier")
     seg_record = _training_record(args.runs_dir / "segmenter")
@@ -286,6 +326,18 @@ def main(argv: list[str] | None = None) -> int:
         decision={"mask_threshold": 0.5},
         training=seg_record,
     )
+    if members:
+        seg_meta["architecture"] += (
+            f"; an ensemble of {len(members) + 1} such networks trained apart "
+            "(see ensemble), their probability maps averaged before mask_threshold"
+        )
+        seg_meta["ensemble"] = {
+            "combine": "mean of the members' probability maps (the model named by weights "
+            "first), then decision.mask_threshold",
+            "members": [
+                _member_metadata(name, member, args.runs_dir / name) for name, member in members
+            ],
+        }
     classifier_crossval = args.classifier_crossval or args.crossval
     if classifier_crossval:
         cls_meta["training"]["cross_validation"] = cross_validation_record(
@@ -319,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         "test": {**test_block, **report["segmentation"], **report["pipeline"]},
         "note": "pipeline numbers: segmentation runs only on slices the classifier calls positive",
     }
+    out_of_fold = cls_meta["training"].get("cross_validation", {}).get("out_of_fold")
+    if out_of_fold:
+        seg_meta["metrics"]["out_of_fold"] = _pipeline_dice_out_of_fold(out_of_fold)
     for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
         (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     print("Test patients (reported, never tuned on):")

@@ -49,11 +49,14 @@ def build_tiny_models(
     min_region_px: int = 0,
     segmenter_size: int = TINY_SIZE,
     extend_threshold: float | None = None,
+    ensemble: bool = False,
 ) -> Path:
     """Save a tiny classifier and segmenter with metadata into ``models_dir``.
 
     ``segmenter_size`` other than the classifier's makes the two models take different inputs;
-    ``extend_threshold`` gives the classifier the volume rule (brainloc.decision).
+    ``extend_threshold`` gives the classifier the volume rule (brainloc.decision); ``ensemble``
+    adds a second segmenter, ``segmenter_post.keras`` on ``slice-p99`` input, whose map is
+    sigmoid(20 * post-contrast - 10), as an ensemble member.
     """
     import keras
 
@@ -80,6 +83,14 @@ def build_tiny_models(
     )
     classifier.save(models_dir / "classifier.keras")
     segmenter.save(models_dir / "segmenter.keras")
+    if ensemble:
+        member_inputs = keras.Input((segmenter_size, segmenter_size, 3))
+        member_map = keras.layers.Conv2D(1, 1, activation="sigmoid", name="tumor_map")
+        member = keras.Model(member_inputs, member_map(member_inputs))
+        member_map.set_weights(
+            [np.array([0.0, 0.0, 20.0], np.float32).reshape(1, 1, 3, 1), np.full(1, -10.0)]
+        )
+        member.save(models_dir / "segmenter_post.keras")
     specs = {
         "classifier": _metadata(
             "tiny-classifier",
@@ -96,6 +107,15 @@ def build_tiny_models(
             size=segmenter_size,
         ),
     }
+    if ensemble:
+        specs["segmenter"]["ensemble"] = {
+            "members": [
+                {
+                    "weights": "segmenter_post.keras",
+                    "input": {"shape": [segmenter_size, segmenter_size, 3], "scaling": "slice-p99"},
+                }
+            ]
+        }
     for stem, spec in specs.items():
         (models_dir / f"{stem}.json").write_text(json.dumps(spec), encoding="utf-8")
     return models_dir

@@ -159,3 +159,85 @@ def test_models_with_different_input_sizes(tmp_path):
     assert not case.slices[1].mask.any()
     for index in (0, 2):
         assert _iou(case.slices[index].mask, _square_mask((256, 256), *square)) > 0.8
+
+
+def test_an_ensemble_averages_its_members_maps_each_on_its_own_scaling(tmp_path):
+    """Two segmenters: FLAIR > 0.5 (uint8/255) and post-contrast > 0.5 (slice-p99)."""
+    import keras
+
+    from brainloc.preprocessing import prepare_images
+    from tests.brainloc.conftest import TINY_SIZE, build_tiny_models
+
+    single = Pipeline.load(build_tiny_models(tmp_path / "single"))
+    pipeline = Pipeline.load(build_tiny_models(tmp_path / "ensemble", ensemble=True))
+    assert [m.scaling for m in pipeline.segmenter_spec.members] == ["uint8/255", "slice-p99"]
+    assert len(pipeline.segmenters) == 2
+    # Bright post-contrast everywhere in a band, bright FLAIR in a square that half overlaps it.
+    image = synthetic_slice((TINY_SIZE, TINY_SIZE), seed=4)
+    image[4:20, 4:20, 1] = 250
+    image[12:28, :, 2] = 250
+    members = [
+        keras.models.load_model(tmp_path / "ensemble" / name, compile=False)
+        for name in ("segmenter.keras", "segmenter_post.keras")
+    ]
+    maps = [
+        model.predict(prepare_images(image, TINY_SIZE, scaling), verbose=0)[0, ..., 0]
+        for model, scaling in zip(members, ("uint8/255", "slice-p99"), strict=True)
+    ]
+    expected = (maps[0] + maps[1]) / 2 >= 0.5
+    got = pipeline.segment(image)[0]
+    np.testing.assert_array_equal(got, expected)
+    # Where only one member is sure, the mean sits near 0.5: the ensemble's mask is not
+    # either member's alone.
+    assert not np.array_equal(got, single.segment(image)[0])
+    assert not np.array_equal(got, maps[1] >= 0.5)
+    # analyze_case reuses the classifier's prepared input for the uint8/255 member only.
+    case = pipeline.analyze_case([image, image], volume=True)
+    for result in case.slices:
+        assert result.has_tumor
+        np.testing.assert_array_equal(result.mask, expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shape": [16, 16, 3]}, "could not be averaged"),
+        ({"scaling": "z-score"}, "is not one of"),
+    ],
+)
+def test_a_malformed_ensemble_member_is_refused(tmp_path, change, message):
+    import json
+
+    from brainloc.model_meta import SEGMENTER_NAME, load_spec, models_available
+    from tests.brainloc.conftest import build_tiny_models
+
+    models = build_tiny_models(tmp_path / "models", ensemble=True)
+    meta_path = models / "segmenter.json"
+    meta = json.loads(meta_path.read_text())
+    meta["ensemble"]["members"][0]["input"].update(change)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=message):
+        load_spec(models, SEGMENTER_NAME)
+    # Present but malformed: the loader's message is shown, not "not installed".
+    assert models_available(models)
+
+
+def test_an_ensemble_is_incomplete_without_every_weights_file(tmp_path):
+    import json
+
+    from brainloc.model_meta import CLASSIFIER_NAME, load_spec, models_available
+    from tests.brainloc.conftest import build_tiny_models
+
+    models = build_tiny_models(tmp_path / "models", ensemble=True)
+    assert models_available(models)
+    (models / "segmenter_post.keras").unlink()
+    assert not models_available(models)
+    with pytest.raises(ModelsNotFoundError, match="segmenter_post.keras"):
+        Pipeline.load(models)
+    # Only a segmenter may be an ensemble.
+    meta_path = models / "classifier.json"
+    meta = json.loads(meta_path.read_text())
+    meta["ensemble"] = {"members": [{"weights": "classifier.keras", "input": meta["input"]}]}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="only a segmentation model"):
+        load_spec(models, CLASSIFIER_NAME)

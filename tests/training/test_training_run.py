@@ -15,7 +15,7 @@ import pytest
 from brainloc import modeling
 from brainloc.inference import Pipeline
 from brainloc.model_card import load_cards
-from brainloc.preprocessing import prepare_masks, resize_unit
+from brainloc.preprocessing import prepare_images, prepare_masks, resize_unit
 from training import crossval, export, train
 from training.augment import STANDARD, STRONG, augment_pair, jitter_intensity, random_affine, warp
 from training.data import load_case, patient_folds, patient_id
@@ -176,6 +176,22 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
     assert {r["slice_px"] for r in rows} == {128 * 128}
     report = crossval.summarize(rows)
     assert report["slices"] == 24 and 0.05 <= report["threshold"] <= 0.95
+    # A further segmenter run beside the first (here the same weights told to take slice-p99
+    # input) makes an ensemble: the two maps are averaged before the 0.5 threshold.
+    member = tmp_path / "segmenter_p99"
+    shutil.copytree(seg_dir, member)
+    member_args = json.loads((member / "args.json").read_text()) | {"scaling": "slice-p99"}
+    (member / "args.json").write_text(json.dumps(member_args))
+    assert crossval.segmenter_runs(tmp_path) == [seg_dir, member]
+    both = crossval.predict_fold(pack, [CASES[1]], tmp_path, "uint8/255")
+    data = read_pack(pack, [CASES[1]])[0]
+    maps = [
+        crossval._predict(segmenter, prepare_images(data.images, 128, scaling))[..., 0]
+        for scaling in ("uint8/255", "slice-p99")
+    ]
+    expected = (maps[0] + maps[1]) / 2 >= 0.5
+    assert [r["predicted_px"] for r in both] == [int(m.sum()) for m in expected]
+    assert [r["probability"] for r in both] == [r["probability"] for r in rows]
     by_size = report["at_0.5_volume_rule"]["sensitivity_by_tumor_size"]
     assert sum(size["tumor_slices"] for size in by_size) == 11
     assert 0.0 <= report["at_youden"]["dice_per_volume_mean"] <= 1.0
@@ -422,3 +438,31 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     test = cls_meta["metrics"]["test"]
     assert test["patients"] == 1 and test["slices"] == 24 and 0.0 <= test["accuracy"] <= 1.0
     assert 0.0 <= seg_meta["metrics"]["test"]["dice_per_volume_mean"] <= 1.0
+    assert "ensemble" not in seg_meta and len(Pipeline.load(models).segmenters) == 1
+    assert seg_meta["metrics"]["out_of_fold"] == {
+        "cases": 2,
+        "slices": 44,
+        "dice_per_volume_mean": chosen["at_youden_volume_rule"]["dice_per_volume_mean"],
+        "dice_per_volume_median": chosen["at_youden_volume_rule"]["dice_per_volume_median"],
+        "note": seg_meta["metrics"]["out_of_fold"]["note"],
+    }
+
+    # A further segmenter run in the runs folder is shipped as an ensemble member (here the
+    # same weights told to take slice-p99 input: the export, not a second model, is tested).
+    member = scheme / "final" / "segmenter_p99"
+    shutil.copytree(scheme / "final" / "segmenter", member)
+    member_args = json.loads((member / "args.json").read_text()) | {"scaling": "slice-p99"}
+    (member / "args.json").write_text(json.dumps(member_args))
+    ensemble_models = tmp_path / "ensemble-models"
+    assert export.main([*args[:5], str(ensemble_models), *args[6:]]) == 0
+    ensemble_meta = json.loads((ensemble_models / "segmenter.json").read_text())
+    (entry,) = ensemble_meta["ensemble"]["members"]
+    assert entry["weights"] == "segmenter_p99.keras"
+    assert entry["input"] == {"shape": [128, 128, 3], "scaling": "slice-p99"}
+    assert entry["training"]["arguments"]["scaling"] == "slice-p99"
+    assert "an ensemble of 2" in ensemble_meta["architecture"]
+    pipeline = Pipeline.load(ensemble_models)
+    assert [m.scaling for m in pipeline.segmenter_spec.members] == ["uint8/255", "slice-p99"]
+    image = load_case(lgg_dir, CASES[1]).images[12]
+    alone = Pipeline.load(models).segment(image)[0]
+    assert pipeline.segment(image)[0].shape == alone.shape == image.shape[:2]
