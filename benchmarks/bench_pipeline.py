@@ -153,7 +153,8 @@ def main() -> int:
     seed = SeedPipeline()
     print(
         f"ours: {ours.classifier_spec.label} ({ours.classifier.count_params():,} params) + "
-        f"{ours.segmenter_spec.label} ({ours.segmenter.count_params():,} params)"
+        f"{ours.segmenter_spec.label} ({len(ours.segmenters)} x "
+        f"{'/'.join(f'{model.count_params():,}' for model in ours.segmenters)} params)"
     )
     print(
         f"seed: ResNet50 head ({seed.classifier.count_params():,} params) + "
@@ -165,7 +166,7 @@ def main() -> int:
     single = one[np.newaxis]
 
     # The same models without the metadata's flip averaging, to show what it costs.
-    plain = Pipeline(ours.classifier, ours.segmenter, ours.classifier_spec, ours.segmenter_spec)
+    plain = Pipeline(ours.classifier, ours.segmenters, ours.classifier_spec, ours.segmenter_spec)
     plain.flip_average = False
 
     # Warm-up: the first calls trace and compile; never timed.

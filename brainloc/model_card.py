@@ -109,7 +109,16 @@ def _input_description(raw: dict[str, Any]) -> str:
     spec = raw.get("input", {})
     shape = "x".join(str(v) for v in spec.get("shape", []))
     channels = ", ".join(spec.get("channels", []))
-    return f"{shape} ({channels}), scaling {spec.get('scaling', '?')}"
+    text = f"{shape} ({channels}), scaling {spec.get('scaling', '?')}"
+    members = (raw.get("ensemble") or {}).get("members") or []
+    for member in members:
+        text += (
+            f"; ensemble member {member.get('weights', '?')}: scaling "
+            f"{(member.get('input') or {}).get('scaling', '?')}"
+        )
+    if members:
+        text += f" (the mean of {len(members) + 1} probability maps is thresholded)"
+    return text
 
 
 def _training_summary(training: dict[str, Any]) -> str:

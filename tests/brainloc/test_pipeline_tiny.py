@@ -165,6 +165,7 @@ def test_an_ensemble_averages_its_members_maps_each_on_its_own_scaling(tmp_path)
     """Two segmenters: FLAIR > 0.5 (uint8/255) and post-contrast > 0.5 (slice-p99)."""
     import keras
 
+    from brainloc.model_card import card_for
     from brainloc.preprocessing import prepare_images
     from tests.brainloc.conftest import TINY_SIZE, build_tiny_models
 
@@ -172,6 +173,11 @@ def test_an_ensemble_averages_its_members_maps_each_on_its_own_scaling(tmp_path)
     pipeline = Pipeline.load(build_tiny_models(tmp_path / "ensemble", ensemble=True))
     assert [m.scaling for m in pipeline.segmenter_spec.members] == ["uint8/255", "slice-p99"]
     assert len(pipeline.segmenters) == 2
+    description = card_for(tmp_path / "ensemble", "segmenter").input_description
+    assert description.endswith(
+        "scaling uint8/255; ensemble member segmenter_post.keras: scaling slice-p99 "
+        "(the mean of 2 probability maps is thresholded)"
+    )
     # Bright post-contrast everywhere in a band, bright FLAIR in a square that half overlaps it.
     image = synthetic_slice((TINY_SIZE, TINY_SIZE), seed=4)
     image[4:20, 4:20, 1] = 250
