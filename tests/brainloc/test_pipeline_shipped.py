@@ -66,3 +66,22 @@ def test_gradcam_is_hotter_on_the_tumor(shipped_pipeline, lgg_dir):
     assert heat.shape == truth.shape
     assert heat.min() >= 0.0 and heat.max() <= 1.0
     assert heat[truth].mean() > heat[~truth].mean()
+
+
+def test_the_shipped_mask_is_the_mean_of_the_segmenter_ensemble(shipped_pipeline, lgg_dir):
+    """Every weights file the segmenter metadata names runs on its own scaling, and the mask is
+    their mean probability map thresholded (brainloc.model_meta: ensemble)."""
+    from brainloc.preprocessing import prepare_images, probability_map_to_mask
+
+    spec = shipped_pipeline.segmenter_spec
+    assert len(shipped_pipeline.segmenters) == len(spec.members)
+    image, truth = _slice(lgg_dir, TUMOR_SLICE)
+    maps = [
+        model.predict(prepare_images(image, member.input_size, member.scaling), verbose=0)[0]
+        for model, member in zip(shipped_pipeline.segmenters, spec.members, strict=True)
+    ]
+    expected = probability_map_to_mask(np.mean(maps, axis=0), truth.shape, spec.threshold)
+    got = shipped_pipeline.segment(image)[0]
+    # The graph the pipeline runs and Keras' predict may differ in the last float bits.
+    assert (got != expected).sum() <= 0.001 * got.size
+    assert _dice(got, truth) > 0.5
