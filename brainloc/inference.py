@@ -5,7 +5,9 @@ see :mod:`brainloc.model_meta`) once. ``analyze`` / ``analyze_case`` classify
 every slice and segment only the slices called tumor (the seed's pipeline);
 negative slices get an empty mask. A slice is called tumor by its probability
 alone, or, for the slices of one volume, by the volume rule of
-:mod:`brainloc.decision`. Masks come back at the input's own size.
+:mod:`brainloc.decision`. When the segmenter's metadata names an ensemble, every
+member runs on its own scaling and their probability maps are averaged before the
+mask threshold. Masks come back at the input's own size.
 
 One Pipeline may serve many Streamlit sessions at once: it holds no
 per-request state, and model calls are serialised by a lock (TensorFlow
