@@ -142,6 +142,20 @@ def _training_summary(training: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _out_of_fold_dice(metrics: dict[str, Any]) -> str:
+    """The segmenter's out-of-fold pipeline Dice per volume in words, when the export wrote it."""
+    block = metrics.get("out_of_fold")
+    if not isinstance(block, dict) or not isinstance(
+        block.get("dice_per_volume_mean"), int | float
+    ):
+        return ""
+    text = f"out of fold over {block.get('cases', '?')} development patients, pipeline Dice per "
+    text += f"volume {block['dice_per_volume_mean']:.3f}"
+    if isinstance(block.get("dice_per_volume_median"), int | float):
+        text += f" (median {block['dice_per_volume_median']:.3f})"
+    return text
+
+
 def card_for(models_dir: Path | str, stem: str) -> ModelCard:
     """Read one model's card.
 
@@ -170,7 +184,14 @@ def card_for(models_dir: Path | str, stem: str) -> ModelCard:
             for key, value in (raw.get("decision") or {}).items()
             if isinstance(value, int | float | str)
         },
-        training_summary=_training_summary(raw.get("training") or {}),
+        training_summary="; ".join(
+            part
+            for part in (
+                _training_summary(raw.get("training") or {}),
+                _out_of_fold_dice(metrics),
+            )
+            if part
+        ),
         training=dict(raw.get("training") or {}),
         headline=headline,
         metrics=metrics,

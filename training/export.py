@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     if members:
         seg_meta["architecture"] += (
             f"; an ensemble of {len(members) + 1} such networks trained apart "
-            "(see ensemble), their probability maps averaged before mask_threshold"
+            "(listed under ensemble in segmenter.json), their probability maps averaged before "
+            "mask_threshold"
         )
         seg_meta["ensemble"] = {
             "combine": "mean of the members' probability maps (the model named by weights "

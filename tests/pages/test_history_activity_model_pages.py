@@ -111,6 +111,11 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
         }
     }
     (models / "classifier.json").write_text(json.dumps(meta))
+    seg_meta = json.loads((models / "segmenter.json").read_text())
+    seg_meta["metrics"] = {
+        "out_of_fold": {"cases": 75, "dice_per_volume_mean": 0.8495, "dice_per_volume_median": 0.87}
+    }
+    (models / "segmenter.json").write_text(json.dumps(seg_meta))
     (models / "README.md").write_text("# Tiny models\n\nTrained on nothing at all.")
     monkeypatch.setenv("BRAINLOC_MODELS_DIR", str(models))
     get_settings.cache_clear()
@@ -122,6 +127,10 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
     assert "Tiny test network" in _texts(at.markdown)
     assert "does not replace" in _texts(at.info)
     assert "Trained on nothing at all." in _texts(at.markdown)
+    assert (
+        "out of fold over 75 development patients, pipeline Dice per volume 0.850 (median 0.870)"
+        in _texts(at.markdown)
+    )
     (table,) = at.dataframe
     assert table.value.to_dict("records") == [
         {"tumor area (% of the slice)": "<0.5", "test patients": "6 of 8 (75%)"}
