@@ -89,7 +89,6 @@ class Pipeline:
                 f"{len(self.segmenters)} segmenter models for the "
                 f"{len(segmenter_spec.members)} weights files its metadata names"
             )
-        self.segmenter = self.segmenters[0]
         self.classifier_spec = classifier_spec
         self.segmenter_spec = segmenter_spec
         self._lock = threading.Lock()
