@@ -19,15 +19,11 @@ CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
 SCALING_UINT8_UNIT = "uint8/255"
 #: Per-slice, per-channel 99th-percentile scaling (see :func:`scale_images`).
 SCALING_SLICE_P99 = "slice-p99"
-#: Per-slice, per-channel rank (empirical CDF) of the signal pixels (see :func:`scale_images`).
-SCALING_SLICE_RANK = "slice-rank"
-SCALING_SCHEMES = (SCALING_UINT8_UNIT, SCALING_SLICE_P99, SCALING_SLICE_RANK)
+SCALING_SCHEMES = (SCALING_UINT8_UNIT, SCALING_SLICE_P99)
 #: Pixels at or below this (after dividing by 255) are background, not signal.
 SIGNAL_FLOOR = 0.02
 #: Upper clip of percentile-scaled intensities (lesions are brighter than the 99th percentile).
 PERCENTILE_CLIP = 1.5
-#: Fewer signal pixels than this in a channel: too few to estimate a percentile or a rank from.
-MIN_SIGNAL_PX = 64
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
@@ -47,27 +43,9 @@ def _percentile_scale(batch: np.ndarray) -> np.ndarray:
         for channel in range(image.shape[-1]):
             plane = image[..., channel]
             signal = plane[plane > SIGNAL_FLOOR]
-            reference = float(np.percentile(signal, 99)) if signal.size >= MIN_SIGNAL_PX else 1.0
+            reference = float(np.percentile(signal, 99)) if signal.size >= 64 else 1.0
             scaled[index, ..., channel] = plane / max(reference, 0.05)
     return np.clip(scaled, 0.0, PERCENTILE_CLIP)
-
-
-def _rank_scale(batch: np.ndarray) -> np.ndarray:
-    """Replace each slice's channel's signal pixels by their empirical CDF; background 0."""
-    scaled = np.zeros_like(batch)
-    for index, image in enumerate(batch):
-        for channel in range(image.shape[-1]):
-            plane = image[..., channel]
-            is_signal = plane > SIGNAL_FLOOR
-            signal = plane[is_signal]
-            if signal.size < MIN_SIGNAL_PX:
-                scaled[index, ..., channel] = plane  # nearly empty: nothing to rank against
-                continue
-            ordered = np.sort(signal)
-            # The share of signal pixels at or below each pixel: in (0, 1], ties share a value.
-            share = np.searchsorted(ordered, signal, side="right") / signal.size
-            scaled[index, ..., channel][is_signal] = share
-    return scaled
 
 
 def scale_images(batch: np.ndarray, scaling: str = SCALING_UINT8_UNIT) -> np.ndarray:
@@ -81,12 +59,6 @@ def scale_images(batch: np.ndarray, scaling: str = SCALING_UINT8_UNIT) -> np.nda
             - ``"slice-p99"``: each channel of each slice is divided by the 99th
               percentile of its signal pixels (above 0.02) and clipped to [0, 1.5],
               so a scanner's or site's overall brightness no longer matters.
-            - ``"slice-rank"``: each channel's signal pixels (above 0.02) are replaced by
-              their rank within the slice, the share of its signal pixels at or below
-              them, in (0, 1]; background stays 0. Any monotonic change of a channel's
-              intensities (brightness, offset, a scanner's contrast curve) then leaves the
-              model's input unchanged. A channel with fewer than 64 signal pixels is left
-              as it is.
 
     Returns:
         float32 array of the same shape.
@@ -95,8 +67,6 @@ def scale_images(batch: np.ndarray, scaling: str = SCALING_UINT8_UNIT) -> np.nda
         return batch.astype(np.float32)
     if scaling == SCALING_SLICE_P99:
         return _percentile_scale(batch.astype(np.float32))
-    if scaling == SCALING_SLICE_RANK:
-        return _rank_scale(batch.astype(np.float32))
     raise ValueError(f"unknown scaling scheme {scaling!r}")
 
 

@@ -10,7 +10,6 @@ import pytest
 from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, load_spec
 from brainloc.preprocessing import (
     SCALING_SLICE_P99,
-    SCALING_SLICE_RANK,
     SCALING_UINT8_UNIT,
     prepare_images,
     resize_unit,
@@ -55,41 +54,6 @@ def test_percentile_scaling_removes_overall_brightness():
 def test_percentile_scaling_leaves_an_empty_slice_black():
     empty = np.zeros((1, 32, 32, 3), np.float32)
     np.testing.assert_array_equal(scale_images(empty, SCALING_SLICE_P99), empty)
-
-
-def test_rank_scaling_ignores_any_monotonic_intensity_change():
-    image = _phantom(1.0)
-    # Gamma on every channel (a different contrast curve), then a gain: the ranks move only
-    # where rounding back to 8 bits merges neighbouring grey levels (90 levels become 60).
-    curved = (255 * (image / 255.0) ** 1.6 * 0.7).round().astype(np.uint8)
-    ranked = prepare_images(image, 128, SCALING_SLICE_RANK)
-    raw_gap = np.abs(prepare_images(image, 128) - prepare_images(curved, 128))
-    rank_gap = np.abs(prepare_images(curved, 128, SCALING_SLICE_RANK) - ranked)
-    p99_gap = np.abs(
-        prepare_images(image, 128, SCALING_SLICE_P99)
-        - prepare_images(curved, 128, SCALING_SLICE_P99)
-    )
-    assert raw_gap.mean() > 0.1 and p99_gap.mean() > 0.05
-    assert rank_gap.mean() < 0.01 and rank_gap.max() < 0.05
-    # Signal pixels get their share of the slice's signal at or below them; background 0.
-    head = image[..., 1] > 0.02 * 255
-    signal = ranked[0, ..., 1][head]
-    assert signal.min() > 0 and signal.max() == 1.0
-    assert ranked[0, ..., 1][~head].tolist() == [0.0] * int((~head).sum())
-    order = np.argsort(image[..., 1][head], kind="stable")
-    assert (np.diff(signal[order]) >= 0).all()  # brighter never ranks lower
-    # Equal intensities share a rank: the share at or below them.
-    value = image[..., 1][head][0]
-    expected = (image[..., 1][head] <= value).mean()
-    assert signal[0] == pytest.approx(expected, abs=1e-6)
-    # The lesion (the brightest pixels) ranks at the top.
-    assert ranked[0, 50, 70, 1] > 0.95
-
-
-def test_rank_scaling_leaves_a_nearly_empty_channel_as_it_is():
-    batch = np.zeros((1, 32, 32, 3), np.float32)
-    batch[0, :4, :4, 0] = 0.5  # 16 signal pixels: too few to rank
-    np.testing.assert_array_equal(scale_images(batch, SCALING_SLICE_RANK), batch)
 
 
 def test_unknown_scaling_is_refused_at_use_and_in_metadata(tmp_path):
