@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainloc.model_meta import CLASSIFIER_NAME, SEGMENTER_NAME, load_spec
+from brainloc.model_meta import CLASSIFIER_NAME, SEGMENTER_NAME, load_spec, out_of_fold_at
 
 #: Metric keys shown as headline numbers, with their labels, in display order.
 HEADLINE_METRICS = (
@@ -77,12 +77,7 @@ def _roc(block: dict[str, Any]) -> tuple[list[float], list[float], float | None]
 def _out_of_fold_block(raw: dict[str, Any]) -> dict[str, Any]:
     """The out-of-fold numbers at the shipped decision (threshold and volume rule), if any."""
     out_of_fold = (raw.get("training") or {}).get("cross_validation", {}).get("out_of_fold") or {}
-    threshold = (raw.get("decision") or {}).get("threshold")
-    for name in ("at_0.5_volume_rule", "at_youden_volume_rule"):
-        block = out_of_fold.get(name)
-        if isinstance(block, dict) and block.get("threshold") == threshold:
-            return block
-    return {}
+    return out_of_fold_at(out_of_fold, (raw.get("decision") or {}).get("threshold"))
 
 
 def _found_by_size(raw: dict[str, Any], block: dict[str, Any]) -> list[dict[str, str]]:

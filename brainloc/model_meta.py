@@ -176,3 +176,24 @@ def models_available(models_dir: Path | str = DEFAULT_MODELS_DIR) -> bool:
         except ValueError:
             continue
     return True
+
+
+#: The out-of-fold blocks ``training.crossval summarize`` writes with the volume rule, each
+#: measured at one classifier threshold (0.5, and Youden's J threshold).
+OUT_OF_FOLD_VOLUME_RULE_BLOCKS = ("at_0.5_volume_rule", "at_youden_volume_rule")
+
+
+def out_of_fold_at(out_of_fold: dict[str, Any], threshold: float | None) -> dict[str, Any]:
+    """The out-of-fold numbers measured at ``threshold`` with the volume rule, or {} when
+    the cross-validation measured none at that threshold (e.g. a threshold set by hand).
+
+    ``out_of_fold``: the ``crossval.json`` summary that the export records under the
+    classifier's ``training.cross_validation.out_of_fold``.
+    """
+    if threshold is None:
+        return {}
+    for name in OUT_OF_FOLD_VOLUME_RULE_BLOCKS:
+        block = out_of_fold.get(name)
+        if isinstance(block, dict) and block.get("threshold") == threshold:
+            return block
+    return {}

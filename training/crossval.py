@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         cases = held_out_fold(read_split(args.split_file or SPLITS_FILE), args.folds, args.fold)
         rows = predict_fold(args.pack, cases, args.runs_dir, args.scaling)
         args.out.write_text(json.dumps(rows))
-        print(f"fold {args.fold}: {len(cases)} cases, {len(rows)} slices -> {args.out}")
+        members = " + ".join(run.name for run in segmenter_runs(args.runs_dir))
+        print(f"fold {args.fold}: {len(cases)} cases, {len(rows)} slices, {members} -> {args.out}")
         return 0
     rows = [row for path in args.rows for row in json.loads(path.read_text())]
     report = summarize(rows)

@@ -26,6 +26,7 @@ from brainloc.kaggle_layout import layout_root, mask_path, scan_slices
 log = logging.getLogger(__name__)
 
 SPLITS_FILE = Path(__file__).resolve().parent / "splits.json"
+REPO_ROOT = SPLITS_FILE.parent.parent
 #: The seed of the committed split (also written into splits.json) and of its folds.
 SPLIT_SEED = 20261125
 
@@ -128,6 +129,15 @@ def read_split(path: Path = SPLITS_FILE) -> dict[str, list[str]]:
         if name not in split:
             raise ValueError(f"{path} has no {name!r} list")
     return split
+
+
+def split_file_label(path: Path | str) -> str:
+    """How run records and model metadata name a split file: relative to the repository
+    when it lies inside it (``training/splits.json`` on every machine), else as given."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def stack(cases: list[CaseSlices]) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,8 @@
    segmenter runs ``<runs>/segmenter_<X>/`` become ensemble members, saved as
    ``models/segmenter_<X>.keras`` and listed under the segmenter's ``ensemble``
    (their probability maps are averaged with the first's; :mod:`brainloc.model_meta`).
+   The members used are logged, and ``models/segmenter_<X>.keras`` files an earlier
+   export left that are not members now are removed.
 2. Sets the classifier's decision threshold and the segmenter's smallest kept
    region, never on the test patients:
    - models trained on the train patients only: chosen on the *validation*
@@ -36,10 +38,22 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from brainloc.model_meta import CLASSIFIER_NAME, DEFAULT_MODELS_DIR, SEGMENTER_NAME
+from brainloc.model_meta import (
+    CLASSIFIER_NAME,
+    DEFAULT_MODELS_DIR,
+    SEGMENTER_NAME,
+    out_of_fold_at,
+)
 from brainloc.preprocessing import CHANNELS, SCALING_UINT8_UNIT
 from training.crossval import segmenter_runs
-from training.data import SPLITS_FILE, list_cases, load_cases, read_split, stack
+from training.data import (
+    SPLITS_FILE,
+    list_cases,
+    load_cases,
+    read_split,
+    split_file_label,
+    stack,
+)
 from training.evaluate import evaluate, format_table
 from training.metrics import choose_threshold, classification_metrics, extend_threshold_for
 
@@ -60,9 +74,13 @@ DATASET = (
 def _training_record(run_dir: Path) -> dict:
     rows = list(csv.DictReader((run_dir / "log.csv").open()))
     arguments = json.loads((run_dir / "args.json").read_text())
+    # A run recorded before args.json named the split relative to the repository may carry
+    # the absolute path of the machine it trained on.
+    split_file = split_file_label(arguments.get("split_file", SPLITS_FILE))
+    arguments["split_file"] = split_file
     record = {
         "dataset": DATASET,
-        "split_file": arguments.get("split_file", "training/splits.json"),
+        "split_file": split_file,
         "patients": arguments.get("train_on", "train"),
         "arguments": arguments,
         "epochs_run": len(rows),
@@ -210,17 +228,19 @@ def _member_metadata(name: str, model: keras.Model, run_dir: Path) -> dict:
     }
 
 
-def _pipeline_dice_out_of_fold(out_of_fold: dict) -> dict:
-    """The pipeline's Dice per volume out of fold at the chosen threshold and volume rule."""
-    key = "at_0.5_volume_rule" if out_of_fold["threshold"] == 0.5 else "at_youden_volume_rule"
-    block = out_of_fold[key]
+def _pipeline_dice_out_of_fold(out_of_fold: dict, threshold: float) -> dict | None:
+    """The pipeline's Dice per volume out of fold at the shipped threshold with the volume
+    rule; None when the cross-validation measured nothing at that threshold."""
+    block = out_of_fold_at(out_of_fold, threshold)
+    if not block:
+        return None
     return {
         "cases": out_of_fold["cases"],
         "slices": out_of_fold["slices"],
         "dice_per_volume_mean": block["dice_per_volume_mean"],
         "dice_per_volume_median": block["dice_per_volume_median"],
         "note": "the cross-validation folds' models (training.crossval), threshold "
-        f"{out_of_fold['threshold']} with the volume rule, at the models' input size",
+        f"{threshold} with the volume rule, at the models' input size",
     }
 
 
@@ -290,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     segmenter.save(args.models_dir / f"{SEGMENTER_NAME}.keras")
     for name, member in members:
         member.save(args.models_dir / f"{name}.keras")
+    names = [SEGMENTER_NAME, *(name for name, _ in members)]
+    log.info("segmenter ensemble from %s: %s", args.runs_dir, " + ".join(names))
+    # Member weights left by an earlier export would sit beside the new metadata unused.
+    for stale in sorted(args.models_dir.glob(f"{SEGMENTER_NAME}_*.keras")):
+        if stale.stem not in names:
+            log.info("removing %s: not a member of this export's ensemble", stale)
+            stale.unlink()
 
     cls_record = _training_record(args.runs_dir / "classifier")
     seg_record = _training_record(args.runs_dir / "segmenter")
@@ -373,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         "note": "pipeline numbers: segmentation runs only on slices the classifier calls positive",
     }
     out_of_fold = cls_meta["training"].get("cross_validation", {}).get("out_of_fold")
-    if out_of_fold:
-        seg_meta["metrics"]["out_of_fold"] = _pipeline_dice_out_of_fold(out_of_fold)
+    dice = _pipeline_dice_out_of_fold(out_of_fold or {}, cls_meta["decision"]["threshold"])
+    if dice:
+        seg_meta["metrics"]["out_of_fold"] = dice
     for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
         (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     print("Test patients (reported, never tuned on):")

@@ -60,7 +60,14 @@ from brainloc.preprocessing import (
     prepare_masks,
 )
 from training.augment import JITTER_PROFILES, STANDARD, augment_images, augment_pair
-from training.data import SPLITS_FILE, held_out_fold, load_cases, read_split, stack
+from training.data import (
+    SPLITS_FILE,
+    held_out_fold,
+    load_cases,
+    read_split,
+    split_file_label,
+    stack,
+)
 from training.metrics import TUMOR_SIZE_EDGES
 
 log = logging.getLogger("training.train")
@@ -365,9 +372,9 @@ def main(argv=None) -> int:
     keras.utils.set_random_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).resolve().parent / "runs" / args.model
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(
-        json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1)
-    )
+    recorded = {k: str(v) for k, v in vars(args).items()}
+    recorded["split_file"] = split_file_label(args.split_file)
+    (run_dir / "args.json").write_text(json.dumps(recorded, indent=1))
     log.info("Keras %s on the %s backend", keras.__version__, keras.backend.backend())
 
     train_cases, val_cases = select_cases(args)

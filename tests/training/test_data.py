@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 from training.data import (
+    SPLITS_FILE,
     find_root,
     list_cases,
     load_case,
     make_split,
     patient_id,
     read_split,
+    split_file_label,
 )
 
 from .conftest import CASES
@@ -55,3 +57,13 @@ def test_committed_split_covers_the_development_patients_once():
     patients = [{patient_id(c) for c in p} for p in portions]
     assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
     assert len(split["test"]) >= 10
+
+
+def test_split_file_is_recorded_relative_to_the_repository_when_inside_it(tmp_path):
+    assert split_file_label(SPLITS_FILE) == "training/splits.json"
+    # The same file reached another way (as a device's copy of the repository records it).
+    assert split_file_label(SPLITS_FILE.parent / ".." / "training" / "splits.json") == (
+        "training/splits.json"
+    )
+    outside = tmp_path / "my-split.json"
+    assert split_file_label(outside) == str(outside)

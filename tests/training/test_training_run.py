@@ -18,7 +18,7 @@ from brainloc.model_card import load_cards
 from brainloc.preprocessing import prepare_images, prepare_masks, resize_unit
 from training import crossval, export, train
 from training.augment import STANDARD, STRONG, augment_pair, jitter_intensity, random_affine, warp
-from training.data import load_case, patient_folds, patient_id
+from training.data import SPLITS_FILE, load_case, patient_folds, patient_id
 from training.pack import read_pack, write_pack
 
 from .conftest import CASES
@@ -419,7 +419,13 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     with pytest.raises(SystemExit, match="none of the split's test patients"):
         export.main([*args, "--split-file", str(other_split)])
     assert not models.exists()
+    # Weights an earlier export left for an ensemble member go; other files stay.
+    models.mkdir()
+    (models / "segmenter_old.keras").write_bytes(b"an earlier export's member")
+    (models / "notes.txt").write_text("the clinic's own notes")
     assert export.main(args) == 0
+    assert not (models / "segmenter_old.keras").exists()
+    assert (models / "notes.txt").read_text() == "the clinic's own notes"
     pipeline = Pipeline.load(models)
     assert pipeline.classifier_spec.threshold == 0.42
     assert pipeline.classifier_spec.extend_threshold == 0.2
@@ -439,20 +445,20 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     assert test["patients"] == 1 and test["slices"] == 24 and 0.0 <= test["accuracy"] <= 1.0
     assert 0.0 <= seg_meta["metrics"]["test"]["dice_per_volume_mean"] <= 1.0
     assert "ensemble" not in seg_meta and len(Pipeline.load(models).segmenters) == 1
-    assert seg_meta["metrics"]["out_of_fold"] == {
-        "cases": 2,
-        "slices": 44,
-        "dice_per_volume_mean": chosen["at_youden_volume_rule"]["dice_per_volume_mean"],
-        "dice_per_volume_median": chosen["at_youden_volume_rule"]["dice_per_volume_median"],
-        "note": seg_meta["metrics"]["out_of_fold"]["note"],
-    }
+    # No out-of-fold block was measured at a hand-set 0.42, so no out-of-fold Dice is claimed.
+    assert "out_of_fold" not in seg_meta["metrics"]
 
     # A further segmenter run in the runs folder is shipped as an ensemble member (here the
     # same weights told to take slice-p99 input: the export, not a second model, is tested).
     member = scheme / "final" / "segmenter_p99"
     shutil.copytree(scheme / "final" / "segmenter", member)
     member_args = json.loads((member / "args.json").read_text()) | {"scaling": "slice-p99"}
+    # As a run recorded on another copy of the repository names the committed split.
+    member_args["split_file"] = str(SPLITS_FILE)
     (member / "args.json").write_text(json.dumps(member_args))
+    # This time the classifier threshold is the one the cross-validation measured at.
+    youden = summary["at_youden_volume_rule"]
+    (own / "crossval.json").write_text(json.dumps(summary | {"threshold": youden["threshold"]}))
     ensemble_models = tmp_path / "ensemble-models"
     assert export.main([*args[:5], str(ensemble_models), *args[6:]]) == 0
     ensemble_meta = json.loads((ensemble_models / "segmenter.json").read_text())
@@ -460,6 +466,14 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     assert entry["weights"] == "segmenter_p99.keras"
     assert entry["input"] == {"shape": [128, 128, 3], "scaling": "slice-p99"}
     assert entry["training"]["arguments"]["scaling"] == "slice-p99"
+    assert entry["training"]["split_file"] == "training/splits.json"
+    assert ensemble_meta["metrics"]["out_of_fold"] == {
+        "cases": 2,
+        "slices": 44,
+        "dice_per_volume_mean": youden["dice_per_volume_mean"],
+        "dice_per_volume_median": youden["dice_per_volume_median"],
+        "note": ensemble_meta["metrics"]["out_of_fold"]["note"],
+    }
     assert "an ensemble of 2" in ensemble_meta["architecture"]
     pipeline = Pipeline.load(ensemble_models)
     assert [m.scaling for m in pipeline.segmenter_spec.members] == ["uint8/255", "slice-p99"]
