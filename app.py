@@ -7,10 +7,12 @@ import streamlit as st
 
 from ui.auth import render_logout_button, start_run
 from ui.navigation import build_navigation, continue_to_requested_page
+from ui.page_icon import page_icon
 from ui.sidebar import render_user_card
 from ui.state import LOGIN_ATTEMPT_KEY, SHELL_KEY, current_user
 
-st.set_page_config(page_title="BrainLoc", page_icon=":material/neurology:", layout="wide")
+# The icon is served by the app itself: a ":material/...:" icon is fetched from Google.
+st.set_page_config(page_title="BrainLoc", page_icon=page_icon(), layout="wide")
 signing_in = LOGIN_ATTEMPT_KEY in st.session_state
 start_run()
 user = current_user()

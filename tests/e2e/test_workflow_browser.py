@@ -120,6 +120,8 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     _add_practitioners(data_dir, "alice", "bob")
     server = app_server(BRAINLOC_MODELS_DIR=str(models))
     alice = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    requested: list[str] = []
+    alice.on("request", lambda request: requested.append(request.url))
     page = alice.new_page()
 
     # Sign in and analyse one tumor slice.
@@ -164,6 +166,10 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     assert final_note in text
     assert f"{probability}%" in text
     assert "E2E-CASE-1" in text and "Dr Alice Example" in text
+    # Patient work never phones home: every request of the whole session, the tab's icon
+    # included, went to this server (or stayed in the browser).
+    outside = {u for u in requested if not u.startswith((f"{server.url}/", "data:", "blob:"))}
+    assert len(requested) > 20 and not outside, outside
     sign_out(page)
 
     # A colleague in another browser cannot reach the case by URL or by any widget.
