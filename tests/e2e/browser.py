@@ -190,3 +190,15 @@ def wait_for_sign_in_cookie(context: BrowserContext, timeout_s: float = 30) -> N
             return
         time.sleep(0.2)
     raise AssertionError("the sign-in cookie was never set")
+
+
+def record_requests(context: BrowserContext) -> list[str]:
+    """Every URL the pages of ``context`` request from now on (the list fills as they run)."""
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    return requested
+
+
+def outside_requests(requested: list[str], server: Server) -> set[str]:
+    """The requests that left ``server`` (anything but its own URLs, data: and blob:)."""
+    return {url for url in requested if not url.startswith((f"{server.url}/", "data:", "blob:"))}

@@ -16,6 +16,8 @@ from tests.e2e.browser import (
     UI_TIMEOUT_MS,
     expect_sign_in_page,
     open_app,
+    outside_requests,
+    record_requests,
     sign_in,
     sign_out,
     wait_for_sign_in_cookie,
@@ -65,6 +67,8 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     server = app_server(admin=ADMIN_LOGIN)
     practitioner = browser.new_context(viewport={"width": 1280, "height": 900})
     admin = browser.new_context(viewport={"width": 1280, "height": 900})
+    requested = record_requests(practitioner)
+    requested_by_admin = record_requests(admin)
     page = practitioner.new_page()
 
     # Register: the account is pending.
@@ -132,6 +136,9 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     expect(message).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
     assert _stored_user(server, "mward").locked_until is not None
+    # Registering, approving and signing in never reach outside the server.
+    for urls in (requested, requested_by_admin):
+        assert len(urls) > 20 and not outside_requests(urls, server), outside_requests(urls, server)
 
     practitioner.close()
     admin.close()

@@ -33,6 +33,8 @@ from db.users import get_category_by_code, save_user
 from tests.e2e.browser import (
     REPO,
     UI_TIMEOUT_MS,
+    outside_requests,
+    record_requests,
     sign_in,
     sign_out,
     wait_for_sign_in_cookie,
@@ -120,8 +122,7 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     _add_practitioners(data_dir, "alice", "bob")
     server = app_server(BRAINLOC_MODELS_DIR=str(models))
     alice = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    requested: list[str] = []
-    alice.on("request", lambda request: requested.append(request.url))
+    requested = record_requests(alice)
     page = alice.new_page()
 
     # Sign in and analyse one tumor slice.
@@ -168,7 +169,7 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     assert "E2E-CASE-1" in text and "Dr Alice Example" in text
     # Patient work never phones home: every request of the whole session, the tab's icon
     # included, went to this server (or stayed in the browser).
-    outside = {u for u in requested if not u.startswith((f"{server.url}/", "data:", "blob:"))}
+    outside = outside_requests(requested, server)
     assert len(requested) > 20 and not outside, outside
     sign_out(page)
 
