@@ -15,6 +15,8 @@ from plotly.subplots import make_subplots
 TUMOR_RED = "#c0392b"
 CLEAR_GREEN = "#2e8b57"
 ACCENT = "#1f4e79"
+#: A legend in one row above the plot: on the right it would cover a second y axis's labels.
+TOP_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
 
 
 def probability_gauge(probability: float, threshold: float) -> go.Figure:
@@ -83,7 +85,7 @@ def case_chart(
     figure.update_yaxes(title_text="Probability (%)", range=[0, 100], secondary_y=False)
     figure.update_yaxes(title_text="Area (px)", secondary_y=True, rangemode="tozero")
     figure.update_xaxes(title_text="Slice")
-    figure.update_layout(height=300, margin={"l": 40, "r": 40, "t": 30, "b": 40})
+    figure.update_layout(height=300, margin={"l": 40, "r": 40, "t": 40, "b": 40}, legend=TOP_LEGEND)
     return figure
 
 
@@ -114,7 +116,7 @@ def weekly_chart(frame: pd.DataFrame) -> go.Figure:
     figure.update_yaxes(title_text="Positive (%)", range=[0, 100], secondary_y=True)
     # Weeks as categories: one bar per week, readable even when there is only one week.
     figure.update_xaxes(title_text="Week starting", type="category")
-    figure.update_layout(height=320, margin={"l": 40, "r": 40, "t": 30, "b": 40})
+    figure.update_layout(height=320, margin={"l": 40, "r": 40, "t": 40, "b": 40}, legend=TOP_LEGEND)
     return figure
 
 

@@ -39,6 +39,7 @@ class ModelCard:
     intended_use: str
     input_description: str
     thresholds: dict[str, Any]
+    decision_text: str
     training_summary: str
     training: dict[str, Any]
     headline: list[tuple[str, float]]
@@ -151,6 +152,43 @@ def _out_of_fold_dice(metrics: dict[str, Any]) -> str:
     return text
 
 
+def _decision_text(decision: dict[str, Any], networks: int) -> str:
+    """The decision block in sentences a clinician reads; keys it does not know stay as
+    ``key: value``. How each threshold was chosen stays in the metadata (``*chosen_on``)."""
+    known = {"chosen_on", "extend_chosen_on", "min_region_chosen_on"}
+    parts = []
+    if isinstance(decision.get("threshold"), int | float):
+        text = f"A slice is called tumor when P(tumor) ≥ {decision['threshold']:.2f}"
+        if decision.get("test_time_augmentation") == "horizontal_flip":
+            text += " (P is the mean over the slice and its left-right mirror)"
+        parts.append(text)
+        known |= {"threshold", "test_time_augmentation"}
+    if isinstance(decision.get("extend_threshold"), int | float):
+        parts.append(
+            f"in an ordered volume, a slice with P ≥ {decision['extend_threshold']:.2f} is "
+            "called tumor too when slices all at or above that connect it to a slice called "
+            "tumor (volume rule)"
+        )
+        known.add("extend_threshold")
+    if isinstance(decision.get("mask_threshold"), int | float):
+        averaged = f" (the mean of {networks} networks' maps)" if networks > 1 else ""
+        parts.append(
+            f"a pixel is tumor when its probability{averaged} is ≥ {decision['mask_threshold']:.2f}"
+        )
+        known.add("mask_threshold")
+    if isinstance(decision.get("min_region_px"), int | float):
+        size = int(decision["min_region_px"])
+        parts.append(f"regions under {size} px are dropped" if size > 0 else "no region is dropped")
+        known.add("min_region_px")
+    parts += [
+        f"{key}: {value}"
+        for key, value in decision.items()
+        if key not in known and isinstance(value, int | float | str)
+    ]
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""
+
+
 def card_for(models_dir: Path | str, stem: str) -> ModelCard:
     """Read one model's card.
 
@@ -179,6 +217,7 @@ def card_for(models_dir: Path | str, stem: str) -> ModelCard:
             for key, value in (raw.get("decision") or {}).items()
             if isinstance(value, int | float | str)
         },
+        decision_text=_decision_text(raw.get("decision") or {}, len(spec.members)),
         training_summary="; ".join(
             part
             for part in (

@@ -29,10 +29,8 @@ for card in cards:
     if card.architecture:
         st.markdown(f"**Architecture.** {card.architecture}")
     st.markdown(f"**Input.** {card.input_description}")
-    st.markdown(
-        "**Decision thresholds.** "
-        + ", ".join(f"{key}: {value}" for key, value in card.thresholds.items())
-    )
+    if card.decision_text:
+        st.markdown(f"**Decision.** {card.decision_text}")
     if card.training_summary:
         st.markdown(f"**Training data and split.** {card.training_summary}")
     if card.intended_use:
@@ -59,6 +57,8 @@ for card in cards:
         )
         st.dataframe(card.found_by_size, hide_index=True)
     with st.expander("Training data, split and all metrics"):
+        st.markdown("**Decision thresholds and how they were chosen**")
+        st.json(card.thresholds, expanded=False)
         st.json(card.training or {}, expanded=False)
         st.json(card.metrics or {}, expanded=False)
 

@@ -106,6 +106,22 @@ def test_model_cards_read_metrics_confusion_and_roc(tmp_path):
     assert classifier.roc == ([0, 1], [0, 1], 0.99)
     assert segmenter.confusion is None and segmenter.roc is None
     assert classifier.thresholds == {"threshold": 0.4, "chosen_on": "validation"}
+    assert classifier.decision_text == "A slice is called tumor when P(tumor) ≥ 0.40."
+    assert segmenter.decision_text.startswith("A pixel is tumor when its probability")
+    meta["decision"] = {
+        "threshold": 0.5,
+        "test_time_augmentation": "horizontal_flip",
+        "extend_threshold": 0.2,
+        "extend_chosen_on": "folds",
+        "margin": 3,
+    }
+    (models / "classifier.json").write_text(json.dumps(meta))
+    assert load_cards(models)[0][0].decision_text == (
+        "A slice is called tumor when P(tumor) ≥ 0.50 (P is the mean over the slice and its "
+        "left-right mirror); in an ordered volume, a slice with P ≥ 0.20 is called tumor too "
+        "when slices all at or above that connect it to a slice called tumor (volume rule); "
+        "margin: 3."
+    )  # fmt: skip
     assert classifier.training_summary == "LGG, 88 patients; split file training/splits.json"
     assert classifier.found_by_size == [] and segmenter.found_by_size == []
     (models / "segmenter.json").unlink()

@@ -125,6 +125,7 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
     assert [m.label for m in at.metric][:2] == ["Accuracy", "ROC AUC"]
     assert len(at.get("plotly_chart")) == 2  # confusion matrix and ROC of the classifier
     assert "Tiny test network" in _texts(at.markdown)
+    assert "Decision.** A slice is called tumor when P(tumor) ≥" in _texts(at.markdown)
     assert "does not replace" in _texts(at.info)
     assert "Trained on nothing at all." in _texts(at.markdown)
     assert (
