@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from brainloc.findings_text import probability_text
 from brainloc.model_meta import DEFAULT_MODELS_DIR
 
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -124,7 +125,7 @@ def _line(file: str, index: int, count: int, result, extra: dict, as_json: bool)
     area = f"area {result.tumor_area_px} px"
     if findings.area_mm2 is not None:
         area += f" ({findings.area_mm2:.1f} mm²)"
-    return f"{where}: {decision}, probability {result.tumor_probability:.3f}, {area}"
+    return f"{where}: {decision}, probability {probability_text(result.tumor_probability)}, {area}"
 
 
 class _Runner:

@@ -18,6 +18,7 @@ from brainloc.findings_text import (
     called_by_volume_rule,
     case_rows,
     findings_rows,
+    probability_text,
 )
 from brainloc.report import ReportData, build_report
 from db import clinical_notes
@@ -70,7 +71,7 @@ def report_data(
         slice_rows = [
             (
                 str(s.index + 1),
-                f"{s.tumor_probability:.1%}"
+                probability_text(s.tumor_probability)
                 + (" *" if called_by_volume_rule(s, case.threshold) else ""),
                 f"{s.findings.get('area_px', 0)} px",
             )

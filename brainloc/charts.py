@@ -24,11 +24,17 @@ def probability_gauge(probability: float, threshold: float) -> go.Figure:
     if not 0.0 <= probability <= 1.0 or not 0.0 < threshold < 1.0:
         raise ValueError("probability must be in [0, 1] and threshold in (0, 1)")
     colour = TUMOR_RED if probability >= threshold else CLEAR_GREEN
+    # Never "100 %" or "0 %": the same bounds as findings_text.probability_text.
+    shown, prefix = round(probability * 100, 1), ""
+    if probability >= 0.9995:
+        shown, prefix = 99.9, ">"
+    elif probability < 0.0005:
+        shown, prefix = 0.1, "<"
     figure = go.Figure(
         go.Indicator(
             mode="gauge+number",
-            value=round(probability * 100, 1),
-            number={"suffix": " %"},
+            value=shown,
+            number={"prefix": prefix, "suffix": " %"},
             title={"text": "Tumor probability"},
             gauge={
                 "axis": {"range": [0, 100]},

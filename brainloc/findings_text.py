@@ -16,6 +16,20 @@ VOLUME_RULE_NOTE = (
 )
 
 
+def probability_text(probability: float) -> str:
+    """A model's probability as a percentage that never claims certainty.
+
+    The classifier never outputs exactly 0 or 1, but 0.9996 printed to one decimal reads
+    "100.0%", which a reader takes as certain. Values that would round to 100.0% or 0.0%
+    are shown as ">99.9%" and "<0.1%"; everything else as "12.3%".
+    """
+    if probability >= 0.9995:
+        return ">99.9%"
+    if probability < 0.0005:
+        return "<0.1%"
+    return f"{probability:.1%}"
+
+
 def called_by_volume_rule(slice_, threshold: float) -> bool:
     """True for a stored slice called tumor by the volume rule, not by its own probability."""
     return bool(slice_.has_tumor and slice_.tumor_probability < threshold)

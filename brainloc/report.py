@@ -34,6 +34,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from brainloc.findings_text import probability_text
 from brainloc.results import NEGATIVE_CAUTION
 
 #: Printed on every report, in a box under the title and again in the footer.
@@ -169,7 +170,7 @@ def _grid(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool) 
 def _decision_text(data: ReportData) -> str:
     verdict = "TUMOR SUSPECTED" if data.has_tumor else "No tumor detected"
     return (
-        f"{data.probability_label}: {data.tumor_probability:.1%} "
+        f"{data.probability_label}: {probability_text(data.tumor_probability)} "
         f"(decision threshold {data.threshold:.0%}) - Decision: {verdict}"
     )
 

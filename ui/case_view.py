@@ -19,6 +19,7 @@ from brainloc.findings_text import (
     called_by_volume_rule,
     case_rows,
     findings_rows,
+    probability_text,
 )
 from brainloc.results import NEGATIVE_CAUTION
 from ui.models import pipeline_if_loaded
@@ -54,10 +55,11 @@ def _decision(case: StoredCase, key: str) -> None:
         config={"displayModeBar": False},
     )
     label = "Tumor probability" if len(case.slices) == 1 else "Highest slice probability"
+    stated = f"{label} {probability_text(case.tumor_probability)}"
     if case.has_tumor:
-        st.error(f"**Tumor suspected** - {label} {case.tumor_probability:.1%}", icon="⚠️")
+        st.error(f"**Tumor suspected** - {stated}", icon="⚠️")
     else:
-        st.success(f"**No tumor detected** - {label} {case.tumor_probability:.1%}")
+        st.success(f"**No tumor detected** - {stated}")
         st.warning(NEGATIVE_CAUTION, icon="ℹ️")
     st.caption(
         f"Decision threshold {case.threshold:.0%} · models: {', '.join(case.model_labels) or '-'}"
@@ -164,7 +166,8 @@ def render_case(case: StoredCase, *, key: str) -> Shown:
         caption="Detected tumor in red" + (" with Grad-CAM" if heatmap is not None else ""),
         width="stretch",
     )
-    st.markdown(f"**Findings, slice {index + 1}** · probability {shown.tumor_probability:.1%}")
+    stated = probability_text(shown.tumor_probability)
+    st.markdown(f"**Findings, slice {index + 1}** · probability {stated}")
     if called_by_volume_rule(shown, case.threshold):
         st.caption(VOLUME_RULE_NOTE)
     _table(findings_rows(shown.findings))

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from brainloc.case_report import Author, issue_case_report, report_filename
 from brainloc.casework import analyze_uploads, load_case, png_bytes, save_outcome
-from brainloc.findings_text import case_rows, findings_rows
+from brainloc.findings_text import case_rows, findings_rows, probability_text
 from brainloc.scans import ScanError
 from db import clinical, clinical_notes
 from tests.brainloc.scan_factory import encode_pil, encode_tiff, synthetic_slice, tumor_like_slice
@@ -114,7 +114,7 @@ def test_issued_report_holds_note_and_probability_and_keeps_its_bytes(tiny_pipel
     probability = outcome.slices[0].result.tumor_probability
     for expected in (
         "Enhancing lesion.",
-        f"{probability:.1%}",
+        probability_text(probability),
         "R/1",
         "Dr Alice",
         "tiny-classifier v0.0.1",
@@ -187,7 +187,7 @@ def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
     assert data.probability_label == "Highest slice tumor probability"
     assert (
         "2",
-        f"{case.slices[1].tumor_probability:.1%}",
+        probability_text(case.slices[1].tumor_probability),
         f"{tumor.area_px} px",
     ) in data.slice_rows
 
@@ -234,7 +234,7 @@ def test_shipped_models_on_restored_lgg_slices_end_to_end(shipped_pipeline, lgg_
     np.testing.assert_array_equal(case.slices[0].image, tifffile.imread(lgg_dir / files[0][0]))
     pages = PdfReader(io.BytesIO(report.pdf)).pages
     text = " ".join(" ".join(page.extract_text() for page in pages).split())
-    assert f"{tumor.tumor_probability:.1%}" in text and "TUMOR SUSPECTED" in text
+    assert probability_text(tumor.tumor_probability) in text and "TUMOR SUSPECTED" in text
     assert shipped_pipeline.classifier_spec.label in text
 
 

@@ -74,6 +74,17 @@ def test_gauge_marks_the_threshold_and_colours_the_decision():
         charts.probability_gauge(1.2, 0.5)
 
 
+def test_probabilities_are_never_shown_as_certain():
+    from brainloc.findings_text import probability_text
+
+    shown = [probability_text(p) for p in (0.0, 0.0004, 0.0005, 0.123, 0.9994, 0.9995, 1.0)]
+    assert shown == ["<0.1%", "<0.1%", "0.1%", "12.3%", "99.9%", ">99.9%", ">99.9%"]
+    # The gauge follows the same bounds.
+    for probability, prefix, value in ((0.99996, ">", 99.9), (0.0001, "<", 0.1), (0.5, "", 50)):
+        number = charts.probability_gauge(probability, 0.5).data[0]
+        assert (number.number.prefix or "", number.value) == (prefix, value)
+
+
 def test_case_chart_has_one_point_per_slice():
     figure = charts.case_chart([0.1, 0.9, 0.4], [0, 120, 0], 0.5, selected=1)
     assert list(figure.data[0].x) == [1, 2, 3] and list(figure.data[0].y) == [0, 120, 0]

@@ -137,8 +137,8 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     expect(verdict).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
     expect(page.get_by_text("Detected tumor in red")).to_be_visible()
     expect(page.locator("img[src*='media']")).to_have_count(2)
-    stated = page.get_by_text(re.compile(r"Tumor probability \d+\.\d%")).first.inner_text()
-    probability = re.search(r"Tumor probability (\d+\.\d)%", stated).group(1)
+    stated = page.get_by_text(re.compile(r"Tumor probability [<>]?\d+\.\d%")).first.inner_text()
+    probability = re.search(r"Tumor probability ([<>]?\d+\.\d)%", stated).group(1)
 
     # Open the case, write a note and edit it.
     page.get_by_role("link", name="Open the case to add notes and issue a report").click()
