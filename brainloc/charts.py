@@ -15,6 +15,9 @@ from plotly.subplots import make_subplots
 TUMOR_RED = "#c0392b"
 CLEAR_GREEN = "#2e8b57"
 ACCENT = "#1f4e79"
+#: A 0-100 % axis with round ticks (as a second axis it would otherwise follow the first one's
+#: grid: 19, 38, 57 ...) and a little headroom, so that a point at 100 % is not cut in half.
+PERCENT_AXIS = {"range": [0, 104], "tickvals": [0, 20, 40, 60, 80, 100]}
 #: A legend in one row above the plot: on the right it would cover a second y axis's labels.
 TOP_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
 
@@ -88,7 +91,7 @@ def case_chart(
     )
     if selected is not None:
         figure.add_vline(x=selected + 1, line_color=TUMOR_RED, line_width=2)
-    figure.update_yaxes(title_text="Probability (%)", range=[0, 100], secondary_y=False)
+    figure.update_yaxes(title_text="Probability (%)", secondary_y=False, **PERCENT_AXIS)
     figure.update_yaxes(title_text="Area (px)", secondary_y=True, rangemode="tozero")
     figure.update_xaxes(title_text="Slice")
     figure.update_layout(height=300, margin={"l": 40, "r": 40, "t": 40, "b": 40}, legend=TOP_LEGEND)
@@ -119,7 +122,7 @@ def weekly_chart(frame: pd.DataFrame) -> go.Figure:
         secondary_y=True,
     )
     figure.update_yaxes(title_text="Analyses", secondary_y=False, rangemode="tozero")
-    figure.update_yaxes(title_text="Positive (%)", range=[0, 100], secondary_y=True)
+    figure.update_yaxes(title_text="Positive (%)", secondary_y=True, showgrid=False, **PERCENT_AXIS)
     # Weeks as categories: one bar per week, readable even when there is only one week.
     figure.update_xaxes(title_text="Week starting", type="category")
     figure.update_layout(height=320, margin={"l": 40, "r": 40, "t": 40, "b": 40}, legend=TOP_LEGEND)
