@@ -99,9 +99,8 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
     a bookmarked ``/history`` shows the sign-in (not a "page not found" box) and, once
     signed in, the same URL opens the page itself. (On a server nobody has visited yet,
     Streamlit runs the page file without app.py; its guard then sends the visitor to
-    ``/?next=history``, and app.py continues there after the sign-in.) While a user must
-    change a generated password the menu is hidden; the pages' URLs still resolve, and each
-    page's guard sends the user to the Account page.
+    ``/?next=history``, and app.py continues there after the sign-in.) The menu itself is
+    drawn by :func:`render_menu`.
     """
     entries = entries_for(user)
     pages = [
@@ -121,8 +120,23 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
             for entry in ALL_PAGES
             if entry.url_path not in shown
         ]
-    hidden = user is not None and user.must_change_password
-    return st.navigation(pages, position="hidden" if hidden else "sidebar")
+    # The menu is drawn by render_menu: Streamlit's own sidebar menu is switched off
+    # (client.showSidebarNavigation), because on a server nobody has visited yet it would
+    # list every file in pages/ to a signed-out visitor.
+    return st.navigation(pages, position="hidden")
+
+
+def render_menu(user: CurrentUser | None) -> None:
+    """The sidebar menu: a link to each page ``user`` may see, in menu order.
+
+    None while a user must change a generated password: every page then sends them to the
+    Account page anyway (ui.guard)."""
+    if user is not None and user.must_change_password:
+        return
+    with st.sidebar:
+        for entry in entries_for(user):
+            st.page_link(entry.file, label=entry.title, icon=entry.icon)
+        st.divider()
 
 
 #: Seconds after a sign-in before the fallback run that opens a ``?next=`` page (see

@@ -63,6 +63,23 @@ def test_every_guarded_url_on_a_fresh_server_shows_only_the_sign_in(app_server, 
             server.stop()
 
 
+def test_the_register_page_on_a_fresh_server_lists_no_other_page(app_server, browser):
+    # Streamlit's own menu would list every file in pages/ here (before any session has run
+    # app.py); the app switches it off and draws its own.
+    server = app_server(name="fresh-register")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        open_app(page, f"{server.url}/register")
+        expect(page.get_by_text("Register as a practitioner")).to_be_visible(timeout=UI_TIMEOUT_MS)
+        wait_idle(page)
+        for name in ("app", "admin", "analyze", "history", "account"):
+            expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+    finally:
+        context.close()
+        server.stop()
+
+
 def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     server = app_server(admin=ADMIN_LOGIN)
     practitioner = browser.new_context(viewport={"width": 1280, "height": 900})

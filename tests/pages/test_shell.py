@@ -64,6 +64,21 @@ def test_wrong_password_shows_the_generic_message_and_clears_the_field(open_app,
     assert at.text_input(key="login_username").value == "alice"
 
 
+def _menu(at: AppTest) -> list[str]:
+    return [link.proto.label for link in at.sidebar.get("page_link")]
+
+
+def test_the_sidebar_menu_lists_exactly_the_pages_of_the_role(open_app, make_account):
+    assert _menu(open_app()) == ["Sign in", "Register"]
+    assert _menu(open_app(make_account("alice"))) == [
+        "Analyze", "Case", "History", "Recent activity", "Model card", "Account"
+    ]  # fmt: skip
+    assert _menu(open_app(make_account("root", role="admin"))) == ["Admin", "Account"]
+    assert _menu(open_app(make_account("newcomer", status="pending"))) == ["Account status"]
+    # A generated password must be changed first: no menu at all.
+    assert _menu(open_app(make_account("demo", must_change_password=True))) == []
+
+
 def test_practitioner_menu_excludes_admin_and_the_admin_page_refuses_anyway(open_app, make_account):
     at = open_app(make_account("alice"))
     assert not at.exception
