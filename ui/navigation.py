@@ -1,4 +1,4 @@
-"""Which pages each signed-in user gets, built into ``st.navigation`` by app.py.
+"""Which pages each user gets: routed by ``st.navigation``, listed by :func:`render_menu`.
 
 Signed out: sign in, register. Pending, rejected or disabled: the status page only.
 Approved practitioner: the clinical pages and the account page. Administrator: accounts
