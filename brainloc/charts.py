@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from brainloc.findings_text import probability_bound
+
 TUMOR_RED = "#c0392b"
 CLEAR_GREEN = "#2e8b57"
 ACCENT = "#1f4e79"
@@ -27,12 +29,9 @@ def probability_gauge(probability: float, threshold: float) -> go.Figure:
     if not 0.0 <= probability <= 1.0 or not 0.0 < threshold < 1.0:
         raise ValueError("probability must be in [0, 1] and threshold in (0, 1)")
     colour = TUMOR_RED if probability >= threshold else CLEAR_GREEN
-    # Never "100 %" or "0 %": the same bounds as findings_text.probability_text.
-    shown, prefix = round(probability * 100, 1), ""
-    if probability >= 0.9995:
-        shown, prefix = 99.9, ">"
-    elif probability < 0.0005:
-        shown, prefix = 0.1, "<"
+    # Never a certain-looking "100 %" or "0 %": "> 99.9 %" and "< 0.1 %" instead.
+    prefix = probability_bound(probability)
+    shown = {">": 99.9, "<": 0.1}.get(prefix, round(probability * 100, 1))
     figure = go.Figure(
         go.Indicator(
             mode="gauge+number",

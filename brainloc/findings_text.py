@@ -16,18 +16,22 @@ VOLUME_RULE_NOTE = (
 )
 
 
-def probability_text(probability: float) -> str:
-    """A model's probability as a percentage that never claims certainty.
-
-    The classifier never outputs exactly 0 or 1, but 0.9996 printed to one decimal reads
-    "100.0%", which a reader takes as certain. Values that would round to 100.0% or 0.0%
-    are shown as ">99.9%" and "<0.1%"; everything else as "12.3%".
-    """
+def probability_bound(probability: float) -> str:
+    """ ">" at or above 0.9995, "<" below 0.0005, else "": the probabilities that would print as
+    a certain-looking 100.0% or 0.0%. The classifier never outputs exactly 0 or 1."""
     if probability >= 0.9995:
-        return ">99.9%"
+        return ">"
     if probability < 0.0005:
-        return "<0.1%"
-    return f"{probability:.1%}"
+        return "<"
+    return ""
+
+
+def probability_text(probability: float) -> str:
+    """A model's probability as a percentage that never claims certainty: "12.3%", and
+    ">99.9%" or "<0.1%" where one decimal would read 100.0% or 0.0% (:func:`probability_bound`).
+    """
+    bound = probability_bound(probability)
+    return {">": ">99.9%", "<": "<0.1%"}.get(bound, f"{probability:.1%}")
 
 
 def called_by_volume_rule(slice_, threshold: float) -> bool:
