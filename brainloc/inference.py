@@ -33,6 +33,7 @@ from brainloc.model_meta import (
     CLASSIFIER_NAME,
     DEFAULT_MODELS_DIR,
     SEGMENTER_NAME,
+    Member,
     ModelSpec,
     load_spec,
 )
@@ -150,6 +151,12 @@ class Pipeline:
                 self._prepare(images[start : start + batch_size], spec.input_size, spec.scaling),
             )
 
+    def _takes_classifier_input(self, member: Member) -> bool:
+        """Whether ``member`` takes the classifier's input size and scaling, so that it can
+        reuse the classifier's prepared slices."""
+        spec = self.classifier_spec
+        return (member.input_size, member.scaling) == (spec.input_size, spec.scaling)
+
     def _predict(self, model: keras.Model, batch: np.ndarray) -> np.ndarray:
         with self._lock:
             return self._run[id(model)](tf.constant(batch)).numpy()
@@ -197,13 +204,12 @@ class Pipeline:
         ``prepared``: the classifier's input for these same slices, reused by every member
         that takes the classifier's input size and scaling instead of preparing it again.
         """
-        reusable = (self.classifier_spec.input_size, self.classifier_spec.scaling)
         masks: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             total = None
             for model, member in zip(self.segmenters, self.segmenter_spec.members, strict=True):
-                if prepared is not None and (member.input_size, member.scaling) == reusable:
+                if prepared is not None and self._takes_classifier_input(member):
                     batch = prepared[start : start + batch_size]
                 else:
                     batch = self._prepare(chunk, member.input_size, member.scaling)
@@ -272,11 +278,7 @@ class Pipeline:
         threshold = self.classifier_spec.threshold
         # A segmenter (or ensemble member) that takes the classifier's input reuses the
         # classifier's prepared slices instead of preparing them again.
-        shared = any(
-            (member.input_size, member.scaling)
-            == (self.classifier_spec.input_size, self.classifier_spec.scaling)
-            for member in self.segmenter_spec.members
-        )
+        shared = any(map(self._takes_classifier_input, self.segmenter_spec.members))
         extend = self.classifier_spec.extend_threshold if volume else None
         # Segmenting costs about as much per slice as classifying; split the bar accordingly.
         probabilities, kept = self._classify(
