@@ -6,7 +6,7 @@ Run with ``make run`` (or ``.venv/bin/streamlit run app.py``).
 import streamlit as st
 
 from ui.auth import render_logout_button, start_run
-from ui.navigation import build_navigation, continue_to_requested_page, render_menu
+from ui.navigation import build_navigation, continue_to_requested_page
 from ui.page_icon import page_icon
 from ui.sidebar import render_user_card
 from ui.state import LOGIN_ATTEMPT_KEY, SHELL_KEY, current_user
@@ -17,7 +17,6 @@ signing_in = LOGIN_ATTEMPT_KEY in st.session_state
 start_run()
 user = current_user()
 page = build_navigation(user)
-render_menu(user)
 continue_to_requested_page(user, signing_in=signing_in)
 if user is not None:
     render_user_card(user)

@@ -1,4 +1,4 @@
-"""Which pages each user gets: routed by ``st.navigation``, listed by :func:`render_menu`.
+"""Which pages each user gets: routed by ``st.navigation`` and listed in the sidebar menu.
 
 Signed out: sign in, register. Pending, rejected or disabled: the status page only.
 Approved practitioner: the clinical pages and the account page. Administrator: accounts
@@ -93,14 +93,14 @@ def entries_for(user: CurrentUser | None) -> list[PageEntry]:
 
 
 def build_navigation(user: CurrentUser | None) -> st.navigation:
-    """``st.navigation`` over the pages ``user`` may see (the first is the default).
+    """``st.navigation`` over the pages ``user`` may see (the first is the default), and the
+    sidebar menu that lists them (:func:`_render_menu`).
 
     For a signed-out visitor every other page's URL is a hidden alias of the sign-in page:
     a bookmarked ``/history`` shows the sign-in (not a "page not found" box) and, once
     signed in, the same URL opens the page itself. (On a server nobody has visited yet,
     Streamlit runs the page file without app.py; its guard then sends the visitor to
-    ``/?next=history``, and app.py continues there after the sign-in.) The menu itself is
-    drawn by :func:`render_menu`.
+    ``/?next=history``, and app.py continues there after the sign-in.)
     """
     entries = entries_for(user)
     pages = [
@@ -120,21 +120,23 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
             for entry in ALL_PAGES
             if entry.url_path not in shown
         ]
-    # The menu is drawn by render_menu: Streamlit's own sidebar menu is switched off
+    # The app draws its own menu: Streamlit's sidebar menu is switched off
     # (client.showSidebarNavigation), because on a server nobody has visited yet it would
     # list every file in pages/ to a signed-out visitor.
-    return st.navigation(pages, position="hidden")
+    navigation = st.navigation(pages, position="hidden")
+    _render_menu(entries, user)
+    return navigation
 
 
-def render_menu(user: CurrentUser | None) -> None:
-    """The sidebar menu: a link to each page ``user`` may see, in menu order.
+def _render_menu(entries: list[PageEntry], user: CurrentUser | None) -> None:
+    """The sidebar menu: a link to each of ``entries``, in menu order.
 
     None while a user must change a generated password: every page then sends them to the
     Account page anyway (ui.guard)."""
     if user is not None and user.must_change_password:
         return
     with st.sidebar:
-        for entry in entries_for(user):
+        for entry in entries:
             st.page_link(entry.file, label=entry.title, icon=entry.icon)
         st.divider()
 
