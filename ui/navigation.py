@@ -168,10 +168,15 @@ def continue_to_requested_page(user: CurrentUser | None, *, signing_in: bool) ->
         with st.sidebar:
             _follow_up_run()
         return
-    del st.query_params[NEXT_PARAM]
     target = next_page_for(user, requested)
-    if target is not None:
-        st.switch_page(target.file, query_params=st.query_params.to_dict())
+    if target is None:
+        del st.query_params[NEXT_PARAM]
+        return
+    # One step: the switch itself drops ``next``. Deleting it first could let a rerun that
+    # arrives in between (the cookie component's) end this run with ``next`` gone and the
+    # page never switched, which left the default page on screen.
+    others = {key: value for key, value in st.query_params.to_dict().items() if key != NEXT_PARAM}
+    st.switch_page(target.file, query_params=others)
 
 
 @st.fragment(run_every=FOLLOW_UP_SECONDS)
