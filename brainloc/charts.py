@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from brainloc.findings_text import probability_bound
+from brainloc.findings_text import probability_bound, probability_percent
 
 TUMOR_RED = "#c0392b"
 CLEAR_GREEN = "#2e8b57"
@@ -31,11 +31,10 @@ def probability_gauge(probability: float, threshold: float) -> go.Figure:
     colour = TUMOR_RED if probability >= threshold else CLEAR_GREEN
     # Never a certain-looking "100 %" or "0 %": "> 99.9 %" and "< 0.1 %" instead.
     prefix = probability_bound(probability)
-    shown = {">": 99.9, "<": 0.1}.get(prefix, round(probability * 100, 1))
     figure = go.Figure(
         go.Indicator(
             mode="gauge+number",
-            value=shown,
+            value=probability_percent(probability),
             number={"prefix": prefix, "suffix": " %"},
             title={"text": "Tumor probability"},
             gauge={
@@ -120,7 +119,15 @@ def weekly_chart(frame: pd.DataFrame) -> go.Figure:
         ),
         secondary_y=True,
     )
-    figure.update_yaxes(title_text="Analyses", secondary_y=False, rangemode="tozero")
+    # Whole analyses only: with few of them, plotly's automatic ticks fall on 0.5, 1.5 ...
+    most = int(frame["analyses"].max()) if len(frame) else 0
+    figure.update_yaxes(
+        title_text="Analyses",
+        secondary_y=False,
+        rangemode="tozero",
+        tickformat="d",
+        dtick=1 if most <= 5 else None,
+    )
     figure.update_yaxes(title_text="Positive (%)", secondary_y=True, showgrid=False, **PERCENT_AXIS)
     # Weeks as categories: one bar per week, readable even when there is only one week.
     figure.update_xaxes(title_text="Week starting", type="category")

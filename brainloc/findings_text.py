@@ -26,6 +26,12 @@ def probability_bound(probability: float) -> str:
     return ""
 
 
+def probability_percent(probability: float) -> float:
+    """The percentage shown for a probability, to one decimal and never 100.0 or 0.0: 99.9 and 0.1
+    where :func:`probability_bound` says ">" or "<" (for bars and gauges that show a number)."""
+    return {">": 99.9, "<": 0.1}.get(probability_bound(probability), round(probability * 100, 1))
+
+
 def probability_text(probability: float) -> str:
     """A model's probability as a percentage that never claims certainty: "12.3%", and
     ">99.9%" or "<0.1%" where one decimal would read 100.0% or 0.0% (:func:`probability_bound`).

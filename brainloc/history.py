@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from brainloc.findings_text import probability_percent
+
 COLUMNS = [
     "id",
     "created_at",
@@ -39,7 +41,7 @@ def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataF
             "created_at": a.created_at,
             "case_reference": a.case_reference,
             "decision": "tumor" if a.has_tumor else "no tumor",
-            "tumor_probability": round(float(a.tumor_probability), 4),
+            "tumor_probability": float(a.tumor_probability),
             "slices": int(a.slice_count),
             "tumor_slices": len((a.findings or {}).get("tumor_slices") or []),
             "note": notes.get(int(a.id), ""),
@@ -49,6 +51,13 @@ def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataF
         for a in analyses
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def shown_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The history table as the page shows it: ``tumor_probability`` as a percentage that never
+    reads 100.0 or 0.0 (:func:`brainloc.findings_text.probability_percent`). The CSV export
+    keeps the stored probability."""
+    return frame.assign(tumor_probability=frame["tumor_probability"].map(probability_percent))
 
 
 def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:

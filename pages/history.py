@@ -7,7 +7,7 @@ owner in SQL; the table, the weekly charts and the CSV come from :mod:`brainloc.
 import streamlit as st
 
 from brainloc import charts
-from brainloc.history import day_range, history_frame, to_csv, weekly_summary
+from brainloc.history import day_range, history_frame, shown_frame, to_csv, weekly_summary
 from db import clinical, clinical_notes
 from db.audit import Action, record_event
 from db.engine import session_scope
@@ -76,7 +76,7 @@ if frame.empty:
     st.stop()
 
 event = st.dataframe(
-    frame,
+    shown_frame(frame),
     hide_index=True,
     on_select="rerun",
     selection_mode="single-row",
@@ -86,7 +86,12 @@ event = st.dataframe(
         "case_reference": "Case reference",
         "decision": "Decision",
         "tumor_probability": st.column_config.ProgressColumn(
-            "Tumor probability", min_value=0.0, max_value=1.0, format="percent"
+            "Tumor probability",
+            min_value=0.0,
+            max_value=100.0,
+            format="%.1f%%",
+            help="Shown between 0.1% and 99.9%: the model is never certain. "
+            "The CSV export holds the stored value.",
         ),
         "slices": "Slices",
         "tumor_slices": "Tumor slices",

@@ -85,9 +85,11 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
 
     classifier = keras.models.load_model(run_dir / "classifier" / "best.keras", compile=False)
     classifier_scaling = _trained_scaling(run_dir / "classifier", scaling)
+    runs = segmenter_runs(run_dir)
+    print(f"{run_dir}: segmenter " + " + ".join(run.name for run in runs), flush=True)
     segmenters = [
         (keras.models.load_model(d / "best.keras", compile=False), _trained_scaling(d, scaling))
-        for d in segmenter_runs(run_dir)
+        for d in runs
     ]
     seg_size = int(segmenters[0][0].input_shape[1])
     if any(int(model.input_shape[1]) != seg_size for model, _ in segmenters):
@@ -238,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = held_out_fold(read_split(args.split_file or SPLITS_FILE), args.folds, args.fold)
         rows = predict_fold(args.pack, cases, args.runs_dir, args.scaling)
         args.out.write_text(json.dumps(rows))
-        members = " + ".join(run.name for run in segmenter_runs(args.runs_dir))
-        print(f"fold {args.fold}: {len(cases)} cases, {len(rows)} slices, {members} -> {args.out}")
+        print(f"fold {args.fold}: {len(cases)} cases, {len(rows)} slices -> {args.out}")
         return 0
     rows = [row for path in args.rows for row in json.loads(path.read_text())]
     report = summarize(rows)

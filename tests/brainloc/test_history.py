@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from brainloc import charts
-from brainloc.history import day_range, history_frame, to_csv, weekly_summary
+from brainloc.history import day_range, history_frame, shown_frame, to_csv, weekly_summary
 from brainloc.model_card import load_cards
 from tests.brainloc.conftest import build_tiny_models
 
@@ -83,6 +83,29 @@ def test_probabilities_are_never_shown_as_certain():
     for probability, prefix, value in ((0.99996, ">", 99.9), (0.0001, "<", 0.1), (0.5, "", 50)):
         number = charts.probability_gauge(probability, 0.5).data[0]
         assert (number.number.prefix or "", number.value) == (prefix, value)
+    # So does the history table's bar, while the CSV export keeps the stored value.
+    when = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    frame = history_frame(
+        [
+            _analysis(1, when, True, 0.99996),
+            _analysis(2, when, False, 0.00004),
+            _analysis(3, when, True, 0.6789),
+        ],
+        {},
+    )
+    assert shown_frame(frame)["tumor_probability"].tolist() == [99.9, 0.1, 67.9]
+    exported = pd.read_csv(pd.io.common.BytesIO(to_csv(frame)))["tumor_probability"]
+    assert exported.tolist() == [0.99996, 0.00004, 0.6789]
+
+
+def test_weekly_chart_counts_whole_analyses():
+    """A week with one analysis must not get ticks at 0.2, 0.4 ... analyses."""
+    rows = [_analysis(1, datetime(2026, 11, 2, 9, tzinfo=UTC), True)]
+    axis = charts.weekly_chart(weekly_summary(history_frame(rows, {}))).layout.yaxis
+    assert axis.dtick == 1 and axis.tickformat == "d"
+    busy = [_analysis(k, datetime(2026, 11, 2, 9, tzinfo=UTC), k % 2 == 0) for k in range(40)]
+    axis = charts.weekly_chart(weekly_summary(history_frame(busy, {}))).layout.yaxis
+    assert axis.dtick is None and axis.tickformat == "d"  # plotly picks whole steps itself
 
 
 def test_case_chart_has_one_point_per_slice():

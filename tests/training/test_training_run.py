@@ -130,7 +130,7 @@ def test_augmentation_moves_image_and_mask_together(pack):
     assert scale.min() >= 1 / 1.1 - 1e-6 and scale.max() <= 1 / 0.9 + 1e-6
 
 
-def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
+def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path, capsys):
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": [CASES[0]], "val": [CASES[1]], "test": []}))
     seg_dir, cls_dir = tmp_path / "segmenter", tmp_path / "classifier"
@@ -183,7 +183,9 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path):
     member_args = json.loads((member / "args.json").read_text()) | {"scaling": "slice-p99"}
     (member / "args.json").write_text(json.dumps(member_args))
     assert crossval.segmenter_runs(tmp_path) == [seg_dir, member]
+    capsys.readouterr()
     both = crossval.predict_fold(pack, [CASES[1]], tmp_path, "uint8/255")
+    assert "segmenter + segmenter_p99" in capsys.readouterr().out  # names the members it averages
     data = read_pack(pack, [CASES[1]])[0]
     maps = [
         crossval._predict(segmenter, prepare_images(data.images, 128, scaling))[..., 0]
