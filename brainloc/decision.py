@@ -16,12 +16,18 @@ slices all at or above ``extend_threshold``. A run of slices that never reaches 
 threshold is not called, so a volume is called tumor exactly when the single-slice rule
 would call one of its slices.
 
+A segmenter ensemble's probability maps are averaged before the mask threshold
+(:func:`ensemble_probability_map`).
+
 The classifier metadata holds both numbers (``decision.threshold`` and
 ``decision.extend_threshold``); training's cross-validation and the evaluation CLI call this
 same function, so the rule measured is the rule the app runs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -45,6 +51,40 @@ def flip_averaged_probabilities(predict, batch: np.ndarray) -> np.ndarray:
     both = np.concatenate([batch, batch[:, :, ::-1]])
     probability = tumor_probabilities(predict(both))
     return (probability[: len(batch)] + probability[len(batch) :]) / 2.0
+
+
+def ensemble_probability_map(
+    members: Sequence[tuple[Any, int, str]],
+    images,
+    prepare: Callable[[Any, int, str], np.ndarray],
+    predict: Callable[[Any, np.ndarray], np.ndarray],
+    prepared: tuple[int, str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The mean of the segmenter ensemble's probability maps for ``images``.
+
+    Args:
+        members: ``(model, input_size, scaling)`` per member, as the metadata names them.
+        images: the slices, as ``prepare`` takes them.
+        prepare: ``prepare(images, size, scaling)`` -> the model input.
+        predict: ``predict(model, batch)`` -> (N, S, S, 1) maps.
+        prepared: ``(size, scaling, batch)``: these slices already prepared (the classifier's
+            input); a member that takes that size and scaling uses it instead of preparing
+            the slices again.
+
+    The app's pipeline and training's cross-validation both average this way before the
+    mask threshold, so the ensemble measured is the ensemble the app runs.
+    """
+    total = None
+    for model, size, scaling in members:
+        if prepared is not None and (size, scaling) == prepared[:2]:
+            batch = prepared[2]
+        else:
+            batch = prepare(images, size, scaling)
+        maps = predict(model, batch)
+        total = maps if total is None else total + maps
+    if total is None:
+        raise ValueError("an ensemble needs at least one member")
+    return total / len(members)
 
 
 def check_extend_threshold(extend_threshold: float, threshold: float) -> None:

@@ -26,7 +26,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from brainloc.decision import flip_averaged_probabilities, tumor_calls, tumor_probabilities
+from brainloc.decision import (
+    ensemble_probability_map,
+    flip_averaged_probabilities,
+    tumor_calls,
+    tumor_probabilities,
+)
 from brainloc.findings import case_findings, slice_findings
 from brainloc.gradcam import GradCam
 from brainloc.model_meta import (
@@ -204,18 +209,24 @@ class Pipeline:
         ``prepared``: the classifier's input for these same slices, reused by every member
         that takes the classifier's input size and scaling instead of preparing it again.
         """
+        members = [
+            (model, member.input_size, member.scaling)
+            for model, member in zip(self.segmenters, self.segmenter_spec.members, strict=True)
+        ]
+        spec = self.classifier_spec
         masks: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            total = None
-            for model, member in zip(self.segmenters, self.segmenter_spec.members, strict=True):
-                if prepared is not None and self._takes_classifier_input(member):
-                    batch = prepared[start : start + batch_size]
-                else:
-                    batch = self._prepare(chunk, member.input_size, member.scaling)
-                maps = self._predict(model, batch)
-                total = maps if total is None else total + maps
-            for offset, probability in enumerate(total / len(self.segmenters)):
+            mean = ensemble_probability_map(
+                members,
+                chunk,
+                self._prepare,
+                self._predict,
+                None
+                if prepared is None
+                else (spec.input_size, spec.scaling, prepared[start : start + batch_size]),
+            )
+            for offset, probability in enumerate(mean):
                 shape = chunk[offset].shape[:2]
                 mask = probability_map_to_mask(probability, shape, self.segmenter_spec.threshold)
                 masks.append(self._drop_small_regions(mask))

@@ -79,7 +79,7 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
     import keras
 
     import brainloc.modeling  # noqa: F401  (registers the custom loss)
-    from brainloc.decision import flip_averaged_probabilities
+    from brainloc.decision import ensemble_probability_map, flip_averaged_probabilities
     from brainloc.preprocessing import prepare_images, prepare_masks
     from training.pack import read_pack
 
@@ -99,18 +99,13 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
         size = int(classifier.input_shape[1])
         batch = prepare_images(data.images, size, classifier_scaling)
         probability = flip_averaged_probabilities(partial(_predict, classifier), batch)
-        maps = np.mean(
-            [
-                _predict(
-                    model,
-                    batch
-                    if (seg_size, seg_scaling) == (size, classifier_scaling)
-                    else prepare_images(data.images, seg_size, seg_scaling),
-                )[..., 0]
-                for model, seg_scaling in segmenters
-            ],
-            axis=0,
-        )
+        maps = ensemble_probability_map(
+            [(model, seg_size, seg_scaling) for model, seg_scaling in segmenters],
+            data.images,
+            prepare_images,
+            _predict,
+            (size, classifier_scaling, batch),
+        )[..., 0]
         predicted = maps >= 0.5
         truth = prepare_masks(data.masks, seg_size)[..., 0] > 0
         for index in range(len(batch)):

@@ -1,4 +1,5 @@
-"""The volume rule (brainloc.decision): by hand, as properties, and through the real pipeline."""
+"""The volume rule (brainloc.decision): by hand, as properties, and through the real pipeline;
+and how a segmenter ensemble averages its members."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brainloc.decision import tumor_calls
+from brainloc.decision import ensemble_probability_map, tumor_calls
 from brainloc.inference import Pipeline
 from brainloc.model_meta import CLASSIFIER_NAME, load_spec
 from brainloc.scans import Scan
@@ -99,3 +100,24 @@ def test_metadata_refuses_a_lower_threshold_above_the_threshold(tmp_path):
     path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="extend_threshold must be in"):
         load_spec(models, CLASSIFIER_NAME)
+
+
+def test_an_ensemble_averages_its_members_and_reuses_prepared_input():
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.float64).reshape(2, 4, 4, 3)
+    prepared_for = []
+
+    def prepare(slices, size, scaling):
+        prepared_for.append((size, scaling))
+        return slices / 100.0
+
+    def predict(model, batch):
+        return model(batch)[..., :1]
+
+    already = images / 50.0  # stands for the classifier's input: not what prepare() returns
+    members = [(lambda b: b * 2.0, 4, "uint8/255"), (lambda b: b + 1.0, 4, "slice-p99")]
+    mean = ensemble_probability_map(members, images, prepare, predict, (4, "slice-p99", already))
+    expected = ((images / 100.0) * 2.0 + (already + 1.0)) / 2
+    np.testing.assert_allclose(mean, expected[..., :1])
+    assert prepared_for == [(4, "uint8/255")]  # the slice-p99 member took the prepared batch
+    with pytest.raises(ValueError, match="at least one member"):
+        ensemble_probability_map([], images, prepare, predict)
