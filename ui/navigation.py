@@ -98,34 +98,51 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
 
     For a signed-out visitor every other page's URL is a hidden alias of the sign-in page:
     a bookmarked ``/history`` shows the sign-in (not a "page not found" box) and, once
-    signed in, the same URL opens the page itself. (On a server nobody has visited yet,
+    signed in, the same URL opens the page itself. Streamlit serves the default page at "/"
+    only, while its ``url_path`` stays reserved and unserved, so the default page reserves
+    :func:`_reserved_path` and its own path (``/analyze``, ``/admin``, ``/login``) is a hidden
+    alias of it. (On a server nobody has visited yet,
     Streamlit runs the page file without app.py; its guard then sends the visitor to
     ``/?next=history``, and app.py continues there after the sign-in.)
     """
     entries = entries_for(user)
+    default, *others = entries
     pages = [
         st.Page(
-            entry.file,
-            title=entry.title,
-            icon=entry.icon,
-            url_path=entry.url_path,
-            default=index == 0,
-        )
-        for index, entry in enumerate(entries)
+            default.file,
+            title=default.title,
+            icon=default.icon,
+            url_path=_reserved_path(default),
+            default=True,
+        ),
+        *(
+            st.Page(entry.file, title=entry.title, icon=entry.icon, url_path=entry.url_path)
+            for entry in others
+        ),
     ]
-    if user is None:
-        shown = {entry.url_path for entry in entries}
-        pages += [
-            st.Page(LOGIN.file, title=LOGIN.title, url_path=entry.url_path, visibility="hidden")
-            for entry in ALL_PAGES
-            if entry.url_path not in shown
-        ]
+    # Hidden routes: signed out, every page's URL shows the sign-in; signed in, the default
+    # page's own URL shows it. Links and switches name a file and resolve to the first page
+    # registered with it, never to one of these.
+    target, aliased = (LOGIN, ALL_PAGES) if user is None else (default, (default,))
+    routed = {entry.url_path for entry in others}
+    pages += [
+        st.Page(target.file, title=target.title, url_path=entry.url_path, visibility="hidden")
+        for entry in aliased
+        if entry.url_path not in routed
+    ]
     # The app draws its own menu: Streamlit's sidebar menu is switched off
     # (client.showSidebarNavigation), because on a server nobody has visited yet it would
     # list every file in pages/ to a signed-out visitor.
     navigation = st.navigation(pages, position="hidden")
     _render_menu(entries, user)
     return navigation
+
+
+def _reserved_path(entry: PageEntry) -> str:
+    """The ``url_path`` the default page reserves: one per page, so that the page identity
+    Streamlit derives from it changes with the page (the sign-in page before a sign-in and
+    the Analyze page after it are two pages, as they were when each used its own path)."""
+    return f"{entry.url_path}-start"
 
 
 def _render_menu(entries: list[PageEntry], user: CurrentUser | None) -> None:
