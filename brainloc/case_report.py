@@ -21,6 +21,7 @@ from brainloc.findings_text import (
     probability_text,
 )
 from brainloc.report import ReportData, build_report
+from brainloc.scans import COMBINED_NOTE
 from db import clinical_notes
 from db.types import utc_now
 
@@ -85,6 +86,8 @@ def report_data(
             f"Only {', '.join(sequences)} was present in the upload; the models were trained "
             "on pre-contrast, FLAIR and post-contrast slices."
         )
+    if COMBINED_NOTE in (case.findings.get("scan_notes") or []):
+        sequences_note = f"Input: {COMBINED_NOTE}."
     return ReportData(
         practitioner_name=author.full_name,
         practitioner_category=author.category,

@@ -2,10 +2,11 @@
 
 :func:`analyze_uploads` reads the uploaded files with :mod:`brainloc.scans` (one file, several
 slices, a multi-page TIFF, a DICOM series or a NIfTI volume) and runs the pipeline over every
-slice as one case. :func:`save_outcome` stores it for its owner through :mod:`db.clinical`, and
-:func:`load_case` reads it back as plain arrays and values, so a case reopens exactly as it was
-analysed. Nothing here imports Streamlit; the pages pass plain values in and get plain values
-back.
+slice as one case; :func:`analyze_sequences` does the same for a case uploaded as three
+single-sequence series, one per model channel. :func:`save_outcome` stores it for its owner
+through :mod:`db.clinical`, and :func:`load_case` reads it back as plain arrays and values, so
+a case reopens exactly as it was analysed. Nothing here imports Streamlit; the pages pass plain
+values in and get plain values back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from brainloc.findings import CaseFindings, case_findings
-from brainloc.scans import Scan, ScanError, read_uploads
+from brainloc.scans import ALL_SEQUENCES, Scan, ScanError, combine_sequences, read_uploads
 from db import clinical
 from db.arrays import array_from_bytes
 
@@ -130,6 +131,58 @@ def analyze_uploads(
             (message fit for the user).
     """
     scans = read_uploads(files)
+    return _analyze_scans(
+        pipeline, scans, [name for name, _ in files], progress=progress, max_slices=max_slices
+    )
+
+
+def analyze_sequences(
+    pipeline,
+    uploads: dict[str, Sequence[tuple[str, bytes]]],
+    *,
+    progress: Progress | None = None,
+    max_slices: int | None = None,
+) -> Outcome:
+    """Analyse one case uploaded as three single-sequence series, one upload per sequence.
+
+    Args:
+        uploads: the (file name, bytes) pairs of each sequence, keyed by the model channel
+            (pre-contrast, FLAIR, post-contrast); each must read as one image, volume or
+            DICOM series. They are combined slice by slice
+            (:func:`brainloc.scans.combine_sequences`).
+        progress, max_slices: as for :func:`analyze_uploads`.
+
+    Raises:
+        brainloc.scans.ScanError: a sequence is missing or unreadable, splits into several
+            scans, or does not match the others (message fit for the user).
+    """
+    series = {}
+    for name in ALL_SEQUENCES:
+        files = list(uploads.get(name) or ())
+        if not files:
+            raise ScanError(f"choose the {name} file(s)")
+        scans = read_uploads(files)
+        if len(scans) != 1:
+            raise ScanError(
+                f"the {name} upload holds {len(scans)} separate scans; give one image, one "
+                "volume or one DICOM series per sequence"
+            )
+        series[name] = scans[0]
+    names = [f"{name}: {file}" for name in ALL_SEQUENCES for file, _ in uploads[name]]
+    return _analyze_scans(
+        pipeline, [combine_sequences(series)], names, progress=progress, max_slices=max_slices
+    )
+
+
+def _analyze_scans(
+    pipeline,
+    scans: Sequence[Scan],
+    file_names: Sequence[str],
+    *,
+    progress: Progress | None,
+    max_slices: int | None,
+) -> Outcome:
+    """Run the pipeline over ``scans`` as one case (each scan with its own geometry)."""
     total = sum(scan.n_slices for scan in scans)
     if max_slices is not None and total > max_slices:
         raise ScanError(
@@ -151,12 +204,13 @@ def analyze_uploads(
             )
         done += scan.n_slices
     sequences = sorted({s for scan in scans for s in scan.sequences_present})
+    formats = sorted({part for scan in scans for part in scan.source_format.split(",")})
     spec_c, spec_s = pipeline.classifier_spec, pipeline.segmenter_spec
     return Outcome(
         slices=tuple(analysed),
         summary=_merge_summary(scans, [s.result.findings.area_px for s in analysed]),
-        source_name=", ".join(name for name, _ in files)[:500],
-        source_format=",".join(sorted({scan.source_format for scan in scans})),
+        source_name=", ".join(file_names)[:500],
+        source_format=",".join(formats),
         sequences_present=tuple(sequences),
         notes=tuple(note for scan in scans for note in scan.notes),
         classifier=(spec_c.name, spec_c.version),

@@ -16,6 +16,7 @@ from brainloc.scans import (
     FLAIR_ONLY,
     MAX_TOTAL_PIXELS,
     MIN_SIDE,
+    SINGLE_SEQUENCE_NOTE,
     Scan,
     ScanError,
 )
@@ -172,7 +173,7 @@ def build_scan(
         single = True
         notes += ("the three colour channels are identical, so the image holds one sequence",)
     if single:
-        notes += ("a single sequence was read as FLAIR and copied into all three model channels",)
+        notes += (SINGLE_SEQUENCE_NOTE,)
     n_slices = slices.shape[0]
     if names is None:
         names = (

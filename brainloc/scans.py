@@ -308,6 +308,91 @@ def read_paths(paths: Sequence[Path | str]) -> list[Scan]:
     return read_uploads(files)
 
 
+#: The note a single-sequence image carries (its one channel is copied into all three).
+SINGLE_SEQUENCE_NOTE = (
+    "a single sequence was read as FLAIR and copied into all three model channels"
+)
+#: The note a case combined from three single-sequence uploads carries.
+COMBINED_NOTE = (
+    "pre-contrast, FLAIR and post-contrast were uploaded separately and combined slice by "
+    "slice; this is right only if the three series are co-registered (same slice positions "
+    "and orientation)"
+)
+#: Pixel spacings that differ by more than this share belong to different grids.
+_SPACING_TOLERANCE = 0.01
+
+
+def combine_sequences(series: dict[str, Scan]) -> Scan:
+    """One three-channel case from three single-sequence series of it.
+
+    Args:
+        series: a :class:`Scan` per model channel (``ALL_SEQUENCES``: pre-contrast, FLAIR,
+            post-contrast), each read from a file or series holding one sequence.
+
+    The series must cover the same slices on the same grid: the same number of slices of the
+    same size and, where the files say so, the same pixel spacing and slice distance. Their
+    intensities stay as each was read (8-bit data as it is; other data rescaled per series,
+    as every channel of a multi-channel file is). The slice names are the FLAIR series'.
+
+    Raises:
+        ScanError: a sequence is missing, holds more than one sequence, or does not match the
+            FLAIR series (message fit for the user).
+    """
+    missing = [name for name in ALL_SEQUENCES if name not in series]
+    if missing:
+        raise ScanError(f"the {' and '.join(missing)} series is missing")
+    for name in ALL_SEQUENCES:
+        if not series[name].single_sequence:
+            raise ScanError(
+                f"the {name} upload holds all three sequences already; upload it as one case "
+                "instead, or give one sequence per upload"
+            )
+    flair = series["FLAIR"]
+    for name in ALL_SEQUENCES:
+        scan = series[name]
+        if scan.n_slices != flair.n_slices:
+            raise ScanError(
+                f"the {name} series has {scan.n_slices} slice(s) and FLAIR {flair.n_slices}; "
+                "the three sequences must cover the same slices"
+            )
+        if scan.shape != flair.shape:
+            raise ScanError(
+                f"the {name} slices are {scan.shape[0]}×{scan.shape[1]} pixels and the FLAIR "
+                f"slices {flair.shape[0]}×{flair.shape[1]}; the three sequences must be "
+                "co-registered on one grid"
+            )
+        for what, mine, theirs in (
+            ("pixel spacing", scan.spacing_mm, flair.spacing_mm),
+            ("slice distance", scan.slice_thickness_mm, flair.slice_thickness_mm),
+        ):
+            if mine is None or theirs is None:
+                continue
+            if not np.allclose(mine, theirs, rtol=_SPACING_TOLERANCE, atol=0.0):
+                raise ScanError(
+                    f"the {name} series has a {what} of {mine} mm and FLAIR {theirs} mm; "
+                    "the three sequences must be co-registered on one grid"
+                )
+    slices = np.stack([series[name].slices[..., 0] for name in ALL_SEQUENCES], axis=-1)
+    formats = sorted({series[name].source_format for name in ALL_SEQUENCES})
+    notes = tuple(
+        dict.fromkeys(
+            note
+            for name in ALL_SEQUENCES
+            for note in series[name].notes
+            if note != SINGLE_SEQUENCE_NOTE
+        )
+    )
+    return Scan(
+        slices=np.ascontiguousarray(slices),
+        source_format=",".join(formats),
+        names=flair.names,
+        sequences_present=ALL_SEQUENCES,
+        spacing_mm=flair.spacing_mm,
+        slice_thickness_mm=flair.slice_thickness_mm,
+        notes=(*notes, COMBINED_NOTE),
+    )
+
+
 def _is_dicom(data: bytes, name: str) -> bool:
     from brainloc import scan_readers
 

@@ -1,4 +1,4 @@
-"""Analyze page: upload a slice, several slices or a case, see the result, saved for its owner.
+"""Analyze page: upload a slice, several slices, a case or its three sequences; see the result.
 
 Uploads are read and checked by :mod:`brainloc.scans`; a bad file shows its own message and
 nothing is saved. The analysis is stored with the scan, mask, results and model versions,
@@ -9,8 +9,8 @@ import logging
 
 import streamlit as st
 
-from brainloc.casework import analyze_uploads, load_case, save_outcome
-from brainloc.scans import ScanError
+from brainloc.casework import analyze_sequences, analyze_uploads, load_case, save_outcome
+from brainloc.scans import ALL_SEQUENCES, ScanError
 from brainloc.settings import get_settings
 from db.engine import session_scope
 from ui.case_view import render_case
@@ -26,15 +26,41 @@ FILE_TYPES = ["tif", "tiff", "png", "jpg", "jpeg", "dcm", "dicom", "ima", "nii",
 st.title("Analyze")
 st.caption(
     "Upload one MRI slice, several slices, or a whole case (multi-page TIFF, a DICOM series "
-    "as several files, or a NIfTI volume). BrainLoc supports, and does not replace, a "
-    "specialist's judgement."
+    "as several files, or a NIfTI volume), or a case's three sequences one upload each. "
+    "BrainLoc supports, and does not replace, a specialist's judgement."
 )
 pipeline = get_pipeline()
 
+ONE_UPLOAD = "One upload"
+PER_SEQUENCE = "One upload per sequence"
+mode = st.radio(
+    "How the case is stored",
+    [ONE_UPLOAD, PER_SEQUENCE],
+    horizontal=True,
+    captions=[
+        "Files holding all three sequences as channels (like the Kaggle LGG slices), or one "
+        "sequence only (read as FLAIR)",
+        "Pre-contrast, FLAIR and post-contrast as three co-registered series: the same "
+        "slices on the same grid",
+    ],
+    key="analyze_mode",
+)
+
 with st.form("analyze_form"):
-    files = st.file_uploader(
-        "Scan files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_files"
-    )
+    if mode == PER_SEQUENCE:
+        files = {
+            name: st.file_uploader(
+                f"{name[0].upper()}{name[1:]} files",
+                type=FILE_TYPES,
+                accept_multiple_files=True,
+                key=f"analyze_files_{name}",
+            )
+            for name in ALL_SEQUENCES
+        }
+    else:
+        files = st.file_uploader(
+            "Scan files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_files"
+        )
     case_reference = st.text_input(
         "Case reference",
         max_chars=200,
@@ -46,9 +72,17 @@ with st.form("analyze_form"):
     )
 
 
+def _contents(chosen) -> list[tuple[str, bytes]]:
+    return [(file.name, file.getvalue()) for file in chosen or ()]
+
+
 def _run(files, case_reference: str) -> int | None:
-    """Analyse and save; returns the new analysis id, or None after showing why not."""
-    if not files:
+    """Analyse and save; returns the new analysis id, or None after showing why not.
+
+    ``files``: the uploaded files, or a dict of them per sequence (one upload per sequence).
+    """
+    per_sequence = isinstance(files, dict)
+    if not (any(files.values()) if per_sequence else files):
         st.error("Choose at least one scan file.")
         return None
     if not case_reference.strip():
@@ -59,11 +93,13 @@ def _run(files, case_reference: str) -> int | None:
     def show(share: float) -> None:
         bar.progress(share, text=f"Analysing... {share:.0%}")
 
-    uploads = [(file.name, file.getvalue()) for file in files]
+    limit = get_settings().scan_limits.max_slices
     try:
-        outcome = analyze_uploads(
-            pipeline, uploads, progress=show, max_slices=get_settings().scan_limits.max_slices
-        )
+        if per_sequence:
+            uploads = {name: _contents(chosen) for name, chosen in files.items()}
+            outcome = analyze_sequences(pipeline, uploads, progress=show, max_slices=limit)
+        else:
+            outcome = analyze_uploads(pipeline, _contents(files), progress=show, max_slices=limit)
         with session_scope() as session:
             analysis_id = save_outcome(
                 session, owner_id=user.id, case_reference=case_reference, outcome=outcome

@@ -271,3 +271,25 @@ def test_numbered_slices_of_a_case_get_the_volume_rule_on_screen_and_in_the_repo
         ).split()
     )
     assert "volume rule, see the model card" in text and VOLUME_RULE_NOTE.startswith("Called")
+
+
+def test_a_case_combined_from_three_sequence_uploads_says_so_in_the_report(tiny_pipeline, engine):
+    from brainloc.casework import analyze_sequences
+    from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE
+
+    tumor = tumor_like_slice((128, 128), square=(40, 30, 24))
+    stack = np.stack([tumor, synthetic_slice((128, 128))])
+    parts = {
+        name: [(f"{name}.tif", encode_tiff(np.ascontiguousarray(stack[..., channel])))]
+        for channel, name in enumerate(ALL_SEQUENCES)
+    }
+    outcome = analyze_sequences(tiny_pipeline, parts)
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(
+            session, owner_id=owner.id, case_reference="SEQ", outcome=outcome
+        )
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    np.testing.assert_array_equal(np.stack([s.image for s in case.slices]), stack)
+    data = _report_without_notes(case, owner.id)
+    assert COMBINED_NOTE in data.sequences_note and "Only" not in data.sequences_note

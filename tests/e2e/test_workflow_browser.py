@@ -167,6 +167,25 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     assert final_note in text
     assert f"{probability}%" in text
     assert "E2E-CASE-1" in text and "Dr Alice Example" in text
+    # The same slice uploaded one sequence at a time (three grey TIFFs) gives the same result,
+    # with the co-registration caveat.
+    _go(page, "Analyze")
+    page.get_by_text("One upload per sequence", exact=True).click()
+    wait_idle(page)
+    uploads = page.locator("input[type='file']")
+    expect(uploads).to_have_count(3)
+    image = tifffile.imread(scan)
+    for channel in range(3):
+        part = tmp_path / f"sequence-{channel}.tif"
+        tifffile.imwrite(part, np.ascontiguousarray(image[..., channel]))
+        uploads.nth(channel).set_input_files(str(part))
+    wait_idle(page)
+    page.get_by_label("Case reference").fill("E2E-CASE-2")
+    page.get_by_role("button", name="Analyze", exact=True).click()
+    expect(page.get_by_text("Result: E2E-CASE-2")).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
+    expect(page.get_by_text(re.compile("co-registered"))).to_be_visible()
+    expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
+
     # Patient work never phones home: every request of the whole session, the tab's icon
     # included, went to this server (or stayed in the browser).
     outside = outside_requests(requested, server)

@@ -172,3 +172,36 @@ def test_numbered_slices_are_one_volume_and_a_slice_called_by_the_volume_rule_sa
     assert VOLUME_RULE_NOTE in _texts(at.caption)
     at = slider.set_value(3).run()
     assert VOLUME_RULE_NOTE not in _texts(at.caption)
+
+
+def _upload_sequences(at, parts, reference):
+    at = at.radio(key="analyze_mode").set_value("One upload per sequence").run()
+    for name, files in parts.items():
+        at.file_uploader(key=f"analyze_files_{name}").set_value(
+            [(file, data, "application/octet-stream") for file, data in files]
+        )
+    at.text_input(key="analyze_case_ref").set_value(reference)
+    return at.button(key="analyze_run").click().run()
+
+
+def test_a_case_uploaded_one_sequence_at_a_time_is_combined_and_saved(clinic):
+    from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE
+
+    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
+    parts = {
+        name: [(f"{name}.tif", encode_tiff(np.ascontiguousarray(stack[..., channel])))]
+        for channel, name in enumerate(ALL_SEQUENCES)
+    }
+    # One sequence missing: said, and nothing saved.
+    missing = parts | {"post-contrast": []}
+    at = _upload_sequences(open_page("analyze.py", clinic.alice), missing, "SEQ-1")
+    assert not at.exception
+    assert "choose the post-contrast file(s)" in _texts(at.error)
+    assert _analyses(clinic, clinic.alice) == []
+    at = _upload_sequences(open_page("analyze.py", clinic.alice), parts, "SEQ-1")
+    assert not at.exception and "Nothing was saved" not in _texts(at.error)
+    (saved,) = _analyses(clinic, clinic.alice)
+    assert saved.slice_count == 2 and saved.case_reference == "SEQ-1"
+    assert sorted(saved.findings["sequences_present"]) == sorted(ALL_SEQUENCES)
+    assert COMBINED_NOTE in saved.findings["scan_notes"]
+    assert COMBINED_NOTE in _texts(at.caption)  # the co-registration caveat is on screen
