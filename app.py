@@ -16,7 +16,7 @@ st.set_page_config(page_title="BrainLoc", page_icon=page_icon(), layout="wide")
 signing_in = LOGIN_ATTEMPT_KEY in st.session_state
 start_run()
 user = current_user()
-page = build_navigation(user)
+page = build_navigation(user, signing_in=signing_in)
 continue_to_requested_page(user, signing_in=signing_in)
 if user is not None:
     render_user_card(user)

@@ -92,7 +92,7 @@ def entries_for(user: CurrentUser | None) -> list[PageEntry]:
     return [STATUS]
 
 
-def build_navigation(user: CurrentUser | None) -> st.navigation:
+def build_navigation(user: CurrentUser | None, *, signing_in: bool = False) -> st.navigation:
     """``st.navigation`` over the pages ``user`` may see (the first is the default), and the
     sidebar menu that lists them (:func:`_render_menu`).
 
@@ -101,7 +101,8 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
     signed in, the same URL opens the page itself. Streamlit serves the default page at "/"
     only, while its ``url_path`` stays reserved and unserved, so the default page reserves
     :func:`_reserved_path` and its own path (``/analyze``, ``/admin``, ``/login``) is a hidden
-    alias of it. (On a server nobody has visited yet,
+    alias of it, which moves to "/" (except in the run that signs the user in, see
+    :func:`continue_to_requested_page`). (On a server nobody has visited yet,
     Streamlit runs the page file without app.py; its guard then sends the visitor to
     ``/?next=history``, and app.py continues there after the sign-in.)
     """
@@ -135,6 +136,10 @@ def build_navigation(user: CurrentUser | None) -> st.navigation:
     # list every file in pages/ to a signed-out visitor.
     navigation = st.navigation(pages, position="hidden")
     _render_menu(entries, user)
+    if user is not None and not signing_in and navigation.url_path == default.url_path:
+        # On the hidden route, move to "/", where the menu marks the page as the open one.
+        # Not while a sign-in is processed: switching then would drop the sign-in cookie.
+        st.switch_page(default.file, query_params=st.query_params.to_dict())
     return navigation
 
 

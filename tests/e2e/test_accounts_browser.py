@@ -216,13 +216,15 @@ def test_the_demo_password_opens_only_the_account_page_until_it_is_changed(
     wait_idle(page)
     expect(page.get_by_text("1 analysis(es) match.")).to_be_visible(timeout=UI_TIMEOUT_MS)
     assert not _stored_user(server, "demo").must_change_password
-    # The default page's own URL opens it too (Streamlit serves that page at "/" only).
+    # The default page's own URL opens it too (Streamlit serves that page at "/" only), and
+    # moves to "/".
     default = PRACTITIONER_PAGES[0]
     open_app(page, f"{server.url}/{default.url_path}")
     expect(page.get_by_role("heading", name=default.title, exact=True)).to_be_visible(
         timeout=UI_TIMEOUT_MS
     )
     expect(page.get_by_text("Page not found")).to_have_count(0)
+    expect(page).to_have_url(f"{server.url}/", timeout=UI_TIMEOUT_MS)
     context.close()
 
 
