@@ -114,6 +114,8 @@ def read_dicom(data: bytes, label: str) -> Scan:
         names=names,
         spacing_mm=_spacing(ds),
         slice_thickness_mm=_thickness(ds),
+        # A multi-frame file keeps its frames' positions in per-frame groups: not read here.
+        positions_mm=(position,) if frames == 1 and (position := _patient_position(ds)) else None,
     )
 
 
@@ -127,6 +129,15 @@ def _position(ds) -> float | None:
         return None
     normal = np.cross(orientation[:3], orientation[3:])
     return float(position @ normal)
+
+
+def _patient_position(ds) -> tuple[float, float, float] | None:
+    """ImagePositionPatient (mm), or None when missing or malformed."""
+    try:
+        position = tuple(float(v) for v in ds.ImagePositionPatient)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return position if len(position) == 3 and all(np.isfinite(position)) else None
 
 
 def _instance(ds) -> int | None:
@@ -183,6 +194,7 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
                 f"{first_name} is {size[1]} x {size[0]}; all slices of a series must match"
             )
         arrays.append(_pixels(ds, name)[0].astype(np.float32))
+    positions = [_patient_position(ds) for _, ds in items]
     return build_scan(
         np.stack(arrays),
         label=label,
@@ -190,4 +202,5 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
         names=tuple(name for name, _ in items),
         spacing_mm=_spacing(first),
         slice_thickness_mm=distance or _thickness(first),
+        positions_mm=tuple(positions) if all(p is not None for p in positions) else None,
     )

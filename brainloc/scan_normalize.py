@@ -148,6 +148,7 @@ def build_scan(
     spacing_mm: tuple[float, float] | None = None,
     slice_thickness_mm: float | None = None,
     notes: tuple[str, ...] = (),
+    positions_mm: tuple[tuple[float, float, float], ...] | None = None,
 ) -> Scan:
     """Normalise a decoded array into a :class:`Scan`.
 
@@ -158,6 +159,7 @@ def build_scan(
         names: one label per slice; defaults to "label [slice k]".
         spacing_mm, slice_thickness_mm: geometry, when the format carries it.
         notes: remarks made by the reader.
+        positions_mm: each slice's position in patient coordinates (DICOM), when known.
     """
     volume = np.asarray(volume)
     if volume.ndim not in (3, 4) or volume.shape[0] == 0:
@@ -183,6 +185,8 @@ def build_scan(
         )
     if len(names) != n_slices:
         raise ValueError(f"{len(names)} names for {n_slices} slices")
+    if positions_mm is not None and len(positions_mm) != n_slices:
+        raise ValueError(f"{len(positions_mm)} positions for {n_slices} slices")
     if spacing_mm is not None:
         # Rounded: headers store float32, and 0.800000011920929 mm helps nobody.
         spacing_mm = (round(float(spacing_mm[0]), 6), round(float(spacing_mm[1]), 6))
@@ -200,4 +204,5 @@ def build_scan(
         spacing_mm=spacing_mm,
         slice_thickness_mm=slice_thickness_mm,
         notes=notes,
+        positions_mm=positions_mm,
     )

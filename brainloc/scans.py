@@ -93,6 +93,8 @@ class Scan:
         spacing_mm: (row, column) pixel spacing in mm, when the file says so.
         slice_thickness_mm: distance between slices in mm, when known.
         notes: plain-language remarks about conversions that were made.
+        positions_mm: each slice's position in patient coordinates (DICOM
+            ImagePositionPatient, mm), when every slice of a DICOM series records it.
     """
 
     slices: np.ndarray
@@ -102,6 +104,7 @@ class Scan:
     spacing_mm: tuple[float, float] | None = None
     slice_thickness_mm: float | None = None
     notes: tuple[str, ...] = field(default=())
+    positions_mm: tuple[tuple[float, float, float], ...] | None = None
 
     @property
     def n_slices(self) -> int:
@@ -320,6 +323,8 @@ COMBINED_NOTE = (
 )
 #: Pixel spacings that differ by more than this share belong to different grids.
 _SPACING_TOLERANCE = 0.01
+#: Slice positions (DICOM, patient coordinates) further apart than this belong to other slices.
+_POSITION_TOLERANCE_MM = 0.5
 
 
 def combine_sequences(series: dict[str, Scan]) -> Scan:
@@ -330,7 +335,8 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
             post-contrast), each read from a file or series holding one sequence.
 
     The series must cover the same slices on the same grid: the same number of slices of the
-    same size and, where the files say so, the same pixel spacing and slice distance. Their
+    same size and, where the files say so, the same pixel spacing, slice distance and slice
+    positions (DICOM series: within 0.5 mm). Their
     intensities stay as each was read (8-bit data as it is; other data rescaled per series,
     as every channel of a multi-channel file is). The slice names are the FLAIR series'.
 
@@ -372,6 +378,14 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
                     f"the {name} series has a {what} of {mine} mm and FLAIR {theirs} mm; "
                     "the three sequences must be co-registered on one grid"
                 )
+        if scan.positions_mm is not None and flair.positions_mm is not None:
+            apart = float(np.max(np.abs(np.subtract(scan.positions_mm, flair.positions_mm))))
+            if apart > _POSITION_TOLERANCE_MM:
+                raise ScanError(
+                    f"the {name} slices lie up to {apart:.1f} mm away from the FLAIR slices "
+                    "(DICOM ImagePositionPatient); the three sequences must be co-registered "
+                    "on one grid"
+                )
     slices = np.stack([series[name].slices[..., 0] for name in ALL_SEQUENCES], axis=-1)
     formats = sorted({series[name].source_format for name in ALL_SEQUENCES})
     notes = tuple(
@@ -390,6 +404,7 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
         spacing_mm=flair.spacing_mm,
         slice_thickness_mm=flair.slice_thickness_mm,
         notes=(*notes, COMBINED_NOTE),
+        positions_mm=flair.positions_mm,
     )
 
 

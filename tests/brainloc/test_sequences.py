@@ -103,3 +103,32 @@ def test_a_real_case_split_into_its_sequences_gives_the_same_result(shipped_pipe
         assert one.result.tumor_probability == pytest.approx(other.result.tumor_probability)
         assert one.result.has_tumor == other.result.has_tumor
         np.testing.assert_array_equal(one.result.mask, other.result.mask)
+
+
+def test_dicom_series_must_lie_at_the_same_slice_positions():
+    from brainloc.scans import read_uploads
+    from tests.brainloc.scan_factory import encode_dicom
+
+    rng = np.random.default_rng(3)
+
+    def series(uid: str, shift: float = 0.0):
+        files = [
+            (f"{uid}-{k}.dcm", encode_dicom(
+                rng.integers(0, 4000, (48, 48)), position_z=5.0 * k + shift, instance=k + 1,
+                series_uid=f"1.2.826.0.1.3680043.8.498.{uid}",
+            ))
+            for k in range(3)
+        ]  # fmt: skip
+        (scan,) = read_uploads(files)
+        return scan
+
+    aligned = {name: series(str(k + 10)) for k, name in enumerate(ALL_SEQUENCES)}
+    assert aligned["FLAIR"].positions_mm == ((0.0, 0.0, 0.0), (0.0, 0.0, 5.0), (0.0, 0.0, 10.0))
+    assert combine_sequences(aligned).positions_mm == aligned["FLAIR"].positions_mm
+    # Same count, size, spacing and distance, but every slice 2.5 mm further: other slices.
+    shifted = aligned | {"post-contrast": series("20", shift=2.5)}
+    with pytest.raises(ScanError, match="post-contrast slices lie up to 2.5 mm away"):
+        combine_sequences(shifted)
+    # Within half a millimetre (rounding in headers) is the same slice.
+    nudged = aligned | {"pre-contrast": series("21", shift=0.3)}
+    combine_sequences(nudged)
