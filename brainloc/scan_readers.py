@@ -203,6 +203,11 @@ def read_nifti(data: bytes, label: str):
     spacing = (zooms[1], zooms[0]) if len(zooms) >= 2 else None
     thickness = zooms[2] if len(zooms) == 3 and shape[2] > 1 else None
     names = tuple(f"{label} [axial slice {k + 1}]" for k in range(slices.shape[0]))
+    # Where each shown slice's first pixel lies (the voxel flipped to the top left above), in
+    # the file's world coordinates: what tells whether two volumes hold the same slices.
+    nx, ny, nz = volume.shape
+    corners = canonical.affine @ np.array([[nx - 1, ny - 1, k, 1] for k in range(nz)]).T
+    positions = tuple(tuple(float(v) for v in corners[:3, k]) for k in range(nz))
     return build_scan(
         slices,
         label=label,
@@ -211,6 +216,7 @@ def read_nifti(data: bytes, label: str):
         spacing_mm=spacing,
         slice_thickness_mm=thickness,
         notes=("axial slices shown in radiological convention (patient right on image left)",),
+        positions_mm=positions if np.isfinite(positions).all() else None,
     )
 
 

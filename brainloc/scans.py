@@ -93,8 +93,9 @@ class Scan:
         spacing_mm: (row, column) pixel spacing in mm, when the file says so.
         slice_thickness_mm: distance between slices in mm, when known.
         notes: plain-language remarks about conversions that were made.
-        positions_mm: each slice's position in patient coordinates (DICOM
-            ImagePositionPatient, mm), when every slice of a DICOM series records it.
+        positions_mm: each slice's position in patient coordinates (mm): DICOM
+            ImagePositionPatient, when every slice of a series records it, or a NIfTI
+            volume's affine applied to each shown slice's first pixel.
     """
 
     slices: np.ndarray
@@ -336,7 +337,7 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
 
     The series must cover the same slices on the same grid: the same number of slices of the
     same size and, where the files say so, the same pixel spacing, slice distance and slice
-    positions (DICOM series: within 0.5 mm). Their
+    positions (DICOM and NIfTI: within 0.5 mm). Their
     intensities stay as each was read (8-bit data as it is; other data rescaled per series,
     as every channel of a multi-channel file is). The slice names are the FLAIR series'.
 
@@ -383,7 +384,7 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
             if apart > _POSITION_TOLERANCE_MM:
                 raise ScanError(
                     f"the {name} slices lie up to {apart:.1f} mm away from the FLAIR slices "
-                    "(DICOM ImagePositionPatient); the three sequences must be co-registered "
+                    "(positions in the file headers); the three sequences must be co-registered "
                     "on one grid"
                 )
     slices = np.stack([series[name].slices[..., 0] for name in ALL_SEQUENCES], axis=-1)

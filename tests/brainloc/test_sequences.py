@@ -132,3 +132,22 @@ def test_dicom_series_must_lie_at_the_same_slice_positions():
     # Within half a millimetre (rounding in headers) is the same slice.
     nudged = aligned | {"pre-contrast": series("21", shift=0.3)}
     combine_sequences(nudged)
+
+
+def test_nifti_volumes_must_lie_at_the_same_slice_positions():
+    import nibabel as nib
+
+    rng = np.random.default_rng(4)
+
+    def volume(shift_z: float = 0.0):
+        affine = np.diag([0.9, 0.9, 3.0, 1.0])
+        affine[:3, 3] = (-20.0, -30.0, -10.0 + shift_z)
+        data = rng.integers(0, 3000, (48, 48, 4)).astype(np.int16)
+        return read_scan(nib.Nifti1Image(data, affine).to_bytes(), "sequence.nii")
+
+    aligned = {name: volume() for name in ALL_SEQUENCES}
+    assert [p[2] for p in aligned["FLAIR"].positions_mm] == [-10.0, -7.0, -4.0, -1.0]
+    combine_sequences(aligned)
+    shifted = aligned | {"FLAIR": volume(shift_z=1.5)}
+    with pytest.raises(ScanError, match="pre-contrast slices lie up to 1.5 mm away"):
+        combine_sequences(shifted)
