@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -131,8 +131,29 @@ def analyze_uploads(
             (message fit for the user).
     """
     scans = read_uploads(files)
-    return _analyze_scans(
+    outcome = _analyze_scans(
         pipeline, scans, [name for name, _ in files], progress=progress, max_slices=max_slices
+    )
+    if _looks_like_sequences(scans):
+        outcome = replace(outcome, notes=(*outcome.notes, SEPARATE_SERIES_NOTE))
+    return outcome
+
+
+#: Said when one upload holds several single-sequence series of one shape (e.g. a study's
+#: pre-contrast, FLAIR and post-contrast series), each of which was read as FLAIR.
+SEPARATE_SERIES_NOTE = (
+    "this upload holds separate single-sequence series of the same size, each analysed as "
+    "FLAIR; if they are one case's pre-contrast, FLAIR and post-contrast series, analyse them "
+    "with 'One upload per sequence'"
+)
+
+
+def _looks_like_sequences(scans: Sequence[Scan]) -> bool:
+    multi = [scan for scan in scans if scan.n_slices > 1]
+    return (
+        len(multi) >= 2
+        and all(scan.single_sequence for scan in multi)
+        and len({(scan.n_slices, scan.shape) for scan in multi}) == 1
     )
 
 

@@ -21,8 +21,8 @@ from tests.brainloc.conftest import LGG_CASE
 from tests.brainloc.scan_factory import encode_tiff, synthetic_slice
 
 
-def _case(n_slices: int = 3, size=(64, 64)) -> np.ndarray:
-    return np.stack([synthetic_slice(size, seed=k) for k in range(n_slices)])
+def _case(n_slices: int = 3, size=(64, 64), seed_base: int = 0) -> np.ndarray:
+    return np.stack([synthetic_slice(size, seed=seed_base + k) for k in range(n_slices)])
 
 
 def _split(volume: np.ndarray) -> dict[str, bytes]:
@@ -151,3 +151,15 @@ def test_nifti_volumes_must_lie_at_the_same_slice_positions():
     shifted = aligned | {"FLAIR": volume(shift_z=1.5)}
     with pytest.raises(ScanError, match="pre-contrast slices lie up to 1.5 mm away"):
         combine_sequences(shifted)
+
+
+def test_one_upload_of_several_grey_series_points_to_the_per_sequence_upload(tiny_pipeline):
+    from brainloc.casework import SEPARATE_SERIES_NOTE
+
+    files = [(f"{name}.tif", data) for name, data in _split(_case()).items()]
+    outcome = analyze_uploads(tiny_pipeline, files)
+    assert len(outcome.slices) == 9 and SEPARATE_SERIES_NOTE in outcome.notes
+    # A single grey series, or colour slices, get no such note.
+    assert SEPARATE_SERIES_NOTE not in analyze_uploads(tiny_pipeline, files[:1]).notes
+    colour = [("case.tif", encode_tiff(_case())), ("more.tif", encode_tiff(_case(seed_base=5)))]
+    assert SEPARATE_SERIES_NOTE not in analyze_uploads(tiny_pipeline, colour).notes
