@@ -1,5 +1,11 @@
 """``python -m brainloc analyze FILE_OR_DIR... [--json] [--out DIR]``: batch analysis.
 
+``python -m brainloc analyze --sequences PRE FLAIR POST``: one case whose pre-contrast, FLAIR
+and post-contrast series are given apart (each a file, or a folder with one DICOM series),
+combined slice by slice as the app's "One upload per sequence" does
+(:func:`brainloc.scans.combine_sequences`; the series must be co-registered). Its lines and
+pictures are named after the FLAIR file.
+
 Each slice gets one line on stdout (with ``--json``: one JSON object per line
 with ``file``, ``slice``, ``tumor_probability``, ``has_tumor``,
 ``tumor_area_px`` and a few findings). A file that cannot be read prints
@@ -218,8 +224,13 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return 2
+    if bool(args.paths) == bool(args.sequences):
+        print("error: give FILE_OR_DIR arguments or --sequences PRE FLAIR POST", file=sys.stderr)
+        return 2
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
+    if args.sequences:
+        return _run_sequences(args)
     failed = False
     runner = _Runner(args)
     for job in collect_jobs(list(args.paths)):
@@ -241,6 +252,36 @@ def run(args: argparse.Namespace) -> int:
                 return 1
     runner.flush()
     return 2 if failed else 0
+
+
+def _run_sequences(args: argparse.Namespace) -> int:
+    """One case from three single-sequence series (``--sequences PRE FLAIR POST``)."""
+    from brainloc.scans import ALL_SEQUENCES, ScanError, combine_sequences, read_paths
+
+    series = {}
+    for name, path in zip(ALL_SEQUENCES, args.sequences, strict=True):
+        jobs = [job for job in collect_jobs([path]) if job.paths]
+        try:
+            if len(jobs) != 1:
+                raise ScanError("give one file, or one folder holding one DICOM series")
+            scans = read_paths(jobs[0].paths)
+            if len(scans) != 1:
+                raise ScanError(f"holds {len(scans)} separate scans, not one series")
+            series[name] = scans[0]
+        except ScanError as exc:
+            message = _strip_label(str(exc), jobs[0]) if len(jobs) == 1 else str(exc)
+            print(f"error: {name} {path}: {message}", file=sys.stderr)
+            return 2
+    try:
+        scan = combine_sequences(series)
+    except ScanError as exc:
+        print(f"error: sequences: {exc}", file=sys.stderr)
+        return 2
+    runner = _Runner(args)
+    if not runner.add(Job(str(args.sequences[1]), tuple(args.sequences)), scan):
+        return 1
+    runner.flush()
+    return 0
 
 
 def _strip_label(message: str, job: Job) -> str:
@@ -270,7 +311,14 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="FILE_OR_DIR")
+    parser.add_argument(
+        "--sequences",
+        nargs=3,
+        type=Path,
+        metavar=("PRE", "FLAIR", "POST"),
+        help="one case given as its three co-registered series (each a file or a DICOM folder)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per slice and line")
     parser.add_argument(
         "--out", type=Path, help="write <name>_overlay.png and <name>_mask.png here"

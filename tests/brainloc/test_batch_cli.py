@@ -176,3 +176,35 @@ def test_the_numbered_slices_of_a_case_are_decided_as_one_volume(tmp_path, capsy
     # One slice on its own is decided alone.
     code, out, _ = _analyze(capsys, case / "CASE_V_2.tif", "--json", "--models-dir", models)
     assert not json.loads(out)["has_tumor"]
+
+
+def test_a_case_given_as_three_sequences_is_combined(tiny_models_dir, tmp_path, capsys):
+    volume = np.stack([synthetic_slice(seed=1), tumor_like_slice(seed=2)])
+    paths = []
+    for channel, name in enumerate(("pre", "flair", "post")):
+        path = tmp_path / f"{name}.tif"
+        path.write_bytes(encode_tiff(np.ascontiguousarray(volume[..., channel])))
+        paths.append(path)
+    args = ["--json", "--models-dir", tiny_models_dir, "--out", tmp_path / "out"]
+    code, out, err = _analyze(capsys, "--sequences", *paths, *args)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["has_tumor"] for r in records] == [False, True]
+    # The same two slices as one colour file give the same answer.
+    whole = tmp_path / "whole.tif"
+    whole.write_bytes(encode_tiff(volume))
+    code, out, _ = _analyze(capsys, whole, "--json", "--models-dir", tiny_models_dir)
+    expected = [json.loads(line)["tumor_probability"] for line in out.splitlines()]
+    assert [r["tumor_probability"] for r in records] == expected
+    assert {r["file"] for r in records} == {str(paths[1])}  # named after the FLAIR series
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_overlay.png")) == [
+        "flair_s000_overlay.png",
+        "flair_s001_overlay.png",
+    ]
+    # A series of another length, or both kinds of input at once, is refused.
+    paths[2].write_bytes(encode_tiff(np.ascontiguousarray(volume[:1, ..., 2])))
+    code, out, err = _analyze(capsys, "--sequences", *paths, "--models-dir", tiny_models_dir)
+    assert code == 2 and not out
+    assert "post-contrast series has 1 slice(s) and FLAIR 2" in err
+    code, _, err = _analyze(capsys, whole, "--sequences", *paths)
+    assert code == 2 and "FILE_OR_DIR arguments or --sequences" in err
