@@ -256,7 +256,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_sequences(args: argparse.Namespace) -> int:
     """One case from three single-sequence series (``--sequences PRE FLAIR POST``)."""
-    from brainloc.scans import ALL_SEQUENCES, ScanError, combine_sequences, read_paths
+    from brainloc.scans import (
+        ALL_SEQUENCES,
+        ScanError,
+        combine_sequences,
+        read_paths,
+        sequence_scan,
+    )
 
     series = {}
     for name, path in zip(ALL_SEQUENCES, args.sequences, strict=True):
@@ -264,10 +270,7 @@ def _run_sequences(args: argparse.Namespace) -> int:
         try:
             if len(jobs) != 1:
                 raise ScanError("give one file, or one folder holding one DICOM series")
-            scans = read_paths(jobs[0].paths)
-            if len(scans) != 1:
-                raise ScanError(f"holds {len(scans)} separate scans, not one series")
-            series[name] = scans[0]
+            series[name] = sequence_scan(name, read_paths(jobs[0].paths))
         except ScanError as exc:
             message = _strip_label(str(exc), jobs[0]) if len(jobs) == 1 else str(exc)
             print(f"error: {name} {path}: {message}", file=sys.stderr)

@@ -22,7 +22,14 @@ import numpy as np
 from PIL import Image
 
 from brainloc.findings import CaseFindings, case_findings
-from brainloc.scans import ALL_SEQUENCES, Scan, ScanError, combine_sequences, read_uploads
+from brainloc.scans import (
+    ALL_SEQUENCES,
+    Scan,
+    ScanError,
+    combine_sequences,
+    read_uploads,
+    sequence_scan,
+)
 from db import clinical
 from db.arrays import array_from_bytes
 
@@ -182,13 +189,7 @@ def analyze_sequences(
         files = list(uploads.get(name) or ())
         if not files:
             raise ScanError(f"choose the {name} file(s)")
-        scans = read_uploads(files)
-        if len(scans) != 1:
-            raise ScanError(
-                f"the {name} upload holds {len(scans)} separate scans; give one image, one "
-                "volume or one DICOM series per sequence"
-            )
-        series[name] = scans[0]
+        series[name] = sequence_scan(name, read_uploads(files))
     names = [f"{name}: {file}" for name in ALL_SEQUENCES for file, _ in uploads[name]]
     return _analyze_scans(
         pipeline, [combine_sequences(series)], names, progress=progress, max_slices=max_slices

@@ -120,15 +120,16 @@ def read_dicom(data: bytes, label: str) -> Scan:
 
 
 def _position(ds) -> float | None:
+    """The slice's position along its normal (mm), for ordering a series."""
+    position = _patient_position(ds)
     try:
         orientation = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
-        position = np.array([float(v) for v in ds.ImagePositionPatient], dtype=float)
     except (AttributeError, TypeError, ValueError):
         return None
-    if orientation.shape != (6,) or position.shape != (3,):
+    if orientation.shape != (6,) or position is None:
         return None
     normal = np.cross(orientation[:3], orientation[3:])
-    return float(position @ normal)
+    return float(np.asarray(position) @ normal)
 
 
 def _patient_position(ds) -> tuple[float, float, float] | None:

@@ -324,8 +324,23 @@ COMBINED_NOTE = (
 )
 #: Pixel spacings that differ by more than this share belong to different grids.
 _SPACING_TOLERANCE = 0.01
-#: Slice positions (DICOM, patient coordinates) further apart than this belong to other slices.
+#: Slice positions (DICOM or NIfTI, patient coordinates) further apart than this belong to
+#: other slices.
 _POSITION_TOLERANCE_MM = 0.5
+
+
+def sequence_scan(name: str, scans: Sequence[Scan]) -> Scan:
+    """The one scan that the files given for sequence ``name`` read as.
+
+    Raises:
+        ScanError: they read as several scans (e.g. unrelated slices, or two series).
+    """
+    if len(scans) != 1:
+        raise ScanError(
+            f"the {name} upload holds {len(scans)} separate scans; give one image, one "
+            "volume or one DICOM series per sequence"
+        )
+    return scans[0]
 
 
 def combine_sequences(series: dict[str, Scan]) -> Scan:
