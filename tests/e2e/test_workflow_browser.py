@@ -183,7 +183,8 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     page.get_by_label("Case reference").fill("E2E-CASE-2")
     page.get_by_role("button", name="Analyze", exact=True).click()
     expect(page.get_by_text("Result: E2E-CASE-2")).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
-    expect(page.get_by_text(re.compile("co-registered"))).to_be_visible()
+    # The result's caveat (the radio's caption also says "co-registered", so match the note).
+    expect(page.get_by_text(re.compile("uploaded separately and combined"))).to_be_visible()
     expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
 
     # Patient work never phones home: every request of the whole session, the tab's icon
