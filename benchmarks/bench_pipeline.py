@@ -100,11 +100,21 @@ def _load_case(data_dir: Path | None) -> np.ndarray:
 class SeedPipeline:
     """The seed's per-slice loop: classify, segment when tumor, threshold at 0.5."""
 
-    def __init__(self):
+    def __init__(self, models=None):
+        """``models``: (classifier, segmenter) to reuse; default: built with random weights."""
         from benchmarks.seed_models import build_seed_classifier, build_seed_resunet
 
-        self.classifier = build_seed_classifier()
-        self.segmenter = build_seed_resunet()
+        if models is None:
+            models = build_seed_classifier(), build_seed_resunet()
+        self.classifier, self.segmenter = models
+
+    def in_bfloat16(self) -> SeedPipeline:
+        """The same models computing in mixed bfloat16, as ours may (same weights)."""
+        from brainloc.inference import mixed_bfloat16_copy
+
+        return SeedPipeline(
+            (mixed_bfloat16_copy(self.classifier), mixed_bfloat16_copy(self.segmenter))
+        )
 
     @staticmethod
     def _prepare(image: np.ndarray) -> np.ndarray:
@@ -149,8 +159,9 @@ def main() -> int:
         print("shipped models missing: timing our architectures with random weights")
         models_dir = _random_models_dir()
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs; medians of {args.repeats} runs")
-    ours = Pipeline.load(models_dir)
+    ours = Pipeline.load(models_dir)  # in BRAINLOC_INFERENCE_PRECISION, as the app runs
     seed = SeedPipeline()
+    print(f"ours runs in {ours.precision} (BRAINLOC_INFERENCE_PRECISION; auto: bfloat16 on AMX)")
     print(
         f"ours: {ours.classifier_spec.label} ({ours.classifier.count_params():,} params) + "
         f"{ours.segmenter_spec.label} ({len(ours.segmenters)} x "
@@ -165,17 +176,25 @@ def main() -> int:
     one = images[len(images) // 2]
     single = one[np.newaxis]
 
+    parts = (ours.classifier, ours.segmenters, ours.classifier_spec, ours.segmenter_spec)
     # The same models without the metadata's flip averaging, to show what it costs.
-    plain = Pipeline(ours.classifier, ours.segmenters, ours.classifier_spec, ours.segmenter_spec)
+    plain = Pipeline(*parts, precision=ours.precision)
     plain.flip_average = False
+    # The same pipeline in float32, and the seed in bfloat16, when ours runs in bfloat16:
+    # what the precision gains, and the speed-up that is left with both in bfloat16.
+    bf16 = ours.precision == "bfloat16"
+    exact = Pipeline(*parts, precision="float32") if bf16 else ours
+    seed16 = seed.in_bfloat16() if bf16 else seed
 
     # Warm-up: the first calls trace and compile; never timed.
     for _ in range(2):
         for pipeline in (ours, plain):
             pipeline.classify(single), pipeline.segment(single), pipeline.analyze(one)
         seed.classify_and_segment(one)
-    ours.analyze_case(images)
-    seed.run_case(images[:2], {0})
+    for pipeline in (ours, exact):
+        pipeline.analyze_case(images)
+    for loop in (seed, seed16):
+        loop.run_case(images[:2], {0})
 
     seed.classify_and_segment_as_written(one)
     ours_slice, plain_slice, seed_slice, ours_analyze, seed_written = _median_seconds(
@@ -187,9 +206,11 @@ def main() -> int:
         repeats=args.repeats,
     )
     positive = {k for k, r in enumerate(ours.analyze_case(images).slices) if r.has_tumor}
-    ours_case, seed_case = _median_seconds(
+    ours_case, seed_case, exact_case, seed16_case = _median_seconds(
         lambda: ours.analyze_case(images),
         lambda: seed.run_case(images, positive),
+        lambda: exact.analyze_case(images) if bf16 else None,
+        lambda: seed16.run_case(images, positive) if bf16 else None,
         repeats=args.case_repeats,
     )
 
@@ -202,6 +223,12 @@ def main() -> int:
         (f"{CASE_SLICES}-slice case, {len(positive)} segmented", ours_case, seed_case),
         ("  per slice within the case", ours_case / len(images), seed_case / len(images)),
     ]
+    if bf16:
+        rows += [
+            ("  ours in float32 against the seed", exact_case, seed_case),
+            ("  both in bfloat16", ours_case, seed16_case),
+            ("  ours in bfloat16 against ours in float32", ours_case, exact_case),
+        ]
     print()
     print(f"{'measure (seconds, median)':<48} {'ours':>8} {'seed':>8} {'speed-up':>9}")
     print("-" * 76)

@@ -44,6 +44,7 @@ from brainloc.model_meta import (
 )
 from brainloc.preprocessing import prepare_images, probability_map_to_mask
 from brainloc.results import CaseResult, SliceResult
+from brainloc.settings import PRECISIONS, inference_precision
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,51 @@ Progress = Callable[[float], None]
 
 class ModelsNotFoundError(FileNotFoundError):
     """The models directory lacks a model or its metadata."""
+
+
+_MIXED = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "mixed_bfloat16"}}
+
+
+def cpu_has_amx_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(
+        line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines()
+    )
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` to what this machine runs fastest without losing agreement: bfloat16 only on
+    a CPU-only TensorFlow whose CPU has AMX-BF16 (elsewhere bfloat16 is emulated, and slower).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU") or not cpu_has_amx_bf16():
+        return "float32"
+    return "bfloat16"
+
+
+def mixed_bfloat16_copy(model: keras.Model) -> keras.Model:
+    """The same network and weights computing in bfloat16 (variables stay float32).
+
+    Every layer but the inputs and the output layers gets Keras' ``mixed_bfloat16`` policy;
+    the output layers stay float32, so the sigmoid and its probabilities keep full precision.
+    """
+    config = model.get_config()
+    outputs = config["output_layers"]
+    # One output is stored as [name, node, tensor]; several as a list of those.
+    keep = {outputs[0]} if isinstance(outputs[0], str) else {entry[0] for entry in outputs}
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer" and layer["name"] not in keep:
+            layer["config"]["dtype"] = dict(_MIXED, config=dict(_MIXED["config"]))
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _compiled_forward(model: keras.Model, input_size: int):
@@ -86,8 +132,16 @@ class Pipeline:
         segmenter: keras.Model | Sequence[keras.Model],
         classifier_spec: ModelSpec,
         segmenter_spec: ModelSpec,
+        precision: str = "float32",
     ):
-        """``segmenter``: one model, or one per ``segmenter_spec.members`` (an ensemble)."""
+        """``segmenter``: one model, or one per ``segmenter_spec.members`` (an ensemble).
+
+        ``precision``: "float32" runs the models as trained; "bfloat16" runs a mixed-bfloat16
+        copy of each (:func:`mixed_bfloat16_copy`: same weights, arithmetic in bfloat16);
+        "auto" is resolved for this machine by :func:`resolve_precision`. Grad-CAM always
+        uses the float32 classifier.
+        """
+        self.precision = resolve_precision(precision)
         self.classifier = classifier
         self.segmenters = (segmenter,) if isinstance(segmenter, keras.Model) else tuple(segmenter)
         if len(self.segmenters) != len(segmenter_spec.members):
@@ -101,9 +155,12 @@ class Pipeline:
         self._gradcam: GradCam | None = None
         # One graph per model with a free batch dimension: any batch size runs
         # without retracing (Keras' predict_on_batch retraces on new sizes).
-        self._run = {id(classifier): _compiled_forward(classifier, classifier_spec.input_size)}
+        compute = mixed_bfloat16_copy if self.precision == "bfloat16" else (lambda model: model)
+        self._run = {
+            id(classifier): _compiled_forward(compute(classifier), classifier_spec.input_size)
+        }
         for model in self.segmenters:
-            self._run[id(model)] = _compiled_forward(model, segmenter_spec.input_size)
+            self._run[id(model)] = _compiled_forward(compute(model), segmenter_spec.input_size)
         self.min_region_px = int(segmenter_spec.raw.get("decision", {}).get("min_region_px", 0))
         # "horizontal_flip": average P(tumor) over the slice and its left-right mirror,
         # as the classifier metadata's decision block asks (chosen on validation patients).
@@ -113,8 +170,13 @@ class Pipeline:
         self.flip_average = tta == "horizontal_flip"
 
     @classmethod
-    def load(cls, models_dir: Path | str = DEFAULT_MODELS_DIR) -> Pipeline:
+    def load(
+        cls, models_dir: Path | str = DEFAULT_MODELS_DIR, precision: str | None = None
+    ) -> Pipeline:
         """Load both models named by their metadata files in ``models_dir``.
+
+        ``precision``: see :meth:`__init__`; None takes ``BRAINLOC_INFERENCE_PRECISION``
+        (default "auto", :func:`brainloc.settings.inference_precision`).
 
         Raises:
             ModelsNotFoundError: a metadata or weights file is missing.
@@ -137,7 +199,11 @@ class Pipeline:
             keras.models.load_model(member.weights_path, compile=False)
             for member in segmenter_spec.members
         ]
-        return cls(classifier, segmenters, classifier_spec, segmenter_spec)
+        if precision is None:
+            precision = inference_precision()
+        pipeline = cls(classifier, segmenters, classifier_spec, segmenter_spec, precision)
+        logger.info("models run in %s", pipeline.precision)
+        return pipeline
 
     @property
     def model_versions(self) -> dict[str, str]:

@@ -244,3 +244,26 @@ def load_cards(models_dir: Path | str) -> tuple[list[ModelCard], list[str]]:
         except (OSError, ValueError) as error:
             problems.append(f"{stem}: {error}")
     return cards, problems
+
+
+def precision_note(setting: str) -> str:
+    """One sentence on the arithmetic the models run in on this server.
+
+    Args:
+        setting: ``BRAINLOC_INFERENCE_PRECISION`` (:func:`brainloc.settings.inference_precision`).
+    """
+    from brainloc.inference import resolve_precision  # loads TensorFlow: only when asked
+
+    precision = resolve_precision(setting)
+    why = (
+        "chosen automatically for this machine"
+        if setting == "auto"
+        else "set by BRAINLOC_INFERENCE_PRECISION"
+    )
+    if precision == "float32":
+        return f"On this server the models compute in float32, exactly as trained ({why})."
+    return (
+        f"On this server the models compute in bfloat16 ({why}: this CPU multiplies bfloat16 "
+        "in hardware), with float32 weights and float32 probabilities. The metrics shown were "
+        "measured in float32; the full model card below reports how closely the two agree."
+    )

@@ -15,6 +15,8 @@ in one place (environment variables, optionally ``.streamlit/secrets.toml`` for 
 ``BRAINLOC_MAX_SLICES``        most slices accepted in one case (default 512)
 ``BRAINLOC_MODELS_DIR``        trained models and their metadata (default ``<repo>/models``)
 ``BRAINLOC_BCRYPT_ROUNDS``     bcrypt cost factor (default 12; the test suite lowers it)
+``BRAINLOC_INFERENCE_PRECISION``  ``auto`` (default), ``float32`` or ``bfloat16``: the arithmetic
+                               the models run in (see :func:`inference_precision`)
 """
 
 from __future__ import annotations
@@ -94,6 +96,27 @@ def scan_limits(env: Mapping[str, str] | None = None) -> ScanLimits:
         ),
         max_slices=int(_number(env, "BRAINLOC_MAX_SLICES", DEFAULT_MAX_SLICES, 1, 10_000)),
     )
+
+
+#: The arithmetic the models may run in (:func:`inference_precision`).
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def inference_precision(env: Mapping[str, str] | None = None) -> str:
+    """The arithmetic the models run in, from ``BRAINLOC_INFERENCE_PRECISION``.
+
+    ``auto`` (default): bfloat16 on a CPU with Intel AMX-BF16, float32 elsewhere
+    (:func:`brainloc.inference.resolve_precision`); ``float32``: the models exactly as
+    trained; ``bfloat16``: always the mixed-bfloat16 copy. Like :func:`scan_limits`, read
+    without side effects, so the CLIs and the evaluation honour it too.
+    """
+    env = os.environ if env is None else env
+    raw = env.get("BRAINLOC_INFERENCE_PRECISION", "").strip().lower() or "auto"
+    if raw not in PRECISIONS:
+        raise ValueError(
+            f"BRAINLOC_INFERENCE_PRECISION must be one of {', '.join(PRECISIONS)}, got {raw!r}"
+        )
+    return raw
 
 
 def _secrets_file_key() -> str | None:

@@ -4,8 +4,8 @@ they are for. Everything comes from the models' metadata files (:mod:`brainloc.m
 import streamlit as st
 
 from brainloc import charts
-from brainloc.model_card import load_cards
-from brainloc.settings import get_settings
+from brainloc.model_card import load_cards, precision_note
+from brainloc.settings import get_settings, inference_precision
 from ui.guard import require_user
 
 user = require_user()
@@ -61,6 +61,9 @@ for card in cards:
         st.json(card.thresholds, expanded=False)
         st.json(card.training or {}, expanded=False)
         st.json(card.metrics or {}, expanded=False)
+
+if cards:
+    st.caption(precision_note(inference_precision()))
 
 readme = models_dir / "README.md"
 if readme.is_file():

@@ -100,6 +100,8 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
         "models": {
             "classifier": pipeline.classifier_spec.label,
             "segmenter": pipeline.segmenter_spec.label,
+            # BRAINLOC_INFERENCE_PRECISION as resolved on this machine (models/README.md).
+            "precision": pipeline.precision,
         },
         "per_case": per_case,
     }
@@ -124,6 +126,7 @@ def format_table(report: dict) -> str:
         ("Dice on tumor slices, mean", report["segmentation"]["dice_tumor_slices_mean"], ""),
         ("false-positive slice rate", report["pipeline"]["false_positive_slice_rate"], ""),
         ("seconds per slice", report["timing"]["seconds_per_slice"], ""),
+        ("arithmetic", report["models"]["precision"], "BRAINLOC_INFERENCE_PRECISION"),
     ]
     lines = [f"{'metric':<30} {'value':>14}  note", "-" * 60]
     for name, value, note in rows:

@@ -118,10 +118,12 @@ def test_model_card_shows_metadata_metrics_and_charts(clinic, tmp_path, monkeypa
     (models / "segmenter.json").write_text(json.dumps(seg_meta))
     (models / "README.md").write_text("# Tiny models\n\nTrained on nothing at all.")
     monkeypatch.setenv("BRAINLOC_MODELS_DIR", str(models))
+    monkeypatch.setenv("BRAINLOC_INFERENCE_PRECISION", "bfloat16")
     get_settings.cache_clear()
     at = open_page("model_card.py", clinic.alice)
     assert not at.exception
     assert "tiny-classifier v0.0.1" in _texts(at.header)
+    assert "compute in bfloat16 (set by BRAINLOC_INFERENCE_PRECISION" in _texts(at.caption)
     assert [m.label for m in at.metric][:2] == ["Accuracy", "ROC AUC"]
     assert len(at.get("plotly_chart")) == 2  # confusion matrix and ROC of the classifier
     assert "Tiny test network" in _texts(at.markdown)

@@ -1,6 +1,8 @@
 """The evaluation CLI end to end on two restored patients with the shipped models."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -20,10 +22,14 @@ def test_evaluate_writes_the_agreed_keys_with_real_numbers(lgg_dir, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        env=os.environ | {"BRAINLOC_INFERENCE_PRECISION": "float32"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Dice per volume, mean" in result.stdout
     report = json.loads(out.read_text())
+    # The setting reaches the CLI, and the report says which arithmetic produced it.
+    assert report["models"]["precision"] == "float32"
+    assert re.search(r"arithmetic\s+float32", result.stdout)
     required = {
         "classifier": ["accuracy", "sensitivity", "specificity", "roc_auc"],
         "segmentation": [
