@@ -59,6 +59,8 @@ class Settings:
     scan_limits: ScanLimits
     models_dir: Path
     bcrypt_rounds: int
+    #: ``BRAINLOC_INFERENCE_PRECISION`` as configured ("auto", "float32" or "bfloat16").
+    inference_precision: str
 
     @property
     def is_sqlite(self) -> bool:
@@ -186,6 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         scan_limits=scan_limits(env),
         models_dir=models_dir.resolve(),
         bcrypt_rounds=int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
+        inference_precision=inference_precision(env),
     )
 
 

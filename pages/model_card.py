@@ -5,7 +5,7 @@ import streamlit as st
 
 from brainloc import charts
 from brainloc.model_card import load_cards, precision_note
-from brainloc.settings import get_settings, inference_precision
+from brainloc.settings import get_settings
 from ui.guard import require_user
 
 user = require_user()
@@ -63,7 +63,7 @@ for card in cards:
         st.json(card.metrics or {}, expanded=False)
 
 if cards:
-    st.caption(precision_note(inference_precision()))
+    st.caption(precision_note(get_settings().inference_precision))
 
 readme = models_dir / "README.md"
 if readme.is_file():

@@ -18,11 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading the models (once per server start)...")
-def _load(models_dir: str):
+def _load(models_dir: str, precision: str):
     from brainloc.inference import Pipeline
 
-    logger.info("loading the pipeline from %s", models_dir)
-    return Pipeline.load(models_dir)
+    logger.info("loading the pipeline from %s (%s)", models_dir, precision)
+    return Pipeline.load(models_dir, precision)
 
 
 def get_pipeline():
@@ -35,7 +35,7 @@ def get_pipeline():
         )
         return None
     try:
-        return _load(str(models_dir))
+        return _load(str(models_dir), get_settings().inference_precision)
     except (OSError, ValueError) as error:
         logger.exception("the models could not be loaded")
         st.error(f"The models could not be loaded: {error}")
@@ -48,6 +48,6 @@ def pipeline_if_loaded():
     if not models_available(models_dir):
         return None
     try:
-        return _load(str(models_dir))
+        return _load(str(models_dir), get_settings().inference_precision)
     except (OSError, ValueError):
         return None

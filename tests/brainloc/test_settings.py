@@ -17,6 +17,7 @@ def test_defaults_put_everything_under_the_data_dir(tmp_path, monkeypatch):
     assert settings.is_sqlite
     assert settings.cookie_hours == 12.0
     assert settings.bcrypt_rounds == 12
+    assert settings.inference_precision == "auto"
     assert settings.models_dir.name == "models"
 
 
@@ -55,6 +56,7 @@ def test_environment_overrides(tmp_path):
         ("BRAINLOC_COOKIE_HOURS", "forever", "must be a number"),
         ("BRAINLOC_COOKIE_HOURS", "0", "between"),
         ("BRAINLOC_BCRYPT_ROUNDS", "40", "between"),
+        ("BRAINLOC_INFERENCE_PRECISION", "fp16", "must be one of auto, float32, bfloat16"),
     ],
 )
 def test_bad_values_get_clear_messages(tmp_path, name, value, message):
