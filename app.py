@@ -5,6 +5,7 @@ Run with ``make run`` (or ``.venv/bin/streamlit run app.py``).
 
 import streamlit as st
 
+from brainloc.settings import get_settings
 from ui.auth import render_logout_button, start_run
 from ui.navigation import build_navigation, continue_to_requested_page
 from ui.page_icon import page_icon
@@ -13,6 +14,12 @@ from ui.state import LOGIN_ATTEMPT_KEY, SHELL_KEY, current_user
 
 # The icon is served by the app itself: a ":material/...:" icon is fetched from Google.
 st.set_page_config(page_title="BrainLoc", page_icon=page_icon(), layout="wide")
+try:
+    get_settings()
+except ValueError as error:
+    # A wrong environment variable: say which and why, instead of a bare error box.
+    st.error(f"BrainLoc is not configured correctly: {error}. Fix it and restart the server.")
+    st.stop()
 signing_in = LOGIN_ATTEMPT_KEY in st.session_state
 start_run()
 user = current_user()

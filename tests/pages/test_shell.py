@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from brainloc.accounts import LOGIN_FAILED_MESSAGE
+from brainloc.settings import get_settings
 from db import audit
 from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
@@ -198,3 +199,22 @@ def test_next_never_opens_a_page_outside_the_users_menu(app_env, make_account, r
     assert not at.exception
     assert _titles(at) == ["Analyze"]
     assert "next" not in at.query_params
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("BRAINLOC_COOKIE_HOURS", "forever", "BRAINLOC_COOKIE_HOURS must be a number"),
+        ("BRAINLOC_INFERENCE_PRECISION", "fp16", "must be one of auto, float32, bfloat16"),
+    ],
+)
+def test_a_wrong_setting_is_named_instead_of_an_error_box(
+    open_app, monkeypatch, name, value, message
+):
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    at = open_app()
+    assert not at.exception
+    (error,) = at.error
+    assert "not configured correctly" in error.value and message in error.value
+    assert not at.text_input  # no sign-in form: nothing runs on a wrong configuration
