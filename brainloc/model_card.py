@@ -117,11 +117,16 @@ def _input_description(raw: dict[str, Any]) -> str:
     return text
 
 
+#: Keras' validation metric names as a reader says them.
+_METRIC_WORDS = {"val_accuracy": "accuracy", "val_auc": "ROC AUC", "val_dice_coefficient": "Dice"}
+
+
 def _training_summary(training: dict[str, Any]) -> str:
     """The training data and split in one sentence, from whichever keys the export wrote."""
     parts = [str(training[key]) for key in ("dataset", "data") if training.get(key)]
-    if training.get("split_file"):
-        parts.append(f"split file {training['split_file']}")
+    split_file = training.get("split_file")
+    if split_file and not any(str(split_file) in part for part in parts):
+        parts.append(f"split file {split_file}")
     if training.get("patients"):
         parts.append(f"trained on the {training['patients']} patients")
     if training.get("best_epoch") is not None:
@@ -130,7 +135,8 @@ def _training_summary(training: dict[str, Any]) -> str:
     folds, mean = record.get("folds") or [], record.get("mean") or {}
     if folds and mean:
         numbers = ", ".join(
-            f"{key.removeprefix('val_')} {value:.3f}" for key, value in mean.items()
+            f"{_METRIC_WORDS.get(key, key.removeprefix('val_'))} {value:.3f}"
+            for key, value in mean.items()
         )
         split = int(record.get("split_folds") or len(folds))
         run = f"{len(folds)}-fold" if len(folds) == split else f"{len(folds)} of {split} folds of"

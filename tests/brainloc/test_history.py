@@ -217,7 +217,15 @@ def test_shipped_model_card_states_patients_and_cross_validation():
     assert "trained on the train+val patients" in summary["classifier"]
     expected = f"4-fold patient cross-validation, mean accuracy {accuracy:.3f}"
     assert expected in summary["classifier"]
-    assert "mean dice_coefficient" in summary["segmenter"]
+    auc = record["mean"]["val_auc"]
+    assert f"mean accuracy {accuracy:.3f}, ROC AUC {auc:.3f}" in summary["classifier"]
+    dice = json.loads((DEFAULT_MODELS_DIR / "segmenter.json").read_text())["training"]
+    assert (
+        f"mean Dice {dice['cross_validation']['mean']['val_dice_coefficient']:.3f}"
+        in (summary["segmenter"])
+    )
+    # The dataset text already names the split file: it is not repeated.
+    assert all(text.count("training/splits.json") == 1 for text in summary.values())
     # The page's size table has both columns for the shipped classifier.
     classifier_card = next(card for card in cards if card.stem == "classifier")
     assert len(classifier_card.found_by_size) == 4
