@@ -108,7 +108,7 @@ def report_data(
         else "",
         notes=notes,
         note_version=note_version,
-        models=case.model_labels,
+        models=[case.models_text],
         sequences_note=sequences_note,
         probability_label="Highest slice tumor probability"
         if len(case.slices) > 1

@@ -63,6 +63,8 @@ class Outcome:
     classifier: tuple[str, str]
     segmenter: tuple[str, str]
     threshold: float
+    #: What the models ran in: "float32" or "bfloat16" (``Pipeline.precision``).
+    arithmetic: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,19 @@ class StoredCase:
     segmenter: tuple[str, str]
     findings: dict[str, Any]
     slices: tuple[StoredSlice, ...] = field(repr=False)
+    #: "float32" or "bfloat16"; "" for analyses stored before it was recorded.
+    arithmetic: str = ""
 
     @property
     def model_labels(self) -> list[str]:
         """e.g. ["brainloc-classifier v1.0.0", "brainloc-segmenter v1.0.0"]."""
         return [f"{name} v{version}" for name, version in (self.classifier, self.segmenter) if name]
+
+    @property
+    def models_text(self) -> str:
+        """The models and the arithmetic they ran in, as the case view and the report say it."""
+        text = ", ".join(self.model_labels) or "not recorded"
+        return f"{text} (computed in {self.arithmetic})" if self.arithmetic else text
 
     @property
     def key_slice(self) -> int:
@@ -238,6 +248,7 @@ def _analyze_scans(
         classifier=(spec_c.name, spec_c.version),
         segmenter=(spec_s.name, spec_s.version),
         threshold=spec_c.threshold,
+        arithmetic=pipeline.precision,
     )
 
 
@@ -278,6 +289,7 @@ def save_outcome(session, *, owner_id: int, case_reference: str, outcome: Outcom
         segmenter=outcome.segmenter,
         decision_threshold=outcome.threshold,
         findings=findings,
+        arithmetic=outcome.arithmetic,
     )
     return int(analysis.id)
 
@@ -317,6 +329,7 @@ def load_case(session, *, owner_id: int, analysis_id: int) -> StoredCase | None:
         segmenter=(analysis.segmenter_name, analysis.segmenter_version),
         findings=dict(analysis.findings or {}),
         slices=slices,
+        arithmetic=analysis.arithmetic,
     )
 
 

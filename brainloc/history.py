@@ -46,7 +46,8 @@ def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataF
             "tumor_slices": len((a.findings or {}).get("tumor_slices") or []),
             "note": notes.get(int(a.id), ""),
             "models": f"{a.classifier_name} v{a.classifier_version}; "
-            f"{a.segmenter_name} v{a.segmenter_version}",
+            f"{a.segmenter_name} v{a.segmenter_version}"
+            + (f" ({a.arithmetic})" if a.arithmetic else ""),
         }
         for a in analyses
     ]

@@ -83,11 +83,13 @@ def create_analysis(
     segmenter: tuple[str, str] = ("", ""),
     decision_threshold: float = 0.5,
     findings: Mapping[str, Any] | None = None,
+    arithmetic: str = "",
 ) -> Analysis:
     """Store an analysis, its slices (scan and mask losslessly) and an ``upload`` audit event.
 
     Everything is added to the caller's transaction; nothing is committed here, so an error
-    in any slice leaves nothing behind. ``classifier``/``segmenter`` are (name, version).
+    in any slice leaves nothing behind. ``classifier``/``segmenter`` are (name, version);
+    ``arithmetic`` is what the models ran in ("float32" or "bfloat16").
     The case probability is the highest slice probability; the case is positive when any
     slice is.
 
@@ -114,6 +116,7 @@ def create_analysis(
         segmenter_name=segmenter[0],
         segmenter_version=segmenter[1],
         decision_threshold=float(decision_threshold),
+        arithmetic=arithmetic[:16],
         tumor_probability=max(float(item.tumor_probability) for item in slices),
         has_tumor=any(bool(item.has_tumor) for item in slices),
         findings=dict(findings or {}),

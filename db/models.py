@@ -129,6 +129,9 @@ class Analysis(SQLModel, table=True):
     segmenter_name: str = Field(default="", max_length=80)
     segmenter_version: str = Field(default="", max_length=40)
     decision_threshold: float = Field(default=0.5)
+    # The arithmetic the models ran in ("float32" or "bfloat16", brainloc.inference); empty for
+    # analyses stored before it was recorded, which all ran in float32.
+    arithmetic: str = Field(default="", max_length=16)
     # Case level: the highest slice probability and whether any slice was called tumor.
     tumor_probability: float = Field(default=0.0)
     has_tumor: bool = Field(default=False)

@@ -61,9 +61,7 @@ def _decision(case: StoredCase, key: str) -> None:
     else:
         st.success(f"**No tumor detected** - {stated}")
         st.warning(NEGATIVE_CAUTION, icon="ℹ️")
-    st.caption(
-        f"Decision threshold {case.threshold:.0%} · models: {', '.join(case.model_labels) or '-'}"
-    )
+    st.caption(f"Decision threshold {case.threshold:.0%} · models: {case.models_text}")
 
 
 def _slice_picker(case: StoredCase, key: str) -> int:

@@ -58,6 +58,11 @@ def test_one_tumor_slice_is_analysed_saved_and_reopened_exactly(tiny_pipeline, e
         "tiny-classifier v0.0.1",
         "tiny-segmenter v0.0.1",
     ]
+    # The arithmetic the models ran in is stored with the analysis (provenance).
+    assert case.arithmetic == outcome.arithmetic == tiny_pipeline.precision
+    assert case.models_text == (
+        f"tiny-classifier v0.0.1, tiny-segmenter v0.0.1 (computed in {tiny_pipeline.precision})"
+    )
     assert case.key_slice == 0
     assert findings_rows(stored.findings)[0][1].startswith(f"{stored.findings['area_px']} px")
 
@@ -117,7 +122,7 @@ def test_issued_report_holds_note_and_probability_and_keeps_its_bytes(tiny_pipel
         probability_text(probability),
         "R/1",
         "Dr Alice",
-        "tiny-classifier v0.0.1",
+        f"tiny-classifier v0.0.1, tiny-segmenter v0.0.1 (computed in {outcome.arithmetic})",
     ):
         assert expected in text
     assert report.filename == report_filename(

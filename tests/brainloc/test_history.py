@@ -15,7 +15,7 @@ from brainloc.model_card import load_cards
 from tests.brainloc.conftest import build_tiny_models
 
 
-def _analysis(analysis_id, when, positive, probability=0.5, reference="R"):
+def _analysis(analysis_id, when, positive, probability=0.5, reference="R", arithmetic=""):
     return SimpleNamespace(
         id=analysis_id,
         created_at=when,
@@ -28,6 +28,7 @@ def _analysis(analysis_id, when, positive, probability=0.5, reference="R"):
         classifier_version="1",
         segmenter_name="s",
         segmenter_version="2",
+        arithmetic=arithmetic,
     )
 
 
@@ -46,7 +47,10 @@ def test_weekly_summary_counts_weeks_and_fills_gaps():
 
 def test_csv_holds_notes_and_iso_times():
     frame = history_frame(
-        [_analysis(7, datetime(2026, 11, 2, 9, 30, tzinfo=UTC), True, 0.93, "CASE,1")],
+        [
+            _analysis(7, datetime(2026, 11, 2, 9, 30, tzinfo=UTC), True, 0.93, "CASE,1"),
+            _analysis(8, datetime(2026, 11, 3, 9, 30, tzinfo=UTC), False, 0.1, "B", "bfloat16"),
+        ],
         {7: 'He said "left", then stopped.'},
     )
     parsed = pd.read_csv(pd.io.common.BytesIO(to_csv(frame)))
@@ -54,6 +58,8 @@ def test_csv_holds_notes_and_iso_times():
     assert parsed.loc[0, "case_reference"] == "CASE,1"
     assert parsed.loc[0, "note"] == 'He said "left", then stopped.'
     assert parsed.loc[0, "decision"] == "tumor" and parsed.loc[0, "tumor_probability"] == 0.93
+    # The models, and the arithmetic they ran in where it was recorded.
+    assert parsed["models"].tolist() == ["c v1; s v2", "c v1; s v2 (bfloat16)"]
 
 
 def test_day_range_is_inclusive_and_checked():

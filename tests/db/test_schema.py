@@ -152,6 +152,40 @@ def test_upgrading_keeps_existing_accounts_free_of_the_password_change(tmp_path)
     engine.dispose()
 
 
+def test_upgrading_keeps_old_analyses_with_their_arithmetic_not_recorded(tmp_path):
+    from brainloc.casework import load_case
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0002")
+    engine = make_engine(url)
+    stamp = "'2026-01-01 00:00:00.000000'"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (username, full_name, email, password_hash, role, status, "
+                "licence_number, institution, created_at, updated_at, must_change_password) "
+                f"VALUES ('old', 'Dr Old', 'old@clinic.example', 'x', 'practitioner', "
+                f"'approved', 'R-1', 'H', {stamp}, {stamp}, 0)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO analyses (owner_id, case_reference, created_at, source_name, "
+                "source_format, slice_count, classifier_name, classifier_version, "
+                "segmenter_name, segmenter_version, decision_threshold, tumor_probability, "
+                f"has_tumor, findings) VALUES (1, 'OLD-1', {stamp}, 'a.tif', 'tiff', 0, "
+                "'brainloc-classifier', '2.2.0', 'brainloc-segmenter', '2.2.0', 0.5, 0.1, 0, "
+                "'{}')"
+            )
+        )
+    upgrade_head(url)
+    with Session(engine) as session:
+        case = load_case(session, owner_id=1, analysis_id=1)
+    assert case.arithmetic == ""
+    assert case.models_text == "brainloc-classifier v2.2.0, brainloc-segmenter v2.2.0"
+    engine.dispose()
+
+
 def test_make_engine_works_for_a_new_file_in_a_new_folder(tmp_path):
     url = f"sqlite:///{tmp_path / 'deep' / 'folder' / 'x.db'}"
     upgrade_head(url)
