@@ -107,6 +107,16 @@ class StoredCase:
         return [f"{name} v{version}" for name, version in (self.classifier, self.segmenter) if name]
 
     @property
+    def source_summary(self) -> str:
+        """The uploaded files in a few words: all of them up to three, else the first and the
+        last (a case of 38 slice files listed whole filled several lines on the case page)."""
+        files = [name for name in self.source_name.split(", ") if name]
+        if len(files) <= 3:
+            return self.source_name or "-"
+        last = self.slices[-1].name or files[-1]
+        return f"{files[0]} … {last}"
+
+    @property
     def models_text(self) -> str:
         """The models and the arithmetic they ran in, as the case view and the report say it."""
         text = ", ".join(self.model_labels) or "not recorded"

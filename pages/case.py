@@ -160,7 +160,7 @@ if arriving or st.session_state.get(VIEWED_KEY) != case.id:
 st.subheader(f"{case.case_reference}")
 st.caption(
     f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC · {len(case.slices)} slice(s)"
-    f" · {case.source_name or '-'}"
+    f" · {case.source_summary}"
 )
 shown = render_case(case, key=f"case_{case.id}")
 _downloads(case, shown)

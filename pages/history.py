@@ -38,7 +38,7 @@ top = st.columns([2, 1, 2])
 dates = top[0].date_input("Date range", value=(), key="history_dates")
 decision = top[1].selectbox("Decision", list(DECISIONS), key="history_decision")
 low, high = top[2].slider("Tumor probability (%)", 0, 100, (0, 100), key="history_probability")
-bottom = st.columns([3, 2, 1])
+bottom = st.columns([3, 2, 2], vertical_alignment="bottom")
 text = bottom[0].text_input(
     "Search case reference or current note", max_chars=200, key="history_text"
 )

@@ -298,3 +298,28 @@ def test_a_case_combined_from_three_sequence_uploads_says_so_in_the_report(tiny_
     np.testing.assert_array_equal(np.stack([s.image for s in case.slices]), stack)
     data = _report_without_notes(case, owner.id)
     assert COMBINED_NOTE in data.sequences_note and "Only" not in data.sequences_note
+
+
+def test_the_source_is_summarised_when_many_files_made_the_case():
+    from dataclasses import replace
+
+    from brainloc.casework import StoredCase, StoredSlice
+
+    def stored(names: list[str]) -> StoredCase:
+        blank = np.zeros((2, 2, 3), np.uint8)
+        slices = tuple(
+            StoredSlice(k, name, blank, blank[..., 0] > 0, 0.1, False, {}, None, None)
+            for k, name in enumerate(names)
+        )
+        return StoredCase(
+            1, "R", datetime(2026, 11, 26, tzinfo=UTC), ", ".join(names), "tiff",
+            0.1, False, 0.5, ("c", "1"), ("s", "1"), {}, slices,
+        )  # fmt: skip
+
+    assert stored(["a_1.tif", "a_2.tif"]).source_summary == "a_1.tif, a_2.tif"
+    many = stored([f"case_{n}.tif" for n in range(1, 39)])
+    assert many.source_summary == "case_1.tif … case_38.tif"
+    # The stored list is cut at 500 characters; the last slice still names the last file.
+    cut = replace(many, source_name=many.source_name[:100])
+    assert cut.source_summary == "case_1.tif … case_38.tif"
+    assert replace(many, source_name="").source_summary == "-"
