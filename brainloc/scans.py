@@ -7,7 +7,9 @@ slice thickness) and which MR sequences were really present.
 
 Supported: TIFF (single or multi-page; a multi-page TIFF is a case), PNG, JPEG,
 DICOM (one file, a multi-frame file, or a series of files ordered by patient
-position) and NIfTI (``.nii`` / ``.nii.gz``; axial slices of a volume).
+position) and NIfTI (``.nii`` / ``.nii.gz``; axial slices of a volume). A ZIP of
+such files (e.g. a study exported from a PACS) is unpacked in memory by
+:func:`read_uploads` (:func:`expand_archives`).
 
 Anything else raises :class:`ScanError`, a ``ValueError`` whose message says in
 plain words what is wrong (empty, not an image, truncated, wrong extension,
@@ -21,9 +23,11 @@ public API, format detection and the normalisation every format shares.
 
 from __future__ import annotations
 
+import io
 import logging
+import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +48,10 @@ MAX_TOTAL_PIXELS = 64 * 1024 * 1024
 # (BRAINLOC_MAX_IMAGE_PIXELS, BRAINLOC_MAX_SLICES), read by brainloc.settings.scan_limits.
 #: Largest decompressed size of a gzip-compressed NIfTI.
 MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
+#: Largest total size of the files in one ZIP upload once unpacked (a zip-bomb guard).
+MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024
+#: Most files one ZIP upload may hold.
+MAX_ARCHIVE_MEMBERS = 10_000
 
 FORMAT_NAMES = {
     "tiff": "TIFF",
@@ -239,7 +247,8 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
     the Kaggle layout's ``<case>_<n>.tif`` that share a case name and a size become
     one :class:`Scan` ordered by ``n`` (the volume they were cut from, which gets
     the volume rule of :mod:`brainloc.decision`). Every other file is a
-    :class:`Scan` of its own, in the order given.
+    :class:`Scan` of its own, in the order given. A ZIP is first replaced by the image
+    files inside it (:func:`expand_archives`); what it skipped is noted on the first scan.
 
     Raises:
         ScanError: naming the first file that cannot be read.
@@ -249,13 +258,123 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
     files = list(files)
     if not files:
         raise ScanError("no files were given")
+    files, archive_notes = expand_archives(files)
     dicom = [(name, data) for name, data in files if _is_dicom(data, name)]
     scans = _case_volumes(
         [read_scan(data, name) for name, data in files if not _is_dicom(data, name)]
     )
     if dicom:
         scans.extend(scan_readers.read_dicom_series(dicom))
+    if archive_notes and scans:
+        scans[0] = replace(scans[0], notes=(*scans[0].notes, *archive_notes))
     return scans
+
+
+def _is_zip(data: bytes) -> bool:
+    return bytes(data[:4]) == b"PK\x03\x04"
+
+
+#: Files a PACS or an operating system puts beside the images in an exported study.
+_NOT_SCANS = ("dicomdir", "thumbs.db", "desktop.ini")
+
+
+def _archive_scan(name: str, data: bytes) -> bool:
+    """Whether an archive member is an image file we read (anything else is skipped)."""
+    base = Path(name).name
+    if base.lower() in _NOT_SCANS or base.startswith("."):
+        return False
+    kind = detect_format(data)
+    if kind == "dicom" or (kind is None and _is_dicom(data, base)):
+        # A study export also holds DICOM objects without pixels (structured reports,
+        # presentation states): no PixelData element (7FE0,0010), nothing to analyse.
+        return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+    if kind == "gzip":
+        return _suffix(base) == ".nii.gz"
+    return kind in ("tiff", "png", "jpeg", "nifti")
+
+
+def expand_archives(
+    files: Sequence[tuple[str, bytes]],
+) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Replace every ZIP upload by the image files inside it (e.g. a study exported from a
+    PACS, whose DICOM files often have no file extension).
+
+    Members are named by their file name only, so numbered Kaggle slices and DICOM series
+    group as if uploaded one by one. Folders, ``DICOMDIR``, hidden files, DICOM objects
+    without pixels and anything that is not a TIFF, PNG, JPEG, DICOM or NIfTI file are
+    skipped and counted in a note; ZIPs inside the ZIP are not opened.
+
+    Returns:
+        The files, and one note per archive that had members skipped.
+
+    Raises:
+        ScanError: a damaged or password-protected archive, one over
+            :data:`MAX_ARCHIVE_MEMBERS` files or :data:`MAX_ARCHIVE_BYTES` unpacked, or one
+            without any image file.
+    """
+    expanded: list[tuple[str, bytes]] = []
+    notes: list[str] = []
+    for name, data in files:
+        if not _is_zip(data):
+            expanded.append((name, data))
+            continue
+        label = Path(name).name or "archive"
+        members = _read_archive(label, bytes(data))
+        scans = [(Path(member).name, content) for member, content in members]
+        scans = [(base, content) for base, content in scans if _archive_scan(base, content)]
+        if not scans:
+            raise ScanError(
+                f"{label}: the ZIP archive holds no image files (TIFF, PNG, JPEG, DICOM or NIfTI)"
+            )
+        skipped = len(members) - len(scans)
+        if skipped:
+            notes.append(
+                f"{label}: {len(scans)} image file(s) read; {skipped} other file(s) in the "
+                "archive skipped (e.g. DICOMDIR, reports, non-image files)"
+            )
+        expanded.extend(scans)
+    return expanded, notes
+
+
+def _read_archive(label: str, data: bytes) -> list[tuple[str, bytes]]:
+    """The (path, bytes) of every file in a ZIP, within the size and count limits."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = [info for info in archive.infolist() if not info.is_dir()]
+            entries = [info for info in entries if not info.filename.startswith("__MACOSX/")]
+            if len(entries) > MAX_ARCHIVE_MEMBERS:
+                raise ScanError(
+                    f"{label}: the ZIP archive holds {len(entries)} files; at most "
+                    f"{MAX_ARCHIVE_MEMBERS} are accepted"
+                )
+            if any(info.flag_bits & 0x1 for info in entries):
+                raise ScanError(
+                    f"{label}: the ZIP archive is password-protected; unpack it and upload "
+                    "the files"
+                )
+            left = MAX_ARCHIVE_BYTES
+            members = []
+            for info in entries:
+                # Read at most what is left: the sizes in the archive's directory can lie.
+                with archive.open(info) as member:
+                    content = member.read(left + 1)
+                left -= len(content)
+                if left < 0:
+                    raise ScanError(
+                        f"{label}: the ZIP archive unpacks to more than "
+                        f"{MAX_ARCHIVE_BYTES // (1024 * 1024)} MB; upload fewer files at once"
+                    )
+                members.append((info.filename, content))
+            return members
+    except ScanError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+        raise ScanError(f"{label}: the ZIP archive is damaged and cannot be read") from exc
+    except (NotImplementedError, RuntimeError) as exc:
+        raise ScanError(
+            f"{label}: the ZIP archive uses a compression or encryption this server cannot "
+            "read; unpack it and upload the files"
+        ) from exc
 
 
 def _case_volumes(scans: list[Scan]) -> list[Scan]:

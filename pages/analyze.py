@@ -21,12 +21,13 @@ user = require_user()
 
 logger = logging.getLogger(__name__)
 LAST_KEY = "analyze_last_id"
-FILE_TYPES = ["tif", "tiff", "png", "jpg", "jpeg", "dcm", "dicom", "ima", "nii", "gz"]
+FILE_TYPES = ["tif", "tiff", "png", "jpg", "jpeg", "dcm", "dicom", "ima", "nii", "gz", "zip"]
 
 st.title("Analyze")
 st.caption(
     "Upload one MRI slice, several slices, or a whole case (multi-page TIFF, a DICOM series "
-    "as several files, or a NIfTI volume), or a case's three sequences one upload each. "
+    "as several files, a NIfTI volume, or a ZIP of them such as a study exported from PACS), "
+    "or a case's three sequences one upload each. "
     "BrainLoc supports, and does not replace, a specialist's judgement."
 )
 pipeline = get_pipeline()

@@ -205,3 +205,21 @@ def test_a_case_uploaded_one_sequence_at_a_time_is_combined_and_saved(clinic):
     assert sorted(saved.findings["sequences_present"]) == sorted(ALL_SEQUENCES)
     assert COMBINED_NOTE in saved.findings["scan_notes"]
     assert COMBINED_NOTE in _texts(at.caption)  # the co-registration caveat is on screen
+
+
+def test_a_zip_of_a_cases_slices_is_analysed_as_that_case(clinic):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("export/CASE_Z_1.tif", encode_tiff(synthetic_slice((64, 64), seed=1)))
+        archive.writestr(
+            "export/CASE_Z_2.tif", encode_tiff(tumor_like_slice((64, 64), (20, 20, 16)))
+        )
+        archive.writestr("export/index.html", b"<html></html>")
+    at = _upload(open_page("analyze.py", clinic.alice), [("export.zip", buffer.getvalue())], "Z-1")
+    assert not at.exception and "Nothing was saved" not in _texts(at.error)
+    (saved,) = _analyses(clinic, clinic.alice)
+    assert saved.slice_count == 2 and saved.has_tumor
+    assert "export.zip: 2 image file(s) read; 1 other file(s)" in _texts(at.caption)

@@ -1,0 +1,124 @@
+"""ZIP uploads: a study exported from a PACS (DICOM files without extensions, a DICOMDIR,
+folders) or a folder of slices, unpacked in memory and read as if uploaded file by file."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from brainloc import scans
+from brainloc.scans import ScanError, read_uploads
+from tests.brainloc.scan_factory import encode_dicom, encode_tiff, synthetic_slice
+
+
+def _zip(members: dict[str, bytes], **options) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, **options) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _series(count: int = 4, uid: str = "1.2.826.0.1.3680043.8.498.7") -> list[bytes]:
+    frames = [
+        (synthetic_slice((64, 64), seed=k)[..., 1].astype(np.uint16) * 16) for k in range(count)
+    ]
+    return [
+        encode_dicom(frame, position_z=5.0 * k, instance=k + 1, series_uid=uid)
+        for k, frame in enumerate(frames)
+    ]
+
+
+def _no_pixels_dicom() -> bytes:
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(_series(1)[0]))
+    del dataset.PixelData
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_a_pacs_export_reads_like_its_files_uploaded_one_by_one():
+    series = _series()
+    # PACS names: folders, no extensions, shuffled order, a DICOMDIR and a report beside them.
+    members = {f"DICOM/ST0/SE0/IM{k:04d}": data for k, data in reversed(list(enumerate(series)))}
+    members |= {"DICOMDIR": b"\0" * 128 + b"DICM" + b"\0" * 64, "README.TXT": b"exported"}
+    members["DICOM/ST0/SE9/SR0001"] = _no_pixels_dicom()
+    (from_zip,) = read_uploads([("study.zip", _zip(members))])
+    (one_by_one,) = read_uploads([(f"im{k}.dcm", data) for k, data in enumerate(series)])
+    np.testing.assert_array_equal(from_zip.slices, one_by_one.slices)
+    assert from_zip.source_format == "dicom" and from_zip.n_slices == 4
+    assert from_zip.positions_mm == one_by_one.positions_mm
+    assert from_zip.names == ("IM0000", "IM0001", "IM0002", "IM0003")
+    assert any(
+        "study.zip: 4 image file(s) read; 3 other file(s) in the archive skipped" in note
+        for note in from_zip.notes
+    )
+
+
+def test_numbered_slices_in_a_zip_folder_still_form_one_volume():
+    members = {
+        f"kaggle/CASE_A/CASE_A_{n}.tif": encode_tiff(synthetic_slice((64, 64), seed=n))
+        for n in (3, 1, 2)
+    }
+    members["__MACOSX/kaggle/._CASE_A_1.tif"] = b"resource fork"
+    (volume,) = read_uploads([("case.zip", _zip(members))])
+    assert volume.names == ("CASE_A_1.tif", "CASE_A_2.tif", "CASE_A_3.tif")
+    np.testing.assert_array_equal(volume.slices[0], synthetic_slice((64, 64), seed=1))
+    # macOS' resource folder is not a file of the export: nothing is said about it.
+    assert not any("skipped" in note for note in volume.notes)
+
+
+def test_a_zip_beside_ordinary_files_is_read_with_them():
+    image = synthetic_slice((64, 64), seed=9)
+    read = read_uploads([("a.png", _png(image)), ("more.zip", _zip({"b.tif": encode_tiff(image)}))])
+    assert [scan.names for scan in read] == [("a.png",), ("b.tif",)]
+
+
+def _png(image: np.ndarray) -> bytes:
+    from tests.brainloc.scan_factory import encode_pil
+
+    return encode_pil(image, "PNG")
+
+
+@pytest.mark.parametrize(
+    ("archive", "message"),
+    [
+        (
+            _zip({"notes.txt": b"hello", "inner.zip": b"PK\x03\x04"}),
+            "the ZIP archive holds no image",
+        ),
+        (b"PK\x03\x04" + b"\0" * 40, "the ZIP archive is damaged"),
+    ],
+)
+def test_unusable_archives_are_refused_by_name(archive, message):
+    with pytest.raises(ScanError, match=f"^study.zip: {message}"):
+        read_uploads([("study.zip", archive)])
+
+
+def test_archive_limits_guard_against_zip_bombs(monkeypatch):
+    members = {f"s{k}.tif": encode_tiff(synthetic_slice((64, 64), seed=k)) for k in range(3)}
+    monkeypatch.setattr(scans, "MAX_ARCHIVE_MEMBERS", 2)
+    with pytest.raises(ScanError, match="holds 3 files; at most 2 are accepted"):
+        read_uploads([("many.zip", _zip(members))])
+    monkeypatch.setattr(scans, "MAX_ARCHIVE_MEMBERS", 10)
+    # Ten megabytes of zeros pack into a few kilobytes: the unpacked size is what counts.
+    bomb = _zip({"zeros.tif": b"\0" * (10 * 1024 * 1024)})
+    assert len(bomb) < 100_000
+    monkeypatch.setattr(scans, "MAX_ARCHIVE_BYTES", 1024 * 1024)
+    with pytest.raises(ScanError, match="unpacks to more than 1 MB"):
+        read_uploads([("bomb.zip", bomb)])
+
+
+def test_a_password_protected_archive_says_so():
+    archive = bytearray(_zip({"a.tif": encode_tiff(synthetic_slice((64, 64)))}))
+    # Set the "encrypted" flag in the local header and in the central directory entry.
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = archive.find(signature)
+        archive[start + offset] |= 0x1
+    with pytest.raises(ScanError, match="password-protected; unpack it"):
+        read_uploads([("locked.zip", bytes(archive))])
