@@ -22,6 +22,7 @@ from brainloc.findings_text import (
     probability_text,
 )
 from brainloc.results import NEGATIVE_CAUTION
+from brainloc.scans import SINGLE_SEQUENCE_NOTE
 from ui.models import pipeline_if_loaded
 
 SEQUENCE_LABELS = {
@@ -172,7 +173,13 @@ def render_case(case: StoredCase, *, key: str) -> Shown:
     notes = case.findings.get("scan_notes") or []
     sequences = case.findings.get("sequences_present") or []
     if sequences and len(sequences) < 3:
-        notes = [*notes, f"Only {', '.join(sequences)} present; the models expect three sequences."]
+        # One line says it: the scan's own note (what was done) gets the reason added.
+        notes = [note for note in notes if note != SINGLE_SEQUENCE_NOTE]
+        notes = [
+            *notes,
+            f"Only {', '.join(sequences)} present: copied into all three model channels; the "
+            "models were trained on pre-contrast, FLAIR and post-contrast.",
+        ]
     for note in notes:
         st.caption(note)
     return Shown(index=index, overlay=picture)

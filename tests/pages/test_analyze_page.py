@@ -145,7 +145,12 @@ def test_a_nifti_volume_is_one_case_with_its_volume_estimate(clinic):
     summary = at.table[0].value.to_string()
     assert "Estimated tumor volume" in summary and "mL" in summary
     assert "mm²" in at.table[-1].value.to_string()
-    assert "Only FLAIR present" in _texts(at.caption)
+    captions = [str(caption.value) for caption in at.caption]
+    # One line says what was done with the single sequence and why it matters, not two.
+    assert (
+        sum("Only FLAIR present: copied into all three model channels" in c for c in captions) == 1
+    )
+    assert not any("read as FLAIR and copied" in c for c in captions)
 
 
 def test_numbered_slices_are_one_volume_and_a_slice_called_by_the_volume_rule_says_so(
