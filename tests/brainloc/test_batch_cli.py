@@ -208,3 +208,25 @@ def test_a_case_given_as_three_sequences_is_combined(tiny_models_dir, tmp_path, 
     assert "post-contrast series has 1 slice(s) and FLAIR 2" in err
     code, _, err = _analyze(capsys, whole, "--sequences", *paths)
     assert code == 2 and "FILE_OR_DIR arguments or --sequences" in err
+
+
+def test_a_zip_is_analysed_as_the_files_inside_it(tmp_path, capsys):
+    import zipfile
+
+    from tests.brainloc.conftest import build_tiny_models
+
+    models = build_tiny_models(tmp_path / "models")
+    images = {1: synthetic_slice(seed=1), 2: tumor_like_slice(seed=2)}
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as archive:
+        for number, image in images.items():
+            archive.writestr(f"CASE_Z/CASE_Z_{number}.tif", encode_tiff(image))
+    code, out, err = _analyze(capsys, tmp_path / "export.zip", "--json", "--models-dir", models)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["slice_name"] for r in records] == ["CASE_Z_1.tif", "CASE_Z_2.tif"]
+    assert [r["has_tumor"] for r in records] == [False, True]
+    # A ZIP without images is refused with its own message and exit code 2.
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as archive:
+        archive.writestr("notes.txt", "nothing here")
+    code, _, err = _analyze(capsys, tmp_path / "empty.zip", "--models-dir", models)
+    assert code == 2 and "empty.zip: the ZIP archive holds no image files" in err
