@@ -41,21 +41,37 @@ from training.metrics import (
 log = logging.getLogger("training.evaluate")
 
 
-def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -> dict:
-    """Run the pipeline over every case and return the metrics dictionary."""
+def evaluate(
+    data_dir: Path,
+    models_dir: Path,
+    cases: list[str] | None = None,
+    *,
+    pipeline=None,
+    transform=None,
+    keep_calls: bool = False,
+) -> dict:
+    """Run the pipeline over every case and return the metrics dictionary.
+
+    ``pipeline``: an already loaded :class:`brainloc.inference.Pipeline` (default: load
+    ``models_dir``). ``transform``: applied to each case's uint8 (N, H, W, 3) slices before
+    the pipeline sees them, keeping their size (``training.robustness`` uses it); the truth
+    masks are unchanged. ``keep_calls``: add ``slice_calls``, every slice's tumor call in
+    case order.
+    """
     cases = cases or list_cases(data_dir)
     # Imported here so that `--help` and a bad directory answer without loading TensorFlow.
     from brainloc.inference import Pipeline
 
-    pipeline = Pipeline.load(models_dir)
+    pipeline = pipeline or Pipeline.load(models_dir)
     labels, scores, calls, tumor_fraction = [], [], [], []
     truth_by_case, predicted_by_case, per_case = {}, {}, []
     seconds, slices = 0.0, 0
     pipeline.analyze_case(load_case(data_dir, cases[0]).images[:2])  # warm-up, not timed
     for number, case in enumerate(cases, 1):
         data = load_case(data_dir, case)
+        images = data.images if transform is None else transform(data.images)
         start = time.perf_counter()
-        results = pipeline.analyze_case(data.images, volume=True).slices
+        results = pipeline.analyze_case(images, volume=True).slices
         seconds += time.perf_counter() - start
         slices += len(data.images)
         probabilities = np.array([r.tumor_probability for r in results])
@@ -104,7 +120,7 @@ def evaluate(data_dir: Path, models_dir: Path, cases: list[str] | None = None) -
             "precision": pipeline.precision,
         },
         "per_case": per_case,
-    }
+    } | ({"slice_calls": [bool(call) for call in calls]} if keep_calls else {})
 
 
 def format_table(report: dict) -> str:
