@@ -170,14 +170,12 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``, ``--models-dir``, ``--cases`` and ``--split``, as this CLI and
+    ``training.robustness`` take them (see :func:`selected_cases`)."""
     parser.add_argument(
         "--data-dir", type=Path, required=True, help="a directory in the Kaggle kaggle_3m layout"
     )
-    parser.add_argument("--json", type=Path, required=True, help="where to write the metrics JSON")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     parser.add_argument("--cases", nargs="*", help="only these case folders (default: all)")
     parser.add_argument(
@@ -185,16 +183,40 @@ def main(argv: list[str] | None = None) -> int:
         choices=("train", "val", "test"),
         help="only the cases of this split in training/splits.json",
     )
+
+
+def selected_cases(args: argparse.Namespace) -> list[str]:
+    """The case folders of ``--data-dir`` that ``--cases`` and ``--split`` select.
+
+    Raises:
+        FileNotFoundError: no Kaggle layout under ``--data-dir``.
+        ValueError: a named case is not there, or nothing is selected.
+    """
+    available = list_cases(args.data_dir)
+    missing = sorted(set(args.cases or ()) - set(available))
+    if missing:
+        raise ValueError(f"not in {args.data_dir}: {', '.join(missing)}")
+    cases = args.cases or available
+    if args.split:
+        from training.data import read_split
+
+        chosen = set(cases)
+        cases = [case for case in read_split()[args.split] if case in chosen]
+    if not cases:
+        raise ValueError(f"no cases of {args.data_dir} are selected")
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_case_arguments(parser)
+    parser.add_argument("--json", type=Path, required=True, help="where to write the metrics JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    cases = args.cases
     try:
-        if args.split:
-            from training.data import read_split
-
-            available = set(list_cases(args.data_dir))
-            cases = [c for c in read_split()[args.split] if c in available]
-        report = evaluate(args.data_dir, args.models_dir, cases)
+        report = evaluate(args.data_dir, args.models_dir, selected_cases(args))
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainloc.model_meta import DEFAULT_MODELS_DIR
-from training.data import list_cases
+from training.evaluate import add_case_arguments, evaluate, selected_cases
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -97,8 +96,7 @@ def _calls(report: dict) -> np.ndarray:
 
 def run(data_dir: Path, models_dir: Path, cases: list[str]) -> dict:
     """The metrics as given and under each change, with the share of slices whose call moved."""
-    from brainloc.inference import Pipeline
-    from training.evaluate import evaluate
+    from brainloc.inference import Pipeline  # TensorFlow: only once there is work to do
 
     pipeline = Pipeline.load(models_dir)
     runs = {"as given": evaluate(data_dir, models_dir, cases, pipeline=pipeline, keep_calls=True)}
@@ -138,22 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-dir", type=Path, required=True, help="a Kaggle-layout folder")
-    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
-    parser.add_argument("--cases", nargs="*", help="only these case folders (default: all)")
-    parser.add_argument("--split", choices=("train", "val", "test"), help="only this split")
+    add_case_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        cases = args.cases or list_cases(args.data_dir)
-        if args.split:
-            from training.data import read_split
-
-            cases = [case for case in read_split()[args.split] if case in set(cases)]
-        if not cases:
-            raise ValueError("no cases to evaluate")
-        result = run(args.data_dir, args.models_dir, cases)
+        result = run(args.data_dir, args.models_dir, selected_cases(args))
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
