@@ -8,13 +8,15 @@ pictures are named after the FLAIR file.
 
 Each slice gets one line on stdout (with ``--json``: one JSON object per line
 with ``file``, ``slice``, ``tumor_probability``, ``has_tumor``,
-``tumor_area_px`` and a few findings). A file that cannot be read prints
+``tumor_area_px``, a few findings, ``models`` and ``arithmetic``). A file that cannot be read prints
 ``error: FILE: reason`` on stderr and the rest still run; the exit code is 2
 if any file failed, 1 if the models are missing, 0 otherwise.
 
 Directories are walked recursively in natural order (``case_2`` before
 ``case_10``); Kaggle ``*_mask.*`` files and files without a scan extension are
-skipped, and the DICOM files of one folder are read together as a series. The
+skipped, except DICOM files without any extension (a PACS export's ``IM0001``),
+and the DICOM files of one folder are read together as a series. A ZIP is read as
+the image files inside it (:func:`brainloc.scans.expand_archives`). The
 numbered slices of one case (``<case>_<n>.tif`` in one folder), like a series or
 any multi-slice file, are decided as one volume (the volume rule of
 :mod:`brainloc.decision`); they still get one line per file.
@@ -69,9 +71,12 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
         series: dict[Path, list[Path]] = {}
         for file in files:
             suffix = _suffix(file.name)
-            if file.name.startswith(".") or _is_mask(file) or suffix not in EXTENSIONS:
+            dicom = suffix in _DICOM_SUFFIXES or _is_unnamed_dicom(file)
+            if file.name.startswith(".") or _is_mask(file):
                 continue
-            if suffix in _DICOM_SUFFIXES:
+            if suffix not in EXTENSIONS and not dicom:
+                continue
+            if dicom:
                 if file.parent not in series:
                     series[file.parent] = []
                     jobs.append(Job(str(file.parent), ()))  # placeholder keeps the order
@@ -84,6 +89,17 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
         if len(jobs) == before:
             jobs.append(Job(str(path), ()))  # an empty folder is reported, not silently skipped
     return jobs
+
+
+def _is_unnamed_dicom(file: Path) -> bool:
+    """A DICOM file without an extension (as a PACS exports them; DICOMDIR is the index)."""
+    if file.suffix or file.name.upper() == "DICOMDIR":
+        return False
+    try:
+        with file.open("rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def _output_stem(job: Job, used: set[str]) -> str:
@@ -209,10 +225,15 @@ class _Runner:
         args = self.args
         stem = _output_stem(job, self.used_stems) if args.out is not None else ""
         for index, result in enumerate(results):
-            extra = {}
+            # Provenance in every JSON line: which models, in which arithmetic.
+            extra = (
+                {"models": dict(result.model_versions), "arithmetic": self.pipeline.precision}
+                if args.json
+                else {}
+            )
             if args.out is not None:
                 name = stem if scan.n_slices == 1 else f"{stem}_s{index:03d}"
-                extra = _write_pictures(args.out, name, scan.slices[index], result)
+                extra |= _write_pictures(args.out, name, scan.slices[index], result)
             print(_line(job.label, index, scan.n_slices, result, extra, args.json), flush=True)
 
 

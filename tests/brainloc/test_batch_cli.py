@@ -142,6 +142,18 @@ def test_dicom_folder_is_one_series_in_position_order(tiny_models_dir, tmp_path,
     assert all(r["file"] == str(series) for r in records)
     assert [r["has_tumor"] for r in records] == [False, True, False]
     assert records[1]["tumor_area_mm2"] == pytest.approx(records[1]["tumor_area_px"] * 0.25)
+    # Every line says which models, in which arithmetic, produced it.
+    assert records[0]["models"]["classifier"] == "tiny-classifier v0.0.1"
+    assert records[0]["arithmetic"] in ("float32", "bfloat16")
+    # A PACS export names its files without extensions and adds a DICOMDIR: the same series.
+    for path in list(series.iterdir()):
+        path.rename(path.with_name(f"IM000{path.stem[-1]}"))
+    (series / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    code, out, err = _analyze(capsys, series, "--json", "--models-dir", tiny_models_dir)
+    assert code == 0, err
+    unnamed = [json.loads(line) for line in out.splitlines()]
+    assert [r["slice_name"] for r in unnamed] == ["IM0002", "IM0003", "IM0001"]
+    assert [r["has_tumor"] for r in unnamed] == [False, True, False]
 
 
 def test_the_numbered_slices_of_a_case_are_decided_as_one_volume(tmp_path, capsys):
