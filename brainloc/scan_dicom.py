@@ -194,7 +194,10 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
                 f"{name}: {ds.Columns} x {ds.Rows} pixels, but the series' first slice "
                 f"{first_name} is {size[1]} x {size[0]}; all slices of a series must match"
             )
-        arrays.append(_pixels(ds, name)[0].astype(np.float32))
+        pixels = _pixels(ds, name)[0]
+        # Stored integers stay as they are (the rescale note then names their bit depth);
+        # a modality LUT's float64 is halved to float32, which holds a slice exactly enough.
+        arrays.append(pixels.astype(np.float32) if pixels.dtype == np.float64 else pixels)
     positions = [_patient_position(ds) for _, ds in items]
     return build_scan(
         np.stack(arrays),

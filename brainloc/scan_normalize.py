@@ -72,6 +72,14 @@ def _channels_last(volume: np.ndarray, label: str) -> tuple[np.ndarray, bool]:
     )
 
 
+def _bit_depth(dtype: np.dtype) -> str:
+    """How a radiologist would name a pixel type: "16-bit", "signed 16-bit", "floating-point"."""
+    if dtype.kind == "f":
+        return "floating-point"
+    bits = f"{dtype.itemsize * 8}-bit"
+    return f"signed {bits}" if dtype.kind == "i" else bits
+
+
 def _to_uint8(volume: np.ndarray, label: str) -> tuple[np.ndarray, str | None]:
     """Rescale any numeric dtype to uint8 per channel over the whole case."""
     if volume.dtype == np.uint8:
@@ -100,7 +108,10 @@ def _to_uint8(volume: np.ndarray, label: str) -> tuple[np.ndarray, str | None]:
             continue
         scaled = (values - low) * (255.0 / (high - low))
         out[..., channel] = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
-    return out, f"{volume.dtype} intensities were rescaled to 8 bits"
+    return (
+        out,
+        f"{_bit_depth(volume.dtype)} intensities were rescaled to 8 bits (0-255) for the models",
+    )
 
 
 def check_not_mask(slices: np.ndarray, label: str) -> None:

@@ -146,6 +146,8 @@ def test_dicom_series_is_ordered_by_position_with_spacing():
     assert np.all(np.diff(means) > 0)
     assert scan.slice_thickness_mm == pytest.approx(2.5)
     assert scan.spacing_mm == (0.5, 0.75)
+    # The note names the stored bit depth, not an internal working type.
+    assert "16-bit intensities were rescaled to 8 bits (0-255) for the models" in scan.notes
 
 
 def test_two_dicom_series_and_a_png_are_three_scans(tmp_path):
