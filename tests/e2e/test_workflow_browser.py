@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,22 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     expect(page.get_by_text("Result: E2E-CASE-2")).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
     # The result's caveat (the radio's caption also says "co-registered", so match the note).
     expect(page.get_by_text(re.compile("uploaded separately and combined"))).to_be_visible()
+    expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
+
+    # The same slice inside a ZIP (as a PACS export comes, with a file that is not an image).
+    _go(page, "Analyze")
+    page.get_by_text("One upload", exact=True).click()
+    wait_idle(page)
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(scan, f"export/{scan.name}")
+        bundle.writestr("export/README.TXT", "exported by the PACS")
+    page.locator("input[type='file']").set_input_files(str(archive))
+    wait_idle(page)
+    page.get_by_label("Case reference").fill("E2E-CASE-3")
+    page.get_by_role("button", name="Analyze", exact=True).click()
+    expect(page.get_by_text("Result: E2E-CASE-3")).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
+    expect(page.get_by_text("export.zip: 1 image file(s) read; 1 other file(s)")).to_be_visible()
     expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
 
     # Patient work never phones home: every request of the whole session, the tab's icon
