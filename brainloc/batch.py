@@ -93,11 +93,13 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
 
 def _is_unnamed_dicom(file: Path) -> bool:
     """A DICOM file without an extension (as a PACS exports them; DICOMDIR is the index)."""
-    if file.suffix or file.name.upper() == "DICOMDIR":
+    from brainloc.scans import _NOT_SCANS, detect_format
+
+    if file.suffix or file.name.lower() in _NOT_SCANS:
         return False
     try:
         with file.open("rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
+            return detect_format(handle.read(132)) == "dicom"
     except OSError:
         return False
 

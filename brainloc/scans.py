@@ -278,16 +278,15 @@ def _is_zip(data: bytes) -> bool:
 _NOT_SCANS = ("dicomdir", "thumbs.db", "desktop.ini")
 
 
-def _archive_scan(name: str, data: bytes) -> bool:
-    """Whether an archive member is an image file we read (anything else is skipped)."""
-    base = Path(name).name
+def _archive_scan(base: str, data: bytes) -> bool:
+    """Whether an archive member (``base``: its file name) is an image file we read."""
     if base.lower() in _NOT_SCANS or base.startswith("."):
         return False
-    kind = detect_format(data)
-    if kind == "dicom" or (kind is None and _is_dicom(data, base)):
+    if _is_dicom(data, base):
         # A study export also holds DICOM objects without pixels (structured reports,
         # presentation states): no PixelData element (7FE0,0010), nothing to analyse.
         return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+    kind = detect_format(data)
     if kind == "gzip":
         return _suffix(base) == ".nii.gz"
     return kind in ("tiff", "png", "jpeg", "nifti")
