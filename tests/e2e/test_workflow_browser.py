@@ -103,7 +103,12 @@ def _add_practitioners(data_dir: Path, *usernames: str) -> None:
 
 
 def _go(page: Page, link: str) -> None:
+    # A menu click made while a rerun is still pending (after a page load, the cookie
+    # component reruns the script) can be overtaken by that rerun: click once the app is idle.
+    wait_idle(page)
     page.get_by_role("link", name=link, exact=True).click()
+    # Every page's title is its menu name: the page really changed before the test goes on.
+    expect(page.get_by_role("heading", name=link, exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
     # A widget used before the page's rerun has finished can lose its value.
     wait_idle(page)
 
