@@ -16,7 +16,10 @@ Directories are walked recursively in natural order (``case_2`` before
 ``case_10``); Kaggle ``*_mask.*`` files and files without a scan extension are
 skipped, except DICOM files without any extension (a PACS export's ``IM0001``),
 and the DICOM files of one folder are read together as a series. A ZIP is read as
-the image files inside it (:func:`brainloc.scans.expand_archives`). The
+the image files inside it (:func:`brainloc.scans.expand_archives`). When a ZIP, or the
+DICOM files of one folder, hold a study whose pre-contrast, FLAIR and post-contrast
+series are recognised by their names, those three are analysed as one case
+(:func:`brainloc.study.study_case`; a ``note:`` line on stderr names the series). The
 numbered slices of one case (``<case>_<n>.tif`` in one folder), like a series or
 any multi-slice file, are decided as one volume (the volume rule of
 :mod:`brainloc.decision`); they still get one line per file.
@@ -243,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
     """Analyse every input; see the module docstring for output and exit codes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from brainloc.scans import ScanError, read_paths
+    from brainloc.study import study_case
 
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
@@ -263,13 +267,15 @@ def run(args: argparse.Namespace) -> int:
             failed = True
             continue
         try:
-            scans = read_paths(job.paths)
+            scans, notes = study_case(read_paths(job.paths))
         except ScanError as exc:
             # Results already read are printed first, so output stays in input order.
             runner.flush()
             print(f"error: {job.label}: {_strip_label(str(exc), job)}", file=sys.stderr)
             failed = True
             continue
+        for note in notes:
+            print(f"note: {job.label}: {note}", file=sys.stderr)
         for scan in scans:
             if not runner.add(job, scan):
                 return 1

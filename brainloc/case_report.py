@@ -22,6 +22,7 @@ from brainloc.findings_text import (
 )
 from brainloc.report import ReportData, build_report
 from brainloc.scans import COMBINED_NOTE
+from brainloc.study import RECOGNISED_PREFIX
 from db import clinical_notes
 from db.types import utc_now
 
@@ -86,8 +87,12 @@ def report_data(
             f"Only {', '.join(sequences)} was present in the upload; the models were trained "
             "on pre-contrast, FLAIR and post-contrast slices."
         )
-    if COMBINED_NOTE in (case.findings.get("scan_notes") or []):
+    scan_notes = case.findings.get("scan_notes") or []
+    if COMBINED_NOTE in scan_notes:
         sequences_note = f"Input: {COMBINED_NOTE}."
+        # A study's series recognised by name: the report says which series it rests on.
+        recognised = [note for note in scan_notes if note.startswith(RECOGNISED_PREFIX)]
+        sequences_note += "".join(f" {note[0].upper()}{note[1:]}." for note in recognised)
     return ReportData(
         practitioner_name=author.full_name,
         practitioner_category=author.category,

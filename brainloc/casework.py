@@ -30,6 +30,7 @@ from brainloc.scans import (
     read_uploads,
     sequence_scan,
 )
+from brainloc.study import study_case
 from db import clinical
 from db.arrays import array_from_bytes
 
@@ -157,13 +158,14 @@ def analyze_uploads(
         brainloc.scans.ScanError: a file cannot be read, or the upload has too many slices
             (message fit for the user).
     """
-    scans = read_uploads(files)
+    scans, study_notes = study_case(read_uploads(files))
     outcome = _analyze_scans(
         pipeline, scans, [name for name, _ in files], progress=progress, max_slices=max_slices
     )
-    if _looks_like_sequences(scans):
-        outcome = replace(outcome, notes=(*outcome.notes, SEPARATE_SERIES_NOTE))
-    return outcome
+    notes = (*outcome.notes, *study_notes)
+    if not study_notes and _looks_like_sequences(scans):
+        notes += (SEPARATE_SERIES_NOTE,)
+    return replace(outcome, notes=notes)
 
 
 #: Said when one upload holds several single-sequence series of one shape (e.g. a study's

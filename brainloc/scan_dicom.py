@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from brainloc.scan_normalize import build_scan, check_dimensions
-from brainloc.scans import Scan, ScanError
+from brainloc.scans import Scan, ScanError, SeriesHeader
 from brainloc.settings import scan_limits
 
 logger = logging.getLogger(__name__)
@@ -116,19 +116,46 @@ def read_dicom(data: bytes, label: str) -> Scan:
         slice_thickness_mm=_thickness(ds),
         # A multi-frame file keeps its frames' positions in per-frame groups: not read here.
         positions_mm=(position,) if frames == 1 and (position := _patient_position(ds)) else None,
+        header=_header(ds),
     )
+
+
+_PLANES = ("sagittal", "coronal", "axial")
+
+
+def _header(ds) -> SeriesHeader:
+    """What the series says it shows: description, plane and whether contrast was given."""
+    description = None
+    for keyword in ("SeriesDescription", "ProtocolName"):
+        value = str(ds.get(keyword) or "").strip()
+        if value:
+            description = value[:120]
+            break
+    plane = None
+    normal = _normal(ds)
+    if normal is not None and np.any(normal):
+        plane = _PLANES[int(np.argmax(np.abs(normal)))]
+    agent = str(ds.get("ContrastBolusAgent") or "").strip()
+    return SeriesHeader(description=description, plane=plane, contrast_agent=bool(agent))
+
+
+def _normal(ds) -> np.ndarray | None:
+    """The slice normal (row × column direction of ImageOrientationPatient), or None."""
+    try:
+        orientation = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if orientation.shape != (6,) or not np.all(np.isfinite(orientation)):
+        return None
+    return np.cross(orientation[:3], orientation[3:])
 
 
 def _position(ds) -> float | None:
     """The slice's position along its normal (mm), for ordering a series."""
     position = _patient_position(ds)
-    try:
-        orientation = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
-    except (AttributeError, TypeError, ValueError):
+    normal = _normal(ds)
+    if normal is None or position is None:
         return None
-    if orientation.shape != (6,) or position is None:
-        return None
-    normal = np.cross(orientation[:3], orientation[3:])
     return float(np.asarray(position) @ normal)
 
 
@@ -207,4 +234,5 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
         spacing_mm=_spacing(first),
         slice_thickness_mm=distance or _thickness(first),
         positions_mm=tuple(positions) if all(p is not None for p in positions) else None,
+        header=_header(first),
     )

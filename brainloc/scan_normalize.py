@@ -19,6 +19,7 @@ from brainloc.scans import (
     SINGLE_SEQUENCE_NOTE,
     Scan,
     ScanError,
+    SeriesHeader,
 )
 from brainloc.settings import scan_limits
 
@@ -160,6 +161,7 @@ def build_scan(
     slice_thickness_mm: float | None = None,
     notes: tuple[str, ...] = (),
     positions_mm: tuple[tuple[float, float, float], ...] | None = None,
+    header: SeriesHeader | None = None,
 ) -> Scan:
     """Normalise a decoded array into a :class:`Scan`.
 
@@ -171,6 +173,7 @@ def build_scan(
         spacing_mm, slice_thickness_mm: geometry, when the format carries it.
         notes: remarks made by the reader.
         positions_mm: each slice's position in patient coordinates (DICOM), when known.
+        header: what a DICOM header says the series is (description, plane, contrast).
     """
     volume = np.asarray(volume)
     if volume.ndim not in (3, 4) or volume.shape[0] == 0:
@@ -216,4 +219,5 @@ def build_scan(
         slice_thickness_mm=slice_thickness_mm,
         notes=notes,
         positions_mm=positions_mm,
+        header=header,
     )

@@ -88,6 +88,22 @@ class ScanError(ValueError):
 
 
 @dataclass(frozen=True)
+class SeriesHeader:
+    """What a DICOM series' header says it is, for recognising the sequences of a study.
+
+    Attributes:
+        description: SeriesDescription, else ProtocolName (e.g. "AX T2 FLAIR"), or None.
+        plane: "axial", "coronal" or "sagittal" (the patient axis closest to the slice
+            normal, from ImageOrientationPatient), or None when not recorded.
+        contrast_agent: the header names a contrast agent (ContrastBolusAgent).
+    """
+
+    description: str | None = None
+    plane: str | None = None
+    contrast_agent: bool = False
+
+
+@dataclass(frozen=True)
 class Scan:
     """One uploaded image or case, normalised for the models.
 
@@ -104,6 +120,7 @@ class Scan:
         positions_mm: each slice's position in patient coordinates (mm): DICOM
             ImagePositionPatient, when every slice of a series records it, or a NIfTI
             volume's affine applied to each shown slice's first pixel.
+        header: what a DICOM file or series says it shows, when it is one.
     """
 
     slices: np.ndarray
@@ -114,6 +131,7 @@ class Scan:
     slice_thickness_mm: float | None = None
     notes: tuple[str, ...] = field(default=())
     positions_mm: tuple[tuple[float, float, float], ...] | None = None
+    header: SeriesHeader | None = None
 
     @property
     def n_slices(self) -> int:

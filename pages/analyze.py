@@ -39,8 +39,9 @@ mode = st.radio(
     [ONE_UPLOAD, PER_SEQUENCE],
     horizontal=True,
     captions=[
-        "Files holding all three sequences as channels (like the Kaggle LGG slices), or one "
-        "sequence only (read as FLAIR)",
+        "Files holding all three sequences as channels (like the Kaggle LGG slices); a study "
+        "whose pre-contrast, FLAIR and post-contrast series are named as such (e.g. 'AX T1', "
+        "'AX FLAIR', 'AX T1 +C'), combined for you; or one sequence only (read as FLAIR)",
         "Pre-contrast, FLAIR and post-contrast as three co-registered series: the same "
         "slices on the same grid",
     ],

@@ -71,8 +71,14 @@ def encode_dicom(
     series_uid: str = "1.2.826.0.1.3680043.8.498.1",
     photometric: str = "MONOCHROME2",
     preamble: bool = True,
+    description: str | None = None,
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    contrast_agent: str | None = None,
 ) -> bytes:
-    """An uncompressed MR image DICOM file; a (F, H, W) array makes a multi-frame file."""
+    """An uncompressed MR image DICOM file; a (F, H, W) array makes a multi-frame file.
+
+    ``description`` is the SeriesDescription, ``orientation`` ImageOrientationPatient (axial
+    by default) and ``contrast_agent`` ContrastBolusAgent, when given."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import MRImageStorage, generate_uid
 
@@ -88,7 +94,11 @@ def encode_dicom(
     ds.Modality = "MR"
     ds.SeriesInstanceUID = series_uid
     ds.InstanceNumber = instance
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImageOrientationPatient = list(orientation)
+    if description is not None:
+        ds.SeriesDescription = description
+    if contrast_agent is not None:
+        ds.ContrastBolusAgent = contrast_agent
     ds.ImagePositionPatient = [0, 0, position_z]
     ds.PixelSpacing = list(spacing)
     ds.SliceThickness = thickness
@@ -126,3 +136,26 @@ def volume_xyz(n_slices: int = 4, size: int = 64, dtype=np.int16) -> np.ndarray:
         synthetic_slice((size, size), seed=k)[..., 1].astype(np.int32) * 10 for k in range(n_slices)
     ]
     return np.stack(slices, axis=-1).transpose(1, 0, 2).astype(dtype)
+
+
+def encode_study(
+    series: dict[str, np.ndarray], options: dict[str, dict] | None = None
+) -> dict[str, bytes]:
+    """A PACS-style study export: {member name: DICOM bytes} for several series.
+
+    ``series`` maps a SeriesDescription to its (N, H, W) slices (one series each, slices
+    5 mm apart); ``options[description]`` holds more :func:`encode_dicom` options for it.
+    Members are named like a PACS export, ``S<k>/IM<n>`` without an extension.
+    """
+    members = {}
+    for k, (description, volume) in enumerate(series.items()):
+        extra = {"description": description} | (options or {}).get(description, {})
+        for n, pixels in enumerate(volume):
+            members[f"S{k:02d}/IM{n:04d}"] = encode_dicom(
+                pixels,
+                position_z=5.0 * n,
+                instance=n + 1,
+                series_uid=f"1.2.826.0.1.3680043.8.498.{900 + k}",
+                **extra,
+            )
+    return members

@@ -242,3 +242,34 @@ def test_a_zip_is_analysed_as_the_files_inside_it(tmp_path, capsys):
         archive.writestr("notes.txt", "nothing here")
     code, _, err = _analyze(capsys, tmp_path / "empty.zip", "--models-dir", models)
     assert code == 2 and "empty.zip: the ZIP archive holds no image files" in err
+
+
+def test_a_study_zip_is_analysed_as_its_three_recognised_series(tmp_path, capsys):
+    import zipfile
+
+    from tests.brainloc.conftest import build_tiny_models
+    from tests.brainloc.scan_factory import encode_study
+
+    models = build_tiny_models(tmp_path / "models")
+    stack = np.stack([synthetic_slice(seed=1), tumor_like_slice(seed=2)]).astype(np.uint16) * 16
+    series = {"AX T1": stack[..., 0], "AX FLAIR": stack[..., 1], "AX T1 +C": stack[..., 2]}
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as archive:
+        for name, data in encode_study(series | {"AX T2": stack[..., 1]}).items():
+            archive.writestr(name, data)
+    code, out, err = _analyze(capsys, tmp_path / "study.zip", "--json", "--models-dir", models)
+    assert code == 0, err
+    assert "note: " in err and "FLAIR 'AX FLAIR'" in err and "not analysed: 'AX T2'" in err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["has_tumor"] for r in records] == [False, True]  # two slices, not four series' eight
+    # The same series given by hand (--sequences, a folder each) give the same answers.
+    folders = []
+    for description in series:
+        folder = tmp_path / description.replace(" ", "_").replace("+", "plus")
+        folder.mkdir()
+        for name, data in encode_study({description: series[description]}).items():
+            (folder / name.replace("/", "_")).write_bytes(data)
+        folders.append(folder)
+    code, out, err = _analyze(capsys, "--sequences", *folders, "--json", "--models-dir", models)
+    assert code == 0, err
+    by_hand = [json.loads(line)["tumor_probability"] for line in out.splitlines()]
+    assert [r["tumor_probability"] for r in records] == by_hand

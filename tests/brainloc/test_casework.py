@@ -323,3 +323,38 @@ def test_the_source_is_summarised_when_many_files_made_the_case():
     cut = replace(many, source_name=many.source_name[:100])
     assert cut.source_summary == "case_1.tif … case_38.tif"
     assert replace(many, source_name="").source_summary == "-"
+
+
+def test_a_study_recognised_by_series_name_names_its_series_in_the_report(tiny_pipeline, engine):
+    import zipfile
+
+    from brainloc.report import build_report
+    from brainloc.study import RECOGNISED_PREFIX
+    from tests.brainloc.scan_factory import encode_study
+
+    tumor = tumor_like_slice((128, 128), square=(40, 30, 24))
+    stack = np.stack([tumor, synthetic_slice((128, 128))]).astype(np.uint16) * 16
+    series = {"AX T1": stack[..., 0], "AX FLAIR": stack[..., 1], "AX T1 +C": stack[..., 2]}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in encode_study(series | {"DWI": stack[..., 1]}).items():
+            archive.writestr(name, data)
+    outcome = analyze_uploads(tiny_pipeline, [("study.zip", buffer.getvalue())])
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(
+            session, owner_id=owner.id, case_reference="STUDY", outcome=outcome
+        )
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    assert len(case.slices) == 2 and case.slices[0].has_tumor and not case.slices[1].has_tumor
+    text = " ".join(
+        " ".join(
+            page.extract_text()
+            for page in PdfReader(
+                io.BytesIO(build_report(_report_without_notes(case, owner.id)))
+            ).pages
+        ).split()
+    )
+    recognised = RECOGNISED_PREFIX[0].upper() + RECOGNISED_PREFIX[1:]
+    assert f"{recognised}: pre-contrast 'AX T1', FLAIR 'AX FLAIR', post-contrast 'AX T1 +C'" in text
+    assert "not analysed: 'DWI'" in text

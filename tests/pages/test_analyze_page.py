@@ -228,3 +228,38 @@ def test_a_zip_of_a_cases_slices_is_analysed_as_that_case(clinic):
     (saved,) = _analyses(clinic, clinic.alice)
     assert saved.slice_count == 2 and saved.has_tumor
     assert "export.zip: 2 image file(s) read; 1 other file(s)" in _texts(at.caption)
+
+
+def test_a_study_export_is_analysed_as_its_three_recognised_series(clinic):
+    import io
+    import zipfile
+
+    from brainloc.scans import ALL_SEQUENCES
+    from brainloc.study import RECOGNISED_PREFIX
+    from tests.brainloc.scan_factory import encode_study
+
+    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
+    grey = stack.astype(np.uint16) * 16
+    series = {
+        "AX T1": grey[..., 0],
+        "AX T2 FLAIR": grey[..., 1],
+        "AX T1 POST GAD": grey[..., 2],
+        "COR T1 POST GAD": grey[..., 2],
+    }
+    coronal = {"COR T1 POST GAD": {"orientation": (1, 0, 0, 0, 0, -1)}}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in encode_study(series, coronal).items():
+            archive.writestr(name, data)
+        archive.writestr("DICOMDIR", b"not read")
+    at = _upload(open_page("analyze.py", clinic.alice), [("study.zip", buffer.getvalue())], "ST-1")
+    assert not at.exception and "Nothing was saved" not in _texts(at.error)
+    (saved,) = _analyses(clinic, clinic.alice)
+    assert saved.slice_count == 2 and saved.has_tumor
+    assert sorted(saved.findings["sequences_present"]) == sorted(ALL_SEQUENCES)
+    shown = _texts(at.caption)
+    assert (
+        f"{RECOGNISED_PREFIX}: pre-contrast 'AX T1', FLAIR 'AX T2 FLAIR', post-contrast "
+        "'AX T1 POST GAD'; not analysed: 'COR T1 POST GAD'"
+    ) in shown
+    assert "Only FLAIR present" not in shown

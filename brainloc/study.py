@@ -1,0 +1,134 @@
+"""Recognising a study's pre-contrast, FLAIR and post-contrast series in one upload.
+
+A study exported from a PACS holds every series of the examination: localisers, T2,
+diffusion, and usually the three the models read (a T1-weighted series before contrast,
+a FLAIR series and a T1-weighted series after contrast). Uploaded together, each would be
+a single-sequence scan read as FLAIR. :func:`study_case` looks at what each series says it
+is (a DICOM series' SeriesDescription or ProtocolName and ContrastBolusAgent, or another
+file's name such as ``case_t1ce.nii.gz``) and, when exactly one axial series is
+recognised for each of the three, combines them into one three-sequence case
+(:func:`brainloc.scans.combine_sequences`, which also checks that they lie on one grid).
+Anything less certain leaves the upload as it was, with a note saying why, so that the
+user can assign the series by hand ("One upload per sequence").
+
+The rules are deliberately plain (:func:`sequence_from_text`): "FLAIR", "dark-fluid" or
+Siemens' "TIRM" names FLAIR unless the name also says T1 (a T1-weighted FLAIR is a T1
+series); "T1", "MPRAGE", "SPGR" or "BRAVO" names a T1-weighted series, which is
+post-contrast when the name says so ("+C", "post", "Gd", "gado", "contrast", "CE", "T1C")
+or the DICOM header names a contrast agent, and pre-contrast otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from brainloc.scans import ALL_SEQUENCES, Scan, ScanError, combine_sequences
+
+#: How the note naming the series used for a recognised study begins.
+RECOGNISED_PREFIX = "sequences recognised from the series' names"
+
+_T1 = re.compile(r"(?<![a-z0-9])t1|mprage|spgr|bravo")
+_FLAIR = re.compile(r"flair|dark ?fluid|tirm")
+_CONTRAST = re.compile(
+    r"\+ ?c(?![a-z])|\+ ?gd|c\+|(?<![a-z])(post|gd|gad|gado\w*|contrast|ce|mdc)(?![a-z])"
+    r"|t1 ?(c|ce|gd)(?![a-z])"
+)
+
+
+def sequence_from_text(text: str, *, contrast_agent: bool = False) -> str | None:
+    """The model channel a series name says it is: "pre-contrast", "FLAIR",
+    "post-contrast", or None (T2, diffusion, a localiser, or a name that says nothing).
+
+    Args:
+        text: a series description, protocol name or file name.
+        contrast_agent: the header names a contrast agent (DICOM ContrastBolusAgent).
+    """
+    words = re.sub(r"[_\-.]+", " ", text.lower())
+    t1 = _T1.search(words) is not None
+    if _FLAIR.search(words) and not t1:
+        return "FLAIR"
+    if not t1:
+        return None
+    return "post-contrast" if contrast_agent or _CONTRAST.search(words) else "pre-contrast"
+
+
+def series_label(scan: Scan) -> str:
+    """How a note names a series: its description, else its (first) file name."""
+    header = scan.header
+    if header is not None and header.description:
+        return f"'{header.description}'"
+    first = scan.names[0]
+    if " [" in first:  # a slice of a multi-slice file: "case.nii.gz [slice 1]"
+        return first.split(" [")[0]
+    return first if scan.n_slices == 1 else f"{first} …"
+
+
+def scan_sequence(scan: Scan) -> str | None:
+    """The channel a single-sequence, axial (or unknown-plane) scan says it is, else None."""
+    if not scan.single_sequence:
+        return None
+    header = scan.header
+    if header is not None and header.plane not in (None, "axial"):
+        return None
+    agent = header is not None and header.contrast_agent
+    return sequence_from_text(_name(scan), contrast_agent=agent)
+
+
+def _name(scan: Scan) -> str:
+    """What a scan calls itself: a DICOM series' description, else its first file name."""
+    header = scan.header
+    return header.description if header is not None and header.description else scan.names[0]
+
+
+def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
+    """The scans to analyse as one case, and notes for the user on what was recognised
+    (not attached to the scans).
+
+    Returns ``[combined]`` when the upload is a study (only single-sequence scans) in which
+    exactly one axial series is recognised as each of pre-contrast, FLAIR and
+    post-contrast and the three lie on one grid; the other series are then left out and
+    named in the note. Otherwise the scans are returned unchanged, with a note when the
+    three sequences were recognised but could not be used together.
+    """
+    scans = list(scans)
+    if len(scans) < 3 or not all(scan.single_sequence for scan in scans):
+        return scans, ()
+    found: dict[str, list[Scan]] = {name: [] for name in ALL_SEQUENCES}
+    for scan in scans:
+        name = scan_sequence(scan)
+        if name is not None:
+            found[name].append(scan)
+    if not all(found.values()):
+        return scans, ()
+    ambiguous = [name for name in ALL_SEQUENCES if len(found[name]) > 1]
+    if ambiguous:
+        listed = "; ".join(
+            f"{name}: {', '.join(series_label(scan) for scan in found[name])}" for name in ambiguous
+        )
+        return scans, (
+            f"more than one series could be the {' and the '.join(ambiguous)} series "
+            f"({listed}), so the series were not combined; choose them with 'One upload per "
+            "sequence'",
+        )
+    chosen = {name: found[name][0] for name in ALL_SEQUENCES}
+    named = ", ".join(f"{name} {_chosen_label(name, chosen[name])}" for name in ALL_SEQUENCES)
+    try:
+        combined = combine_sequences(chosen)
+    except ScanError as error:
+        return scans, (
+            f"the series {named} were recognised but cannot be combined: {error}; each series "
+            "was analysed on its own",
+        )
+    others = [scan for scan in scans if not any(scan is pick for pick in chosen.values())]
+    note = f"{RECOGNISED_PREFIX}: {named}"
+    if others:
+        note += f"; not analysed: {', '.join(series_label(scan) for scan in others)}"
+    return [combined], (note,)
+
+
+def _chosen_label(name: str, scan: Scan) -> str:
+    label = series_label(scan)
+    if name == "post-contrast" and sequence_from_text(_name(scan)) != name:
+        label += " (contrast agent in its header)"
+    return label

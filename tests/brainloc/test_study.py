@@ -1,0 +1,195 @@
+"""A study (every series of an examination) in one upload: its pre-contrast, FLAIR and
+post-contrast series are recognised by name and analysed as one case."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from brainloc.casework import SEPARATE_SERIES_NOTE, analyze_sequences, analyze_uploads
+from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE, read_uploads
+from brainloc.study import RECOGNISED_PREFIX, sequence_from_text, study_case
+from tests.brainloc.conftest import LGG_CASE
+from tests.brainloc.scan_factory import encode_nifti, encode_study, encode_tiff, synthetic_slice
+
+
+@pytest.mark.parametrize(
+    ("text", "sequence"),
+    [
+        ("AX T2 FLAIR", "FLAIR"),
+        ("t2_tirm_tra_dark-fluid", "FLAIR"),
+        ("Ax FLAIR +C", "FLAIR"),  # a FLAIR after contrast is still the FLAIR channel
+        ("BraTS20_Training_001_flair.nii.gz", "FLAIR"),
+        ("AX T1 SE", "pre-contrast"),
+        ("t1_mprage_sag_p2_iso", "pre-contrast"),
+        ("AX T1 FLAIR", "pre-contrast"),  # T1-weighted FLAIR is a T1 series
+        ("BraTS20_Training_001_t1.nii.gz", "pre-contrast"),
+        ("AX T1 +C", "post-contrast"),
+        ("AX T1 POST GAD", "post-contrast"),
+        ("T1W_SE_tra_Gd", "post-contrast"),
+        ("Ax T1 FLAIR post", "post-contrast"),
+        ("3D SPGR contrast", "post-contrast"),
+        ("BraTS20_Training_001_t1ce.nii.gz", "post-contrast"),
+        ("t1c.nii.gz", "post-contrast"),
+        ("AX T2 FSE", None),
+        ("DWI b1000", None),
+        ("ADC", None),
+        ("3-Plane Loc", None),
+        ("IM0001", None),
+        ("patient_12.tif", None),
+    ],
+)
+def test_series_names_say_which_channel_they_are(text, sequence):
+    assert sequence_from_text(text) == sequence
+
+
+def test_a_contrast_agent_in_the_header_makes_a_t1_series_post_contrast():
+    assert sequence_from_text("AX T1 SE", contrast_agent=True) == "post-contrast"
+    assert sequence_from_text("AX T2 FLAIR", contrast_agent=True) == "FLAIR"
+    assert sequence_from_text("DWI", contrast_agent=True) is None
+
+
+def _volume(n_slices: int = 3, size: int = 48) -> np.ndarray:
+    """(N, H, W, 3) uint8 slices, each channel different."""
+    return np.stack([synthetic_slice((size, size), seed=k) for k in range(n_slices)])
+
+
+def _grey(volume: np.ndarray, channel: int) -> np.ndarray:
+    return volume[..., channel].astype(np.uint16) * 16  # 12-bit, as a scanner stores it
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _study(volume: np.ndarray, extra: dict | None = None, options: dict | None = None) -> bytes:
+    series = {
+        "3-Plane Loc": _grey(volume, 1)[:1],
+        "AX T1 SE": _grey(volume, 0),
+        "AX T2 FLAIR": _grey(volume, 1),
+        "DWI b1000": _grey(volume, 1),
+        "SAG T1 +C": _grey(volume, 2),  # sagittal: not what the models read
+        "AX T1 SE +C": _grey(volume, 2),
+        **(extra or {}),
+    }
+    sagittal = {"SAG T1 +C": {"orientation": (0, 1, 0, 0, 0, -1)}}
+    return _zip(encode_study(series, sagittal | (options or {})))
+
+
+def test_a_study_export_becomes_one_case_of_its_three_sequences():
+    volume = _volume()
+    scans = read_uploads([("study.zip", _study(volume))])
+    assert len(scans) == 6 and all(scan.single_sequence for scan in scans)
+    (case,), (note,) = study_case(scans)
+    assert case.sequences_present == ALL_SEQUENCES
+    # Each channel holds its own series, read as that series alone would be.
+    by_name = {scan.header.description: scan for scan in scans}
+    for channel, name in enumerate(("AX T1 SE", "AX T2 FLAIR", "AX T1 SE +C")):
+        np.testing.assert_array_equal(case.slices[..., channel], by_name[name].slices[..., 0])
+    assert case.names == by_name["AX T2 FLAIR"].names
+    assert COMBINED_NOTE in case.notes
+    assert note == (
+        f"{RECOGNISED_PREFIX}: pre-contrast 'AX T1 SE', FLAIR 'AX T2 FLAIR', post-contrast "
+        "'AX T1 SE +C'; not analysed: '3-Plane Loc', 'DWI b1000', 'SAG T1 +C'"
+    )
+
+
+def test_the_contrast_agent_header_is_named_when_the_description_does_not_say_it():
+    volume = _volume()
+    series = {"AX T1": _grey(volume, 0), "AX FLAIR": _grey(volume, 1), "AX T1 ": _grey(volume, 2)}
+    members = encode_study(series, {"AX T1 ": {"contrast_agent": "GADOTERATE"}})
+    scans = read_uploads([("study.zip", _zip(members))])
+    assert [scan.header.description for scan in scans] == ["AX T1", "AX FLAIR", "AX T1"]
+    (case,), (note,) = study_case(scans)
+    # Both T1 series have the same name; the one with a contrast agent is post-contrast.
+    np.testing.assert_array_equal(case.slices[..., 0], scans[0].slices[..., 0])
+    np.testing.assert_array_equal(case.slices[..., 2], scans[2].slices[..., 0])
+    assert note.endswith("post-contrast 'AX T1' (contrast agent in its header)")
+
+
+def test_anything_uncertain_leaves_the_upload_as_it_was_and_says_why():
+    volume = _volume()
+    # Two FLAIR series (e.g. one repeated after motion): which one is meant is not ours to pick.
+    twice = read_uploads([("s.zip", _study(volume, extra={"AX FLAIR repeat": _grey(volume, 1)}))])
+    scans, (note,) = study_case(twice)
+    assert scans == twice
+    assert "more than one series could be the FLAIR series" in note
+    assert "'AX T2 FLAIR', 'AX FLAIR repeat'" in note
+    # The three on different grids (FLAIR thicker, fewer slices): not combined, and why.
+    thick = _study(volume, extra={"AX T2 FLAIR": _grey(volume, 1)[:2]})
+    mismatched = read_uploads([("s.zip", thick)])
+    scans, (note,) = study_case(mismatched)
+    assert scans == mismatched
+    assert "were recognised but cannot be combined: the pre-contrast series has 3 slice(s)" in note
+    # No post-contrast series at all: nothing recognised as a case, nothing said.
+    scans = read_uploads([("s.zip", _study(volume))])
+    no_post = [scan for scan in scans if "+C" not in scan.header.description]
+    assert study_case(no_post) == (no_post, ())
+    # A colour (three-sequence) file among them: the upload is not a study of single series.
+    colour = [*scans, *read_uploads([("c.tif", encode_tiff(volume))])]
+    assert study_case(colour) == (colour, ())
+
+
+def test_co_registered_nifti_volumes_are_recognised_by_file_name():
+    volume = _volume(4)
+    files = []
+    for suffix, channel in (("t2", 1), ("t1ce", 2), ("flair", 1), ("t1", 0)):
+        xyz = _grey(volume, channel).transpose(2, 1, 0).astype(np.int16)
+        files.append((f"BraTS_001_{suffix}.nii.gz", encode_nifti(xyz, gz=True)))
+    scans = read_uploads(files)
+    (case,), (note,) = study_case(scans)
+    assert case.sequences_present == ALL_SEQUENCES and case.n_slices == 4
+    assert note == (
+        f"{RECOGNISED_PREFIX}: pre-contrast BraTS_001_t1.nii.gz, FLAIR BraTS_001_flair.nii.gz, "
+        "post-contrast BraTS_001_t1ce.nii.gz; not analysed: BraTS_001_t2.nii.gz"
+    )
+
+
+def _by_sequence(volume: np.ndarray) -> dict[str, list[tuple[str, bytes]]]:
+    """The study's three series as "One upload per sequence" takes them, chosen by hand."""
+    return {
+        name: list(encode_study({"series": _grey(volume, channel)}).items())
+        for channel, name in enumerate(ALL_SEQUENCES)
+    }
+
+
+def test_analyze_uploads_analyses_the_recognised_case_once(tiny_pipeline):
+    volume = _volume()
+    outcome = analyze_uploads(tiny_pipeline, [("study.zip", _study(volume))])
+    assert len(outcome.slices) == 3
+    assert outcome.sequences_present == tuple(sorted(ALL_SEQUENCES))
+    assert any(note.startswith(RECOGNISED_PREFIX) for note in outcome.notes)
+    assert SEPARATE_SERIES_NOTE not in outcome.notes
+    assert COMBINED_NOTE in outcome.notes
+    # The same series given one upload per sequence give the very same slices.
+    by_hand = analyze_sequences(tiny_pipeline, _by_sequence(volume))
+    for mine, theirs in zip(outcome.slices, by_hand.slices, strict=True):
+        np.testing.assert_array_equal(mine.image, theirs.image)
+        assert mine.result.tumor_probability == theirs.result.tumor_probability
+
+
+def test_a_real_case_exported_as_a_study_matches_its_sequences_given_by_hand(
+    shipped_pipeline, lgg_dir
+):
+    files = sorted(
+        (f for f in lgg_dir.glob(f"{LGG_CASE}_*.tif") if not f.name.endswith("_mask.tif")),
+        key=lambda f: int(f.stem.rsplit("_", 1)[1]),
+    )
+    import tifffile
+
+    volume = np.stack([tifffile.imread(f) for f in files])
+    study = _study(volume)
+    outcome = analyze_uploads(shipped_pipeline, [("study.zip", study)])
+    by_hand = analyze_sequences(shipped_pipeline, _by_sequence(volume))
+    assert len(outcome.slices) == len(files)
+    assert any(s.result.has_tumor for s in outcome.slices)
+    for mine, theirs in zip(outcome.slices, by_hand.slices, strict=True):
+        assert mine.result.tumor_probability == pytest.approx(theirs.result.tumor_probability)
+        np.testing.assert_array_equal(mine.result.mask, theirs.result.mask)
