@@ -31,6 +31,7 @@ from db.engine import make_engine
 from db.migrate import upgrade_head
 from db.models import User
 from db.users import get_category_by_code, save_user
+from tests.brainloc.scan_factory import encode_study
 from tests.e2e.browser import (
     REPO,
     UI_TIMEOUT_MS,
@@ -193,21 +194,33 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     expect(page.get_by_text(re.compile("uploaded separately and combined"))).to_be_visible()
     expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
 
-    # The same slice inside a ZIP (as a PACS export comes, with a file that is not an image).
+    # The same slice as a study exported from a PACS: a ZIP of DICOM series without file
+    # extensions (its three sequences, a diffusion series) and a file that is not an image.
+    # The three are recognised by their names and analysed as one case.
     _go(page, "Analyze")
     page.get_by_text("One upload", exact=True).click()
     wait_idle(page)
     archive = tmp_path / "export.zip"
+    grey = image[np.newaxis].astype(np.uint16) * 16  # one slice per series
+    series = {"AX T1": grey[..., 0], "AX T2 FLAIR": grey[..., 1], "AX T1 +C": grey[..., 2]}
     with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.write(scan, f"export/{scan.name}")
+        for name, data in encode_study({**series, "DWI": grey[..., 1]}).items():
+            bundle.writestr(f"export/{name}", data)
         bundle.writestr("export/README.TXT", "exported by the PACS")
     page.locator("input[type='file']").set_input_files(str(archive))
     wait_idle(page)
     page.get_by_label("Case reference").fill("E2E-CASE-3")
     page.get_by_role("button", name="Analyze", exact=True).click()
     expect(page.get_by_text("Result: E2E-CASE-3")).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
-    expect(page.get_by_text("export.zip: 1 image file(s) read; 1 other file(s)")).to_be_visible()
-    expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
+    expect(page.get_by_text("export.zip: 4 image file(s) read; 1 other file(s)")).to_be_visible()
+    expect(
+        page.get_by_text(
+            "sequences recognised from the series' names: pre-contrast 'AX T1', FLAIR "
+            "'AX T2 FLAIR', post-contrast 'AX T1 +C'; not analysed: 'DWI'"
+        )
+    ).to_be_visible()
+    expect(page.get_by_text("Only FLAIR present", exact=False)).to_have_count(0)
+    expect(page.get_by_text("Tumor probability", exact=False).first).to_be_visible()
 
     # Patient work never phones home: every request of the whole session, the tab's icon
     # included, went to this server (or stayed in the browser).
