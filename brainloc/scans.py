@@ -454,7 +454,7 @@ SINGLE_SEQUENCE_NOTE = (
 )
 #: The note a case combined from three single-sequence uploads carries.
 COMBINED_NOTE = (
-    "pre-contrast, FLAIR and post-contrast were uploaded separately and combined slice by "
+    "pre-contrast, FLAIR and post-contrast came as separate series and were combined slice by "
     "slice; this is right only if the three series are co-registered (same slice positions "
     "and orientation)"
 )

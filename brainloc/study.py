@@ -22,8 +22,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
-from brainloc.scans import ALL_SEQUENCES, Scan, ScanError, combine_sequences
+from brainloc.scans import (
+    ALL_SEQUENCES,
+    SINGLE_SEQUENCE_NOTE,
+    Scan,
+    ScanError,
+    combine_sequences,
+)
 
 #: How the note naming the series used for a recognised study begins.
 RECOGNISED_PREFIX = "sequences recognised from the series' names"
@@ -121,6 +128,16 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
             "was analysed on its own",
         )
     others = [scan for scan in scans if not any(scan is pick for pick in chosen.values())]
+    # Notes about the upload as a whole (e.g. what a ZIP skipped) ride on its first scan,
+    # which may be a series left out: keep them. A left-out series' own notes are the same
+    # conversions the chosen ones carry, or the single-sequence note combining replaces.
+    kept = [
+        note
+        for scan in others
+        for note in scan.notes
+        if note != SINGLE_SEQUENCE_NOTE and note not in combined.notes
+    ]
+    combined = replace(combined, notes=tuple(dict.fromkeys((*kept, *combined.notes))))
     note = f"{RECOGNISED_PREFIX}: {named}"
     if others:
         note += f"; not analysed: {', '.join(series_label(scan) for scan in others)}"

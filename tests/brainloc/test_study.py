@@ -80,7 +80,7 @@ def _study(volume: np.ndarray, extra: dict | None = None, options: dict | None =
         **(extra or {}),
     }
     sagittal = {"SAG T1 +C": {"orientation": (0, 1, 0, 0, 0, -1)}}
-    return _zip(encode_study(series, sagittal | (options or {})))
+    return _zip({**encode_study(series, sagittal | (options or {})), "DICOMDIR": b"index"})
 
 
 def test_a_study_export_becomes_one_case_of_its_three_sequences():
@@ -95,6 +95,9 @@ def test_a_study_export_becomes_one_case_of_its_three_sequences():
         np.testing.assert_array_equal(case.slices[..., channel], by_name[name].slices[..., 0])
     assert case.names == by_name["AX T2 FLAIR"].names
     assert COMBINED_NOTE in case.notes
+    # What the ZIP skipped is still said, though it rode on a series left out (the localiser).
+    assert scans[0].header.description == "3-Plane Loc"
+    assert any(n.startswith("study.zip: 16 image file(s) read; 1 other file(s)") for n in case.notes)
     assert note == (
         f"{RECOGNISED_PREFIX}: pre-contrast 'AX T1 SE', FLAIR 'AX T2 FLAIR', post-contrast "
         "'AX T1 SE +C'; not analysed: '3-Plane Loc', 'DWI b1000', 'SAG T1 +C'"

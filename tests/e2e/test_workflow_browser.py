@@ -191,7 +191,7 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     page.get_by_role("button", name="Analyze", exact=True).click()
     expect(page.get_by_text("Result: E2E-CASE-2")).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
     # The result's caveat (the radio's caption also says "co-registered", so match the note).
-    expect(page.get_by_text(re.compile("uploaded separately and combined"))).to_be_visible()
+    expect(page.get_by_text(re.compile("came as separate series and were"))).to_be_visible()
     expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
 
     # The same slice as a study exported from a PACS: a ZIP of DICOM series without file
