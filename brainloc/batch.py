@@ -3,8 +3,9 @@
 ``python -m brainloc analyze --sequences PRE FLAIR POST``: one case whose pre-contrast, FLAIR
 and post-contrast series are given apart (each a file, or a folder with one DICOM series),
 combined slice by slice as the app's "One upload per sequence" does
-(:func:`brainloc.scans.combine_sequences`; the series must be co-registered). Its lines and
-pictures are named after the FLAIR file.
+(:func:`brainloc.scan_align.combine_series`: series on one grid as they are, DICOM series on
+other grids resampled onto the FLAIR slices by their headers). Its lines and pictures are
+named after the FLAIR file.
 
 Each slice gets one line on stdout (with ``--json``: one JSON object per line
 with ``file``, ``slice``, ``tumor_probability``, ``has_tumor``,
@@ -285,13 +286,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_sequences(args: argparse.Namespace) -> int:
     """One case from three single-sequence series (``--sequences PRE FLAIR POST``)."""
-    from brainloc.scans import (
-        ALL_SEQUENCES,
-        ScanError,
-        combine_sequences,
-        read_paths,
-        sequence_scan,
-    )
+    from brainloc.scan_align import combine_series
+    from brainloc.scans import ALL_SEQUENCES, ScanError, read_paths, sequence_scan
 
     series = {}
     for name, path in zip(ALL_SEQUENCES, args.sequences, strict=True):
@@ -305,7 +301,7 @@ def _run_sequences(args: argparse.Namespace) -> int:
             print(f"error: {name} {path}: {message}", file=sys.stderr)
             return 2
     try:
-        scan = combine_sequences(series)
+        scan = combine_series(series)
     except ScanError as exc:
         print(f"error: sequences: {exc}", file=sys.stderr)
         return 2

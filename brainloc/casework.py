@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 
 from brainloc.findings import CaseFindings, case_findings
+from brainloc.scan_align import combine_series
 from brainloc.scans import (
     ALL_SEQUENCES,
     Scan,
     ScanError,
-    combine_sequences,
     read_uploads,
     sequence_scan,
 )
@@ -199,7 +199,8 @@ def analyze_sequences(
         uploads: the (file name, bytes) pairs of each sequence, keyed by the model channel
             (pre-contrast, FLAIR, post-contrast); each must read as one image, volume or
             DICOM series. They are combined slice by slice
-            (:func:`brainloc.scans.combine_sequences`).
+            (:func:`brainloc.scan_align.combine_series`, which resamples DICOM series on
+            other grids onto the FLAIR slices).
         progress, max_slices: as for :func:`analyze_uploads`.
 
     Raises:
@@ -214,7 +215,7 @@ def analyze_sequences(
         series[name] = sequence_scan(name, read_uploads(files))
     names = [f"{name}: {file}" for name in ALL_SEQUENCES for file, _ in uploads[name]]
     return _analyze_scans(
-        pipeline, [combine_sequences(series)], names, progress=progress, max_slices=max_slices
+        pipeline, [combine_series(series)], names, progress=progress, max_slices=max_slices
     )
 
 

@@ -132,22 +132,34 @@ def _header(ds) -> SeriesHeader:
             description = value[:120]
             break
     plane = None
-    normal = _normal(ds)
+    orientation = _orientation(ds)
+    normal = None if orientation is None else np.cross(orientation[:3], orientation[3:])
     if normal is not None and np.any(normal):
         plane = _PLANES[int(np.argmax(np.abs(normal)))]
     agent = str(ds.get("ContrastBolusAgent") or "").strip()
-    return SeriesHeader(description=description, plane=plane, contrast_agent=bool(agent))
+    return SeriesHeader(
+        description=description,
+        plane=plane,
+        contrast_agent=bool(agent),
+        orientation=None if orientation is None else tuple(float(v) for v in orientation),
+    )
 
 
-def _normal(ds) -> np.ndarray | None:
-    """The slice normal (row × column direction of ImageOrientationPatient), or None."""
+def _orientation(ds) -> np.ndarray | None:
+    """ImageOrientationPatient as 6 finite floats, or None."""
     try:
         orientation = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
     except (AttributeError, TypeError, ValueError):
         return None
     if orientation.shape != (6,) or not np.all(np.isfinite(orientation)):
         return None
-    return np.cross(orientation[:3], orientation[3:])
+    return orientation
+
+
+def _normal(ds) -> np.ndarray | None:
+    """The slice normal (row × column direction of ImageOrientationPatient), or None."""
+    orientation = _orientation(ds)
+    return None if orientation is None else np.cross(orientation[:3], orientation[3:])
 
 
 def _position(ds) -> float | None:

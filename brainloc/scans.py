@@ -96,11 +96,14 @@ class SeriesHeader:
         plane: "axial", "coronal" or "sagittal" (the patient axis closest to the slice
             normal, from ImageOrientationPatient), or None when not recorded.
         contrast_agent: the header names a contrast agent (ContrastBolusAgent).
+        orientation: ImageOrientationPatient: the unit directions (patient coordinates) in
+            which a row's columns, then a column's rows, advance; None when not recorded.
     """
 
     description: str | None = None
     plane: str | None = None
     contrast_agent: bool = False
+    orientation: tuple[float, float, float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ diffusion, and usually the three the models read (a T1-weighted series before co
 a FLAIR series and a T1-weighted series after contrast). Uploaded together, each would be
 a single-sequence scan read as FLAIR. :func:`study_case` looks at what each series says it
 is (a DICOM series' SeriesDescription or ProtocolName and ContrastBolusAgent, or another
-file's name such as ``case_t1ce.nii.gz``) and, when exactly one axial series is
-recognised for each of the three, combines them into one three-sequence case
-(:func:`brainloc.scans.combine_sequences`, which also checks that they lie on one grid).
+file's name such as ``case_t1ce.nii.gz``) and, when exactly one series is recognised for
+each of the three (the FLAIR series axial; of several candidates the one axial series), combines
+them into one three-sequence case (:func:`brainloc.scan_align.combine_series`: as they are
+when they lie on one grid, else resampled onto the FLAIR slices by their DICOM headers).
 Anything less certain leaves the upload as it was, with a note saying why, so that the
 user can assign the series by hand ("One upload per sequence").
 
@@ -24,13 +25,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from brainloc.scans import (
-    ALL_SEQUENCES,
-    SINGLE_SEQUENCE_NOTE,
-    Scan,
-    ScanError,
-    combine_sequences,
-)
+from brainloc.scan_align import combine_series
+from brainloc.scans import ALL_SEQUENCES, SINGLE_SEQUENCE_NOTE, Scan, ScanError
 
 #: How the note naming the series used for a recognised study begins.
 RECOGNISED_PREFIX = "sequences recognised from the series' names"
@@ -72,14 +68,17 @@ def series_label(scan: Scan) -> str:
 
 
 def scan_sequence(scan: Scan) -> str | None:
-    """The channel a single-sequence, axial (or unknown-plane) scan says it is, else None."""
+    """The channel a single-sequence scan says it is, else None."""
     if not scan.single_sequence:
         return None
     header = scan.header
-    if header is not None and header.plane not in (None, "axial"):
-        return None
     agent = header is not None and header.contrast_agent
     return sequence_from_text(_name(scan), contrast_agent=agent)
+
+
+def _axial(scan: Scan) -> bool:
+    """Axial, or of unknown plane (a file that does not say)."""
+    return scan.header is None or scan.header.plane in (None, "axial")
 
 
 def _name(scan: Scan) -> str:
@@ -106,6 +105,13 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
         name = scan_sequence(scan)
         if name is not None:
             found[name].append(scan)
+    # The case is shown and analysed in the FLAIR series' slices, which must be axial; the
+    # others may be resampled onto them (brainloc.scan_align), but an axial one is preferred.
+    found["FLAIR"] = [scan for scan in found["FLAIR"] if _axial(scan)]
+    for name in ALL_SEQUENCES:
+        axial = [scan for scan in found[name] if _axial(scan)]
+        if len(found[name]) > 1 and axial:
+            found[name] = axial
     if not all(found.values()):
         return scans, ()
     ambiguous = [name for name in ALL_SEQUENCES if len(found[name]) > 1]
@@ -121,7 +127,7 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
     chosen = {name: found[name][0] for name in ALL_SEQUENCES}
     named = ", ".join(f"{name} {_chosen_label(name, chosen[name])}" for name in ALL_SEQUENCES)
     try:
-        combined = combine_sequences(chosen)
+        combined = combine_series(chosen)
     except ScanError as error:
         return scans, (
             f"the series {named} were recognised but cannot be combined: {error}; each series "

@@ -74,11 +74,13 @@ def encode_dicom(
     description: str | None = None,
     orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
     contrast_agent: str | None = None,
+    position: tuple[float, float, float] | None = None,
 ) -> bytes:
     """An uncompressed MR image DICOM file; a (F, H, W) array makes a multi-frame file.
 
     ``description`` is the SeriesDescription, ``orientation`` ImageOrientationPatient (axial
-    by default) and ``contrast_agent`` ContrastBolusAgent, when given."""
+    by default), ``contrast_agent`` ContrastBolusAgent and ``position`` ImagePositionPatient
+    (default ``(0, 0, position_z)``), when given."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import MRImageStorage, generate_uid
 
@@ -99,7 +101,7 @@ def encode_dicom(
         ds.SeriesDescription = description
     if contrast_agent is not None:
         ds.ContrastBolusAgent = contrast_agent
-    ds.ImagePositionPatient = [0, 0, position_z]
+    ds.ImagePositionPatient = list(position) if position is not None else [0, 0, position_z]
     ds.PixelSpacing = list(spacing)
     ds.SliceThickness = thickness
     ds.SamplesPerPixel = 1
@@ -144,16 +146,18 @@ def encode_study(
     """A PACS-style study export: {member name: DICOM bytes} for several series.
 
     ``series`` maps a SeriesDescription to its (N, H, W) slices (one series each, slices
-    5 mm apart); ``options[description]`` holds more :func:`encode_dicom` options for it.
+    5 mm apart from z = ``first_z``, 0 unless given); ``options[description]`` holds
+    ``first_z`` and more :func:`encode_dicom` options for it.
     Members are named like a PACS export, ``S<k>/IM<n>`` without an extension.
     """
     members = {}
     for k, (description, volume) in enumerate(series.items()):
         extra = {"description": description} | (options or {}).get(description, {})
+        first_z = extra.pop("first_z", 0.0)
         for n, pixels in enumerate(volume):
             members[f"S{k:02d}/IM{n:04d}"] = encode_dicom(
                 pixels,
-                position_z=5.0 * n,
+                position_z=first_z + 5.0 * n,
                 instance=n + 1,
                 series_uid=f"1.2.826.0.1.3680043.8.498.{900 + k}",
                 **extra,

@@ -97,7 +97,9 @@ def test_a_study_export_becomes_one_case_of_its_three_sequences():
     assert COMBINED_NOTE in case.notes
     # What the ZIP skipped is still said, though it rode on a series left out (the localiser).
     assert scans[0].header.description == "3-Plane Loc"
-    assert any(n.startswith("study.zip: 16 image file(s) read; 1 other file(s)") for n in case.notes)
+    assert any(
+        n.startswith("study.zip: 16 image file(s) read; 1 other file(s)") for n in case.notes
+    )
     assert note == (
         f"{RECOGNISED_PREFIX}: pre-contrast 'AX T1 SE', FLAIR 'AX T2 FLAIR', post-contrast "
         "'AX T1 SE +C'; not analysed: '3-Plane Loc', 'DWI b1000', 'SAG T1 +C'"
@@ -125,12 +127,12 @@ def test_anything_uncertain_leaves_the_upload_as_it_was_and_says_why():
     assert scans == twice
     assert "more than one series could be the FLAIR series" in note
     assert "'AX T2 FLAIR', 'AX FLAIR repeat'" in note
-    # The three on different grids (FLAIR thicker, fewer slices): not combined, and why.
-    thick = _study(volume, extra={"AX T2 FLAIR": _grey(volume, 1)[:2]})
-    mismatched = read_uploads([("s.zip", thick)])
-    scans, (note,) = study_case(mismatched)
-    assert scans == mismatched
-    assert "were recognised but cannot be combined: the pre-contrast series has 3 slice(s)" in note
+    # Series that do not overlap (the post-contrast slab 100 mm away): not combined, and why.
+    apart = read_uploads([("s.zip", _study(volume, options={"AX T1 SE +C": {"first_z": 100.0}}))])
+    scans, (note,) = study_case(apart)
+    assert scans == apart
+    assert "were recognised but cannot be combined: the pre-contrast and post-contrast " in note
+    assert "do not cover any FLAIR slice" in note
     # No post-contrast series at all: nothing recognised as a case, nothing said.
     scans = read_uploads([("s.zip", _study(volume))])
     no_post = [scan for scan in scans if "+C" not in scan.header.description]

@@ -1,0 +1,189 @@
+"""Putting a case's three series on the FLAIR series' grid by the geometry in their headers.
+
+The models read pre-contrast, FLAIR and post-contrast of the same slice. A clinic's series of
+one examination often differ in slice positions, slice distance, matrix or plane (a 5 mm
+axial FLAIR beside a 1 mm sagittal 3D T1 after contrast). Their DICOM headers place every
+pixel in the scanner's patient coordinates (ImagePositionPatient, ImageOrientationPatient,
+PixelSpacing), as a PACS viewer uses for its reference lines. :func:`combine_series` uses
+them: series already on one grid are combined as they are
+(:func:`brainloc.scans.combine_sequences`); otherwise the pre-contrast and post-contrast
+series are sampled (trilinear interpolation) at every pixel of every FLAIR slice, and FLAIR
+slices outside either series' slab are left out. This is not image registration: if the
+patient moved between the series, the channels stay misaligned, which the combined case's
+caveat says.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from brainloc.scans import FLAIR_ONLY, Scan, ScanError, combine_sequences
+
+logger = logging.getLogger(__name__)
+
+#: The series sampled onto the FLAIR series' grid.
+_MOVED = ("pre-contrast", "post-contrast")
+#: Distances between neighbouring slices may differ by this share and still count as even.
+_EVEN_SPACING = 0.05
+#: How the note on a resampled case begins.
+RESAMPLED_PREFIX = (
+    "pre-contrast and post-contrast lay on other slices or pixel grids than FLAIR and were "
+    "resampled onto the FLAIR slices"
+)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Where a series' pixels lie, in patient coordinates (mm)."""
+
+    origins: np.ndarray  # (N, 3): each slice's first pixel
+    across: np.ndarray  # unit direction in which a row's column index grows
+    down: np.ndarray  # unit direction in which a column's row index grows
+    normal: np.ndarray
+    spacing: tuple[float, float]  # (between rows, between columns)
+
+
+def _geometry(scan: Scan) -> _Geometry | None:
+    header = scan.header
+    if header is None or header.orientation is None:
+        return None
+    if scan.positions_mm is None or scan.spacing_mm is None:
+        return None
+    orientation = np.asarray(header.orientation, dtype=float)
+    across, down = orientation[:3], orientation[3:]
+    if min(np.linalg.norm(across), np.linalg.norm(down)) < 0.5:
+        return None
+    across, down = across / np.linalg.norm(across), down / np.linalg.norm(down)
+    normal = np.cross(across, down)
+    if np.linalg.norm(normal) < 0.5:
+        return None
+    return _Geometry(
+        origins=np.asarray(scan.positions_mm, dtype=float),
+        across=across,
+        down=down,
+        normal=normal / np.linalg.norm(normal),
+        spacing=scan.spacing_mm,
+    )
+
+
+def can_resample(scan: Scan) -> bool:
+    """Whether the header gives every slice's position, the orientation and the spacing."""
+    return _geometry(scan) is not None
+
+
+def resample_onto(scan: Scan, reference: Scan, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``scan`` (one sequence) sampled at every pixel of ``reference``'s slices.
+
+    Returns:
+        (N, H, W) uint8 on the reference's grid, and an (N,) bool: which reference slices lie
+        within ``scan``'s slab (their centre at most half a slice beyond its first or last
+        slice). Pixels outside ``scan``'s field of view are 0.
+
+    Raises:
+        ScanError: the geometry is missing, or ``scan``'s slices are not evenly spaced
+            (``name`` is the sequence, for the message).
+    """
+    from scipy.ndimage import map_coordinates
+
+    moving, target = _geometry(scan), _geometry(reference)
+    if moving is None or target is None:
+        raise ScanError(
+            f"the {name} series cannot be placed on the FLAIR slices: the file headers do not "
+            "give every slice's position and orientation"
+        )
+    depths = (moving.origins - moving.origins[0]) @ moving.normal
+    if scan.n_slices > 1:
+        steps = np.diff(depths)
+        step = float(np.median(steps))
+        if step <= 0 or np.any(np.abs(steps - step) > _EVEN_SPACING * step):
+            raise ScanError(
+                f"the {name} series' slices are not evenly spaced, so it cannot be resampled "
+                "onto the FLAIR slices"
+            )
+    else:
+        step = float(scan.slice_thickness_mm or 1.0)
+    height, width = reference.shape
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    in_plane = (
+        cols[..., None] * target.spacing[1] * target.across
+        + rows[..., None] * target.spacing[0] * target.down
+    )
+    volume = scan.slices[..., 0].astype(np.float32)
+    last = scan.n_slices - 1
+    out = np.zeros((reference.n_slices, height, width), dtype=np.uint8)
+    inside = np.zeros(reference.n_slices, dtype=bool)
+    for k, origin in enumerate(target.origins):
+        offset = origin + in_plane - moving.origins[0]  # (H, W, 3)
+        depth = offset @ moving.normal / step
+        inside[k] = -0.5 <= depth[height // 2, width // 2] <= last + 0.5
+        coordinates = [
+            np.clip(depth, 0, last),  # within half a slice: the nearest slice's values
+            offset @ moving.down / moving.spacing[0],
+            offset @ moving.across / moving.spacing[1],
+        ]
+        sampled = map_coordinates(volume, coordinates, order=1, mode="constant", cval=0.0)
+        out[k] = np.clip(np.rint(sampled), 0, 255).astype(np.uint8)
+    return out, inside
+
+
+def combine_series(series: dict[str, Scan]) -> Scan:
+    """One three-channel case from a case's three single-sequence series.
+
+    Series on one grid are combined as :func:`brainloc.scans.combine_sequences` does. Series
+    that are not, but whose headers place every slice (DICOM), are resampled onto the FLAIR
+    slices first (see the module docstring); the case's notes then say so and how many FLAIR
+    slices lay outside the other series.
+
+    Raises:
+        ScanError: the series cannot be combined or resampled (message fit for the user).
+    """
+    try:
+        return combine_sequences(series)
+    except ScanError as mismatch:
+        # Resampling mends a grid, not a missing series or a file holding all three.
+        usable = all(
+            name in series and series[name].single_sequence and can_resample(series[name])
+            for name in ("FLAIR", *_MOVED)
+        )
+        if not usable:
+            raise
+        logger.info("series on different grids, resampled onto FLAIR: %s", mismatch)
+    flair = series["FLAIR"]
+    sampled = {name: resample_onto(series[name], flair, name) for name in _MOVED}
+    keep = np.logical_and(*(inside for _, inside in sampled.values()))
+    if not keep.any():
+        raise ScanError(
+            "the pre-contrast and post-contrast series do not cover any FLAIR slice (by the "
+            "slice positions in the file headers)"
+        )
+    kept = replace(
+        flair,
+        slices=flair.slices[keep],
+        names=tuple(n for n, k in zip(flair.names, keep, strict=True) if k),
+        positions_mm=tuple(p for p, k in zip(flair.positions_mm, keep, strict=True) if k),
+    )
+    aligned = {"FLAIR": kept}
+    for name, (values, _) in sampled.items():
+        aligned[name] = replace(
+            kept,
+            slices=np.repeat(values[keep][..., None], 3, axis=-1),
+            sequences_present=FLAIR_ONLY,
+            notes=series[name].notes,
+            header=None,
+        )
+    combined = combine_sequences(aligned)
+    note = (
+        f"{RESAMPLED_PREFIX} by the slice positions and orientations in the DICOM headers "
+        "(trilinear interpolation; movement of the patient between the series is not "
+        "corrected)"
+    )
+    left_out = int((~keep).sum())
+    if left_out:
+        note += (
+            f"; {left_out} of {flair.n_slices} FLAIR slice(s) lay outside the other series "
+            "and were left out"
+        )
+    return replace(combined, notes=(*combined.notes, note))
