@@ -21,6 +21,7 @@ from brainloc.findings_text import (
     probability_text,
 )
 from brainloc.report import ReportData, build_report
+from brainloc.scan_align import RESAMPLED_PREFIX
 from brainloc.scans import COMBINED_NOTE
 from brainloc.study import RECOGNISED_PREFIX
 from db import clinical_notes
@@ -90,9 +91,9 @@ def report_data(
     scan_notes = case.findings.get("scan_notes") or []
     if COMBINED_NOTE in scan_notes:
         sequences_note = f"Input: {COMBINED_NOTE}."
-        # A study's series recognised by name: the report says which series it rests on.
-        recognised = [note for note in scan_notes if note.startswith(RECOGNISED_PREFIX)]
-        sequences_note += "".join(f" {note[0].upper()}{note[1:]}." for note in recognised)
+        # Which series it rests on (a study's, recognised by name), and any resampling.
+        told = [n for n in scan_notes if n.startswith((RECOGNISED_PREFIX, RESAMPLED_PREFIX))]
+        sequences_note += "".join(f" {note[0].upper()}{note[1:]}." for note in told)
     return ReportData(
         practitioner_name=author.full_name,
         practitioner_category=author.category,

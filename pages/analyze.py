@@ -42,8 +42,8 @@ mode = st.radio(
         "Files holding all three sequences as channels (like the Kaggle LGG slices); a study "
         "whose pre-contrast, FLAIR and post-contrast series are named as such (e.g. 'AX T1', "
         "'AX FLAIR', 'AX T1 +C'), combined for you; or one sequence only (read as FLAIR)",
-        "Pre-contrast, FLAIR and post-contrast as three co-registered series: the same "
-        "slices on the same grid",
+        "Pre-contrast, FLAIR and post-contrast as three series: on one grid, or DICOM series "
+        "that are resampled onto the FLAIR slices by the positions in their headers",
     ],
     key="analyze_mode",
 )

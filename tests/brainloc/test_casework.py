@@ -358,3 +358,39 @@ def test_a_study_recognised_by_series_name_names_its_series_in_the_report(tiny_p
     recognised = RECOGNISED_PREFIX[0].upper() + RECOGNISED_PREFIX[1:]
     assert f"{recognised}: pre-contrast 'AX T1', FLAIR 'AX FLAIR', post-contrast 'AX T1 +C'" in text
     assert "not analysed: 'DWI'" in text
+
+
+def test_a_case_resampled_onto_the_flair_slices_says_so_in_the_report(tiny_pipeline, engine):
+    from brainloc.casework import analyze_sequences
+    from brainloc.scan_align import RESAMPLED_PREFIX
+    from brainloc.scans import ALL_SEQUENCES
+    from tests.brainloc.scan_factory import encode_dicom
+
+    stack = np.stack(
+        [tumor_like_slice((128, 128), square=(40, 30, 24)), synthetic_slice((128, 128))]
+    )
+    grey = stack.astype(np.uint16) * 16
+
+    def series(channel: int, half: bool) -> list[tuple[str, bytes]]:
+        files = []
+        for n, image in enumerate(grey[..., channel]):
+            pixels = (
+                image.reshape(64, 2, 64, 2).mean(axis=(1, 3)).astype(np.uint16) if half else image
+            )
+            files.append((f"{channel}-{n}", encode_dicom(
+                pixels, position=(0.5, 0.5, 5.0 * n) if half else (0.0, 0.0, 5.0 * n),
+                spacing=(2.0, 2.0) if half else (1.0, 1.0), instance=n + 1,
+                series_uid=f"1.2.826.0.1.3680043.8.498.{30 + channel}",
+            )))  # fmt: skip
+        return files
+
+    parts = {name: series(c, half=name == "post-contrast") for c, name in enumerate(ALL_SEQUENCES)}
+    outcome = analyze_sequences(tiny_pipeline, parts)
+    assert [s.result.has_tumor for s in outcome.slices] == [True, False]
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(session, owner_id=owner.id, case_reference="RS", outcome=outcome)
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    data = _report_without_notes(case, owner.id)
+    resampled = RESAMPLED_PREFIX[0].upper() + RESAMPLED_PREFIX[1:]
+    assert f"{resampled} by the slice positions and orientations" in data.sequences_note
