@@ -196,15 +196,19 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
 
     # The same slice as a study exported from a PACS: a ZIP of DICOM series without file
     # extensions (its three sequences, a diffusion series) and a file that is not an image.
-    # The three are recognised by their names and analysed as one case.
+    # The three are recognised by their names and analysed as one case; the post-contrast
+    # series, at half the matrix, is resampled onto the FLAIR slice by its header.
     _go(page, "Analyze")
     page.get_by_text("One upload", exact=True).click()
     wait_idle(page)
     archive = tmp_path / "export.zip"
     grey = image[np.newaxis].astype(np.uint16) * 16  # one slice per series
-    series = {"AX T1": grey[..., 0], "AX T2 FLAIR": grey[..., 1], "AX T1 +C": grey[..., 2]}
+    half = grey[..., 2].reshape(1, 128, 2, 128, 2).mean(axis=(2, 4)).astype(np.uint16)
+    series = {"AX T1": grey[..., 0], "AX T2 FLAIR": grey[..., 1], "AX T1 +C": half}
+    geometry = {name: {"spacing": (0.9, 0.9)} for name in series}
+    geometry["AX T1 +C"] = {"spacing": (1.8, 1.8), "position": (0.45, 0.45, 0.0)}
     with zipfile.ZipFile(archive, "w") as bundle:
-        for name, data in encode_study({**series, "DWI": grey[..., 1]}).items():
+        for name, data in encode_study({**series, "DWI": grey[..., 1]}, geometry).items():
             bundle.writestr(f"export/{name}", data)
         bundle.writestr("export/README.TXT", "exported by the PACS")
     page.locator("input[type='file']").set_input_files(str(archive))
@@ -218,6 +222,9 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
             "sequences recognised from the series' names: pre-contrast 'AX T1', FLAIR "
             "'AX T2 FLAIR', post-contrast 'AX T1 +C'; not analysed: 'DWI'"
         )
+    ).to_be_visible()
+    expect(
+        page.get_by_text(re.compile("^pre-contrast and post-contrast lay on other"))
     ).to_be_visible()
     expect(page.get_by_text("Only FLAIR present", exact=False)).to_have_count(0)
     expect(page.get_by_text("Tumor probability", exact=False).first).to_be_visible()
