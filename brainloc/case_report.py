@@ -21,7 +21,7 @@ from brainloc.findings_text import (
     probability_text,
 )
 from brainloc.report import ReportData, build_report
-from brainloc.scan_align import RESAMPLED_PREFIX
+from brainloc.scan_align import RESAMPLED_MARK
 from brainloc.scans import COMBINED_NOTE
 from brainloc.study import RECOGNISED_PREFIX
 from db import clinical_notes
@@ -92,7 +92,7 @@ def report_data(
     if COMBINED_NOTE in scan_notes:
         sequences_note = f"Input: {COMBINED_NOTE}."
         # Which series it rests on (a study's, recognised by name), and any resampling.
-        told = [n for n in scan_notes if n.startswith((RECOGNISED_PREFIX, RESAMPLED_PREFIX))]
+        told = [n for n in scan_notes if n.startswith(RECOGNISED_PREFIX) or RESAMPLED_MARK in n]
         sequences_note += "".join(f" {note[0].upper()}{note[1:]}." for note in told)
     return ReportData(
         practitioner_name=author.full_name,

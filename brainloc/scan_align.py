@@ -28,11 +28,10 @@ logger = logging.getLogger(__name__)
 _MOVED = ("pre-contrast", "post-contrast")
 #: Distances between neighbouring slices may differ by this share and still count as even.
 _EVEN_SPACING = 0.05
-#: How the note on a resampled case begins.
-RESAMPLED_PREFIX = (
-    "pre-contrast and post-contrast lay on other slices or pixel grids than FLAIR and were "
-    "resampled onto the FLAIR slices"
-)
+#: What the note on a resampled case always says.
+RESAMPLED_MARK = "resampled onto the FLAIR slices by the slice positions and orientations"
+#: Slice positions within this distance (mm) are the same slice, as for combine_sequences.
+_SAME_POSITION_MM = 0.5
 
 
 @dataclass(frozen=True)
@@ -129,6 +128,21 @@ def resample_onto(scan: Scan, reference: Scan, name: str) -> tuple[np.ndarray, n
     return out, inside
 
 
+def _same_grid(scan: Scan, reference: Scan) -> bool:
+    """Whether both place the same slices on the same pixels (by their headers)."""
+    if scan.n_slices != reference.n_slices or scan.shape != reference.shape:
+        return False
+    mine, theirs = _geometry(scan), _geometry(reference)
+    if mine is None or theirs is None:
+        return False
+    return (
+        np.allclose(mine.spacing, theirs.spacing, rtol=0.01, atol=0.0)
+        and np.allclose(mine.across, theirs.across, atol=1e-3)
+        and np.allclose(mine.down, theirs.down, atol=1e-3)
+        and float(np.max(np.abs(mine.origins - theirs.origins))) <= _SAME_POSITION_MM
+    )
+
+
 def combine_series(series: dict[str, Scan]) -> Scan:
     """One three-channel case from a case's three single-sequence series.
 
@@ -152,8 +166,11 @@ def combine_series(series: dict[str, Scan]) -> Scan:
             raise
         logger.info("series on different grids, resampled onto FLAIR: %s", mismatch)
     flair = series["FLAIR"]
-    sampled = {name: resample_onto(series[name], flair, name) for name in _MOVED}
-    keep = np.logical_and(*(inside for _, inside in sampled.values()))
+    moved = [name for name in _MOVED if not _same_grid(series[name], flair)]
+    sampled = {name: resample_onto(series[name], flair, name) for name in moved}
+    keep = np.ones(flair.n_slices, dtype=bool)
+    for _, inside in sampled.values():
+        keep &= inside
     if not keep.any():
         raise ScanError(
             "the pre-contrast and post-contrast series do not cover any FLAIR slice (by the "
@@ -166,7 +183,8 @@ def combine_series(series: dict[str, Scan]) -> Scan:
         positions_mm=tuple(p for p, k in zip(flair.positions_mm, keep, strict=True) if k),
     )
     aligned = {"FLAIR": kept}
-    for name, (values, _) in sampled.items():
+    for name in _MOVED:
+        values = sampled[name][0] if name in sampled else series[name].slices[..., 0]
         aligned[name] = replace(
             kept,
             slices=np.repeat(values[keep][..., None], 3, axis=-1),
@@ -175,8 +193,10 @@ def combine_series(series: dict[str, Scan]) -> Scan:
             header=None,
         )
     combined = combine_sequences(aligned)
+    which = " and ".join(moved)
     note = (
-        f"{RESAMPLED_PREFIX} by the slice positions and orientations in the DICOM headers "
+        f"{which} lay on other slices or pixel grids than FLAIR and "
+        f"{'were' if len(moved) > 1 else 'was'} {RESAMPLED_MARK} in the DICOM headers "
         "(trilinear interpolation; movement of the patient between the series is not "
         "corrected)"
     )

@@ -362,7 +362,7 @@ def test_a_study_recognised_by_series_name_names_its_series_in_the_report(tiny_p
 
 def test_a_case_resampled_onto_the_flair_slices_says_so_in_the_report(tiny_pipeline, engine):
     from brainloc.casework import analyze_sequences
-    from brainloc.scan_align import RESAMPLED_PREFIX
+    from brainloc.scan_align import RESAMPLED_MARK
     from brainloc.scans import ALL_SEQUENCES
     from tests.brainloc.scan_factory import encode_dicom
 
@@ -392,5 +392,7 @@ def test_a_case_resampled_onto_the_flair_slices_says_so_in_the_report(tiny_pipel
         analysis_id = save_outcome(session, owner_id=owner.id, case_reference="RS", outcome=outcome)
         case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
     data = _report_without_notes(case, owner.id)
-    resampled = RESAMPLED_PREFIX[0].upper() + RESAMPLED_PREFIX[1:]
-    assert f"{resampled} by the slice positions and orientations" in data.sequences_note
+    assert (
+        f"Post-contrast lay on other slices or pixel grids than FLAIR and was {RESAMPLED_MARK}"
+        in data.sequences_note
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainloc.scan_align import RESAMPLED_PREFIX, combine_series, resample_onto
+from brainloc.scan_align import RESAMPLED_MARK, combine_series, resample_onto
 from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE, FLAIR_ONLY, Scan, ScanError, SeriesHeader
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -101,7 +101,8 @@ def test_flair_slices_outside_the_other_slabs_are_left_out_and_counted():
     np.testing.assert_array_equal(case.slices[..., 0], pre.slices[:5, ..., 0])
     assert np.abs(case.slices[..., 2].astype(float) - flair.slices[:5, ..., 0]).mean() < 1.5
     assert COMBINED_NOTE in case.notes
-    (note,) = [n for n in case.notes if n.startswith(RESAMPLED_PREFIX)]
+    (note,) = [n for n in case.notes if RESAMPLED_MARK in n]
+    assert note.startswith("post-contrast lay on other slices or pixel grids than FLAIR and was")
     assert note.endswith("; 3 of 8 FLAIR slice(s) lay outside the other series and were left out")
 
 
@@ -109,7 +110,7 @@ def test_series_on_one_grid_are_combined_as_they_are():
     flair = flair_grid()
     series = {name: flair for name in ALL_SEQUENCES}
     case = combine_series(series)
-    assert not any(n.startswith(RESAMPLED_PREFIX) for n in case.notes)
+    assert not any(RESAMPLED_MARK in n for n in case.notes)
     np.testing.assert_array_equal(case.slices, flair.slices)
 
 
@@ -171,8 +172,10 @@ def test_a_real_case_with_its_t1_series_at_half_resolution_keeps_its_calls(
     half = same | {"post-contrast": series(2, 60, half=True)}
     original = analyze_sequences(shipped_pipeline, same)
     resampled = analyze_sequences(shipped_pipeline, half)
-    assert any(RESAMPLED_PREFIX in n for n in resampled.notes)
-    assert not any(RESAMPLED_PREFIX in n for n in original.notes)
+    assert any(
+        n.startswith("post-contrast lay on") and RESAMPLED_MARK in n for n in resampled.notes
+    )
+    assert not any(RESAMPLED_MARK in n for n in original.notes)
     assert len(resampled.slices) == len(original.slices) == len(files)
     before = np.stack([s.image for s in original.slices])
     after = np.stack([s.image for s in resampled.slices])

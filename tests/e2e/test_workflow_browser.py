@@ -223,9 +223,7 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
             "'AX T2 FLAIR', post-contrast 'AX T1 +C'; not analysed: 'DWI'"
         )
     ).to_be_visible()
-    expect(
-        page.get_by_text(re.compile("^pre-contrast and post-contrast lay on other"))
-    ).to_be_visible()
+    expect(page.get_by_text(re.compile("^post-contrast lay on other slices"))).to_be_visible()
     expect(page.get_by_text("Only FLAIR present", exact=False)).to_have_count(0)
     expect(page.get_by_text("Tumor probability", exact=False).first).to_be_visible()
 
