@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -203,21 +204,51 @@ def _order(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], f
 
 
 def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
-    """Read DICOM files as series: one :class:`Scan` per SeriesInstanceUID."""
-    max_slices = scan_limits().max_slices
-    if len(files) > max_slices:
-        raise ScanError(f"{len(files)} DICOM files; at most {max_slices} slices are accepted")
+    """Read DICOM files as series: one :class:`Scan` per SeriesInstanceUID, and one per
+    multi-frame file.
+
+    When the files hold several series (a study), a series with more slices than a case may
+    have (``BRAINLOC_MAX_SLICES``; e.g. a perfusion series' time points) is left out and
+    named in a note on the first scan instead of refusing the whole upload.
+    """
+    from brainloc.scans import MAX_ARCHIVE_MEMBERS
+
+    if len(files) > MAX_ARCHIVE_MEMBERS:
+        raise ScanError(
+            f"{len(files)} DICOM files in one upload; at most {MAX_ARCHIVE_MEMBERS} are accepted"
+        )
     if len(files) == 1:
         name, data = files[0]
         return [read_dicom(data, name)]
     groups: dict[str, list[tuple[str, object]]] = {}
+    multiframe: list[tuple[str, bytes]] = []
     for name, data in files:
         ds = _dataset(data, name)
         _check_image(ds, name)
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            raise ScanError(f"{name}: a multi-frame DICOM file must be uploaded on its own")
+            multiframe.append((name, data))
+            continue
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((name, ds))
-    return [_series_scan(items) for items in groups.values()]
+    max_slices = scan_limits().max_slices
+    several = len(groups) + len(multiframe) > 1
+    scans, left_out = [], []
+    for items in groups.values():
+        if several and len(items) > max_slices:
+            described = _header(items[0][1]).description
+            left_out.append(f"'{described}'" if described else f"a series ({items[0][0]} …)")
+            left_out[-1] += f" ({len(items)} files)"
+            continue
+        scans.append(_series_scan(items))
+    scans.extend(read_dicom(data, name) for name, data in multiframe)
+    if left_out:
+        note = (
+            f"DICOM series left out, with more than {max_slices} slices (the most one case may "
+            f"have): {', '.join(left_out)}"
+        )
+        if not scans:
+            raise ScanError(note)
+        scans[0] = replace(scans[0], notes=(*scans[0].notes, note))
+    return scans
 
 
 def _series_scan(items: list[tuple[str, object]]) -> Scan:

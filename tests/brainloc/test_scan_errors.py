@@ -249,7 +249,7 @@ def test_size_limits_follow_the_deployment_settings(monkeypatch):
         (f"s{k}.dcm", encode_dicom(volume[k, ..., 1].astype(np.uint16), position_z=k))
         for k in range(5)
     ]
-    with pytest.raises(ScanError, match="at most 3 slices"):
+    with pytest.raises(ScanError, match="5 slices; at most 3 are accepted"):
         read_uploads(series)
 
 

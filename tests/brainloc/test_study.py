@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from brainloc.casework import SEPARATE_SERIES_NOTE, analyze_sequences, analyze_uploads
-from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE, read_uploads
+from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE, ScanError, read_uploads
 from brainloc.study import RECOGNISED_PREFIX, sequence_from_text, study_case
 from tests.brainloc.conftest import LGG_CASE
 from tests.brainloc.scan_factory import encode_nifti, encode_study, encode_tiff, synthetic_slice
@@ -198,3 +198,30 @@ def test_a_real_case_exported_as_a_study_matches_its_sequences_given_by_hand(
     for mine, theirs in zip(outcome.slices, by_hand.slices, strict=True):
         assert mine.result.tumor_probability == pytest.approx(theirs.result.tumor_probability)
         np.testing.assert_array_equal(mine.result.mask, theirs.result.mask)
+
+
+def test_series_a_case_cannot_hold_are_left_out_of_a_study_not_refused(monkeypatch):
+    from tests.brainloc.scan_factory import encode_dicom
+
+    volume = _volume()
+    monkeypatch.setenv("BRAINLOC_MAX_SLICES", "4")
+    # A perfusion series: 2 slices × 3 time points in one series is 6 images, over the limit.
+    perfusion = np.concatenate([_grey(volume, 1)[:2]] * 3)
+    members = encode_study(
+        {"AX T1": _grey(volume, 0), "AX FLAIR": _grey(volume, 1), "AX T1 +C": _grey(volume, 2)}
+        | {"DSC PERFUSION": perfusion}
+    )
+    # An enhanced (multi-frame) DICOM file among them is read as a scan of its own.
+    members["S09/ENHANCED"] = encode_dicom(
+        _grey(volume, 1), series_uid="1.2.826.0.1.3680043.8.498.999", description="ADC"
+    )
+    scans = read_uploads([("study.zip", _zip(members))])
+    assert [scan.header.description for scan in scans] == ["AX T1", "AX FLAIR", "AX T1 +C", "ADC"]
+    left_out = "DICOM series left out, with more than 4 slices (the most one case may have): "
+    assert f"{left_out}'DSC PERFUSION' (6 files)" in scans[0].notes
+    (case,), (note,) = study_case(scans)
+    assert case.n_slices == 3 and note.endswith("not analysed: 'ADC'")
+    # Alone, a series over the limit is refused as before.
+    alone = {name: data for name, data in members.items() if name.startswith("S03/")}
+    with pytest.raises(ScanError, match="6 slices; at most 4 are accepted"):
+        read_uploads([("perfusion.zip", _zip(alone))])
