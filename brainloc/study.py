@@ -91,14 +91,15 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
     """The scans to analyse as one case, and notes for the user on what was recognised
     (not attached to the scans).
 
-    Returns ``[combined]`` when the upload is a study (only single-sequence scans) in which
-    exactly one axial series is recognised as each of pre-contrast, FLAIR and
-    post-contrast and the three lie on one grid; the other series are then left out and
-    named in the note. Otherwise the scans are returned unchanged, with a note when the
-    three sequences were recognised but could not be used together.
+    Returns ``[combined]`` when exactly one single-sequence scan is recognised as each of
+    pre-contrast, FLAIR (axial) and post-contrast (of several candidates, the one axial
+    series) and the three can be combined (:func:`brainloc.scan_align.combine_series`); every
+    other scan (colour maps and screenshots of a study included) is then left out and named
+    in the note. Otherwise the scans are returned unchanged, with a note when the three
+    sequences were recognised but could not be used together.
     """
     scans = list(scans)
-    if len(scans) < 3 or not all(scan.single_sequence for scan in scans):
+    if len(scans) < 3:
         return scans, ()
     found: dict[str, list[Scan]] = {name: [] for name in ALL_SEQUENCES}
     for scan in scans:

@@ -13,7 +13,13 @@ from brainloc.casework import SEPARATE_SERIES_NOTE, analyze_sequences, analyze_u
 from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE, ScanError, read_uploads
 from brainloc.study import RECOGNISED_PREFIX, sequence_from_text, study_case
 from tests.brainloc.conftest import LGG_CASE
-from tests.brainloc.scan_factory import encode_nifti, encode_study, encode_tiff, synthetic_slice
+from tests.brainloc.scan_factory import (
+    encode_nifti,
+    encode_pil,
+    encode_study,
+    encode_tiff,
+    synthetic_slice,
+)
 
 
 @pytest.mark.parametrize(
@@ -137,9 +143,13 @@ def test_anything_uncertain_leaves_the_upload_as_it_was_and_says_why():
     scans = read_uploads([("s.zip", _study(volume))])
     no_post = [scan for scan in scans if "+C" not in scan.header.description]
     assert study_case(no_post) == (no_post, ())
-    # A colour (three-sequence) file among them: the upload is not a study of single series.
-    colour = [*scans, *read_uploads([("c.tif", encode_tiff(volume))])]
-    assert study_case(colour) == (colour, ())
+    # A colour image among them (a perfusion map saved as a picture) is only left out.
+    colour = [*scans, *read_uploads([("rCBV.png", encode_pil(volume[0], "PNG"))])]
+    (case,), (note,) = study_case(colour)
+    assert case.sequences_present == ALL_SEQUENCES and note.endswith(", rCBV.png")
+    # Colour slices alone (the Kaggle layout) have nothing to recognise.
+    slices = read_uploads([(f"CASE_{k}.tif", encode_tiff(volume[k])) for k in range(3)])
+    assert study_case(slices * 3) == (slices * 3, ())
 
 
 def test_co_registered_nifti_volumes_are_recognised_by_file_name():
