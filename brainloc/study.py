@@ -135,15 +135,12 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
             "was analysed on its own",
         )
     others = [scan for scan in scans if not any(scan is pick for pick in chosen.values())]
-    # Notes about the upload as a whole (e.g. what a ZIP skipped) ride on its first scan,
-    # which may be a series left out: keep them. A left-out series' own notes are the same
-    # conversions the chosen ones carry, or the single-sequence note combining replaces.
-    kept = [
-        note
-        for scan in others
-        for note in scan.notes
-        if note != SINGLE_SEQUENCE_NOTE and note not in combined.notes
-    ]
+    # Notes about the upload as a whole (what a ZIP skipped, series too long to read) ride on
+    # its first scan, which may be left out: keep them. Its own conversion notes are those the
+    # chosen series carry too, or the single-sequence note that combining replaces.
+    first = scans[0]
+    left_out = not any(first is pick for pick in chosen.values())
+    kept = [note for note in first.notes if note != SINGLE_SEQUENCE_NOTE] if left_out else []
     combined = replace(combined, notes=tuple(dict.fromkeys((*kept, *combined.notes))))
     note = f"{RECOGNISED_PREFIX}: {named}"
     if others:
