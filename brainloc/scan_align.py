@@ -79,7 +79,8 @@ def resample_onto(scan: Scan, reference: Scan, name: str) -> tuple[np.ndarray, n
     Returns:
         (N, H, W) uint8 on the reference's grid, and an (N,) bool: which reference slices lie
         within ``scan``'s slab (their centre at most half a slice beyond its first or last
-        slice). Pixels outside ``scan``'s field of view are 0.
+        slice). Pixels outside ``scan``'s field of view or more than half a slice beyond its
+        slab are 0.
 
     Raises:
         ScanError: the geometry is missing, or ``scan``'s slices are not evenly spaced
@@ -123,7 +124,11 @@ def resample_onto(scan: Scan, reference: Scan, name: str) -> tuple[np.ndarray, n
             offset @ moving.down / moving.spacing[0],
             offset @ moving.across / moving.spacing[1],
         ]
+        # Rounded to a millionth of a pixel: an edge pixel computed as -1e-15 stays inside the
+        # field of view; beyond it, everything is 0.
+        coordinates = [np.round(axis, 6) for axis in coordinates]
         sampled = map_coordinates(volume, coordinates, order=1, mode="constant", cval=0.0)
+        sampled[(depth < -0.5) | (depth > last + 0.5)] = 0.0  # beyond the slab: nothing
         out[k] = np.clip(np.rint(sampled), 0, 255).astype(np.uint8)
     return out, inside
 

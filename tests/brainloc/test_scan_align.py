@@ -222,3 +222,36 @@ def test_a_sagittal_dicom_series_read_from_files_lands_on_the_axial_flair_slices
     post, truth = case.slices[..., 2].astype(float), flair.slices[..., 0].astype(float)
     covered = post > 0
     assert np.corrcoef(post[covered], truth[covered])[0, 1] > 0.99
+
+
+def _rotation(angles: tuple[float, float, float]) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_any_oblique_grid_resamples_onto_itself_exactly_and_onto_the_flair_closely(seed):
+    rng = np.random.default_rng(seed)
+    rotation = _rotation(tuple(rng.uniform(-40, 40, 3)))
+    orientation = tuple(float(v) for v in (*rotation[:, 0], *rotation[:, 1]))
+    spacing = tuple(float(v) for v in rng.uniform(0.6, 1.4, 2))
+    shape = (int(rng.integers(70, 90)), int(rng.integers(70, 90)))
+    # The slab centred near the FLAIR box's centre (-3, 0, 2.5), give or take 5 mm.
+    half_extent = (
+        shape[1] / 2 * spacing[1] * rotation[:, 0]
+        + shape[0] / 2 * spacing[0] * rotation[:, 1]
+        + 20 * 1.5 * rotation[:, 2]
+    )
+    centre = np.array([-3.0, 0.0, 2.5]) + rng.uniform(-5, 5, 3)
+    origin = tuple(float(v) for v in centre - half_extent)
+    oblique = sampled_series(orientation, origin, shape, spacing, 40, 1.5)
+    values, inside = resample_onto(oblique, oblique, "post-contrast")
+    np.testing.assert_array_equal(values, oblique.slices[..., 0])
+    assert inside.all()
+    flair = flair_grid()
+    values, inside = resample_onto(oblique, flair, "post-contrast")
+    covered = values > 0
+    assert covered[inside].mean() > 0.5
+    error = np.abs(values.astype(float) - flair.slices[..., 0])
+    assert error[covered].mean() < 2.0
