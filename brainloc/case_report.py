@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from brainloc import overlay
-from brainloc.casework import StoredCase, load_case
+from brainloc.casework import CHOSEN_PREFIX, StoredCase, load_case
 from brainloc.findings_text import (
     VOLUME_RULE_NOTE,
     called_by_volume_rule,
@@ -92,7 +92,11 @@ def report_data(
     if COMBINED_NOTE in scan_notes:
         sequences_note = f"Input: {COMBINED_NOTE}."
         # Which series it rests on (a study's, recognised by name), and any resampling.
-        told = [n for n in scan_notes if n.startswith(RECOGNISED_PREFIX) or RESAMPLED_MARK in n]
+        told = [
+            note
+            for note in scan_notes
+            if note.startswith((RECOGNISED_PREFIX, CHOSEN_PREFIX)) or RESAMPLED_MARK in note
+        ]
         sequences_note += "".join(f" {note[0].upper()}{note[1:]}." for note in told)
     return ReportData(
         practitioner_name=author.full_name,

@@ -30,7 +30,7 @@ from brainloc.scans import (
     read_uploads,
     sequence_scan,
 )
-from brainloc.study import study_case
+from brainloc.study import series_label, study_case, upload_notes
 from db import clinical
 from db.arrays import array_from_bytes
 
@@ -217,6 +217,50 @@ def analyze_sequences(
     return _analyze_scans(
         pipeline, [combine_series(series)], names, progress=progress, max_slices=max_slices
     )
+
+
+def analyze_chosen_series(
+    pipeline,
+    scans: Sequence[Scan],
+    chosen: dict[str, int],
+    file_names: Sequence[str],
+    *,
+    progress: Progress | None = None,
+    max_slices: int | None = None,
+) -> Outcome:
+    """Analyse one case made of three series the user picked from a study's scans.
+
+    Args:
+        scans: what :func:`brainloc.scans.read_uploads` read from the study's files.
+        chosen: the index in ``scans`` of the pre-contrast, FLAIR and post-contrast series.
+        file_names: the uploaded files' names (the case's source).
+        progress, max_slices: as for :func:`analyze_uploads`.
+
+    Raises:
+        brainloc.scans.ScanError: a series is missing, chosen twice, or the three cannot be
+            combined (message fit for the user).
+    """
+    missing = [name for name in ALL_SEQUENCES if chosen.get(name) is None]
+    if missing:
+        raise ScanError(f"choose the {' and the '.join(missing)} series")
+    picked = {name: chosen[name] for name in ALL_SEQUENCES}
+    if not all(0 <= index < len(scans) for index in picked.values()):
+        raise ScanError("a chosen series is not part of this upload; upload the study again")
+    if len(set(picked.values())) < len(picked):
+        raise ScanError("the same series was chosen for two sequences; choose three series")
+    series = {name: scans[index] for name, index in picked.items()}
+    named = ", ".join(f"{name} {series_label(scans[index])}" for name, index in picked.items())
+    combined = combine_series(series)
+    carried = upload_notes(scans, series.values())
+    combined = replace(combined, notes=tuple(dict.fromkeys((*carried, *combined.notes))))
+    outcome = _analyze_scans(
+        pipeline, [combined], file_names, progress=progress, max_slices=max_slices
+    )
+    return replace(outcome, notes=(*outcome.notes, f"{CHOSEN_PREFIX}: {named}"))
+
+
+#: How the note naming the series a user chose from a study begins.
+CHOSEN_PREFIX = "series chosen by the user"
 
 
 def _analyze_scans(

@@ -22,7 +22,7 @@ or the DICOM header names a contrast agent, and pre-contrast otherwise.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from brainloc.scan_align import combine_series
@@ -101,18 +101,7 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
     scans = list(scans)
     if len(scans) < 3:
         return scans, ()
-    found: dict[str, list[Scan]] = {name: [] for name in ALL_SEQUENCES}
-    for scan in scans:
-        name = scan_sequence(scan)
-        if name is not None:
-            found[name].append(scan)
-    # The case is shown and analysed in the FLAIR series' slices, which must be axial; the
-    # others may be resampled onto them (brainloc.scan_align), but an axial one is preferred.
-    found["FLAIR"] = [scan for scan in found["FLAIR"] if _axial(scan)]
-    for name in ALL_SEQUENCES:
-        axial = [scan for scan in found[name] if _axial(scan)]
-        if len(found[name]) > 1 and axial:
-            found[name] = axial
+    found = _candidates(scans)
     if not all(found.values()):
         return scans, ()
     ambiguous = [name for name in ALL_SEQUENCES if len(found[name]) > 1]
@@ -135,17 +124,66 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
             "was analysed on its own",
         )
     others = [scan for scan in scans if not any(scan is pick for pick in chosen.values())]
-    # Notes about the upload as a whole (what a ZIP skipped, series too long to read) ride on
-    # its first scan, which may be left out: keep them. Its own conversion notes are those the
-    # chosen series carry too, or the single-sequence note that combining replaces.
-    first = scans[0]
-    left_out = not any(first is pick for pick in chosen.values())
-    kept = [note for note in first.notes if note != SINGLE_SEQUENCE_NOTE] if left_out else []
+    kept = upload_notes(scans, chosen.values())
     combined = replace(combined, notes=tuple(dict.fromkeys((*kept, *combined.notes))))
     note = f"{RECOGNISED_PREFIX}: {named}"
     if others:
         note += f"; not analysed: {', '.join(series_label(scan) for scan in others)}"
     return [combined], (note,)
+
+
+def upload_notes(scans: Sequence[Scan], used: Iterable[Scan]) -> list[str]:
+    """Notes about a whole upload (what a ZIP skipped, series too long to read) that would be
+    lost with its first scan when that scan is not ``used``.
+
+    :func:`brainloc.scans.read_uploads` puts them on the first scan. Its own conversion notes
+    come too; they are those the used series carry, or the single-sequence note that
+    combining replaces (left out here).
+    """
+    first = scans[0]
+    if any(first is scan for scan in used):
+        return []
+    return [note for note in first.notes if note != SINGLE_SEQUENCE_NOTE]
+
+
+def _candidates(scans: Sequence[Scan]) -> dict[str, list[Scan]]:
+    """The scans that could be each model channel, by their names."""
+    found: dict[str, list[Scan]] = {name: [] for name in ALL_SEQUENCES}
+    for scan in scans:
+        name = scan_sequence(scan)
+        if name is not None:
+            found[name].append(scan)
+    # The case is shown and analysed in the FLAIR series' slices, which must be axial; the
+    # others may be resampled onto them (brainloc.scan_align), but an axial one is preferred.
+    found["FLAIR"] = [scan for scan in found["FLAIR"] if _axial(scan)]
+    for name in ALL_SEQUENCES:
+        axial = [scan for scan in found[name] if _axial(scan)]
+        if len(found[name]) > 1 and axial:
+            found[name] = axial
+    return found
+
+
+def guess_assignment(scans: Sequence[Scan]) -> dict[str, int | None]:
+    """For each model channel, the index of the one scan whose name says it is that channel
+    (as :func:`study_case` would choose), or None when none or several do."""
+    found = _candidates(scans)
+    guess: dict[str, int | None] = {}
+    for name in ALL_SEQUENCES:
+        unique = found[name][0] if len(found[name]) == 1 else None
+        guess[name] = next((k for k, scan in enumerate(scans) if scan is unique), None)
+    return guess
+
+
+def describe_series(scan: Scan) -> str:
+    """One line for choosing a series: name, plane, slices and matrix, e.g.
+    "'AX T2 FLAIR' · axial · 20 slices of 256×256"."""
+    parts = [series_label(scan)]
+    if scan.header is not None and scan.header.plane:
+        parts.append(scan.header.plane)
+    if not scan.single_sequence:
+        parts.append("three sequences as colour")
+    parts.append(f"{scan.n_slices} slice(s) of {scan.shape[0]}×{scan.shape[1]}")
+    return " · ".join(parts)
 
 
 def _chosen_label(name: str, scan: Scan) -> str:

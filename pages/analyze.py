@@ -1,4 +1,5 @@
-"""Analyze page: upload a slice, several slices, a case or its three sequences; see the result.
+"""Analyze page: upload a slice, several slices, a case, its three sequences or a study whose
+series the user picks; see the result.
 
 Uploads are read and checked by :mod:`brainloc.scans`; a bad file shows its own message and
 nothing is saved. The analysis is stored with the scan, mask, results and model versions,
@@ -9,9 +10,16 @@ import logging
 
 import streamlit as st
 
-from brainloc.casework import analyze_sequences, analyze_uploads, load_case, save_outcome
-from brainloc.scans import ALL_SEQUENCES, ScanError
+from brainloc.casework import (
+    analyze_chosen_series,
+    analyze_sequences,
+    analyze_uploads,
+    load_case,
+    save_outcome,
+)
+from brainloc.scans import ALL_SEQUENCES, ScanError, read_uploads
 from brainloc.settings import get_settings
+from brainloc.study import describe_series, guess_assignment
 from db.engine import session_scope
 from ui.case_view import render_case
 from ui.guard import require_user
@@ -34,9 +42,10 @@ pipeline = get_pipeline()
 
 ONE_UPLOAD = "One upload"
 PER_SEQUENCE = "One upload per sequence"
+STUDY = "A study: choose its series"
 mode = st.radio(
     "How the case is stored",
-    [ONE_UPLOAD, PER_SEQUENCE],
+    [ONE_UPLOAD, PER_SEQUENCE, STUDY],
     horizontal=True,
     captions=[
         "Files holding all three sequences as channels (like the Kaggle LGG slices); a study "
@@ -44,49 +53,22 @@ mode = st.radio(
         "'AX FLAIR', 'AX T1 +C'), combined for you; or one sequence only (read as FLAIR)",
         "Pre-contrast, FLAIR and post-contrast as three series: on one grid, or DICOM series "
         "that are resampled onto the FLAIR slices by the positions in their headers",
+        "A PACS export (a ZIP, or its DICOM files): you pick which of its series is "
+        "pre-contrast, FLAIR and post-contrast",
     ],
     key="analyze_mode",
 )
-
-with st.form("analyze_form"):
-    if mode == PER_SEQUENCE:
-        files = {
-            name: st.file_uploader(
-                f"{name[0].upper()}{name[1:]} files",
-                type=FILE_TYPES,
-                accept_multiple_files=True,
-                key=f"analyze_files_{name}",
-            )
-            for name in ALL_SEQUENCES
-        }
-    else:
-        files = st.file_uploader(
-            "Scan files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_files"
-        )
-    case_reference = st.text_input(
-        "Case reference",
-        max_chars=200,
-        placeholder="e.g. your hospital's case or accession number",
-        key="analyze_case_ref",
-    )
-    submitted = st.form_submit_button(
-        "Analyze", type="primary", disabled=pipeline is None, key="analyze_run"
-    )
 
 
 def _contents(chosen) -> list[tuple[str, bytes]]:
     return [(file.name, file.getvalue()) for file in chosen or ()]
 
 
-def _run(files, case_reference: str) -> int | None:
+def _run(analyse, case_reference: str) -> int | None:
     """Analyse and save; returns the new analysis id, or None after showing why not.
 
-    ``files``: the uploaded files, or a dict of them per sequence (one upload per sequence).
+    ``analyse(progress, max_slices)`` reads the upload and returns the Outcome.
     """
-    per_sequence = isinstance(files, dict)
-    if not (any(files.values()) if per_sequence else files):
-        st.error("Choose at least one scan file.")
-        return None
     if not case_reference.strip():
         st.error("Enter a case reference, so you can find this analysis again.")
         return None
@@ -95,13 +77,8 @@ def _run(files, case_reference: str) -> int | None:
     def show(share: float) -> None:
         bar.progress(share, text=f"Analysing... {share:.0%}")
 
-    limit = get_settings().scan_limits.max_slices
     try:
-        if per_sequence:
-            uploads = {name: _contents(chosen) for name, chosen in files.items()}
-            outcome = analyze_sequences(pipeline, uploads, progress=show, max_slices=limit)
-        else:
-            outcome = analyze_uploads(pipeline, _contents(files), progress=show, max_slices=limit)
+        outcome = analyse(show, get_settings().scan_limits.max_slices)
         with session_scope() as session:
             analysis_id = save_outcome(
                 session, owner_id=user.id, case_reference=case_reference, outcome=outcome
@@ -119,10 +96,118 @@ def _run(files, case_reference: str) -> int | None:
     return analysis_id
 
 
-if submitted:
-    new_id = _run(files, case_reference)
-    if new_id is not None:
-        st.session_state[LAST_KEY] = new_id
+def _study_scans(files):
+    """The scans of the uploaded study, read once per upload; None after showing why not."""
+    if not files:
+        st.session_state.pop(STUDY_KEY, None)
+        return None
+    upload = tuple(file.file_id for file in files)
+    held = st.session_state.get(STUDY_KEY)
+    if held is None or held[0] != upload:
+        try:
+            with st.spinner("Reading the study..."):
+                scans = read_uploads(_contents(files))
+        except ScanError as error:
+            st.session_state.pop(STUDY_KEY, None)
+            st.error(f"{error}")
+            return None
+        held = (upload, scans)
+        st.session_state[STUDY_KEY] = held
+    return held[1]
+
+
+def _label(name: str) -> str:
+    return f"{name[0].upper()}{name[1:]}"
+
+
+STUDY_KEY = "analyze_study_scans"
+new_id = None
+if mode == STUDY:
+    study_files = st.file_uploader(
+        "Study files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_study_files"
+    )
+    scans = _study_scans(study_files)
+    if scans:
+        st.caption(
+            f"{len(scans)} series found. Those whose names say which sequence they are are "
+            "chosen already; check them."
+        )
+        labels = [describe_series(scan) for scan in scans]
+        guess = guess_assignment(scans)
+        with st.form("analyze_study_form"):
+            chosen = {
+                name: st.selectbox(
+                    f"{_label(name)} series",
+                    options=range(len(scans)),
+                    index=guess[name],
+                    format_func=labels.__getitem__,
+                    placeholder="Choose a series",
+                    key=f"analyze_study_{name}",
+                )
+                for name in ALL_SEQUENCES
+            }
+            case_reference = st.text_input(
+                "Case reference",
+                max_chars=200,
+                placeholder="e.g. your hospital's case or accession number",
+                key="analyze_case_ref",
+            )
+            submitted = st.form_submit_button(
+                "Analyze", type="primary", disabled=pipeline is None, key="analyze_run"
+            )
+        if submitted:
+            names = [file.name for file in study_files]
+            new_id = _run(
+                lambda show, limit: analyze_chosen_series(
+                    pipeline, scans, chosen, names, progress=show, max_slices=limit
+                ),
+                case_reference,
+            )
+else:
+    with st.form("analyze_form"):
+        if mode == PER_SEQUENCE:
+            files = {
+                name: st.file_uploader(
+                    f"{_label(name)} files",
+                    type=FILE_TYPES,
+                    accept_multiple_files=True,
+                    key=f"analyze_files_{name}",
+                )
+                for name in ALL_SEQUENCES
+            }
+        else:
+            files = st.file_uploader(
+                "Scan files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_files"
+            )
+        case_reference = st.text_input(
+            "Case reference",
+            max_chars=200,
+            placeholder="e.g. your hospital's case or accession number",
+            key="analyze_case_ref",
+        )
+        submitted = st.form_submit_button(
+            "Analyze", type="primary", disabled=pipeline is None, key="analyze_run"
+        )
+    if submitted:
+        if not (any(files.values()) if mode == PER_SEQUENCE else files):
+            st.error("Choose at least one scan file.")
+        elif mode == PER_SEQUENCE:
+            uploads = {name: _contents(chosen) for name, chosen in files.items()}
+            new_id = _run(
+                lambda show, limit: analyze_sequences(
+                    pipeline, uploads, progress=show, max_slices=limit
+                ),
+                case_reference,
+            )
+        else:
+            new_id = _run(
+                lambda show, limit: analyze_uploads(
+                    pipeline, _contents(files), progress=show, max_slices=limit
+                ),
+                case_reference,
+            )
+if new_id is not None:
+    st.session_state[LAST_KEY] = new_id
 
 last_id = st.session_state.get(LAST_KEY)
 if last_id is not None:

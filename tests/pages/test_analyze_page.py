@@ -263,3 +263,59 @@ def test_a_study_export_is_analysed_as_its_three_recognised_series(clinic):
         "'AX T1 POST GAD'; not analysed: 'COR T1 POST GAD'"
     ) in shown
     assert "Only FLAIR present" not in shown
+
+
+def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(clinic):
+    import io
+    import zipfile
+
+    from brainloc.casework import CHOSEN_PREFIX
+    from brainloc.scans import ALL_SEQUENCES
+    from tests.brainloc.scan_factory import encode_study
+
+    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
+    grey = stack.astype(np.uint16) * 16
+    # Two FLAIR series: which one is meant is the user's call.
+    series = {
+        "AX T1": grey[..., 0],
+        "AX FLAIR": grey[..., 1],
+        "AX FLAIR repeat": grey[..., 1],
+        "AX T1 +C": grey[..., 2],
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in encode_study(series).items():
+            archive.writestr(name, data)
+    at = open_page("analyze.py", clinic.alice)
+    at.radio(key="analyze_mode").set_value("A study: choose its series").run()
+    at.file_uploader(key="analyze_study_files").set_value(
+        [("study.zip", buffer.getvalue(), "application/zip")]
+    ).run()
+    assert not at.exception
+    boxes = {name: at.selectbox(key=f"analyze_study_{name}") for name in ALL_SEQUENCES}
+    assert boxes["pre-contrast"].value == 0 and boxes["post-contrast"].value == 3
+    assert boxes["FLAIR"].value is None  # two candidates: not guessed
+    assert boxes["FLAIR"].options == [
+        "'AX T1' · axial · 2 slice(s) of 64×64",
+        "'AX FLAIR' · axial · 2 slice(s) of 64×64",
+        "'AX FLAIR repeat' · axial · 2 slice(s) of 64×64",
+        "'AX T1 +C' · axial · 2 slice(s) of 64×64",
+    ]
+    at.text_input(key="analyze_case_ref").set_value("PICK-1")
+    # Left unchosen, or one series twice: said, nothing saved.
+    at = at.button(key="analyze_run").click().run()
+    assert "Nothing was saved. choose the FLAIR series" in _texts(at.error)
+    at.selectbox(key="analyze_study_FLAIR").set_value(0)
+    at = at.button(key="analyze_run").click().run()
+    assert "the same series was chosen for two sequences" in _texts(at.error)
+    assert _analyses(clinic, clinic.alice) == []
+    at.selectbox(key="analyze_study_FLAIR").set_value(2)
+    at = at.button(key="analyze_run").click().run()
+    assert not at.exception and "Nothing was saved" not in _texts(at.error)
+    (saved,) = _analyses(clinic, clinic.alice)
+    assert saved.slice_count == 2 and saved.has_tumor and saved.case_reference == "PICK-1"
+    assert sorted(saved.findings["sequences_present"]) == sorted(ALL_SEQUENCES)
+    chosen = (
+        f"{CHOSEN_PREFIX}: pre-contrast 'AX T1', FLAIR 'AX FLAIR repeat', post-contrast 'AX T1 +C'"
+    )
+    assert chosen in saved.findings["scan_notes"] and chosen in _texts(at.caption)
