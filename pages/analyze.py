@@ -35,7 +35,7 @@ st.title("Analyze")
 st.caption(
     "Upload one MRI slice, several slices, or a whole case (multi-page TIFF, a DICOM series "
     "as several files, a NIfTI volume, or a ZIP of them such as a study exported from PACS), "
-    "or a case's three sequences one upload each. "
+    "or a case's three sequences one upload each, or a study whose series you pick. "
     "BrainLoc supports, and does not replace, a specialist's judgement."
 )
 pipeline = get_pipeline()
