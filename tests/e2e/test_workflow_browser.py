@@ -227,6 +227,26 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     expect(page.get_by_text("Only FLAIR present", exact=False)).to_have_count(0)
     expect(page.get_by_text("Tumor probability", exact=False).first).to_be_visible()
 
+    # The same study with its series picked by hand: the page lists them, with those named as
+    # a sequence chosen already, and the choice goes with the case.
+    _go(page, "Analyze")
+    page.get_by_text("A study: choose its series", exact=True).click()
+    wait_idle(page)
+    page.locator("input[type='file']").set_input_files(str(archive))
+    expect(page.get_by_text("4 series found.", exact=False)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(page)
+    flair = page.get_by_role("combobox", name="FLAIR series")
+    expect(flair).to_have_value("'AX T2 FLAIR' · axial · 1 slice(s) of 256×256")
+    page.get_by_label("Case reference").fill("E2E-CASE-4")
+    page.get_by_role("button", name="Analyze", exact=True).click()
+    expect(page.get_by_text("Result: E2E-CASE-4")).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
+    expect(
+        page.get_by_text(
+            "series chosen by the user: pre-contrast 'AX T1', FLAIR 'AX T2 FLAIR', "
+            "post-contrast 'AX T1 +C'"
+        )
+    ).to_be_visible()
+
     # Patient work never phones home: every request of the whole session, the tab's icon
     # included, went to this server (or stayed in the browser).
     outside = outside_requests(requested, server)
