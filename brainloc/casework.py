@@ -173,7 +173,7 @@ def analyze_uploads(
 SEPARATE_SERIES_NOTE = (
     "this upload holds separate single-sequence series of the same size, each analysed as "
     "FLAIR; if they are one case's pre-contrast, FLAIR and post-contrast series, analyse them "
-    "with 'One upload per sequence'"
+    "with 'A study: choose its series' or 'One upload per sequence'"
 )
 
 

@@ -10,7 +10,8 @@ each of the three (the FLAIR series axial; of several candidates the one axial s
 them into one three-sequence case (:func:`brainloc.scan_align.combine_series`: as they are
 when they lie on one grid, else resampled onto the FLAIR slices by their DICOM headers).
 Anything less certain leaves the upload as it was, with a note saying why, so that the
-user can assign the series by hand ("One upload per sequence").
+user can pick the series by hand (the Analyze page's "A study: choose its series", with
+:func:`guess_assignment` filling in what the names settle).
 
 The rules are deliberately plain (:func:`sequence_from_text`): "FLAIR", "dark-fluid" or
 Siemens' "TIRM" names FLAIR unless the name also says T1 (a T1-weighted FLAIR is a T1
@@ -111,8 +112,8 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
         )
         return scans, (
             f"more than one series could be the {' and the '.join(ambiguous)} series "
-            f"({listed}), so the series were not combined; choose them with 'One upload per "
-            "sequence'",
+            f"({listed}), so the series were not combined; choose them with 'A study: choose its "
+            "series'",
         )
     chosen = {name: found[name][0] for name in ALL_SEQUENCES}
     named = ", ".join(f"{name} {_chosen_label(name, chosen[name])}" for name in ALL_SEQUENCES)
