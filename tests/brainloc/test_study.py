@@ -235,3 +235,25 @@ def test_series_a_case_cannot_hold_are_left_out_of_a_study_not_refused(monkeypat
     alone = {name: data for name, data in members.items() if name.startswith("S03/")}
     with pytest.raises(ScanError, match="6 slices; at most 4 are accepted"):
         read_uploads([("perfusion.zip", _zip(alone))])
+
+
+def test_the_guess_for_picking_series_by_hand_fills_in_what_the_names_settle():
+    from brainloc.study import describe_series, guess_assignment
+
+    volume = _volume()
+    scans = read_uploads([("study.zip", _study(volume))])
+    names = [scan.header.description for scan in scans]
+    guess = guess_assignment(scans)
+    # The axial T1 +C wins over the sagittal one, as when the study is combined by itself.
+    assert {name: names[k] for name, k in guess.items()} == {
+        "pre-contrast": "AX T1 SE",
+        "FLAIR": "AX T2 FLAIR",
+        "post-contrast": "AX T1 SE +C",
+    }
+    assert describe_series(scans[names.index("SAG T1 +C")]) == (
+        "'SAG T1 +C' · sagittal · 3 slice(s) of 48×48"
+    )
+    # Two FLAIR candidates: no guess for FLAIR, the others still guessed.
+    twice = read_uploads([("s.zip", _study(volume, extra={"AX FLAIR 2": _grey(volume, 1)}))])
+    guess = guess_assignment(twice)
+    assert guess["FLAIR"] is None and guess["pre-contrast"] is not None
