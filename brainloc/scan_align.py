@@ -106,29 +106,30 @@ def resample_onto(scan: Scan, reference: Scan, name: str) -> tuple[np.ndarray, n
     else:
         step = float(scan.slice_thickness_mm or 1.0)
     height, width = reference.shape
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-    in_plane = (
-        cols[..., None] * target.spacing[1] * target.across
-        + rows[..., None] * target.spacing[0] * target.down
-    )
+    rows = np.arange(height, dtype=np.float64)[:, None]
+    cols = np.arange(width, dtype=np.float64)[None, :]
+    # Each coordinate in the moving series (slice, row, column) is affine in the reference
+    # pixel's row and column: start + row * per_row + column * per_column.
+    axes = np.stack([moving.normal / step, moving.down / moving.spacing[0],
+                     moving.across / moving.spacing[1]])  # fmt: skip
+    per_row = axes @ (target.down * target.spacing[0])
+    per_column = axes @ (target.across * target.spacing[1])
     volume = scan.slices[..., 0].astype(np.float32)
     last = scan.n_slices - 1
     out = np.zeros((reference.n_slices, height, width), dtype=np.uint8)
     inside = np.zeros(reference.n_slices, dtype=bool)
     for k, origin in enumerate(target.origins):
-        offset = origin + in_plane - moving.origins[0]  # (H, W, 3)
-        depth = offset @ moving.normal / step
-        inside[k] = -0.5 <= depth[height // 2, width // 2] <= last + 0.5
-        coordinates = [
-            np.clip(depth, 0, last),  # within half a slice: the nearest slice's values
-            offset @ moving.down / moving.spacing[0],
-            offset @ moving.across / moving.spacing[1],
-        ]
+        start = axes @ (origin - moving.origins[0])
         # Rounded to a millionth of a pixel: an edge pixel computed as -1e-15 stays inside the
         # field of view; beyond it, everything is 0.
-        coordinates = [np.round(axis, 6) for axis in coordinates]
+        depth, row, column = (
+            np.round(start[a] + rows * per_row[a] + cols * per_column[a], 6) for a in range(3)
+        )
+        inside[k] = -0.5 <= depth[height // 2, width // 2] <= last + 0.5
+        # Within half a slice of the slab, the nearest slice's values; beyond it, nothing.
+        coordinates = np.stack([np.clip(depth, 0, last), row, column])
         sampled = map_coordinates(volume, coordinates, order=1, mode="constant", cval=0.0)
-        sampled[(depth < -0.5) | (depth > last + 0.5)] = 0.0  # beyond the slab: nothing
+        sampled[(depth < -0.5) | (depth > last + 0.5)] = 0.0
         out[k] = np.clip(np.rint(sampled), 0, 255).astype(np.uint8)
     return out, inside
 

@@ -4,7 +4,10 @@ A series is ordered by slice position along the slice normal
 (ImagePositionPatient projected on the cross product of
 ImageOrientationPatient's row and column directions), falling back to
 InstanceNumber, then to the file name. Pixel spacing (PixelSpacing, row then
-column, mm) and the distance between slices are kept for the findings.
+column, mm) and the distance between slices are kept for the findings; slice
+positions and orientation for combining series (:mod:`brainloc.scan_align`); the
+series description, plane and contrast agent for recognising a study's sequences
+(:mod:`brainloc.study`).
 """
 
 from __future__ import annotations
@@ -235,8 +238,8 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
     for items in groups.values():
         if several and len(items) > max_slices:
             described = _header(items[0][1]).description
-            left_out.append(f"'{described}'" if described else f"a series ({items[0][0]} …)")
-            left_out[-1] += f" ({len(items)} files)"
+            label = f"'{described}'" if described else f"a series ({items[0][0]} …)"
+            left_out.append(f"{label} ({len(items)} files)")
             continue
         scans.append(_series_scan(items))
     scans.extend(read_dicom(data, name) for name, data in multiframe)
