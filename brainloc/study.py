@@ -16,7 +16,8 @@ user can pick the series by hand (the Analyze page's "A study: choose its series
 The rules are deliberately plain (:func:`sequence_from_text`): "FLAIR", "dark-fluid" or
 Siemens' "TIRM" names FLAIR unless the name also says T1 (a T1-weighted FLAIR is a T1
 series); "T1", "MPRAGE", "SPGR" or "BRAVO" names a T1-weighted series, which is
-post-contrast when the name says so ("+C", "post", "Gd", "gado", "contrast", "CE", "T1C")
+post-contrast when the name says so ("+C", "post", "Gd", "gado", "contrast", "CE", "T1C", and
+Italian "MDC" and German "KM")
 or the DICOM header names a contrast agent, and pre-contrast otherwise.
 """
 
@@ -35,7 +36,7 @@ RECOGNISED_PREFIX = "sequences recognised from the series' names"
 _T1 = re.compile(r"(?<![a-z0-9])t1|mprage|spgr|bravo")
 _FLAIR = re.compile(r"flair|dark ?fluid|tirm")
 _CONTRAST = re.compile(
-    r"\+ ?c(?![a-z])|\+ ?gd|c\+|(?<![a-z])(post|gd|gad|gado\w*|contrast|ce|mdc)(?![a-z])"
+    r"\+ ?c(?![a-z])|\+ ?gd|c\+|(?<![a-z])(post|gd|gad|gado\w*|contrast|ce|mdc|km)(?![a-z])"
     r"|t1 ?(c|ce|gd)(?![a-z])"
 )
 

@@ -40,6 +40,8 @@ from tests.brainloc.scan_factory import (
         ("3D SPGR contrast", "post-contrast"),
         ("BraTS20_Training_001_t1ce.nii.gz", "post-contrast"),
         ("t1c.nii.gz", "post-contrast"),
+        ("T1 tra KM", "post-contrast"),  # Kontrastmittel
+        ("T1 SE ax MDC", "post-contrast"),  # mezzo di contrasto
         ("AX T2 FSE", None),
         ("DWI b1000", None),
         ("ADC", None),
