@@ -4,8 +4,8 @@ The models read pre-contrast, FLAIR and post-contrast of the same slice. A clini
 one examination often differ in slice positions, slice distance, matrix or plane (a 5 mm
 axial FLAIR beside a 1 mm sagittal 3D T1 after contrast). Their DICOM headers place every
 pixel in the scanner's patient coordinates (ImagePositionPatient, ImageOrientationPatient,
-PixelSpacing), as a PACS viewer uses for its reference lines. :func:`combine_series` uses
-them: series already on one grid are combined as they are
+PixelSpacing), as a PACS viewer uses for its reference lines; a NIfTI file's affine does the
+same (the reader converts it to DICOM's axes). :func:`combine_series` uses them: series already on one grid are combined as they are
 (:func:`brainloc.scans.combine_sequences`); otherwise the pre-contrast and post-contrast
 series are sampled (trilinear interpolation) at every pixel of every FLAIR slice, and FLAIR
 slices outside either series' slab are left out. This is not image registration: if the
@@ -202,7 +202,7 @@ def combine_series(series: dict[str, Scan]) -> Scan:
     which = " and ".join(moved)
     note = (
         f"{which} lay on other slices or pixel grids than FLAIR and "
-        f"{'were' if len(moved) > 1 else 'was'} {RESAMPLED_MARK} in the DICOM headers "
+        f"{'were' if len(moved) > 1 else 'was'} {RESAMPLED_MARK} in the file headers "
         "(trilinear interpolation; movement of the patient between the series is not "
         "corrected)"
     )

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 
 from brainloc.scan_dicom import looks_like_raw_dicom, read_dicom, read_dicom_series
 from brainloc.scan_normalize import build_scan, check_dimensions
-from brainloc.scans import ScanError
+from brainloc.scans import ScanError, SeriesHeader
 
 __all__ = ["READERS", "gunzip_capped", "looks_like_raw_dicom", "read_dicom_series"]
 
@@ -203,11 +203,18 @@ def read_nifti(data: bytes, label: str):
     spacing = (zooms[1], zooms[0]) if len(zooms) >= 2 else None
     thickness = zooms[2] if len(zooms) == 3 and shape[2] > 1 else None
     names = tuple(f"{label} [axial slice {k + 1}]" for k in range(slices.shape[0]))
-    # Where each shown slice's first pixel lies (the voxel flipped to the top left above), in
-    # the file's world coordinates: what tells whether two volumes hold the same slices.
+    # Where each shown slice's first pixel lies (the voxel flipped to the top left above), and
+    # in which directions its columns and rows advance: in DICOM's patient coordinates (LPS;
+    # NIfTI's world is RAS), so that NIfTI and DICOM series of one examination compare.
     nx, ny, nz = volume.shape
-    corners = canonical.affine @ np.array([[nx - 1, ny - 1, k, 1] for k in range(nz)]).T
-    positions = tuple(tuple(float(v) for v in corners[:3, k]) for k in range(nz))
+    affine = canonical.affine
+    corners = _RAS_TO_LPS @ (affine @ np.array([[nx - 1, ny - 1, k, 1] for k in range(nz)]).T)[:3]
+    positions = tuple(tuple(float(v) for v in corners[:, k]) for k in range(nz))
+    across, down = (_RAS_TO_LPS @ -affine[:3, axis] for axis in (0, 1))
+    orientation = None
+    if min(np.linalg.norm(across), np.linalg.norm(down)) > 0:
+        unit = np.concatenate([across / np.linalg.norm(across), down / np.linalg.norm(down)])
+        orientation = tuple(float(v) for v in unit) if np.isfinite(unit).all() else None
     return build_scan(
         slices,
         label=label,
@@ -217,8 +224,12 @@ def read_nifti(data: bytes, label: str):
         slice_thickness_mm=thickness,
         notes=("axial slices shown in radiological convention (patient right on image left)",),
         positions_mm=positions if np.isfinite(positions).all() else None,
+        header=SeriesHeader(plane="axial", orientation=orientation),
     )
 
+
+#: NIfTI's world axes (right, anterior, superior) to DICOM's (left, posterior, superior).
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 READERS = {
     "tiff": read_tiff,

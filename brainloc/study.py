@@ -8,7 +8,7 @@ is (a DICOM series' SeriesDescription or ProtocolName and ContrastBolusAgent, or
 file's name such as ``case_t1ce.nii.gz``) and, when exactly one series is recognised for
 each of the three (the FLAIR series axial; of several candidates the one axial series), combines
 them into one three-sequence case (:func:`brainloc.scan_align.combine_series`: as they are
-when they lie on one grid, else resampled onto the FLAIR slices by their DICOM headers).
+when they lie on one grid, else resampled onto the FLAIR slices by their file headers).
 Anything less certain leaves the upload as it was, with a note saying why, so that the
 user can pick the series by hand (the Analyze page's "A study: choose its series", with
 :func:`guess_assignment` filling in what the names settle).

@@ -51,8 +51,8 @@ mode = st.radio(
         "Files holding all three sequences as channels (like the Kaggle LGG slices); a study "
         "whose pre-contrast, FLAIR and post-contrast series are named as such (e.g. 'AX T1', "
         "'AX FLAIR', 'AX T1 +C'), combined for you; or one sequence only (read as FLAIR)",
-        "Pre-contrast, FLAIR and post-contrast as three series: on one grid, or DICOM series "
-        "that are resampled onto the FLAIR slices by the positions in their headers",
+        "Pre-contrast, FLAIR and post-contrast as three series: on one grid, or DICOM or NIfTI "
+        "series that are resampled onto the FLAIR slices by the positions in their headers",
         "A PACS export (a ZIP, or its DICOM files): you pick which of its series is "
         "pre-contrast, FLAIR and post-contrast",
     ],

@@ -255,3 +255,45 @@ def test_any_oblique_grid_resamples_onto_itself_exactly_and_onto_the_flair_close
     assert covered[inside].mean() > 0.5
     error = np.abs(values.astype(float) - flair.slices[..., 0])
     assert error[covered].mean() < 2.0
+
+
+def _nifti_of(scan: Scan) -> bytes:
+    """An axial scan written as the NIfTI volume that BrainLoc's reader shows as that scan.
+
+    The reader shows voxel (x, y, z) of the RAS-oriented volume at row ny-1-y, column nx-1-x;
+    for an axial DICOM-style grid (LPS, rows along +y_LPS, columns along +x_LPS) that is the
+    affine below, with the first pixel's LPS position turned into RAS.
+    """
+    import nibabel as nib
+
+    dy, dx = scan.spacing_mm
+    n, ny, nx = scan.slices.shape[:3]
+    step = scan.positions_mm[1][2] - scan.positions_mm[0][2]
+    x0, y0, z0 = scan.positions_mm[0]
+    affine = np.diag([dx, dy, step, 1.0])
+    affine[:3, 3] = (-x0 - dx * (nx - 1), -y0 - dy * (ny - 1), z0)
+    volume = scan.slices[..., 0].transpose(2, 1, 0)[::-1, ::-1, :].astype(np.int16) * 8
+    return nib.Nifti1Image(np.ascontiguousarray(volume), affine).to_bytes()
+
+
+def test_nifti_volumes_share_dicom_s_coordinates_and_are_resampled_alike():
+    from brainloc.scans import read_scan, read_uploads
+
+    flair = flair_grid()
+    # The same grid as a DICOM series and as a NIfTI volume: the same slices, the same pixels.
+    (as_dicom,) = read_uploads(_dicom_files(flair, 81, AXIAL))
+    as_nifti = read_scan(_nifti_of(flair), "flair.nii")
+    np.testing.assert_allclose(as_nifti.positions_mm, as_dicom.positions_mm, atol=1e-6)
+    np.testing.assert_allclose(as_nifti.header.orientation, AXIAL, atol=1e-9)
+    case = combine_series({"pre-contrast": as_nifti, "FLAIR": as_dicom, "post-contrast": as_nifti})
+    assert not any(RESAMPLED_MARK in n for n in case.notes)  # one grid: nothing resampled
+    # A finer NIfTI volume of the same box lands on the FLAIR slices like a DICOM series would.
+    finer = sampled_series(AXIAL, (-33.3, -38.1, -14.0), (90, 80), (0.8, 0.7), 30, 2.0)
+    moved = read_scan(_nifti_of(finer), "t1.nii")
+    case = combine_series({"pre-contrast": moved, "FLAIR": as_nifti, "post-contrast": as_nifti})
+    (note,) = [n for n in case.notes if RESAMPLED_MARK in n]
+    assert note.startswith("pre-contrast lay on other slices")
+    pre, truth = case.slices[..., 0].astype(float), flair.slices[..., 0].astype(float)
+    covered = pre > 0
+    assert covered.mean() > 0.85
+    assert np.corrcoef(pre[covered], truth[covered])[0, 1] > 0.99
