@@ -113,6 +113,8 @@ def _study_scans(files):
             return None
         held = (upload, scans)
         st.session_state[STUDY_KEY] = held
+        for name in ALL_SEQUENCES:  # a new study: its own guesses, not the last one's choices
+            st.session_state.pop(f"analyze_study_{name}", None)
     return held[1]
 
 
@@ -134,18 +136,29 @@ if mode == STUDY:
         )
         labels = [describe_series(scan) for scan in scans]
         guess = guess_assignment(scans)
-        with st.form("analyze_study_form"):
-            chosen = {
-                name: st.selectbox(
-                    f"{_label(name)} series",
-                    options=range(len(scans)),
-                    index=guess[name],
-                    format_func=labels.__getitem__,
-                    placeholder="Choose a series",
-                    key=f"analyze_study_{name}",
+        # Outside the form, so that each choice shows its series at once.
+        chosen = {
+            name: st.selectbox(
+                f"{_label(name)} series",
+                options=range(len(scans)),
+                index=guess[name],
+                format_func=labels.__getitem__,
+                placeholder="Choose a series",
+                key=f"analyze_study_{name}",
+            )
+            for name in ALL_SEQUENCES
+        }
+        # The middle slice of each choice: a radiologist knows a sequence by its look.
+        for column, name in zip(st.columns(3), ALL_SEQUENCES, strict=True):
+            if chosen[name] is not None:
+                picked = scans[chosen[name]]
+                middle = picked.n_slices // 2
+                column.image(
+                    picked.slices[middle, ..., 0],
+                    caption=f"{_label(name)}: slice {middle + 1} of {picked.n_slices}",
+                    width="stretch",
                 )
-                for name in ALL_SEQUENCES
-            }
+        with st.form("analyze_study_form"):
             case_reference = st.text_input(
                 "Case reference",
                 max_chars=200,

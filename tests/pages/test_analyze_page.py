@@ -295,6 +295,10 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
     boxes = {name: at.selectbox(key=f"analyze_study_{name}") for name in ALL_SEQUENCES}
     assert boxes["pre-contrast"].value == 0 and boxes["post-contrast"].value == 3
     assert boxes["FLAIR"].value is None  # two candidates: not guessed
+    # The chosen series are shown (their middle slice), so the choice can be checked by eye.
+    shown = [str(image.proto) for image in at.get("image")]
+    assert len(shown) == 2
+    assert "Pre-contrast: slice 2 of 2" in shown[0] and "Post-contrast: slice 2" in shown[1]
     assert boxes["FLAIR"].options == [
         "'AX T1' · axial · 2 slice(s) of 64×64",
         "'AX FLAIR' · axial · 2 slice(s) of 64×64",
@@ -309,7 +313,8 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
     at = at.button(key="analyze_run").click().run()
     assert "the same series was chosen for two sequences" in _texts(at.error)
     assert _analyses(clinic, clinic.alice) == []
-    at.selectbox(key="analyze_study_FLAIR").set_value(2)
+    at.selectbox(key="analyze_study_FLAIR").set_value(2).run()
+    assert len(at.get("image")) == 3
     at = at.button(key="analyze_run").click().run()
     assert not at.exception and "Nothing was saved" not in _texts(at.error)
     (saved,) = _analyses(clinic, clinic.alice)
@@ -319,3 +324,13 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
         f"{CHOSEN_PREFIX}: pre-contrast 'AX T1', FLAIR 'AX FLAIR repeat', post-contrast 'AX T1 +C'"
     )
     assert chosen in saved.findings["scan_notes"] and chosen in _texts(at.caption)
+    # Another study: its own guesses, not the choices made for the last one.
+    del series["AX FLAIR repeat"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in encode_study(series).items():
+            archive.writestr(name, data)
+    at.file_uploader(key="analyze_study_files").set_value(
+        [("other.zip", buffer.getvalue(), "application/zip")]
+    ).run()
+    assert [at.selectbox(key=f"analyze_study_{name}").value for name in ALL_SEQUENCES] == [0, 1, 2]
