@@ -159,6 +159,17 @@ def analyze_uploads(
             (message fit for the user).
     """
     scans, study_notes = study_case(read_uploads(files))
+    studies = [scan for scan in scans if scan.source_format == "dicom" and scan.n_slices > 1]
+    if len(studies) > 1:
+        # Several DICOM series the names did not settle: analysing each as FLAIR would mean
+        # nothing. The user picks them instead.
+        reason = f" ({study_notes[0]})" if study_notes else ""
+        raise ScanError(
+            f"this upload holds {len(studies)} DICOM series "
+            f"({', '.join(series_label(scan) for scan in studies)}) and their names do not say "
+            f"which are the pre-contrast, FLAIR and post-contrast series{reason}; choose them "
+            "under 'A study: choose its series', or upload one series"
+        )
     outcome = _analyze_scans(
         pipeline, scans, [name for name, _ in files], progress=progress, max_slices=max_slices
     )
@@ -228,29 +239,44 @@ def analyze_chosen_series(
     progress: Progress | None = None,
     max_slices: int | None = None,
 ) -> Outcome:
-    """Analyse one case made of three series the user picked from a study's scans.
+    """Analyse one case made of the series the user picked from a study's scans: pre-contrast,
+    FLAIR and post-contrast, or FLAIR alone (read as a single sequence).
 
     Args:
         scans: what :func:`brainloc.scans.read_uploads` read from the study's files.
-        chosen: the index in ``scans`` of the pre-contrast, FLAIR and post-contrast series.
+        chosen: the index in ``scans`` of the pre-contrast, FLAIR and post-contrast series
+            (None for a sequence not chosen).
         file_names: the uploaded files' names (the case's source).
         progress, max_slices: as for :func:`analyze_uploads`.
 
     Raises:
-        brainloc.scans.ScanError: a series is missing, chosen twice, or the three cannot be
-            combined (message fit for the user).
+        brainloc.scans.ScanError: FLAIR or one of the two T1 series is missing, a series is
+            chosen twice or holds three sequences, or the three cannot be combined (message
+            fit for the user).
     """
-    missing = [name for name in ALL_SEQUENCES if chosen.get(name) is None]
-    if missing:
-        raise ScanError(f"choose the {' and the '.join(missing)} series")
-    picked = {name: chosen[name] for name in ALL_SEQUENCES}
+    if chosen.get("FLAIR") is None:
+        raise ScanError("choose the FLAIR series")
+    picked = {name: chosen[name] for name in ALL_SEQUENCES if chosen.get(name) is not None}
+    if len(picked) == 2:
+        raise ScanError(
+            "choose both the pre-contrast and the post-contrast series, or neither for an "
+            "analysis of FLAIR alone"
+        )
     if not all(0 <= index < len(scans) for index in picked.values()):
         raise ScanError("a chosen series is not part of this upload; upload the study again")
     if len(set(picked.values())) < len(picked):
         raise ScanError("the same series was chosen for two sequences; choose three series")
     series = {name: scans[index] for name, index in picked.items()}
-    named = ", ".join(f"{name} {series_label(scans[index])}" for name, index in picked.items())
-    combined = combine_series(series)
+    named = ", ".join(f"{name} {series_label(scan)}" for name, scan in series.items())
+    if len(series) == 1:
+        if not series["FLAIR"].single_sequence:
+            raise ScanError(
+                "the series chosen as FLAIR holds three sequences as colour (a picture, not a "
+                "series); choose a FLAIR series"
+            )
+        combined, named = series["FLAIR"], f"{named} alone"
+    else:
+        combined = combine_series(series)
     carried = upload_notes(scans, series.values())
     combined = replace(combined, notes=tuple(dict.fromkeys((*carried, *combined.notes))))
     outcome = _analyze_scans(

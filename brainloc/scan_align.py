@@ -5,12 +5,12 @@ one examination often differ in slice positions, slice distance, matrix or plane
 axial FLAIR beside a 1 mm sagittal 3D T1 after contrast). Their DICOM headers place every
 pixel in the scanner's patient coordinates (ImagePositionPatient, ImageOrientationPatient,
 PixelSpacing), as a PACS viewer uses for its reference lines; a NIfTI file's affine does the
-same (the reader converts it to DICOM's axes). :func:`combine_series` uses them: series already on one grid are combined as they are
-(:func:`brainloc.scans.combine_sequences`); otherwise the pre-contrast and post-contrast
-series are sampled (trilinear interpolation) at every pixel of every FLAIR slice, and FLAIR
-slices outside either series' slab are left out. This is not image registration: if the
-patient moved between the series, the channels stay misaligned, which the combined case's
-caveat says.
+same (the reader converts it to DICOM's axes). :func:`combine_series` uses them: series
+already on one grid are combined as they are (:func:`brainloc.scans.combine_sequences`);
+otherwise the pre-contrast and post-contrast series are sampled (trilinear interpolation) at
+every pixel of every FLAIR slice, and FLAIR slices outside either series' slab are left out.
+This is not image registration: if the patient moved between the series, the channels stay
+misaligned, which the combined case's caveat says.
 """
 
 from __future__ import annotations
