@@ -276,7 +276,9 @@ def run(args: argparse.Namespace) -> int:
             failed = True
             continue
         for note in notes:
-            print(f"note: {job.label}: {note}", file=sys.stderr)
+            # Unless a case was recognised, every scan is analysed on its own.
+            then = "" if len(scans) == 1 else "; each scan is analysed on its own"
+            print(f"note: {job.label}: {note}{then}", file=sys.stderr)
         for scan in scans:
             if not runner.add(job, scan):
                 return 1

@@ -163,11 +163,16 @@ def analyze_uploads(
     if len(studies) > 1:
         # Several DICOM series the names did not settle: analysing each as FLAIR would mean
         # nothing. The user picks them instead.
-        reason = f" ({study_notes[0]})" if study_notes else ""
+        reason = (
+            study_notes[0]
+            if study_notes
+            else (
+                "their names do not say which are the pre-contrast, FLAIR and post-contrast series"
+            )
+        )
         raise ScanError(
             f"this upload holds {len(studies)} DICOM series "
-            f"({', '.join(series_label(scan) for scan in studies)}) and their names do not say "
-            f"which are the pre-contrast, FLAIR and post-contrast series{reason}; choose them "
+            f"({', '.join(series_label(scan) for scan in studies)}); {reason}; choose them "
             "under 'A study: choose its series', or upload one series"
         )
     outcome = _analyze_scans(

@@ -93,6 +93,9 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
     """The scans to analyse as one case, and notes for the user on what was recognised
     (not attached to the scans).
 
+    The notes say what was recognised, or why the scans were left as they are (the caller
+    says what it does then).
+
     Returns ``[combined]`` when exactly one single-sequence scan is recognised as each of
     pre-contrast, FLAIR (axial) and post-contrast (of several candidates, the one axial
     series) and the three can be combined (:func:`brainloc.scan_align.combine_series`); every
@@ -113,18 +116,14 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
         )
         return scans, (
             f"more than one series could be the {' and the '.join(ambiguous)} series "
-            f"({listed}), so the series were not combined; choose them with 'A study: choose its "
-            "series'",
+            f"({listed}), so the series were not combined",
         )
     chosen = {name: found[name][0] for name in ALL_SEQUENCES}
     named = ", ".join(f"{name} {_chosen_label(name, chosen[name])}" for name in ALL_SEQUENCES)
     try:
         combined = combine_series(chosen)
     except ScanError as error:
-        return scans, (
-            f"the series {named} were recognised but cannot be combined: {error}; each series "
-            "was analysed on its own",
-        )
+        return scans, (f"the series {named} were recognised but cannot be combined: {error}",)
     others = [scan for scan in scans if not any(scan is pick for pick in chosen.values())]
     kept = upload_notes(scans, chosen.values())
     combined = replace(combined, notes=tuple(dict.fromkeys((*kept, *combined.notes))))

@@ -259,3 +259,44 @@ def test_the_guess_for_picking_series_by_hand_fills_in_what_the_names_settle():
     twice = read_uploads([("s.zip", _study(volume, extra={"AX FLAIR 2": _grey(volume, 1)}))])
     guess = guess_assignment(twice)
     assert guess["FLAIR"] is None and guess["pre-contrast"] is not None
+
+
+def test_one_upload_of_series_the_names_do_not_settle_is_refused_not_guessed(tiny_pipeline):
+    volume = _volume()
+    study = _study(volume, extra={"AX FLAIR repeat": _grey(volume, 1)})
+    with pytest.raises(ScanError) as refused:
+        analyze_uploads(tiny_pipeline, [("study.zip", study)])
+    message = str(refused.value)
+    assert message.startswith(
+        "this upload holds 6 DICOM series ('AX T1 SE', 'AX T2 FLAIR', 'DWI b1000', 'SAG T1 +C', "
+        "'AX T1 SE +C', 'AX FLAIR repeat'); more than one series could be the FLAIR series"
+    )
+    assert message.endswith("choose them under 'A study: choose its series', or upload one series")
+    # One series, or single DICOM slices from several series, are still analysed as before.
+    one = encode_study({"AX FLAIR": _grey(volume, 1)})
+    assert len(analyze_uploads(tiny_pipeline, list(one.items())).slices) == 3
+    keys = {f"S0{k}/IM0000": data for k, data in enumerate(encode_study(
+        {"AX FLAIR": _grey(volume, 1)[:1], "AX T2": _grey(volume, 0)[:1]}
+    ).values())}  # fmt: skip
+    assert len(analyze_uploads(tiny_pipeline, list(keys.items())).slices) == 2
+
+
+def test_a_study_s_flair_alone_can_be_chosen(tiny_pipeline):
+    from brainloc.casework import CHOSEN_PREFIX, analyze_chosen_series
+    from brainloc.scans import SINGLE_SEQUENCE_NOTE
+
+    volume = _volume()
+    scans = read_uploads([("study.zip", _study(volume))])
+    names = [scan.header.description for scan in scans]
+    flair = names.index("AX T2 FLAIR")
+    outcome = analyze_chosen_series(tiny_pipeline, scans, {"FLAIR": flair}, ["study.zip"])
+    assert outcome.sequences_present == ("FLAIR",) and len(outcome.slices) == 3
+    assert SINGLE_SEQUENCE_NOTE in outcome.notes
+    assert f"{CHOSEN_PREFIX}: FLAIR 'AX T2 FLAIR' alone" in outcome.notes
+    with pytest.raises(ScanError, match="choose both the pre-contrast and the post-contrast"):
+        analyze_chosen_series(
+            tiny_pipeline, scans, {"FLAIR": flair, "pre-contrast": 1}, ["study.zip"]
+        )
+    colour = [*scans, *read_uploads([("rCBV.png", encode_pil(volume[0], "PNG"))])]
+    with pytest.raises(ScanError, match="chosen as FLAIR holds three sequences"):
+        analyze_chosen_series(tiny_pipeline, colour, {"FLAIR": len(scans)}, ["study.zip"])
