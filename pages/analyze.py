@@ -136,6 +136,11 @@ if mode == STUDY:
         )
         labels = [describe_series(scan) for scan in scans]
         guess = guess_assignment(scans)
+        flair_alone = st.checkbox(
+            "FLAIR alone (the study has no usable T1 series before and after contrast)",
+            key="analyze_study_flair_alone",
+        )
+        wanted = ("FLAIR",) if flair_alone else ALL_SEQUENCES
         # Outside the form, so that each choice shows its series at once.
         chosen = {
             name: st.selectbox(
@@ -146,10 +151,10 @@ if mode == STUDY:
                 placeholder="Choose a series",
                 key=f"analyze_study_{name}",
             )
-            for name in ALL_SEQUENCES
+            for name in wanted
         }
         # The middle slice of each choice: a radiologist knows a sequence by its look.
-        for column, name in zip(st.columns(3), ALL_SEQUENCES, strict=True):
+        for column, name in zip(st.columns(3), wanted, strict=False):
             if chosen[name] is not None:
                 picked = scans[chosen[name]]
                 middle = picked.n_slices // 2

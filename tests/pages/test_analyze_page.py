@@ -334,3 +334,13 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
         [("other.zip", buffer.getvalue(), "application/zip")]
     ).run()
     assert [at.selectbox(key=f"analyze_study_{name}").value for name in ALL_SEQUENCES] == [0, 1, 2]
+    # A study without usable T1 series: FLAIR alone, said as such.
+    at.checkbox(key="analyze_study_flair_alone").check().run()
+    study_boxes = [box.key for box in at.selectbox if str(box.key).startswith("analyze_study_")]
+    assert study_boxes == ["analyze_study_FLAIR"]
+    at.text_input(key="analyze_case_ref").set_value("PICK-2")
+    at = at.button(key="analyze_run").click().run()
+    assert not at.exception and "Nothing was saved" not in _texts(at.error)
+    flair_alone = [a for a in _analyses(clinic, clinic.alice) if a.case_reference == "PICK-2"]
+    assert [a.findings["sequences_present"] for a in flair_alone] == [["FLAIR"]]
+    assert f"{CHOSEN_PREFIX}: FLAIR 'AX FLAIR' alone" in flair_alone[0].findings["scan_notes"]
