@@ -111,6 +111,11 @@ def _study_scans(files):
             st.session_state.pop(STUDY_KEY, None)
             st.error(f"{error}")
             return None
+        except Exception:  # noqa: BLE001 - a user never sees a traceback
+            logger.exception("reading a study failed")
+            st.session_state.pop(STUDY_KEY, None)
+            st.error("The study could not be read; please try again.")
+            return None
         held = (upload, scans)
         st.session_state[STUDY_KEY] = held
         for name in ALL_SEQUENCES:  # a new study: its own guesses, not the last one's choices
