@@ -344,3 +344,15 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
     flair_alone = [a for a in _analyses(clinic, clinic.alice) if a.case_reference == "PICK-2"]
     assert [a.findings["sequences_present"] for a in flair_alone] == [["FLAIR"]]
     assert f"{CHOSEN_PREFIX}: FLAIR 'AX FLAIR' alone" in flair_alone[0].findings["scan_notes"]
+
+
+def test_a_study_that_cannot_be_read_says_why_and_offers_nothing_to_choose(clinic):
+    at = open_page("analyze.py", clinic.alice)
+    at.radio(key="analyze_mode").set_value("A study: choose its series").run()
+    at.file_uploader(key="analyze_study_files").set_value(
+        [("study.zip", b"PK\x03\x04 not really a zip", "application/zip")]
+    ).run()
+    assert not at.exception
+    assert "study.zip: the ZIP archive is damaged and cannot be read" in _texts(at.error)
+    assert not [box for box in at.selectbox if str(box.key).startswith("analyze_study_")]
+    assert _analyses(clinic, clinic.alice) == []
