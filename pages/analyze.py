@@ -123,6 +123,20 @@ def _study_scans(files):
     return held[1]
 
 
+def _reference_and_submit() -> tuple[str, bool]:
+    """The case reference field and the Analyze button that end every form on this page."""
+    case_reference = st.text_input(
+        "Case reference",
+        max_chars=200,
+        placeholder="e.g. your hospital's case or accession number",
+        key="analyze_case_ref",
+    )
+    submitted = st.form_submit_button(
+        "Analyze", type="primary", disabled=pipeline is None, key="analyze_run"
+    )
+    return case_reference, submitted
+
+
 def _label(name: str) -> str:
     return f"{name[0].upper()}{name[1:]}"
 
@@ -169,15 +183,7 @@ if mode == STUDY:
                     width="stretch",
                 )
         with st.form("analyze_study_form"):
-            case_reference = st.text_input(
-                "Case reference",
-                max_chars=200,
-                placeholder="e.g. your hospital's case or accession number",
-                key="analyze_case_ref",
-            )
-            submitted = st.form_submit_button(
-                "Analyze", type="primary", disabled=pipeline is None, key="analyze_run"
-            )
+            case_reference, submitted = _reference_and_submit()
         if submitted:
             names = [file.name for file in study_files]
             new_id = _run(
@@ -202,15 +208,7 @@ else:
             files = st.file_uploader(
                 "Scan files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_files"
             )
-        case_reference = st.text_input(
-            "Case reference",
-            max_chars=200,
-            placeholder="e.g. your hospital's case or accession number",
-            key="analyze_case_ref",
-        )
-        submitted = st.form_submit_button(
-            "Analyze", type="primary", disabled=pipeline is None, key="analyze_run"
-        )
+        case_reference, submitted = _reference_and_submit()
     if submitted:
         if not (any(files.values()) if mode == PER_SEQUENCE else files):
             st.error("Choose at least one scan file.")
