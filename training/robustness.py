@@ -18,7 +18,11 @@ The changes are ones a clinic's data can bring, each applied to every slice of a
 - ``darker x0.75`` and ``brighter x1.25``: overall intensity (clipped at 255);
 - ``gamma 0.67`` and ``gamma 1.5``: contrast, beyond the gamma 0.8-1.25 of training's
   augmentation;
-- ``noise sd 6``: Gaussian noise of standard deviation 6 (of 255) on signal pixels, seeded.
+- ``noise sd 6``: Gaussian noise of standard deviation 6 (of 255) on signal pixels, seeded;
+- ``T1s at half matrix``: the pre-contrast and post-contrast series stored at half the matrix
+  (each pixel the mean of a 2×2 block, twice the pixel spacing, as a coarser T1 series of the
+  same examination) and resampled onto the FLAIR slices by the app
+  (``brainloc.scan_align.combine_series``, by the positions their headers would give).
 """
 
 from __future__ import annotations
@@ -71,6 +75,38 @@ def _noise(sd: float, seed: int = 0) -> Transform:
     return apply
 
 
+def _t1_half_matrix(images: np.ndarray) -> np.ndarray:
+    from brainloc.scan_align import combine_series
+    from brainloc.scans import FLAIR_ONLY, Scan, SeriesHeader
+
+    n, height, width, _ = images.shape
+
+    def series(grey: np.ndarray, spacing: float) -> Scan:
+        first_pixel = (spacing - 1.0) / 2  # the centre of the block the first pixel stands for
+        return Scan(
+            slices=np.repeat(grey[..., None], 3, axis=-1),
+            source_format="dicom",
+            names=tuple(f"slice {k + 1}" for k in range(n)),
+            sequences_present=FLAIR_ONLY,
+            spacing_mm=(spacing, spacing),
+            positions_mm=tuple((first_pixel, first_pixel, 5.0 * k) for k in range(n)),
+            header=SeriesHeader(orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0)),
+        )
+
+    def half(channel: int) -> np.ndarray:
+        blocks = images[..., channel].reshape(n, height // 2, 2, width // 2, 2)
+        return np.rint(blocks.mean(axis=(2, 4))).astype(np.uint8)
+
+    combined = combine_series(
+        {
+            "pre-contrast": series(half(0), 2.0),
+            "FLAIR": series(images[..., 1], 1.0),
+            "post-contrast": series(half(2), 2.0),
+        }
+    )
+    return combined.slices
+
+
 #: Each change's name and what it does to a case's uint8 (N, H, W, 3) slices.
 TRANSFORMS: dict[str, Transform] = {
     "FLAIR only": _flair_only,
@@ -80,6 +116,7 @@ TRANSFORMS: dict[str, Transform] = {
     "gamma 0.67": _gamma(0.67),
     "gamma 1.5": _gamma(1.5),
     "noise sd 6": _noise(6.0),
+    "T1s at half matrix": _t1_half_matrix,
 }
 
 _HEADLINE = (

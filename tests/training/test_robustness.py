@@ -46,6 +46,19 @@ def test_each_change_keeps_the_shape_and_changes_what_it_names():
     # The 16-bit copy goes through the app's own reader: same ranking of intensities.
     sixteen = TRANSFORMS["16-bit, rescaled"](images)
     assert np.corrcoef(sixteen[..., 1].ravel(), images[..., 1].ravel())[0, 1] > 0.99
+    # The coarser T1 series come back through the app's resampling. On a linear ramp, 2×2 block
+    # means interpolated at the fine pixels give the ramp back exactly inside the grid (the
+    # border pixel lies outside it); FLAIR is untouched.
+    rows, cols = np.mgrid[0:64, 0:64]
+    ramp = np.stack([rows + 2 * cols, 60 + rows, 190 - 2 * rows - cols], axis=-1)
+    ramp = np.repeat(ramp[np.newaxis], 3, axis=0).astype(np.uint8)
+    coarse = TRANSFORMS["T1s at half matrix"](ramp)
+    assert np.array_equal(coarse[..., 1], ramp[..., 1])
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    for channel in (0, 2):
+        difference = coarse[..., channel][inner].astype(int) - ramp[..., channel][inner]
+        assert np.abs(difference).max() <= 1, channel
+    assert not coarse[:, :, -1, 0].any() and not coarse[:, 0, :, 2].any()
 
 
 @pytest.mark.skipif(not models_available(), reason="shipped models not in models/")
