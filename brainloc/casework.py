@@ -30,7 +30,7 @@ from brainloc.scans import (
     read_uploads,
     sequence_scan,
 )
-from brainloc.study import series_label, study_case, upload_notes
+from brainloc.study import series_label, study_case, with_upload_notes
 from db import clinical
 from db.arrays import array_from_bytes
 
@@ -282,8 +282,7 @@ def analyze_chosen_series(
         combined, named = series["FLAIR"], f"{named} alone"
     else:
         combined = combine_series(series)
-    carried = upload_notes(scans, series.values())
-    combined = replace(combined, notes=tuple(dict.fromkeys((*carried, *combined.notes))))
+    combined = with_upload_notes(combined, scans, series.values())
     outcome = _analyze_scans(
         pipeline, [combined], file_names, progress=progress, max_slices=max_slices
     )

@@ -20,7 +20,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from brainloc.scans import FLAIR_ONLY, Scan, ScanError, combine_sequences
+from brainloc.scans import (
+    FLAIR_ONLY,
+    POSITION_TOLERANCE_MM,
+    SPACING_TOLERANCE,
+    Scan,
+    ScanError,
+    combine_sequences,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +37,6 @@ _MOVED = ("pre-contrast", "post-contrast")
 _EVEN_SPACING = 0.05
 #: What the note on a resampled case always says.
 RESAMPLED_MARK = "resampled onto the FLAIR slices by the slice positions and orientations"
-#: Slice positions within this distance (mm) are the same slice, as for combine_sequences.
-_SAME_POSITION_MM = 0.5
 
 
 @dataclass(frozen=True)
@@ -135,17 +140,18 @@ def resample_onto(scan: Scan, reference: Scan, name: str) -> tuple[np.ndarray, n
 
 
 def _same_grid(scan: Scan, reference: Scan) -> bool:
-    """Whether both place the same slices on the same pixels (by their headers)."""
+    """Whether both place the same slices on the same pixels (by their headers), within the
+    tolerances :func:`brainloc.scans.combine_sequences` allows."""
     if scan.n_slices != reference.n_slices or scan.shape != reference.shape:
         return False
     mine, theirs = _geometry(scan), _geometry(reference)
     if mine is None or theirs is None:
         return False
     return (
-        np.allclose(mine.spacing, theirs.spacing, rtol=0.01, atol=0.0)
+        np.allclose(mine.spacing, theirs.spacing, rtol=SPACING_TOLERANCE, atol=0.0)
         and np.allclose(mine.across, theirs.across, atol=1e-3)
         and np.allclose(mine.down, theirs.down, atol=1e-3)
-        and float(np.max(np.abs(mine.origins - theirs.origins))) <= _SAME_POSITION_MM
+        and float(np.max(np.abs(mine.origins - theirs.origins))) <= POSITION_TOLERANCE_MM
     )
 
 
@@ -153,7 +159,7 @@ def combine_series(series: dict[str, Scan]) -> Scan:
     """One three-channel case from a case's three single-sequence series.
 
     Series on one grid are combined as :func:`brainloc.scans.combine_sequences` does. Series
-    that are not, but whose headers place every slice (DICOM), are resampled onto the FLAIR
+    that are not, but whose headers place every slice (DICOM, NIfTI), are resampled onto the FLAIR
     slices first (see the module docstring); the case's notes then say so and how many FLAIR
     slices lay outside the other series.
 

@@ -136,8 +136,7 @@ def _header(ds) -> SeriesHeader:
             description = value[:120]
             break
     plane = None
-    orientation = _orientation(ds)
-    normal = None if orientation is None else np.cross(orientation[:3], orientation[3:])
+    orientation, normal = _orientation(ds), _normal(ds)
     if normal is not None and np.any(normal):
         plane = _PLANES[int(np.argmax(np.abs(normal)))]
     agent = str(ds.get("ContrastBolusAgent") or "").strip()

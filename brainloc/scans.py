@@ -462,10 +462,10 @@ COMBINED_NOTE = (
     "and orientation)"
 )
 #: Pixel spacings that differ by more than this share belong to different grids.
-_SPACING_TOLERANCE = 0.01
+SPACING_TOLERANCE = 0.01
 #: Slice positions (DICOM or NIfTI, patient coordinates) further apart than this belong to
 #: other slices.
-_POSITION_TOLERANCE_MM = 0.5
+POSITION_TOLERANCE_MM = 0.5
 
 
 def sequence_scan(name: str, scans: Sequence[Scan]) -> Scan:
@@ -528,14 +528,14 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
         ):
             if mine is None or theirs is None:
                 continue
-            if not np.allclose(mine, theirs, rtol=_SPACING_TOLERANCE, atol=0.0):
+            if not np.allclose(mine, theirs, rtol=SPACING_TOLERANCE, atol=0.0):
                 raise ScanError(
                     f"the {name} series has a {what} of {mine} mm and FLAIR {theirs} mm; "
                     "the three sequences must be co-registered on one grid"
                 )
         if scan.positions_mm is not None and flair.positions_mm is not None:
             apart = float(np.max(np.abs(np.subtract(scan.positions_mm, flair.positions_mm))))
-            if apart > _POSITION_TOLERANCE_MM:
+            if apart > POSITION_TOLERANCE_MM:
                 raise ScanError(
                     f"the {name} slices lie up to {apart:.1f} mm away from the FLAIR slices "
                     "(positions in the file headers); the three sequences must be co-registered "

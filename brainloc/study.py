@@ -6,9 +6,10 @@ a FLAIR series and a T1-weighted series after contrast). Uploaded together, each
 a single-sequence scan read as FLAIR. :func:`study_case` looks at what each series says it
 is (a DICOM series' SeriesDescription or ProtocolName and ContrastBolusAgent, or another
 file's name such as ``case_t1ce.nii.gz``) and, when exactly one series is recognised for
-each of the three (the FLAIR series axial; of several candidates the one axial series), combines
-them into one three-sequence case (:func:`brainloc.scan_align.combine_series`: as they are
-when they lie on one grid, else resampled onto the FLAIR slices by their file headers).
+each of the three (the FLAIR series axial; of several candidates the one axial series),
+combines them into one three-sequence case (:func:`brainloc.scan_align.combine_series`: as
+they are when they lie on one grid, else resampled onto the FLAIR slices by their file
+headers).
 Anything less certain leaves the upload as it was, with a note saying why, so that the
 user can pick the series by hand (the Analyze page's "A study: choose its series", with
 :func:`guess_assignment` filling in what the names settle).
@@ -16,9 +17,9 @@ user can pick the series by hand (the Analyze page's "A study: choose its series
 The rules are deliberately plain (:func:`sequence_from_text`): "FLAIR", "dark-fluid" or
 Siemens' "TIRM" names FLAIR unless the name also says T1 (a T1-weighted FLAIR is a T1
 series); "T1", "MPRAGE", "SPGR" or "BRAVO" names a T1-weighted series, which is
-post-contrast when the name says so ("+C", "post", "Gd", "gado", "contrast", "CE", "T1C", and
-Italian "MDC" and German "KM")
-or the DICOM header names a contrast agent, and pre-contrast otherwise.
+post-contrast when the name says so ("+C", "post", "Gd", "gado", "contrast", "CE", "T1C",
+Italian "MDC", German "KM") or the DICOM header names a contrast agent, and pre-contrast
+otherwise.
 """
 
 from __future__ import annotations
@@ -125,17 +126,17 @@ def study_case(scans: Sequence[Scan]) -> tuple[list[Scan], tuple[str, ...]]:
     except ScanError as error:
         return scans, (f"the series {named} were recognised but cannot be combined: {error}",)
     others = [scan for scan in scans if not any(scan is pick for pick in chosen.values())]
-    kept = upload_notes(scans, chosen.values())
-    combined = replace(combined, notes=tuple(dict.fromkeys((*kept, *combined.notes))))
+    combined = with_upload_notes(combined, scans, chosen.values())
     note = f"{RECOGNISED_PREFIX}: {named}"
     if others:
         note += f"; not analysed: {', '.join(series_label(scan) for scan in others)}"
     return [combined], (note,)
 
 
-def upload_notes(scans: Sequence[Scan], used: Iterable[Scan]) -> list[str]:
-    """Notes about a whole upload (what a ZIP skipped, series too long to read) that would be
-    lost with its first scan when that scan is not ``used``.
+def with_upload_notes(case: Scan, scans: Sequence[Scan], used: Iterable[Scan]) -> Scan:
+    """``case`` (made of the ``used`` scans) also carrying the notes about the whole upload
+    (what a ZIP skipped, series too long to read) that would be lost with its first scan when
+    that scan is not ``used``.
 
     :func:`brainloc.scans.read_uploads` puts them on the first scan. Its own conversion notes
     come too; they are those the used series carry, or the single-sequence note that
@@ -143,8 +144,9 @@ def upload_notes(scans: Sequence[Scan], used: Iterable[Scan]) -> list[str]:
     """
     first = scans[0]
     if any(first is scan for scan in used):
-        return []
-    return [note for note in first.notes if note != SINGLE_SEQUENCE_NOTE]
+        return case
+    carried = [note for note in first.notes if note != SINGLE_SEQUENCE_NOTE]
+    return replace(case, notes=tuple(dict.fromkeys((*carried, *case.notes))))
 
 
 def _candidates(scans: Sequence[Scan]) -> dict[str, list[Scan]]:

@@ -21,7 +21,7 @@ from brainloc.scans import ALL_SEQUENCES, ScanError, read_uploads
 from brainloc.settings import get_settings
 from brainloc.study import describe_series, guess_assignment
 from db.engine import session_scope
-from ui.case_view import render_case
+from ui.case_view import SEQUENCE_LABELS, render_case
 from ui.guard import require_user
 from ui.models import get_pipeline
 
@@ -137,10 +137,6 @@ def _reference_and_submit() -> tuple[str, bool]:
     return case_reference, submitted
 
 
-def _label(name: str) -> str:
-    return f"{name[0].upper()}{name[1:]}"
-
-
 STUDY_KEY = "analyze_study_scans"
 new_id = None
 if mode == STUDY:
@@ -163,7 +159,7 @@ if mode == STUDY:
         # Outside the form, so that each choice shows its series at once.
         chosen = {
             name: st.selectbox(
-                f"{_label(name)} series",
+                f"{SEQUENCE_LABELS[name]} series",
                 options=range(len(scans)),
                 index=guess[name],
                 format_func=labels.__getitem__,
@@ -179,7 +175,7 @@ if mode == STUDY:
                 middle = picked.n_slices // 2
                 column.image(
                     picked.slices[middle, ..., 0],
-                    caption=f"{_label(name)}: slice {middle + 1} of {picked.n_slices}",
+                    caption=f"{SEQUENCE_LABELS[name]}: slice {middle + 1} of {picked.n_slices}",
                     width="stretch",
                 )
         with st.form("analyze_study_form"):
@@ -197,7 +193,7 @@ else:
         if mode == PER_SEQUENCE:
             files = {
                 name: st.file_uploader(
-                    f"{_label(name)} files",
+                    f"{SEQUENCE_LABELS[name]} files",
                     type=FILE_TYPES,
                     accept_multiple_files=True,
                     key=f"analyze_files_{name}",
