@@ -140,6 +140,17 @@ def volume_xyz(n_slices: int = 4, size: int = 64, dtype=np.int16) -> np.ndarray:
     return np.stack(slices, axis=-1).transpose(1, 0, 2).astype(dtype)
 
 
+def encode_zip(members: dict[str, bytes], **options) -> bytes:
+    """A ZIP archive (deflated) of ``{member name: bytes}``; ``options`` go to ZipFile."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, **options) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 def encode_study(
     series: dict[str, np.ndarray], options: dict[str, dict] | None = None
 ) -> dict[str, bytes]:

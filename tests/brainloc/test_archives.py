@@ -4,22 +4,13 @@ folders) or a folder of slices, unpacked in memory and read as if uploaded file 
 from __future__ import annotations
 
 import io
-import zipfile
 
 import numpy as np
 import pytest
 
 from brainloc import scans
 from brainloc.scans import ScanError, read_uploads
-from tests.brainloc.scan_factory import encode_dicom, encode_tiff, synthetic_slice
-
-
-def _zip(members: dict[str, bytes], **options) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, **options) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+from tests.brainloc.scan_factory import encode_dicom, encode_tiff, encode_zip, synthetic_slice
 
 
 def _series(count: int = 4, uid: str = "1.2.826.0.1.3680043.8.498.7") -> list[bytes]:
@@ -48,7 +39,7 @@ def test_a_pacs_export_reads_like_its_files_uploaded_one_by_one():
     members = {f"DICOM/ST0/SE0/IM{k:04d}": data for k, data in reversed(list(enumerate(series)))}
     members |= {"DICOMDIR": b"\0" * 128 + b"DICM" + b"\0" * 64, "README.TXT": b"exported"}
     members["DICOM/ST0/SE9/SR0001"] = _no_pixels_dicom()
-    (from_zip,) = read_uploads([("study.zip", _zip(members))])
+    (from_zip,) = read_uploads([("study.zip", encode_zip(members))])
     (one_by_one,) = read_uploads([(f"im{k}.dcm", data) for k, data in enumerate(series)])
     np.testing.assert_array_equal(from_zip.slices, one_by_one.slices)
     assert from_zip.source_format == "dicom" and from_zip.n_slices == 4
@@ -66,7 +57,7 @@ def test_numbered_slices_in_a_zip_folder_still_form_one_volume():
         for n in (3, 1, 2)
     }
     members["__MACOSX/kaggle/._CASE_A_1.tif"] = b"resource fork"
-    (volume,) = read_uploads([("case.zip", _zip(members))])
+    (volume,) = read_uploads([("case.zip", encode_zip(members))])
     assert volume.names == ("CASE_A_1.tif", "CASE_A_2.tif", "CASE_A_3.tif")
     np.testing.assert_array_equal(volume.slices[0], synthetic_slice((64, 64), seed=1))
     # macOS' resource folder is not a file of the export: nothing is said about it.
@@ -75,7 +66,9 @@ def test_numbered_slices_in_a_zip_folder_still_form_one_volume():
 
 def test_a_zip_beside_ordinary_files_is_read_with_them():
     image = synthetic_slice((64, 64), seed=9)
-    read = read_uploads([("a.png", _png(image)), ("more.zip", _zip({"b.tif": encode_tiff(image)}))])
+    read = read_uploads(
+        [("a.png", _png(image)), ("more.zip", encode_zip({"b.tif": encode_tiff(image)}))]
+    )
     assert [scan.names for scan in read] == [("a.png",), ("b.tif",)]
 
 
@@ -89,7 +82,7 @@ def _png(image: np.ndarray) -> bytes:
     ("archive", "message"),
     [
         (
-            _zip({"notes.txt": b"hello", "inner.zip": b"PK\x03\x04"}),
+            encode_zip({"notes.txt": b"hello", "inner.zip": b"PK\x03\x04"}),
             "the ZIP archive holds no image",
         ),
         (b"PK\x03\x04" + b"\0" * 40, "the ZIP archive is damaged"),
@@ -104,10 +97,10 @@ def test_archive_limits_guard_against_zip_bombs(monkeypatch):
     members = {f"s{k}.tif": encode_tiff(synthetic_slice((64, 64), seed=k)) for k in range(3)}
     monkeypatch.setattr(scans, "MAX_ARCHIVE_MEMBERS", 2)
     with pytest.raises(ScanError, match="holds 3 files; at most 2 are accepted"):
-        read_uploads([("many.zip", _zip(members))])
+        read_uploads([("many.zip", encode_zip(members))])
     monkeypatch.setattr(scans, "MAX_ARCHIVE_MEMBERS", 10)
     # Ten megabytes of zeros pack into a few kilobytes: the unpacked size is what counts.
-    bomb = _zip({"zeros.tif": b"\0" * (10 * 1024 * 1024)})
+    bomb = encode_zip({"zeros.tif": b"\0" * (10 * 1024 * 1024)})
     assert len(bomb) < 100_000
     monkeypatch.setattr(scans, "MAX_ARCHIVE_BYTES", 1024 * 1024)
     with pytest.raises(ScanError, match="unpacks to more than 1 MB"):
@@ -115,7 +108,7 @@ def test_archive_limits_guard_against_zip_bombs(monkeypatch):
 
 
 def test_a_password_protected_archive_says_so():
-    archive = bytearray(_zip({"a.tif": encode_tiff(synthetic_slice((64, 64)))}))
+    archive = bytearray(encode_zip({"a.tif": encode_tiff(synthetic_slice((64, 64)))}))
     # Set the "encrypted" flag in the local header and in the central directory entry.
     for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
         start = archive.find(signature)

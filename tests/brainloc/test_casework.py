@@ -326,20 +326,15 @@ def test_the_source_is_summarised_when_many_files_made_the_case():
 
 
 def test_a_study_recognised_by_series_name_names_its_series_in_the_report(tiny_pipeline, engine):
-    import zipfile
-
     from brainloc.report import build_report
     from brainloc.study import RECOGNISED_PREFIX
-    from tests.brainloc.scan_factory import encode_study
+    from tests.brainloc.scan_factory import encode_study, encode_zip
 
     tumor = tumor_like_slice((128, 128), square=(40, 30, 24))
     stack = np.stack([tumor, synthetic_slice((128, 128))]).astype(np.uint16) * 16
     series = {"AX T1": stack[..., 0], "AX FLAIR": stack[..., 1], "AX T1 +C": stack[..., 2]}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in encode_study(series | {"DWI": stack[..., 1]}).items():
-            archive.writestr(name, data)
-    outcome = analyze_uploads(tiny_pipeline, [("study.zip", buffer.getvalue())])
+    study = encode_zip(encode_study(series | {"DWI": stack[..., 1]}))
+    outcome = analyze_uploads(tiny_pipeline, [("study.zip", study)])
     with Session(engine, expire_on_commit=False) as session:
         owner = make_user(session, "alice")
         analysis_id = save_outcome(

@@ -3,9 +3,6 @@ post-contrast series are recognised by name and analysed as one case."""
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import numpy as np
 import pytest
 
@@ -18,6 +15,7 @@ from tests.brainloc.scan_factory import (
     encode_pil,
     encode_study,
     encode_tiff,
+    encode_zip,
     synthetic_slice,
 )
 
@@ -69,14 +67,6 @@ def _grey(volume: np.ndarray, channel: int) -> np.ndarray:
     return volume[..., channel].astype(np.uint16) * 16  # 12-bit, as a scanner stores it
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _study(volume: np.ndarray, extra: dict | None = None, options: dict | None = None) -> bytes:
     series = {
         "3-Plane Loc": _grey(volume, 1)[:1],
@@ -88,7 +78,7 @@ def _study(volume: np.ndarray, extra: dict | None = None, options: dict | None =
         **(extra or {}),
     }
     sagittal = {"SAG T1 +C": {"orientation": (0, 1, 0, 0, 0, -1)}}
-    return _zip({**encode_study(series, sagittal | (options or {})), "DICOMDIR": b"index"})
+    return encode_zip({**encode_study(series, sagittal | (options or {})), "DICOMDIR": b"index"})
 
 
 def test_a_study_export_becomes_one_case_of_its_three_sequences():
@@ -118,7 +108,7 @@ def test_the_contrast_agent_header_is_named_when_the_description_does_not_say_it
     volume = _volume()
     series = {"AX T1": _grey(volume, 0), "AX FLAIR": _grey(volume, 1), "AX T1 ": _grey(volume, 2)}
     members = encode_study(series, {"AX T1 ": {"contrast_agent": "GADOTERATE"}})
-    scans = read_uploads([("study.zip", _zip(members))])
+    scans = read_uploads([("study.zip", encode_zip(members))])
     assert [scan.header.description for scan in scans] == ["AX T1", "AX FLAIR", "AX T1"]
     (case,), (note,) = study_case(scans)
     # Both T1 series have the same name; the one with a contrast agent is post-contrast.
@@ -227,7 +217,7 @@ def test_series_a_case_cannot_hold_are_left_out_of_a_study_not_refused(monkeypat
     members["S09/ENHANCED"] = encode_dicom(
         _grey(volume, 1), series_uid="1.2.826.0.1.3680043.8.498.999", description="ADC"
     )
-    scans = read_uploads([("study.zip", _zip(members))])
+    scans = read_uploads([("study.zip", encode_zip(members))])
     assert [scan.header.description for scan in scans] == ["AX T1", "AX FLAIR", "AX T1 +C", "ADC"]
     left_out = "DICOM series left out, with more than 4 slices (the most one case may have): "
     assert f"{left_out}'DSC PERFUSION' (6 files)" in scans[0].notes
@@ -236,7 +226,7 @@ def test_series_a_case_cannot_hold_are_left_out_of_a_study_not_refused(monkeypat
     # Alone, a series over the limit is refused as before.
     alone = {name: data for name, data in members.items() if name.startswith("S03/")}
     with pytest.raises(ScanError, match="6 slices; at most 4 are accepted"):
-        read_uploads([("perfusion.zip", _zip(alone))])
+        read_uploads([("perfusion.zip", encode_zip(alone))])
 
 
 def test_the_guess_for_picking_series_by_hand_fills_in_what_the_names_settle():

@@ -231,12 +231,9 @@ def test_a_zip_of_a_cases_slices_is_analysed_as_that_case(clinic):
 
 
 def test_a_study_export_is_analysed_as_its_three_recognised_series(clinic):
-    import io
-    import zipfile
-
     from brainloc.scans import ALL_SEQUENCES
     from brainloc.study import RECOGNISED_PREFIX
-    from tests.brainloc.scan_factory import encode_study
+    from tests.brainloc.scan_factory import encode_study, encode_zip
 
     stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
     grey = stack.astype(np.uint16) * 16
@@ -247,12 +244,8 @@ def test_a_study_export_is_analysed_as_its_three_recognised_series(clinic):
         "COR T1 POST GAD": grey[..., 2],
     }
     coronal = {"COR T1 POST GAD": {"orientation": (1, 0, 0, 0, 0, -1)}}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in encode_study(series, coronal).items():
-            archive.writestr(name, data)
-        archive.writestr("DICOMDIR", b"not read")
-    at = _upload(open_page("analyze.py", clinic.alice), [("study.zip", buffer.getvalue())], "ST-1")
+    study = encode_zip({**encode_study(series, coronal), "DICOMDIR": b"not read"})
+    at = _upload(open_page("analyze.py", clinic.alice), [("study.zip", study)], "ST-1")
     assert not at.exception and "Nothing was saved" not in _texts(at.error)
     (saved,) = _analyses(clinic, clinic.alice)
     assert saved.slice_count == 2 and saved.has_tumor
@@ -266,12 +259,9 @@ def test_a_study_export_is_analysed_as_its_three_recognised_series(clinic):
 
 
 def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(clinic):
-    import io
-    import zipfile
-
     from brainloc.casework import CHOSEN_PREFIX
     from brainloc.scans import ALL_SEQUENCES
-    from tests.brainloc.scan_factory import encode_study
+    from tests.brainloc.scan_factory import encode_study, encode_zip
 
     stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
     grey = stack.astype(np.uint16) * 16
@@ -282,14 +272,10 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
         "AX FLAIR repeat": grey[..., 1],
         "AX T1 +C": grey[..., 2],
     }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in encode_study(series).items():
-            archive.writestr(name, data)
     at = open_page("analyze.py", clinic.alice)
     at.radio(key="analyze_mode").set_value("A study: choose its series").run()
     at.file_uploader(key="analyze_study_files").set_value(
-        [("study.zip", buffer.getvalue(), "application/zip")]
+        [("study.zip", encode_zip(encode_study(series)), "application/zip")]
     ).run()
     assert not at.exception
     boxes = {name: at.selectbox(key=f"analyze_study_{name}") for name in ALL_SEQUENCES}
@@ -326,12 +312,8 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
     assert chosen in saved.findings["scan_notes"] and chosen in _texts(at.caption)
     # Another study: its own guesses, not the choices made for the last one.
     del series["AX FLAIR repeat"]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in encode_study(series).items():
-            archive.writestr(name, data)
     at.file_uploader(key="analyze_study_files").set_value(
-        [("other.zip", buffer.getvalue(), "application/zip")]
+        [("other.zip", encode_zip(encode_study(series)), "application/zip")]
     ).run()
     assert [at.selectbox(key=f"analyze_study_{name}").value for name in ALL_SEQUENCES] == [0, 1, 2]
     # A study without usable T1 series: FLAIR alone, said as such.
