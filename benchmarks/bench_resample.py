@@ -32,21 +32,11 @@ SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 
 
 def _series(orientation, origin, shape, spacing, n_slices, step, seed):
-    from brainloc.scans import FLAIR_ONLY, Scan, SeriesHeader
+    from brainloc.scan_align import grid_scan
 
-    across, down = np.array(orientation[:3]), np.array(orientation[3:])
-    normal = np.cross(across, down)
-    origins = [np.array(origin) + k * step * normal for k in range(n_slices)]
     grey = np.random.default_rng(seed).integers(1, 255, (n_slices, *shape), dtype=np.uint8)
-    return Scan(
-        slices=np.repeat(grey[..., None], 3, axis=-1),
-        source_format="dicom",
-        names=tuple(f"s{k}" for k in range(n_slices)),
-        sequences_present=FLAIR_ONLY,
-        spacing_mm=spacing,
-        slice_thickness_mm=step,
-        positions_mm=tuple(tuple(float(v) for v in p) for p in origins),
-        header=SeriesHeader(orientation=orientation),
+    return grid_scan(
+        grey, orientation=orientation, first_position=origin, spacing=spacing, step=step
     )
 
 

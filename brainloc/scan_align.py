@@ -26,6 +26,7 @@ from brainloc.scans import (
     SPACING_TOLERANCE,
     Scan,
     ScanError,
+    SeriesHeader,
     combine_sequences,
 )
 
@@ -70,6 +71,36 @@ def _geometry(scan: Scan) -> _Geometry | None:
         down=down,
         normal=normal / np.linalg.norm(normal),
         spacing=scan.spacing_mm,
+    )
+
+
+def grid_scan(
+    grey: np.ndarray,
+    *,
+    orientation: tuple[float, float, float, float, float, float],
+    first_position: tuple[float, float, float],
+    spacing: tuple[float, float],
+    step: float,
+) -> Scan:
+    """A single-sequence series placed as a DICOM header would place it: ``grey``'s (N, H, W)
+    uint8 slices ``step`` mm apart along the slice normal, the first slice's first pixel at
+    ``first_position``, rows and columns as ``orientation`` (ImageOrientationPatient) and
+    ``spacing`` (between rows, between columns) say. For building series in code (the
+    robustness report, benchmarks, tests)."""
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = tuple(
+        tuple(float(v) for v in np.asarray(first_position, dtype=float) + k * step * normal)
+        for k in range(len(grey))
+    )
+    return Scan(
+        slices=np.repeat(np.asarray(grey, dtype=np.uint8)[..., None], 3, axis=-1),
+        source_format="dicom",
+        names=tuple(f"slice {k + 1}" for k in range(len(grey))),
+        sequences_present=FLAIR_ONLY,
+        spacing_mm=spacing,
+        slice_thickness_mm=step,
+        positions_mm=positions,
+        header=SeriesHeader(orientation=orientation),
     )
 
 

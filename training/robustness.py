@@ -76,21 +76,18 @@ def _noise(sd: float, seed: int = 0) -> Transform:
 
 
 def _t1_half_matrix(images: np.ndarray) -> np.ndarray:
-    from brainloc.scan_align import combine_series
-    from brainloc.scans import FLAIR_ONLY, Scan, SeriesHeader
+    from brainloc.scan_align import combine_series, grid_scan
 
     n, height, width, _ = images.shape
 
-    def series(grey: np.ndarray, spacing: float) -> Scan:
+    def series(grey: np.ndarray, spacing: float):
         first_pixel = (spacing - 1.0) / 2  # the centre of the block the first pixel stands for
-        return Scan(
-            slices=np.repeat(grey[..., None], 3, axis=-1),
-            source_format="dicom",
-            names=tuple(f"slice {k + 1}" for k in range(n)),
-            sequences_present=FLAIR_ONLY,
-            spacing_mm=(spacing, spacing),
-            positions_mm=tuple((first_pixel, first_pixel, 5.0 * k) for k in range(n)),
-            header=SeriesHeader(orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0)),
+        return grid_scan(
+            grey,
+            orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+            first_position=(first_pixel, first_pixel, 0.0),
+            spacing=(spacing, spacing),
+            step=5.0,
         )
 
     def half(channel: int) -> np.ndarray:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainloc.scan_align import RESAMPLED_MARK, combine_series, resample_onto
-from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE, FLAIR_ONLY, Scan, ScanError, SeriesHeader
+from brainloc.scan_align import RESAMPLED_MARK, combine_series, grid_scan, resample_onto
+from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE, FLAIR_ONLY, Scan, ScanError
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)  # rows run anterior-posterior, columns downwards
@@ -22,9 +22,7 @@ def phantom(points: np.ndarray) -> np.ndarray:
     return 120 + waves + 0.6 * x + 0.4 * y
 
 
-def sampled_series(
-    orientation, origin, shape, spacing, n_slices, step, description="series"
-) -> Scan:
+def sampled_series(orientation, origin, shape, spacing, n_slices, step) -> Scan:
     """A single-sequence scan holding the phantom on the given grid (slices ``step`` mm
     apart along the normal, first slice's first pixel at ``origin``)."""
     across, down = np.array(orientation[:3]), np.array(orientation[3:])
@@ -35,17 +33,12 @@ def sampled_series(
     for start in origins:
         points = start + cols[..., None] * spacing[1] * across + rows[..., None] * spacing[0] * down
         slices.append(np.clip(np.rint(phantom(points)), 0, 255).astype(np.uint8))
-    grey = np.stack(slices)
-    return Scan(
-        slices=np.repeat(grey[..., None], 3, axis=-1),
-        source_format="dicom",
-        names=tuple(f"{description}-{k}" for k in range(n_slices)),
-        sequences_present=FLAIR_ONLY,
-        spacing_mm=spacing,
-        slice_thickness_mm=step,
-        positions_mm=tuple(tuple(float(v) for v in p) for p in origins),
-        header=SeriesHeader(description=description, plane=None, orientation=orientation),
+    placed = grid_scan(
+        np.stack(slices), orientation=orientation, first_position=origin, spacing=spacing, step=step
     )
+    # The positions grid_scan gives are the ones the phantom was sampled at.
+    np.testing.assert_allclose(placed.positions_mm, origins)
+    return placed
 
 
 def flair_grid(n_slices=6, shape=(60, 50)) -> Scan:
