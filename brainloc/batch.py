@@ -133,6 +133,7 @@ def _write_pictures(out_dir: Path, stem: str, image, result) -> dict:
 
 def _line(file: str, index: int, count: int, result, extra: dict, as_json: bool) -> str:
     findings = result.findings
+    calipers = findings.calipers
     if as_json:
         record = {
             "file": file,
@@ -145,6 +146,13 @@ def _line(file: str, index: int, count: int, result, extra: dict, as_json: bool)
             "percent_of_brain": findings.percent_of_brain,
             "side": findings.side,
             "regions": findings.regions,
+            "diameters": {
+                "longest": round(calipers.longest, 2),
+                "perpendicular": round(calipers.perpendicular, 2),
+                "unit": calipers.unit,
+            }
+            if calipers
+            else None,
             **extra,
         }
         return json.dumps(record)
@@ -153,6 +161,8 @@ def _line(file: str, index: int, count: int, result, extra: dict, as_json: bool)
     area = f"area {result.tumor_area_px} px"
     if findings.area_mm2 is not None:
         area += f" ({findings.area_mm2:.1f} mm²)"
+    if calipers:
+        area += f", diameters {calipers.text}"
     return f"{where}: {decision}, probability {probability_text(result.tumor_probability)}, {area}"
 
 

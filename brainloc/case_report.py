@@ -67,6 +67,10 @@ def report_data(
         shown.image, REPORT_SEQUENCE, window_percentiles=REPORT_WINDOW_PERCENTILES
     )
     drawn = overlay.overlay_mask(base, shown.mask, style="fill+outline", opacity=0.45)
+    caption = ReportData.overlay_caption
+    if shown.findings.get("calipers"):
+        drawn = overlay.draw_calipers(drawn, shown.findings["calipers"])
+        caption += ", diameters (yellow)"
     findings = findings_rows(shown.findings)
     slice_rows: list[tuple[str, str, str]] = []
     if len(case.slices) > 1:
@@ -111,6 +115,7 @@ def report_data(
         has_tumor=case.has_tumor,
         scan=base,
         overlay=drawn,
+        overlay_caption=caption,
         findings=findings,
         slice_rows=slice_rows,
         slice_note=f"* {VOLUME_RULE_NOTE}"

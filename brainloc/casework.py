@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from brainloc.findings import CaseFindings, case_findings
+from brainloc.findings import CaseFindings, SliceFindings, case_findings
 from brainloc.scan_align import combine_series
 from brainloc.scans import (
     ALL_SEQUENCES,
@@ -132,11 +132,13 @@ class StoredCase:
         return int(np.argmax([s.tumor_probability for s in self.slices]))
 
 
-def _merge_summary(scans: Sequence[Scan], areas: list[int]) -> CaseFindings:
+def _merge_summary(scans: Sequence[Scan], findings: list[SliceFindings]) -> CaseFindings:
+    areas = [f.area_px for f in findings]
+    calipers = [f.calipers for f in findings]
     # A volume only makes sense for one scan with known geometry.
     if len(scans) == 1:
-        return case_findings(areas, scans[0].spacing_mm, scans[0].slice_thickness_mm)
-    return case_findings(areas)
+        return case_findings(areas, scans[0].spacing_mm, scans[0].slice_thickness_mm, calipers)
+    return case_findings(areas, calipers=calipers)
 
 
 def analyze_uploads(
@@ -327,7 +329,7 @@ def _analyze_scans(
     spec_c, spec_s = pipeline.classifier_spec, pipeline.segmenter_spec
     return Outcome(
         slices=tuple(analysed),
-        summary=_merge_summary(scans, [s.result.findings.area_px for s in analysed]),
+        summary=_merge_summary(scans, [s.result.findings for s in analysed]),
         source_name=", ".join(file_names)[:500],
         source_format=",".join(formats),
         sequences_present=tuple(sequences),

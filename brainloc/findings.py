@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from brainloc.calipers import Calipers, largest_cross_section, measure
+
 SIDE_NOTE = (
     "Side refers to the image. In the radiological convention (as in these MR slices), "
     "the patient's right appears on the image's left."
@@ -40,6 +42,8 @@ class SliceFindings:
         side: "left", "right" or "midline" of the image, or None without tumor.
         patient_side: the patient's side under the radiological convention.
         regions: number of separate tumor regions (8-connected).
+        calipers: the longest diameter and the longest one perpendicular to it, of the
+            largest region (:mod:`brainloc.calipers`), or None without tumor.
     """
 
     area_px: int
@@ -51,6 +55,7 @@ class SliceFindings:
     side: str | None
     patient_side: str | None
     regions: int
+    calipers: Calipers | None = None
 
     @property
     def has_tumor(self) -> bool:
@@ -60,6 +65,7 @@ class SliceFindings:
         data = asdict(self)
         data["bbox"] = list(self.bbox) if self.bbox else None
         data["centroid"] = list(self.centroid) if self.centroid else None
+        data["calipers"] = self.calipers.to_dict() if self.calipers else None
         return data
 
 
@@ -75,6 +81,9 @@ class CaseFindings:
             pixel spacing and slice distance are known.
         largest_slice: index of the slice with the largest tumor area, or None.
         largest_area_px: that slice's tumor area.
+        largest_cross_section: the slice whose tumor has the largest bidimensional product
+            (longest × perpendicular diameter, :func:`brainloc.calipers.largest_cross_section`):
+            ``{"slice", "longest", "perpendicular", "unit"}``, or None.
     """
 
     n_slices: int
@@ -83,6 +92,7 @@ class CaseFindings:
     volume_ml: float | None
     largest_slice: int | None
     largest_area_px: int
+    largest_cross_section: dict | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -196,6 +206,7 @@ def slice_findings(
         side=side,
         patient_side=_PATIENT_SIDE[side],
         regions=int(regions),
+        calipers=measure(mask, spacing_mm),
     )
 
 
@@ -203,11 +214,14 @@ def case_findings(
     areas_px: Sequence[int],
     spacing_mm: tuple[float, float] | None = None,
     slice_thickness_mm: float | None = None,
+    calipers: Sequence[Calipers | None] | None = None,
 ) -> CaseFindings:
     """Summarise a case from its per-slice tumor areas (in slice order).
 
     Args:
         areas_px: tumor pixels of each slice.
+        calipers: each slice's :class:`~brainloc.calipers.Calipers` (None without tumor), in
+            the same order, for the largest cross-section; None leaves it out.
         spacing_mm: (row, column) pixel spacing in mm, when known.
         slice_thickness_mm: distance between slice centres in mm, when known.
     """
@@ -225,4 +239,5 @@ def case_findings(
         volume_ml=volume,
         largest_slice=largest,
         largest_area_px=int(areas[largest]) if largest is not None else 0,
+        largest_cross_section=largest_cross_section(calipers) if calipers else None,
     )

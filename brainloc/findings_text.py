@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from brainloc.calipers import diameters_text
+
+#: The label of the bidimensional measurement, on screen and in the PDF.
+DIAMETERS_LABEL = "Diameters (longest × perpendicular)"
+
 #: Why a slice below the decision threshold is called tumor (:mod:`brainloc.decision`).
 VOLUME_RULE_NOTE = (
     "Called tumor although its probability is below the decision threshold: it continues "
@@ -66,6 +71,12 @@ def findings_rows(findings: dict[str, Any]) -> list[tuple[str, str]]:
         top, left, bottom, right = findings["bbox"]
         rows.append(("Bounding box", f"rows {top}-{bottom}, columns {left}-{right}"))
     rows.append(("Separate regions", str(findings.get("regions", 0))))
+    calipers = findings.get("calipers")
+    if calipers:
+        value = diameters_text(calipers["longest"], calipers["perpendicular"], calipers["unit"])
+        if findings.get("regions", 0) > 1:
+            value += " (the largest region)"
+        rows.append((DIAMETERS_LABEL, value))
     return rows
 
 
@@ -84,6 +95,10 @@ def case_rows(case) -> list[tuple[str, str]]:
                 f"{int(findings['largest_slice']) + 1} ({findings.get('largest_area_px')} px)",
             )
         )
+    section = findings.get("largest_cross_section")
+    if section:
+        size = diameters_text(section["longest"], section["perpendicular"], section["unit"])
+        rows.append(("Largest cross-section", f"{size} on slice {int(section['slice']) + 1}"))
     if findings.get("volume_ml") is not None:
         rows.append(("Estimated tumor volume", f"{findings['volume_ml']:.2f} mL"))
     return rows

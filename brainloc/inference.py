@@ -389,7 +389,12 @@ class Pipeline:
         )
         if progress:
             progress(1.0)
-        summary = case_findings([r.tumor_area_px for r in results], spacing_mm, slice_thickness_mm)
+        summary = case_findings(
+            [r.tumor_area_px for r in results],
+            spacing_mm,
+            slice_thickness_mm,
+            [r.findings.calipers for r in results],
+        )
         return CaseResult(results, summary, versions, spacing_mm, slice_thickness_mm)
 
     def analyze_scan(

@@ -7,6 +7,7 @@ the PDF report and the CLI draw exactly the same thing.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from brainloc.preprocessing import CHANNELS
@@ -15,6 +16,8 @@ from brainloc.preprocessing import CHANNELS
 SEQUENCES = (*CHANNELS, "composite")
 STYLES = ("fill", "outline", "fill+outline")
 TUMOR_RED = (255, 0, 0)
+#: The caliper lines of the bidimensional measurement (:mod:`brainloc.calipers`).
+CALIPER_YELLOW = (255, 230, 0)
 DEFAULT_WINDOW_PERCENTILES = (0.5, 99.5)
 
 # Anchor colours of a "jet"-like map (blue -> cyan -> yellow -> red), written out
@@ -174,14 +177,30 @@ def render(
     opacity: float = 0.4,
     heatmap: np.ndarray | None = None,
     heatmap_opacity: float = 0.45,
+    calipers: dict | None = None,
 ) -> np.ndarray:
-    """Everything at once: displayed sequence + window, then heatmap, then the mask."""
+    """Everything at once: displayed sequence + window, then heatmap, then the mask, then
+    the caliper lines (a stored ``calipers`` dict), if given."""
     picture = display_image(image, sequence, window, window_percentiles)
     if heatmap is not None:
         picture = overlay_heatmap(picture, heatmap, heatmap_opacity)
     if mask is not None:
         picture = overlay_mask(picture, mask, style, opacity)
+    if calipers:
+        picture = draw_calipers(picture, calipers)
     return picture
+
+
+def draw_calipers(picture: np.ndarray, calipers: dict) -> np.ndarray:
+    """The longest and the perpendicular diameter (a stored ``Calipers.to_dict()``) as yellow
+    lines, one pixel wide, on a copy of an RGB picture of the slice's size."""
+    drawn = Image.fromarray(_check_image(picture))
+    pen = ImageDraw.Draw(drawn)
+    for key in ("longest_line", "perpendicular_line"):
+        (row0, col0), (row1, col1) = calipers[key]
+        # Pixel centres are whole numbers in the calipers, half-numbers for PIL.
+        pen.line([(col0 + 0.5, row0 + 0.5), (col1 + 0.5, row1 + 0.5)], fill=CALIPER_YELLOW)
+    return np.asarray(drawn)
 
 
 def mask_png_array(mask: np.ndarray) -> np.ndarray:

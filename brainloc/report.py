@@ -63,6 +63,7 @@ class ReportData:
         has_tumor: the decision.
         scan: uint8 array (H, W, 3), the displayed slice.
         overlay: uint8 array (H, W, 3), the same slice with the tumor drawn.
+        overlay_caption: what the overlay shows, printed under it.
         findings: (label, value) rows, already formatted for reading.
         slice_rows: for a case, (slice, probability, area) rows; empty for one slice.
         slice_note: a footnote printed under the slice table ("" for none).
@@ -86,6 +87,7 @@ class ReportData:
     has_tumor: bool
     scan: np.ndarray
     overlay: np.ndarray
+    overlay_caption: str = "Scan with detected tumor region (red)"
     findings: Sequence[tuple[str, str]] = ()
     slice_rows: Sequence[tuple[str, str, str]] = ()
     slice_note: str = ""
@@ -220,7 +222,7 @@ def build_report(data: ReportData) -> bytes:
     images = Table(
         [
             [_png_flowable(data.scan), _png_flowable(data.overlay)],
-            ["Scan", "Scan with detected tumor region (red)"],
+            ["Scan", data.overlay_caption],
         ],
         colWidths=[_IMAGE_SIDE + 6 * mm] * 2,
         hAlign="LEFT",

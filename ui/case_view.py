@@ -95,6 +95,12 @@ def _controls(key: str, gradcam_available: bool) -> dict:
             key=f"{key}_style",
         )
         opacity = left.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity")
+        calipers = left.toggle(
+            "Show diameters",
+            value=True,
+            help="The longest tumor diameter and the longest one perpendicular to it, in yellow.",
+            key=f"{key}_calipers",
+        )
         sequence = right.selectbox(
             "Displayed sequence",
             list(SEQUENCE_LABELS),
@@ -118,6 +124,7 @@ def _controls(key: str, gradcam_available: bool) -> dict:
         "show": show,
         "style": style,
         "opacity": opacity,
+        "calipers": calipers,
         "sequence": sequence,
         "window": None if auto else tuple(float(v) for v in window),
         "gradcam": gradcam and gradcam_available,
@@ -147,6 +154,7 @@ def render_case(case: StoredCase, *, key: str) -> Shown:
     percentiles = (0.5, 99.5) if options["window"] is None else None
     base = overlay.display_image(shown.image, options["sequence"], options["window"], percentiles)
     heatmap = _heatmap(pipeline, case, index, key) if options["gradcam"] else None
+    calipers = shown.findings.get("calipers") if options["show"] and options["calipers"] else None
     picture = overlay.render(
         shown.image,
         shown.mask if options["show"] else None,
@@ -156,13 +164,16 @@ def render_case(case: StoredCase, *, key: str) -> Shown:
         style=options["style"],
         opacity=options["opacity"],
         heatmap=heatmap,
+        calipers=calipers,
     )
     name = f" - {shown.name}" if shown.name else ""
     scan_column, overlay_column = st.columns(2)
     scan_column.image(base, caption=f"Scan, slice {index + 1}{name}", width="stretch")
     overlay_column.image(
         picture,
-        caption="Detected tumor in red" + (" with Grad-CAM" if heatmap is not None else ""),
+        caption="Detected tumor in red"
+        + (", diameters in yellow" if calipers else "")
+        + (" with Grad-CAM" if heatmap is not None else ""),
         width="stretch",
     )
     stated = probability_text(shown.tumor_probability)
