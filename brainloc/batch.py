@@ -9,7 +9,8 @@ named after the FLAIR file.
 
 Each slice gets one line on stdout (with ``--json``: one JSON object per line
 with ``file``, ``slice``, ``tumor_probability``, ``has_tumor``,
-``tumor_area_px``, a few findings, ``models`` and ``arithmetic``). A file that cannot be read prints
+``tumor_area_px``, a few findings, ``diameters`` (longest and perpendicular, with their unit; None
+without tumor), ``models`` and ``arithmetic``). A file that cannot be read prints
 ``error: FILE: reason`` on stderr and the rest still run; the exit code is 2
 if any file failed, 1 if the models are missing, 0 otherwise.
 

@@ -3,12 +3,13 @@
 The content comes from the stored analysis (:class:`brainloc.casework.StoredCase`), the
 signed-in practitioner and the current note version; :func:`brainloc.report.build_report`
 renders it; :func:`db.clinical_notes.issue_report` keeps the exact bytes with the note version
-they contain, so a later download returns the same document.
+they contain, so a later download returns the same document. A follow-up report also holds the
+comparison with an earlier own analysis chosen as its baseline (:mod:`brainloc.followup`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from brainloc import overlay
@@ -20,11 +21,12 @@ from brainloc.findings_text import (
     findings_rows,
     probability_text,
 )
+from brainloc.followup import RANO_LGG_THRESHOLDS, compare_analyses
 from brainloc.report import ReportData, build_report
 from brainloc.scan_align import RESAMPLED_MARK
 from brainloc.scans import COMBINED_NOTE
 from brainloc.study import RECOGNISED_PREFIX
-from db import clinical_notes
+from db import clinical, clinical_notes
 from db.types import utc_now
 
 #: How the report draws the slice: FLAIR (the sequence gliomas show best) with a
@@ -132,16 +134,28 @@ def report_data(
 
 
 def issue_case_report(
-    session, *, author: Author, analysis_id: int, issued_at: datetime | None = None
+    session,
+    *,
+    author: Author,
+    analysis_id: int,
+    issued_at: datetime | None = None,
+    baseline_id: int | None = None,
 ) -> clinical_notes.IssuedReport | None:
-    """Render and store a new report of an own analysis with its current note.
+    """Render and store a new report of an own analysis with its current note; with
+    ``baseline_id``, a follow-up report that compares it with that earlier own analysis
+    (:mod:`brainloc.followup`).
 
     Returns:
-        The stored report, or None when the analysis is not the author's.
+        The stored report, or None when the analysis or the baseline is not the author's.
     """
     case = load_case(session, owner_id=author.id, analysis_id=analysis_id)
     if case is None:
         return None
+    comparison: dict = {}
+    if baseline_id is not None:
+        comparison = _comparison(session, author.id, analysis_id, baseline_id)
+        if not comparison:
+            return None
     issued_at = issued_at or utc_now()
     note = clinical_notes.latest_note(session, analysis_id=analysis_id, owner_id=author.id)
     data = report_data(
@@ -151,6 +165,7 @@ def issue_case_report(
         note_version=note.version if note else None,
         issued_at=issued_at,
     )
+    data = replace(data, **comparison)
     return clinical_notes.issue_report(
         session,
         analysis_id=analysis_id,
@@ -160,3 +175,25 @@ def issue_case_report(
         note_version_id=note.id if note else None,
         issued_at=issued_at,
     )
+
+
+def _comparison(session, owner_id: int, analysis_id: int, baseline_id: int) -> dict:
+    """The report fields of the comparison with an own baseline; {} when it is not the
+    owner's or is the analysis itself."""
+    if baseline_id == analysis_id:
+        return {}
+    baseline = clinical.get_analysis(session, analysis_id=baseline_id, owner_id=owner_id)
+    follow_up = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
+    if baseline is None or follow_up is None:
+        return {}
+    comparison = compare_analyses(baseline, follow_up)
+    return {
+        "comparison_title": (
+            f"Baseline: analysis #{baseline.id}, {baseline.case_reference}, analysed "
+            f"{baseline.created_at:%Y-%m-%d %H:%M} UTC."
+        ),
+        "comparison_rows": [
+            (row.label, row.baseline, row.follow_up, row.change) for row in comparison.rows
+        ],
+        "comparison_notes": [*comparison.notes, RANO_LGG_THRESHOLDS],
+    }

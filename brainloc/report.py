@@ -73,6 +73,10 @@ class ReportData:
         sequences_note: which MRI sequences were really present, if not all three.
         probability_label: how the probability is named ("Highest slice tumor probability"
             for a case).
+        comparison_title: for a follow-up report, which analysis is the baseline ("" for none).
+        comparison_rows: (measure, baseline, this analysis, change) rows
+            (:mod:`brainloc.followup`).
+        comparison_notes: what the reader must know about the comparison.
     """
 
     practitioner_name: str
@@ -96,6 +100,9 @@ class ReportData:
     models: Sequence[str] = field(default_factory=tuple)
     sequences_note: str = ""
     probability_label: str = "Tumor probability"
+    comparison_title: str = ""
+    comparison_rows: Sequence[tuple[str, str, str, str]] = ()
+    comparison_notes: Sequence[str] = ()
 
 
 def _check(data: ReportData) -> None:
@@ -237,6 +244,21 @@ def build_report(data: ReportData) -> bytes:
                 [
                     Paragraph("Findings", styles["h2"]),
                     _grid(data.findings, (60 * mm, 110 * mm), header=False),
+                ]
+            )
+        )
+    if data.comparison_rows:
+        rows = [("Measure", "Baseline", "This analysis", "Change"), *data.comparison_rows]
+        story.append(
+            KeepTogether(
+                [
+                    Paragraph("Compared with an earlier scan", styles["h2"]),
+                    Paragraph(_paragraph_text(data.comparison_title), styles["body"]),
+                    _grid(rows, (52 * mm, 48 * mm, 48 * mm, 22 * mm), header=True),
+                    *(
+                        Paragraph(_paragraph_text(note), styles["small"])
+                        for note in data.comparison_notes
+                    ),
                 ]
             )
         )

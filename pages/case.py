@@ -1,4 +1,5 @@
-"""Case page: reopen an own analysis, write versioned notes, download images, issue reports.
+"""Case page: reopen an own analysis, compare it with an earlier one, write versioned notes,
+download images, issue reports.
 
 The case comes from ``?id=`` or from the picker; the database returns it only to its owner,
 so another user's id shows the same "not found" as an id that does not exist. Opening a case,
@@ -14,6 +15,7 @@ from db import clinical, clinical_notes
 from db.audit import Action
 from db.engine import session_scope
 from ui.case_view import render_case
+from ui.followup import render_comparison
 from ui.guard import require_user
 from ui.notes import render_notes
 
@@ -94,22 +96,25 @@ def _downloads(case, shown) -> None:
     )
 
 
-def _issue(analysis_id: int) -> None:
+def _issue(analysis_id: int, baseline_id: int | None) -> None:
     author = Author(user.id, user.full_name, user.category, user.institution)
     with session_scope() as session:
-        issue_case_report(session, author=author, analysis_id=analysis_id)
+        issue_case_report(session, author=author, analysis_id=analysis_id, baseline_id=baseline_id)
 
 
-def _reports(case) -> None:
+def _reports(case, baseline_id: int | None) -> None:
     st.subheader("Reports")
     placeholder = st.empty()
     st.button(
         "Issue a new PDF report",
-        help="The report holds the current note; once issued it never changes.",
+        help="The report holds the current note and, when a baseline is chosen under "
+        "'Compare with an earlier scan', the comparison; once issued it never changes.",
         on_click=_issue,
-        args=(case.id,),
+        args=(case.id, baseline_id),
         key=f"case_issue_{case.id}",
     )
+    if baseline_id is not None:
+        st.caption(f"A new report will include the comparison with analysis #{baseline_id}.")
     with session_scope() as session:
         saved = clinical_notes.latest_note(session, analysis_id=case.id, owner_id=user.id)
         reports = clinical_notes.list_reports(session, analysis_id=case.id, owner_id=user.id)
@@ -164,7 +169,8 @@ st.caption(
 )
 shown = render_case(case, key=f"case_{case.id}")
 _downloads(case, shown)
+baseline_id = render_comparison(user.id, case.id)
 st.divider()
 render_notes(case.id, owner_id=user.id, author_name=user.full_name)
 st.divider()
-_reports(case)
+_reports(case, baseline_id)

@@ -59,7 +59,9 @@ def test_bad_file_is_reported_and_the_rest_still_run(kaggle_dir, tiny_models_dir
     assert code == 2
     assert err.strip() == f"error: {bad}: not a valid PNG file; it is a text file, not an image"
     assert re.fullmatch(
-        rf"{re.escape(str(good))}: TUMOR, probability [<>]?\d+\.\d%, area \d+ px", out.strip()
+        rf"{re.escape(str(good))}: TUMOR, probability [<>]?\d+\.\d%, area \d+ px, "
+        r"diameters \d+ × \d+ px",
+        out.strip(),
     )
 
 
@@ -142,6 +144,10 @@ def test_dicom_folder_is_one_series_in_position_order(tiny_models_dir, tmp_path,
     assert all(r["file"] == str(series) for r in records)
     assert [r["has_tumor"] for r in records] == [False, True, False]
     assert records[1]["tumor_area_mm2"] == pytest.approx(records[1]["tumor_area_px"] * 0.25)
+    # Diameters in mm on the 0.5 mm pixels; none on the slices without tumor.
+    diameters = records[1]["diameters"]
+    assert diameters["unit"] == "mm" and diameters["longest"] >= diameters["perpendicular"] > 0
+    assert records[0]["diameters"] is None
     # Every line says which models, in which arithmetic, produced it.
     assert records[0]["models"]["classifier"] == "tiny-classifier v0.0.1"
     assert records[0]["arithmetic"] in ("float32", "bfloat16")

@@ -10,9 +10,10 @@ import pytest
 from pypdf import PdfReader
 from sqlmodel import Session
 
+from brainloc.calipers import diameters_text
 from brainloc.case_report import Author, issue_case_report, report_filename
 from brainloc.casework import analyze_uploads, load_case, png_bytes, save_outcome
-from brainloc.findings_text import case_rows, findings_rows, probability_text
+from brainloc.findings_text import DIAMETERS_LABEL, case_rows, findings_rows, probability_text
 from brainloc.scans import ScanError
 from db import clinical, clinical_notes
 from tests.brainloc.scan_factory import encode_pil, encode_tiff, synthetic_slice, tumor_like_slice
@@ -109,6 +110,21 @@ def test_issued_report_holds_note_and_probability_and_keeps_its_bytes(tiny_pipel
         report = issue_case_report(session, author=author, analysis_id=analysis_id, issued_at=when)
         stranger = Author(owner.id + 99, "X", "Y", "Z")
         assert issue_case_report(session, author=stranger, analysis_id=analysis_id) is None
+        # A baseline that is not the author's own analysis (or is the analysis itself) is
+        # refused, and nothing is issued.
+        other = make_user(session, "bob")
+        bobs = save_outcome(session, owner_id=other.id, case_reference="B", outcome=outcome)
+        for baseline in (bobs, analysis_id, 10_000):
+            assert (
+                issue_case_report(
+                    session, author=author, analysis_id=analysis_id, baseline_id=baseline
+                )
+                is None
+            )
+        assert (
+            len(clinical_notes.list_reports(session, analysis_id=analysis_id, owner_id=owner.id))
+            == 1
+        )
         session.commit()
         report_id, pdf = report.id, report.pdf
     with Session(engine) as session:
@@ -123,6 +139,8 @@ def test_issued_report_holds_note_and_probability_and_keeps_its_bytes(tiny_pipel
         "R/1",
         "Dr Alice",
         f"tiny-classifier v0.0.1, tiny-segmenter v0.0.1 (computed in {outcome.arithmetic})",
+        f"{DIAMETERS_LABEL} {outcome.slices[0].result.findings.calipers.text}",
+        "Scan with detected tumor region (red), diameters (yellow)",
     ):
         assert expected in text
     assert report.filename == report_filename(
@@ -186,6 +204,12 @@ def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
         case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
     assert case.slices[1].spacing_mm == (0.5, 0.75) and case.slices[1].slice_thickness_mm == 5.0
     assert dict(case_rows(case))["Estimated tumor volume"].endswith(" mL")
+    # The diameters are stored with the slice and named for the case, in mm on this spacing.
+    stored = case.slices[1].findings["calipers"]
+    assert stored["unit"] == "mm" and stored["longest"] >= stored["perpendicular"] > 0
+    section = diameters_text(stored["longest"], stored["perpendicular"], "mm")
+    assert dict(case_rows(case))["Largest cross-section"] == f"{section} on slice 2"
+    assert dict(findings_rows(case.slices[1].findings))[DIAMETERS_LABEL] == section
     assert "mm²" in dict(findings_rows(case.slices[1].findings))["Tumor area"]
     data = _report_without_notes(case, owner.id)
     assert "Only FLAIR was present" in data.sequences_note

@@ -144,7 +144,15 @@ def test_a_nifti_volume_is_one_case_with_its_volume_estimate(clinic):
     assert saved.slice_count == 4 and saved.has_tumor
     summary = at.table[0].value.to_string()
     assert "Estimated tumor volume" in summary and "mL" in summary
-    assert "mm²" in at.table[-1].value.to_string()
+    assert "Largest cross-section" in summary and " mm on slice 3" in summary
+    shown = at.table[-1].value.to_string()
+    assert "mm²" in shown
+    assert "Diameters (longest × perpendicular)" in shown and " mm" in shown
+    # The lesion's slice is shown first, with its diameters drawn; the toggle takes them off.
+    assert "Detected tumor in red, diameters in yellow" in str(at.get("image")[1].proto)
+    at.toggle(key=f"analyze_{saved.id}_calipers").set_value(False).run()
+    assert not at.exception
+    assert "diameters in yellow" not in str(at.get("image")[1].proto)
     captions = [str(caption.value) for caption in at.caption]
     # One line says what was done with the single sequence and why it matters, not two.
     assert (

@@ -3,6 +3,9 @@ downloads and issued reports, every action audited."""
 
 from __future__ import annotations
 
+import io
+
+from pypdf import PdfReader
 from sqlmodel import Session
 
 from db import clinical_activity, clinical_notes
@@ -182,3 +185,72 @@ def test_an_administrator_cannot_open_a_case_even_by_the_page_file(clinic, make_
         assert not at.exception
         assert [e.value for e in at.error] == ["You do not have access to this page."]
         assert "ADMIN-NO" not in str(at._tree) and len(at.get("image")) == 0
+
+
+def _dicom_analysis(clinic, owner_id: int, reference: str, side: int) -> int:
+    """A one-slice DICOM analysis (0.5 mm pixels) whose bright square is ``side`` px wide."""
+    from brainloc.casework import analyze_uploads, save_outcome
+    from brainloc.inference import get_pipeline
+    from tests.brainloc.scan_factory import encode_dicom, tumor_like_slice
+
+    pixels = tumor_like_slice((96, 96), square=(30, 20, side))[..., 1].astype("uint16") * 16
+    pipeline = get_pipeline(clinic.settings.models_dir)
+    outcome = analyze_uploads(pipeline, [("im.dcm", encode_dicom(pixels, spacing=(0.5, 0.5)))])
+    with _session(clinic) as session:
+        analysis_id = save_outcome(
+            session, owner_id=owner_id, case_reference=reference, outcome=outcome
+        )
+        session.commit()
+    return analysis_id
+
+
+def test_a_case_is_compared_with_an_earlier_own_analysis_in_millimetres(clinic):
+    baseline = _dicom_analysis(clinic, clinic.alice, "PATIENT-7 2025", 20)
+    follow_up = _dicom_analysis(clinic, clinic.alice, "PATIENT-7 2026", 26)
+    bob_case = clinic.add_analysis(clinic.bob, "BOB-ONLY")
+    at = open_page("case.py", clinic.alice, {"id": str(follow_up)})
+    assert not at.exception
+    picker = at.selectbox(key=f"followup_baseline_{follow_up}")
+    # Only the user's own other analyses are offered.
+    assert len(picker.options) == 1
+    assert picker.options[0].startswith(f"PATIENT-7 2025 · #{baseline} · ")
+    assert f"#{bob_case} " not in str(at._tree) and "BOB-ONLY" not in str(at._tree)
+    at = picker.set_value(baseline).run()
+    assert not at.exception
+    table = at.table[-1].value
+    section = table[table["Measure"] == "Largest cross-section (longest × perpendicular)"]
+    assert section.iloc[0, 1].endswith(" mm (slice 1)")
+    assert section.iloc[0, 2].endswith(" mm (slice 1)")
+    # The square grew from 20 to 26 px a side: its product grew by about (26/20)^2 - 1 = 69 %.
+    change = int(section["Change"].iloc[0].rstrip("%"))
+    assert 50 <= change <= 90
+    captions = _texts(at.caption)
+    assert "RANO size thresholds" in captions and "not a response assessment" in captions
+    # Looking at the baseline is audited as a view of it, once.
+    at = at.run()
+    with _session(clinic) as session:
+        events = clinical_activity.recent_activity(session, owner_id=clinic.alice)
+    baseline_views = [e for e in events if e.action == Action.VIEW and e.analysis_id == baseline]
+    assert len(baseline_views) == 1
+    # A report issued now is a follow-up report: it holds the same comparison.
+    assert f"comparison with analysis #{baseline}" in _texts(at.caption)
+    at = at.button(key=f"case_issue_{follow_up}").click().run()
+    assert not at.exception
+    with _session(clinic) as session:
+        (report,) = clinical_notes.list_reports(
+            session, analysis_id=follow_up, owner_id=clinic.alice
+        )
+    pages = PdfReader(io.BytesIO(report.pdf)).pages
+    text = " ".join(" ".join(page.extract_text() for page in pages).split())
+    assert "Compared with an earlier scan" in text
+    assert f"Baseline: analysis #{baseline}, PATIENT-7 2025" in text
+    assert f"+{change}%" in text and "not a response assessment" in text
+
+
+def test_the_comparison_offers_nothing_without_another_own_analysis(clinic):
+    clinic.add_analysis(clinic.alice, "ALICE-1")
+    only = clinic.add_analysis(clinic.bob, "BOB-1")
+    at = open_page("case.py", clinic.bob, {"id": str(only)})
+    assert not at.exception
+    assert "no other analysis" in _texts(at.caption)
+    assert "ALICE-1" not in str(at._tree)

@@ -1,0 +1,198 @@
+"""Tumor size at follow-up: one analysis against an earlier one of the same patient.
+
+What a follow-up read of a lower-grade glioma asks first is whether the tumor grew. Two
+stored analyses are compared by what :mod:`brainloc.findings` measured on each:
+
+- the **largest cross-section**, longest × perpendicular diameter (:mod:`brainloc.calipers`),
+  whose product is the size measure of the RANO criteria for glioma;
+- the **estimated volume** (tumor area × slice distance, summed), when both scans carry
+  their geometry.
+
+Changes are given in percent of the baseline, beside the size thresholds of RANO for
+lower-grade glioma (product of the perpendicular diameters: +25 % for progression, -25 % for
+a minor and -50 % for a partial response) so the reader can place them. The tool does not
+assign a response category: RANO also weighs new lesions, enhancement, the clinical state and
+steroid dose, asks for confirmation on a later scan, and measures the lesion a radiologist
+chose, not a model's mask.
+
+Sizes are compared only in millimetres: pixels of two scans need not be the same size. Which
+analysis is the baseline is the user's choice (the analysis date is when the scan was
+uploaded, not when it was acquired).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from brainloc.calipers import diameters_text
+
+#: The size thresholds of RANO for lower-grade glioma, on the product of the diameters.
+RANO_LGG_THRESHOLDS = (
+    "RANO size thresholds for lower-grade glioma (product of the perpendicular diameters): "
+    "+25 % progression; -25 % minor response; -50 % partial response. They also weigh new "
+    "lesions, enhancement, clinical state and steroids, and need confirmation: this comparison "
+    "is not a response assessment."
+)
+NOT_MEASURED = "not measured"
+NO_TUMOR = "no tumor detected"
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One line of the comparison: what, at baseline, at follow-up, and the change."""
+
+    label: str
+    baseline: str
+    follow_up: str
+    change: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The comparison of a follow-up analysis with its baseline.
+
+    Attributes:
+        rows: readable rows for a table.
+        product_change: relative change of the largest cross-section's product (0.32 for
+            +32 %), or None when it cannot be computed.
+        volume_change: the same for the estimated volume.
+        notes: why a change is missing, and what else the reader must know.
+    """
+
+    rows: tuple[SizeRow, ...]
+    product_change: float | None
+    volume_change: float | None
+    notes: tuple[str, ...]
+
+
+def _percent(change: float) -> str:
+    return f"{change:+.0%}"
+
+
+def _change(before: float, after: float) -> tuple[str, float | None]:
+    if before > 0:
+        change = after / before - 1.0
+        return _percent(change), change
+    return ("new" if after > 0 else "none at either"), None
+
+
+def models_label(analysis) -> str:
+    """The models a stored analysis (``db.models.Analysis``) ran with, for comparing."""
+    return ", ".join(
+        f"{name} v{version}"
+        for name, version in (
+            (analysis.classifier_name, analysis.classifier_version),
+            (analysis.segmenter_name, analysis.segmenter_version),
+        )
+        if name
+    )
+
+
+def compare_analyses(baseline, follow_up) -> Comparison:
+    """:func:`compare` for two stored analyses (``db.models.Analysis`` rows)."""
+    return compare(
+        baseline.findings,
+        follow_up.findings,
+        baseline_models=models_label(baseline),
+        follow_up_models=models_label(follow_up),
+    )
+
+
+def compare(
+    baseline: Mapping[str, Any],
+    follow_up: Mapping[str, Any],
+    *,
+    baseline_models: str = "",
+    follow_up_models: str = "",
+) -> Comparison:
+    """Compare two analyses by their stored case findings (``Analysis.findings``).
+
+    Args:
+        baseline: the earlier scan's case findings.
+        follow_up: the later scan's case findings.
+        baseline_models, follow_up_models: the models each analysis ran with, as labels; a
+            difference is pointed out, since it can account for part of a change.
+    """
+    notes: list[str] = []
+    rows: list[SizeRow] = []
+    sections = []
+    for name, findings in (("baseline", baseline), ("follow-up", follow_up)):
+        if "largest_cross_section" not in findings:
+            notes.append(
+                f"The {name} was analysed before diameters were measured; analyse its scan "
+                "again to compare diameters."
+            )
+        sections.append(findings.get("largest_cross_section"))
+    before, after = sections
+    product_change = None
+    cells = []
+    for findings, section in ((baseline, before), (follow_up, after)):
+        if "largest_cross_section" not in findings:
+            cells.append(NOT_MEASURED)
+        elif section is None:
+            cells.append(NO_TUMOR)
+        else:
+            size = diameters_text(section["longest"], section["perpendicular"], section["unit"])
+            cells.append(f"{size} (slice {int(section['slice']) + 1})")
+    change = "-"
+    measured = [
+        (findings, section)
+        for findings, section in ((baseline, before), (follow_up, after))
+        if "largest_cross_section" in findings
+    ]
+    if len(measured) == 2:
+        units = {section["unit"] for _, section in measured if section}
+        if "px" in units:
+            notes.append(
+                "Diameters in pixels (a scan without pixel spacing) cannot be compared between "
+                "two scans; upload DICOM or NIfTI, which carry the spacing."
+            )
+        else:
+            products = [s["longest"] * s["perpendicular"] if s else 0.0 for s in (before, after)]
+            change, product_change = _change(*products)
+    rows.append(SizeRow("Largest cross-section (longest × perpendicular)", *cells, change))
+    if product_change is not None:
+        rows.append(
+            SizeRow(
+                "Product of the diameters",
+                f"{before['longest'] * before['perpendicular']:.0f} mm²",
+                f"{after['longest'] * after['perpendicular']:.0f} mm²" if after else NO_TUMOR,
+                change,
+            )
+        )
+
+    volumes = [findings.get("volume_ml") for findings in (baseline, follow_up)]
+    volume_change = None
+    volume_cells = [NOT_MEASURED if v is None else f"{v:.2f} mL" for v in volumes]
+    volume_text = "-"
+    if None in volumes:
+        notes.append(
+            "A volume needs one volume with its geometry (a DICOM series or a NIfTI file) "
+            "on both sides."
+        )
+    else:
+        volume_text, volume_change = _change(*volumes)
+    rows.append(SizeRow("Estimated tumor volume", *volume_cells, volume_text))
+
+    counts = [len(findings.get("tumor_slices") or []) for findings in (baseline, follow_up)]
+    totals = [findings.get("n_slices") for findings in (baseline, follow_up)]
+    rows.append(
+        SizeRow(
+            "Slices with tumor",
+            *(f"{c} of {t}" if t else str(c) for c, t in zip(counts, totals, strict=True)),
+            f"{counts[1] - counts[0]:+d}",
+        )
+    )
+    if baseline_models and follow_up_models and baseline_models != follow_up_models:
+        notes.append(
+            f"The two analyses ran with different models ({baseline_models}; "
+            f"{follow_up_models}): part of a change may be the models'."
+        )
+    if before and not after and "largest_cross_section" in follow_up:
+        notes.append(
+            "No tumor was detected at follow-up. A negative result does not rule out tumor "
+            "(see the model card)."
+        )
+    return Comparison(tuple(rows), product_change, volume_change, tuple(notes))

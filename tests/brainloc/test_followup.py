@@ -1,0 +1,92 @@
+"""Follow-up size comparison on stored case findings whose changes are known."""
+
+from __future__ import annotations
+
+import pytest
+
+from brainloc.followup import NO_TUMOR, NOT_MEASURED, compare
+
+
+def _case(longest=None, perpendicular=None, unit="mm", volume=None, tumor_slices=(), slices=20):
+    section = (
+        None
+        if longest is None
+        else {"slice": 7, "longest": longest, "perpendicular": perpendicular, "unit": unit}
+    )
+    return {
+        "largest_cross_section": section,
+        "volume_ml": volume,
+        "tumor_slices": list(tumor_slices),
+        "n_slices": slices,
+    }
+
+
+def _rows(comparison):
+    return {row.label: row for row in comparison.rows}
+
+
+def test_growth_in_millimetres_is_given_in_percent_of_the_baseline():
+    baseline = _case(40.0, 30.0, volume=10.0, tumor_slices=range(5, 12))
+    follow_up = _case(46.0, 33.0, volume=12.5, tumor_slices=range(5, 14))
+    comparison = compare(baseline, follow_up, baseline_models="a v1", follow_up_models="a v1")
+    assert comparison.product_change == pytest.approx(46 * 33 / 1200 - 1)  # +26.5 %
+    assert comparison.volume_change == pytest.approx(0.25)
+    rows = _rows(comparison)
+    section = rows["Largest cross-section (longest × perpendicular)"]
+    assert section.baseline == "40.0 × 30.0 mm (slice 8)"
+    assert section.follow_up == "46.0 × 33.0 mm (slice 8)"
+    assert section.change == "+26%"
+    assert rows["Product of the diameters"].baseline == "1200 mm²"
+    assert rows["Estimated tumor volume"].change == "+25%"
+    assert rows["Slices with tumor"].baseline == "7 of 20"
+    assert rows["Slices with tumor"].change == "+2"
+    assert comparison.notes == ()
+
+
+def test_shrinkage_and_a_follow_up_without_tumor():
+    baseline = _case(40.0, 30.0, volume=10.0, tumor_slices=[3])
+    smaller = compare(baseline, _case(20.0, 30.0, volume=4.0, tumor_slices=[3]))
+    assert smaller.product_change == pytest.approx(-0.5)
+    assert _rows(smaller)["Estimated tumor volume"].change == "-60%"
+    gone = compare(baseline, _case(volume=0.0))
+    assert gone.product_change == pytest.approx(-1.0)
+    assert _rows(gone)["Largest cross-section (longest × perpendicular)"].follow_up == NO_TUMOR
+    assert any("does not rule out tumor" in note for note in gone.notes)
+
+
+def test_a_tumor_new_at_follow_up_has_no_percentage():
+    comparison = compare(_case(volume=0.0), _case(30.0, 20.0, volume=3.0, tumor_slices=[4]))
+    assert comparison.product_change is None and comparison.volume_change is None
+    rows = _rows(comparison)
+    assert rows["Largest cross-section (longest × perpendicular)"].change == "new"
+    assert rows["Estimated tumor volume"].change == "new"
+
+
+def test_pixels_are_not_compared_between_scans():
+    comparison = compare(_case(40.0, 30.0, unit="px"), _case(50.0, 30.0, unit="px"))
+    assert comparison.product_change is None
+    assert _rows(comparison)["Largest cross-section (longest × perpendicular)"].change == "-"
+    assert "Product of the diameters" not in _rows(comparison)
+    assert any("pixels" in note for note in comparison.notes)
+    assert any("volume needs" in note for note in comparison.notes)
+
+
+def test_an_analysis_from_before_the_diameters_says_so():
+    old = {"tumor_slices": [2, 3], "n_slices": 10, "volume_ml": 5.0}
+    comparison = compare(old, _case(30.0, 20.0, volume=6.0, tumor_slices=[2, 3]))
+    rows = _rows(comparison)
+    assert rows["Largest cross-section (longest × perpendicular)"].baseline == NOT_MEASURED
+    assert comparison.product_change is None
+    assert comparison.volume_change == pytest.approx(0.2)
+    assert any("before diameters were measured" in note for note in comparison.notes)
+
+
+def test_different_models_are_pointed_out():
+    comparison = compare(
+        _case(40.0, 30.0),
+        _case(40.0, 30.0),
+        baseline_models="brainloc-classifier v2.2.0",
+        follow_up_models="brainloc-classifier v2.3.0",
+    )
+    assert comparison.product_change == pytest.approx(0.0)
+    assert any("different models" in note for note in comparison.notes)

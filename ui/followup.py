@@ -1,0 +1,80 @@
+"""The Case page's "Compare with an earlier scan": the shown case as the follow-up of another
+of the user's own analyses (:mod:`brainloc.followup`)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from brainloc.followup import RANO_LGG_THRESHOLDS, compare_analyses
+from db import clinical
+from db.audit import Action
+from db.engine import session_scope
+
+#: session_state key: the (case, baseline) pair whose view was audited last.
+AUDITED_KEY = "followup_audited"
+
+
+def render_comparison(owner_id: int, analysis_id: int) -> int | None:
+    """An expander with a baseline picker over the owner's other analyses and, once one is
+    chosen, the size comparison. Every read is filtered by ``owner_id`` in the database.
+
+    Returns:
+        The chosen baseline's id (for a follow-up report), or None.
+    """
+    with st.expander("Compare with an earlier scan", expanded=False):
+        with session_scope() as session:
+            mine = clinical.list_analyses(session, owner_id=owner_id, limit=500)
+        labels = {
+            a.id: f"{a.case_reference} · #{a.id} · {a.created_at:%Y-%m-%d %H:%M}"
+            for a in mine
+            if a.id != analysis_id
+        }
+        if not labels:
+            st.caption("You have no other analysis to compare this one with.")
+            return None
+        baseline_id = st.selectbox(
+            "Baseline (the earlier scan of the same patient)",
+            list(labels),
+            index=None,
+            format_func=labels.get,
+            placeholder="Choose one of your analyses",
+            help="Which scan is earlier is your choice: an analysis' date is when it was "
+            "uploaded, not when the scan was made.",
+            key=f"followup_baseline_{analysis_id}",
+        )
+        if baseline_id is None:
+            return None
+        with session_scope() as session:
+            baseline = clinical.get_analysis(session, analysis_id=baseline_id, owner_id=owner_id)
+            follow_up = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
+            if baseline is None or follow_up is None:
+                st.error("That analysis was not found among your analyses.")
+                return None
+            if st.session_state.get(AUDITED_KEY) != (analysis_id, baseline_id):
+                clinical.record_case_event(
+                    session,
+                    owner_id=owner_id,
+                    analysis_id=baseline_id,
+                    action=Action.VIEW,
+                    detail={"as_baseline_of": analysis_id},
+                )
+                st.session_state[AUDITED_KEY] = (analysis_id, baseline_id)
+            comparison = compare_analyses(baseline, follow_up)
+            dates = (baseline.created_at, follow_up.created_at)
+        st.table(
+            {
+                "Measure": [row.label for row in comparison.rows],
+                f"Baseline #{baseline_id} ({dates[0]:%Y-%m-%d})": [
+                    row.baseline for row in comparison.rows
+                ],
+                f"This analysis #{analysis_id} ({dates[1]:%Y-%m-%d})": [
+                    row.follow_up for row in comparison.rows
+                ],
+                "Change": [row.change for row in comparison.rows],
+            },
+            hide_index=True,
+        )
+        for note in comparison.notes:
+            st.caption(note)
+        st.caption(RANO_LGG_THRESHOLDS)
+        return baseline_id
