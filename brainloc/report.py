@@ -140,6 +140,7 @@ def _styles() -> dict[str, ParagraphStyle]:
         "h2": ParagraphStyle("h2", parent=base["Heading2"], textColor=_ACCENT, spaceBefore=8),
         "body": base["BodyText"],
         "small": ParagraphStyle("small", parent=base["BodyText"], fontSize=8, leading=10),
+        "cell": ParagraphStyle("cell", parent=base["BodyText"], fontSize=9, leading=11),
         "box": ParagraphStyle(
             "box",
             parent=base["BodyText"],
@@ -248,7 +249,14 @@ def build_report(data: ReportData) -> bytes:
             )
         )
     if data.comparison_rows:
-        rows = [("Measure", "Baseline", "This analysis", "Change"), *data.comparison_rows]
+        # Body cells wrap (a measure's name is longer than its column).
+        rows = [
+            ("Measure", "Baseline", "This analysis", "Change"),
+            *(
+                [Paragraph(_paragraph_text(cell), styles["cell"]) for cell in row]
+                for row in data.comparison_rows
+            ),
+        ]
         story.append(
             KeepTogether(
                 [
