@@ -142,7 +142,8 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     page.get_by_role("button", name="Analyze", exact=True).click()
     verdict = page.get_by_text("Tumor suspected")
     expect(verdict).to_be_visible(timeout=ANALYSIS_TIMEOUT_MS)
-    expect(page.get_by_text("Detected tumor in red")).to_be_visible()
+    expect(page.get_by_text("Detected tumor in red, diameters in yellow")).to_be_visible()
+    expect(page.get_by_text("Diameters (longest × perpendicular)")).to_be_visible()
     expect(page.locator("img[src*='media']")).to_have_count(2)
     stated = page.get_by_text(re.compile(r"Tumor probability [<>]?\d+\.\d%")).first.inner_text()
     probability = re.search(r"Tumor probability ([<>]?\d+\.\d)%", stated).group(1)
@@ -174,6 +175,7 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     assert final_note in text
     assert f"{probability}%" in text
     assert "E2E-CASE-1" in text and "Dr Alice Example" in text
+    assert "Diameters (longest × perpendicular)" in text and "diameters (yellow)" in text
     # The same slice uploaded one sequence at a time (three grey TIFFs) gives the same result,
     # with the co-registration caveat.
     _go(page, "Analyze")
@@ -193,6 +195,19 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     # The result's caveat (the radio's caption also says "co-registered", so match the note).
     expect(page.get_by_text(re.compile("came as separate series and were"))).to_be_visible()
     expect(page.get_by_text(f"Tumor probability {probability}%").first).to_be_visible()
+    # Its case compared with the first: TIFF slices carry no pixel spacing, so the diameters
+    # (in px) are shown side by side without a change, and the page says why.
+    page.get_by_role("link", name="Open the case to add notes and issue a report").click()
+    expect(page.get_by_role("button", name="Save note")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(page)
+    page.get_by_text("Compare with an earlier scan").click()
+    wait_idle(page)
+    page.get_by_role("combobox", name="Baseline (the earlier scan of").click()
+    page.get_by_role("option", name=re.compile("E2E-CASE-1")).click()
+    expect(page.get_by_text(re.compile("cannot be compared between two scans"))).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(page.get_by_text(re.compile(r"px \(slice 1\)")).first).to_be_visible()
 
     # The same slice as a study exported from a PACS: a ZIP of DICOM series without file
     # extensions (its three sequences, a diffusion series) and a file that is not an image.
