@@ -13,8 +13,10 @@ per patient, lowest Dice first, so a missed patient stands out) and writes JSON 
 ``segmentation.{dice_per_volume_mean,dice_per_volume_median,dice_tumor_slices_mean}``,
 ``pipeline.false_positive_slice_rate``, ``counts.{patients,slices}`` and
 ``timing.seconds_per_slice``, plus the share of tumor slices found by tumor size
-(``classifier.sensitivity_by_tumor_size``) and per-patient detail (``per_case``: slices,
-tumor slices, tumor slices called, false-positive slices, Dice per volume).
+(``classifier.sensitivity_by_tumor_size``), how the diameters the app reports (the largest
+cross-section, :mod:`brainloc.calipers`) agree with the truth masks' own
+(``measurement.largest_cross_section``), and per-patient detail (``per_case``: slices, tumor
+slices, tumor slices called, false-positive slices, Dice per volume, both cross-sections).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from brainloc.calipers import largest_cross_section, measure
 from brainloc.model_meta import DEFAULT_MODELS_DIR
 from training.data import list_cases, load_case
 from training.metrics import (
     classification_metrics,
+    cross_section_agreement,
     dice,
     roc_curve,
     segmentation_metrics,
@@ -64,7 +68,7 @@ def evaluate(
 
     pipeline = pipeline or Pipeline.load(models_dir)
     labels, scores, calls, tumor_fraction = [], [], [], []
-    truth_by_case, predicted_by_case, per_case = {}, {}, []
+    truth_by_case, predicted_by_case, per_case, sections = {}, {}, [], []
     seconds, slices = 0.0, 0
     pipeline.analyze_case(load_case(data_dir, cases[0]).images[:2])  # warm-up, not timed
     for number, case in enumerate(cases, 1):
@@ -84,6 +88,14 @@ def evaluate(
         scores.extend(probabilities)
         calls.extend(case_calls)
         truth_by_case[case], predicted_by_case[case] = data.masks, predicted
+        # The diameters the app reports, of the model's masks and of the truth's (in px: the
+        # Kaggle slices carry no pixel spacing).
+        sections.append(
+            (
+                largest_cross_section([measure(mask) for mask in data.masks]),
+                largest_cross_section([r.findings.calipers for r in results]),
+            )
+        )
         per_case.append(
             {
                 "case": case,
@@ -92,6 +104,7 @@ def evaluate(
                 "tumor_slices_called": int((case_labels & case_calls).sum()),
                 "false_positive_slices": int((~case_labels & case_calls).sum()),
                 "dice_volume": dice(data.masks, predicted) if data.masks.any() else None,
+                "largest_cross_section": {"truth": sections[-1][0], "predicted": sections[-1][1]},
             }
         )
         log.info("%d/%d %s", number, len(cases), case)
@@ -113,6 +126,7 @@ def evaluate(
             "tumor_slices": int(labels.sum()),
         },
         "timing": {"seconds_per_slice": seconds / max(1, slices)},
+        "measurement": {"largest_cross_section": cross_section_agreement(sections)},
         "models": {
             "classifier": pipeline.classifier_spec.label,
             "segmenter": pipeline.segmenter_spec.label,
@@ -155,6 +169,16 @@ def format_table(report: dict) -> str:
             f"{size['area_percent'] + ' %':<12} {size['called']:>5} of {size['tumor_slices']:<5}"
             f" {shown:>6}"
         )
+    agreement = report["measurement"]["largest_cross_section"]
+    if agreement["measured"]:
+        lines += [
+            "",
+            "largest cross-section (longest x perpendicular diameter) against the truth's: "
+            f"median error {agreement['longest_relative_error_median']:.1%} (longest), "
+            f"{agreement['perpendicular_relative_error_median']:.1%} (perpendicular); "
+            f"{agreement['measured']} of {agreement['patients']} patients measured, "
+            f"{agreement['same_or_adjacent_slice']} on the same slice or the next",
+        ]
     lines += ["", "per patient, lowest Dice per volume first (- : no tumor in the masks)"]
     lines.append(f"{'case':<26} {'slices':>6} {'tumor':>6} {'found':>6} {'false +':>7} {'Dice':>6}")
     worst_first = sorted(

@@ -169,3 +169,33 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
         return metrics["sensitivity"] + metrics["specificity"]
 
     return float(max(THRESHOLD_GRID, key=youden))
+
+
+def cross_section_agreement(pairs: list[tuple[dict | None, dict | None]]) -> dict:
+    """How the largest cross-section of the predicted masks agrees with the truth's.
+
+    Args:
+        pairs: per patient, (truth, predicted) as
+            :func:`brainloc.calipers.largest_cross_section` gives them (None: no tumor).
+
+    Returns:
+        ``patients`` (with tumor in the truth), ``measured`` (of those, with a predicted
+        cross-section), the medians of the relative errors |predicted - truth| / truth of the
+        longest and of the perpendicular diameter, and how many predicted cross-sections lie
+        on the truth's slice or the next one (``same_or_adjacent_slice``).
+    """
+    truths = [(t, p) for t, p in pairs if t]
+    both = [(t, p) for t, p in truths if p]
+
+    def median_error(key: str) -> float | None:
+        if not both:
+            return None
+        return float(np.median([abs(p[key] - t[key]) / t[key] for t, p in both]))
+
+    return {
+        "patients": len(truths),
+        "measured": len(both),
+        "longest_relative_error_median": median_error("longest"),
+        "perpendicular_relative_error_median": median_error("perpendicular"),
+        "same_or_adjacent_slice": sum(abs(t["slice"] - p["slice"]) <= 1 for t, p in both),
+    }

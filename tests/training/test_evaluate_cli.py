@@ -76,6 +76,14 @@ def test_evaluate_writes_the_agreed_keys_with_real_numbers(lgg_dir, tmp_path):
     worst, best = sorted(report["per_case"], key=lambda case: case["dice_volume"])
     assert table.index(worst["case"]) < table.index(best["case"])
     assert report["timing"]["seconds_per_slice"] > 0
+    # The diameters the app reports, against the truth masks' own, per patient and overall.
+    agreement = report["measurement"]["largest_cross_section"]
+    assert agreement["patients"] == 2 and 1 <= agreement["measured"] <= 2
+    for case in report["per_case"]:
+        truth = case["largest_cross_section"]["truth"]
+        assert truth["unit"] == "px" and truth["longest"] >= truth["perpendicular"] > 0
+    assert 0.0 <= agreement["longest_relative_error_median"] < 0.5
+    assert "largest cross-section (longest x perpendicular diameter)" in result.stdout
 
 
 def test_evaluate_reports_a_bad_directory_without_traceback(tmp_path):

@@ -5,6 +5,7 @@ import pytest
 
 from training.metrics import (
     classification_metrics,
+    cross_section_agreement,
     dice,
     roc_auc,
     segmentation_metrics,
@@ -71,3 +72,26 @@ def test_sensitivity_by_tumor_size_empty_bin_and_shape_check():
     ]
     with pytest.raises(ValueError, match="calls"):
         sensitivity_by_tumor_size(np.zeros(3), np.zeros(2, bool))
+
+
+def test_cross_section_agreement_known_values():
+    def section(slice_, longest, perpendicular):
+        return {"slice": slice_, "longest": longest, "perpendicular": perpendicular, "unit": "px"}
+
+    pairs = [
+        (section(5, 40.0, 20.0), section(5, 44.0, 19.0)),  # errors 10 %, 5 %
+        (section(8, 50.0, 30.0), section(10, 45.0, 30.0)),  # 10 %, 0 %; two slices away
+        (section(3, 20.0, 10.0), section(4, 30.0, 14.0)),  # 50 %, 40 %
+        (section(6, 30.0, 20.0), None),  # missed: not measured
+        (None, section(2, 10.0, 5.0)),  # no tumor in the truth: not counted
+    ]
+    agreement = cross_section_agreement(pairs)
+    assert agreement == {
+        "patients": 4,
+        "measured": 3,
+        "longest_relative_error_median": pytest.approx(0.10),
+        "perpendicular_relative_error_median": pytest.approx(0.05),
+        "same_or_adjacent_slice": 2,
+    }
+    empty = cross_section_agreement([(None, None)])
+    assert empty["measured"] == 0 and empty["longest_relative_error_median"] is None
