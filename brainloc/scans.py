@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -117,8 +118,9 @@ class Scan:
         names: one label per slice, e.g. ``"case.tif"`` or ``"case.tif [page 3]"``.
         sequences_present: the sequences really in the file: all three for an
             RGB Kaggle slice, ``("FLAIR",)`` for a single-channel image.
-        spacing_mm: (row, column) pixel spacing in mm, when the file says so.
-        slice_thickness_mm: distance between slices in mm, when known.
+        spacing_mm: (row, column) pixel spacing in mm, when the file says so (a zero,
+            negative or non-finite value, as a malformed header can hold, counts as unknown).
+        slice_thickness_mm: distance between slices in mm, when known (the same rule).
         notes: plain-language remarks about conversions that were made.
         positions_mm: each slice's position in patient coordinates (mm): DICOM
             ImagePositionPatient, when every slice of a series records it, or a NIfTI
@@ -136,6 +138,13 @@ class Scan:
     positions_mm: tuple[tuple[float, float, float], ...] | None = None
     header: SeriesHeader | None = None
 
+    def __post_init__(self) -> None:
+        # Measurements in mm need a usable geometry; without it they are given in pixels.
+        if self.spacing_mm is not None and not all(_usable_mm(v) for v in self.spacing_mm):
+            object.__setattr__(self, "spacing_mm", None)
+        if self.slice_thickness_mm is not None and not _usable_mm(self.slice_thickness_mm):
+            object.__setattr__(self, "slice_thickness_mm", None)
+
     @property
     def n_slices(self) -> int:
         return int(self.slices.shape[0])
@@ -148,6 +157,10 @@ class Scan:
     @property
     def single_sequence(self) -> bool:
         return self.sequences_present == FLAIR_ONLY
+
+
+def _usable_mm(value: float) -> bool:
+    return math.isfinite(value) and value > 0
 
 
 def _suffix(filename: str) -> str:

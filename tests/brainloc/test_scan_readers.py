@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -99,6 +101,22 @@ def test_single_dicom_keeps_pixel_spacing():
     assert scan.spacing_mm == (0.5, 0.75)
     assert scan.slice_thickness_mm == 5.0
     assert scan.sequences_present == FLAIR_ONLY
+
+
+def test_a_zero_or_negative_spacing_counts_as_unknown_and_measures_in_pixels():
+    """Malformed headers (PixelSpacing 0\\0, a NaN) must not give areas and diameters of 0 mm."""
+    from brainloc.findings import slice_findings
+    from brainloc.scans import Scan
+
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16) * 40
+    dicom = read_scan(encode_dicom(pixels, spacing=(0.0, 0.0), thickness=-1.0), "IM0001.dcm")
+    assert dicom.spacing_mm is None and dicom.slice_thickness_mm is None
+    other = Scan(dicom.slices, "nifti", ("v",), spacing_mm=(0.8, math.nan), slice_thickness_mm=3)
+    assert other.spacing_mm is None and other.slice_thickness_mm == 3
+    mask = np.zeros((64, 64), bool)
+    mask[10:20, 10:30] = True
+    findings = slice_findings(mask, dicom.slices[0], dicom.spacing_mm)
+    assert findings.area_mm2 is None and findings.calipers.unit == "px"
 
 
 def test_dicom_without_preamble_or_extension_is_read():
