@@ -98,8 +98,8 @@ def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None = None) -> 
         return None
     if spacing_mm is not None and not all(float(s) > 0 for s in spacing_mm):
         raise ValueError(f"pixel spacing must be positive, got {spacing_mm}")
-    # Work on the tumor's bounding box (a border of one pixel keeps the edge pixels' erosion
-    # right); ``origin`` takes the lines back to the slice's pixel coordinates.
+    # Work on the tumor's bounding box with a margin of one pixel (a tenth of the work on a
+    # small tumor); ``origin`` takes the lines back to the slice's pixel coordinates.
     rows, columns = np.nonzero(mask)
     top, left = max(int(rows.min()) - 1, 0), max(int(columns.min()) - 1, 0)
     region = largest_region(mask[top : int(rows.max()) + 2, left : int(columns.max()) + 2])
