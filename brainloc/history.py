@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from brainloc.calipers import diameters_text
 from brainloc.findings_text import probability_percent
 
 COLUMNS = [
@@ -23,6 +24,10 @@ COLUMNS = [
     "tumor_probability",
     "slices",
     "tumor_slices",
+    "longest_diameter",
+    "perpendicular_diameter",
+    "diameter_unit",
+    "volume_ml",
     "note",
     "models",
 ]
@@ -37,6 +42,7 @@ def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataF
     """
     rows = [
         {
+            **_size(a.findings or {}),
             "id": int(a.id),
             "created_at": a.created_at,
             "case_reference": a.case_reference,
@@ -54,11 +60,35 @@ def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataF
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _size(findings: Mapping[str, Any]) -> dict[str, Any]:
+    """The largest cross-section's diameters (:mod:`brainloc.calipers`) and the volume, empty
+    where not measured (no tumor, no geometry, or an analysis from before diameters)."""
+    section = findings.get("largest_cross_section") or {}
+    return {
+        "longest_diameter": round(section["longest"], 1) if section else None,
+        "perpendicular_diameter": round(section["perpendicular"], 1) if section else None,
+        "diameter_unit": section.get("unit", ""),
+        "volume_ml": findings.get("volume_ml"),
+    }
+
+
 def shown_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The history table as the page shows it: ``tumor_probability`` as a percentage that never
-    reads 100.0 or 0.0 (:func:`brainloc.findings_text.probability_percent`). The CSV export
-    keeps the stored probability."""
-    return frame.assign(tumor_probability=frame["tumor_probability"].map(probability_percent))
+    reads 100.0 or 0.0 (:func:`brainloc.findings_text.probability_percent`), and the diameters
+    as one ``largest_cross_section`` text ("42.1 × 30.5 mm"). The CSV export keeps the stored
+    probability and the diameters as numbers."""
+    diameters = ["longest_diameter", "perpendicular_diameter", "diameter_unit"]
+    sections = [
+        diameters_text(longest, perpendicular, unit) if unit else ""
+        for longest, perpendicular, unit in frame[diameters].itertuples(index=False)
+    ]
+    shown = frame.assign(
+        tumor_probability=frame["tumor_probability"].map(probability_percent),
+        largest_cross_section=sections,
+    )
+    order = [c for c in COLUMNS if c not in diameters]
+    order.insert(order.index("volume_ml"), "largest_cross_section")
+    return shown[order]
 
 
 def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -95,6 +95,11 @@ event = st.dataframe(
         ),
         "slices": "Slices",
         "tumor_slices": "Tumor slices",
+        "largest_cross_section": st.column_config.TextColumn(
+            "Largest cross-section",
+            help="Longest × perpendicular diameter of the largest tumor section (see the case).",
+        ),
+        "volume_ml": st.column_config.NumberColumn("Volume (mL)", format="%.2f"),
         "note": "Current note",
         "models": "Models",
     },

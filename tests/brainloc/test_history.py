@@ -62,6 +62,33 @@ def test_csv_holds_notes_and_iso_times():
     assert parsed["models"].tolist() == ["c v1; s v2", "c v1; s v2 (bfloat16)"]
 
 
+def test_csv_holds_the_largest_cross_section_and_the_volume():
+    measured = _analysis(1, datetime(2026, 11, 2, tzinfo=UTC), True)
+    measured.findings = {
+        "tumor_slices": [3, 4],
+        "largest_cross_section": {
+            "slice": 4,
+            "longest": 42.06,
+            "perpendicular": 30.54,
+            "unit": "mm",
+        },
+        "volume_ml": 12.5,
+    }
+    old = _analysis(2, datetime(2026, 11, 3, tzinfo=UTC), True)  # before diameters
+    clean = _analysis(3, datetime(2026, 11, 4, tzinfo=UTC), False)
+    clean.findings = {"tumor_slices": [], "largest_cross_section": None, "volume_ml": 0.0}
+    parsed = pd.read_csv(pd.io.common.BytesIO(to_csv(history_frame([measured, old, clean], {}))))
+    assert parsed.loc[0, ["longest_diameter", "perpendicular_diameter"]].tolist() == [42.1, 30.5]
+    assert parsed.loc[0, "diameter_unit"] == "mm" and parsed.loc[0, "volume_ml"] == 12.5
+    assert parsed.loc[[1, 2], "longest_diameter"].isna().all()
+    assert parsed.loc[1, "volume_ml"] != parsed.loc[1, "volume_ml"]  # empty: not measured
+    assert parsed.loc[2, "volume_ml"] == 0.0
+    # On the page the diameters are one column of text.
+    shown = shown_frame(history_frame([measured, old, clean], {}))
+    assert shown["largest_cross_section"].tolist() == ["42.1 × 30.5 mm", "", ""]
+    assert "longest_diameter" not in shown.columns
+
+
 def test_day_range_is_inclusive_and_checked():
     start, end = day_range(date(2026, 11, 1), date(2026, 11, 1))
     assert (end - start).days == 1 and start.tzinfo is UTC
