@@ -174,6 +174,13 @@ def read_nifti(data: bytes, label: str):
     if data[344:348] == b"ni1\x00" or data[4:8] == b"ni2\x00":
         raise ScanError(f"{label}: this is a NIfTI header without its image (.hdr/.img pair)")
     image = (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(data)
+    # nibabel replaces a voxel size of 0 by 1 mm; without an sform or qform that 1 mm is made
+    # up, so such a file's geometry is unknown (measurements in px, no positions).
+    raw = (nib.Nifti2Header if nifti2 else nib.Nifti1Header).from_fileobj(
+        io.BytesIO(data), check=False
+    )
+    no_size = not all(np.asarray(raw["pixdim"][1:4], dtype=float) > 0)
+    made_up = no_size and int(raw["sform_code"]) == 0 and int(raw["qform_code"]) == 0
     shape = tuple(int(n) for n in image.header.get_data_shape())
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -196,7 +203,9 @@ def read_nifti(data: bytes, label: str):
         image.header.set_zooms(zooms)
     canonical = nib.as_closest_canonical(image)
     volume = np.asanyarray(canonical.dataobj)
-    zooms = [float(z) for z in canonical.header.get_zooms()[:3]]
+    # Voxel sizes from the affine that places the voxels (the header's pixdim can disagree
+    # with an sform, and nibabel sets a pixdim of 0 to 1).
+    zooms = [float(z) for z in nib.affines.voxel_sizes(canonical.affine)]
     # (x: left->right, y: posterior->anterior, z) -> (z, rows: anterior->posterior,
     # columns: patient right->left).
     slices = volume[::-1, ::-1, :].transpose(2, 1, 0)
@@ -215,6 +224,10 @@ def read_nifti(data: bytes, label: str):
     if min(np.linalg.norm(across), np.linalg.norm(down)) > 0:
         unit = np.concatenate([across / np.linalg.norm(across), down / np.linalg.norm(down)])
         orientation = tuple(float(v) for v in unit) if np.isfinite(unit).all() else None
+    notes = ["axial slices shown in radiological convention (patient right on image left)"]
+    if made_up:
+        spacing = thickness = positions = None
+        notes.append("the file gives no voxel size, so sizes are in pixels")
     return build_scan(
         slices,
         label=label,
@@ -222,8 +235,8 @@ def read_nifti(data: bytes, label: str):
         names=names,
         spacing_mm=spacing,
         slice_thickness_mm=thickness,
-        notes=("axial slices shown in radiological convention (patient right on image left)",),
-        positions_mm=positions if np.isfinite(positions).all() else None,
+        notes=tuple(notes),
+        positions_mm=positions if positions and np.isfinite(positions).all() else None,
         header=SeriesHeader(plane="axial", orientation=orientation),
     )
 

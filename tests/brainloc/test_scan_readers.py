@@ -119,6 +119,40 @@ def test_a_zero_or_negative_spacing_counts_as_unknown_and_measures_in_pixels():
     assert findings.area_mm2 is None and findings.calipers.unit == "px"
 
 
+def test_a_nifti_without_voxel_size_or_orientation_is_measured_in_pixels():
+    """pixdim 0 and no sform/qform: nibabel would make the voxels 1 mm; the size is unknown."""
+    import io as _io
+
+    import nibabel as nib
+
+    from tests.brainloc.scan_factory import volume_xyz
+
+    def nifti(sform_code: int) -> bytes:
+        header = nib.Nifti1Header()
+        header.set_data_shape((64, 64, 3))
+        header.set_data_dtype(np.float32)
+        header["pixdim"][1:4] = (0.9, 0.8, 3.0)
+        header.set_sform(np.diag([0.9, 0.8, 3.0, 1.0]) if sform_code else None, code=sform_code)
+        header.set_qform(None, code=0)
+        buffer = _io.BytesIO()
+        image = nib.Nifti1Image(volume_xyz(n_slices=3, size=64).astype(np.float32), None, header)
+        holder = nib.FileHolder(fileobj=buffer)
+        image.to_file_map({"image": holder, "header": holder})
+        data = bytearray(buffer.getvalue())
+        # nibabel will not write a voxel size of 0, so the file is patched: pixdim[1] at byte 80.
+        data[80:84] = np.float32(0.0).tobytes()
+        return bytes(data)
+
+    unknown = read_scan(nifti(0), "v.nii")
+    assert unknown.spacing_mm is None and unknown.slice_thickness_mm is None
+    assert unknown.positions_mm is None
+    assert any("no voxel size" in note for note in unknown.notes)
+    # The same pixdim with an sform: the sform gives the geometry.
+    placed = read_scan(nifti(2), "v.nii")
+    assert placed.spacing_mm == pytest.approx((0.8, 0.9)) and placed.slice_thickness_mm == 3.0
+    assert not any("no voxel size" in note for note in placed.notes)
+
+
 def test_dicom_without_preamble_or_extension_is_read():
     pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
     assert read_scan(encode_dicom(pixels, preamble=False), "IM0001.dcm").n_slices == 1
