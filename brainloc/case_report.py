@@ -111,6 +111,7 @@ def report_data(
         case_reference=case.case_reference,
         analysis_id=case.id,
         analysed_at=case.created_at,
+        scan_date=case.scan_date or "",
         issued_at=issued_at,
         tumor_probability=case.tumor_probability,
         threshold=case.threshold,

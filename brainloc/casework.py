@@ -66,6 +66,8 @@ class Outcome:
     threshold: float
     #: What the models ran in: "float32" or "bfloat16" (``Pipeline.precision``).
     arithmetic: str = "float32"
+    #: The day the scan was made ("YYYY-MM-DD", from the DICOM header), when its files agree.
+    scan_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,11 @@ class StoredCase:
         """The models and the arithmetic they ran in, as the case view and the report say it."""
         text = ", ".join(self.model_labels) or "not recorded"
         return f"{text} (computed in {self.arithmetic})" if self.arithmetic else text
+
+    @property
+    def scan_date(self) -> str | None:
+        """The day the scan was made ("YYYY-MM-DD", from its DICOM header), when recorded."""
+        return self.findings.get("scan_date")
 
     @property
     def key_slice(self) -> int:
@@ -338,7 +345,15 @@ def _analyze_scans(
         segmenter=(spec_s.name, spec_s.version),
         threshold=spec_c.threshold,
         arithmetic=pipeline.precision,
+        scan_date=_scan_date(scans),
     )
+
+
+def _scan_date(scans: Sequence[Scan]) -> str | None:
+    """The one acquisition day the scans' headers record; None without one, or when they
+    disagree (files of different examinations in one upload)."""
+    days = {scan.header.acquired for scan in scans if scan.header and scan.header.acquired}
+    return days.pop() if len(days) == 1 else None
 
 
 def save_outcome(session, *, owner_id: int, case_reference: str, outcome: Outcome) -> int:
@@ -366,6 +381,7 @@ def save_outcome(session, *, owner_id: int, case_reference: str, outcome: Outcom
     findings = outcome.summary.to_dict() | {
         "sequences_present": list(outcome.sequences_present),
         "scan_notes": list(outcome.notes),
+        "scan_date": outcome.scan_date,
     }
     analysis = clinical.create_analysis(
         session,

@@ -16,14 +16,16 @@ steroid dose, asks for confirmation on a later scan, and measures the lesion a r
 chose, not a model's mask.
 
 Sizes are compared only in millimetres: pixels of two scans need not be the same size. Which
-analysis is the baseline is the user's choice (the analysis date is when the scan was
-uploaded, not when it was acquired).
+analysis is the baseline is the user's choice: an analysis' date is its upload's. The scan
+dates that DICOM headers record are shown with the days between them, and a baseline made
+after the follow-up is pointed out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from brainloc.calipers import diameters_text
@@ -36,6 +38,7 @@ RANO_LGG_THRESHOLDS = (
     "is not a response assessment."
 )
 NOT_MEASURED = "not measured"
+NOT_RECORDED = "not recorded"
 NO_TUMOR = "no tumor detected"
 
 
@@ -78,6 +81,26 @@ def _change(before: float, after: float) -> tuple[str, float | None]:
     return ("new" if after > 0 else "none at either"), None
 
 
+def _dates(before: str | None, after: str | None, notes: list[str]) -> SizeRow:
+    """The scan dates (DICOM headers) and the days between them; a baseline made after the
+    follow-up is pointed out."""
+    change = "-"
+    if before and after:
+        days = (date.fromisoformat(after) - date.fromisoformat(before)).days
+        change = f"{days:+d} days"
+        if days < 0:
+            notes.append(
+                "By the dates in the DICOM headers the baseline was made after this scan: "
+                "choose the earlier scan as the baseline."
+            )
+    elif not (before or after):
+        notes.append(
+            "Neither upload records when its scan was made (only DICOM headers do); the "
+            "order of the two scans is the one you chose."
+        )
+    return SizeRow("Scan date", before or NOT_RECORDED, after or NOT_RECORDED, change)
+
+
 def models_label(analysis) -> str:
     """The models a stored analysis (``db.models.Analysis``) ran with, for comparing."""
     return ", ".join(
@@ -116,7 +139,7 @@ def compare(
             difference is pointed out, since it can account for part of a change.
     """
     notes: list[str] = []
-    rows: list[SizeRow] = []
+    rows: list[SizeRow] = [_dates(baseline.get("scan_date"), follow_up.get("scan_date"), notes)]
     sections = []
     for name, findings in (("baseline", baseline), ("follow-up", follow_up)):
         if "largest_cross_section" not in findings:

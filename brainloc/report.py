@@ -57,6 +57,7 @@ class ReportData:
         case_reference: the practitioner's case reference (free text).
         analysis_id: the database id of the analysis, printed for traceability.
         analysed_at: when the analysis was made.
+        scan_date: the day the scan was made ("YYYY-MM-DD", DICOM header), or "" when unknown.
         issued_at: when the report is issued (printed as the report date).
         tumor_probability: classifier output in [0, 1] (for a case: the maximum).
         threshold: the decision threshold in (0, 1).
@@ -100,6 +101,7 @@ class ReportData:
     models: Sequence[str] = field(default_factory=tuple)
     sequences_note: str = ""
     probability_label: str = "Tumor probability"
+    scan_date: str = ""
     comparison_title: str = ""
     comparison_rows: Sequence[tuple[str, str, str, str]] = ()
     comparison_notes: Sequence[str] = ()
@@ -218,6 +220,7 @@ def build_report(data: ReportData) -> bytes:
         ("Institution", data.institution),
         ("Case reference", data.case_reference or "-"),
         ("Analysis", f"#{data.analysis_id}, {data.analysed_at:%Y-%m-%d %H:%M} UTC"),
+        *([("Scan date", data.scan_date)] if data.scan_date else []),
         ("Report date", f"{data.issued_at:%Y-%m-%d %H:%M} UTC"),
     ]
     story.append(_grid(header_rows, (40 * mm, 130 * mm), header=False))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import replace
+from datetime import datetime
 
 import numpy as np
 
@@ -145,7 +146,19 @@ def _header(ds) -> SeriesHeader:
         plane=plane,
         contrast_agent=bool(agent),
         orientation=None if orientation is None else tuple(float(v) for v in orientation),
+        acquired=_acquired(ds),
     )
+
+
+def _acquired(ds) -> str | None:
+    """The scan's day as "YYYY-MM-DD" from the first valid DICOM date (DA, "YYYYMMDD")."""
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        text = str(ds.get(keyword) or "").strip()
+        try:
+            return datetime.strptime(text[:8], "%Y%m%d").date().isoformat()
+        except ValueError:
+            continue
+    return None
 
 
 def _orientation(ds) -> np.ndarray | None:

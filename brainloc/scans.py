@@ -99,12 +99,15 @@ class SeriesHeader:
         contrast_agent: the header names a contrast agent (ContrastBolusAgent).
         orientation: ImageOrientationPatient: the unit directions (patient coordinates) in
             which a row's columns, then a column's rows, advance; None when not recorded.
+        acquired: the day the scan was made, ISO "YYYY-MM-DD" (StudyDate, else SeriesDate,
+            AcquisitionDate or ContentDate), or None when no valid date is recorded.
     """
 
     description: str | None = None
     plane: str | None = None
     contrast_agent: bool = False
     orientation: tuple[float, float, float, float, float, float] | None = None
+    acquired: str | None = None
 
 
 @dataclass(frozen=True)
@@ -573,6 +576,8 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
         slice_thickness_mm=flair.slice_thickness_mm,
         notes=(*notes, COMBINED_NOTE),
         positions_mm=flair.positions_mm,
+        # The case lies on the FLAIR series' slices, so FLAIR's header describes it.
+        header=flair.header,
     )
 
 

@@ -163,9 +163,10 @@ if arriving or st.session_state.get(VIEWED_KEY) != case.id:
     st.session_state[VIEWED_KEY] = case.id
 
 st.subheader(f"{case.case_reference}")
+acquired = f" · scan of {case.scan_date}" if case.scan_date else ""
 st.caption(
-    f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC · {len(case.slices)} slice(s)"
-    f" · {case.source_summary}"
+    f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC{acquired}"
+    f" · {len(case.slices)} slice(s) · {case.source_summary}"
 )
 shown = render_case(case, key=f"case_{case.id}")
 _downloads(case, shown)

@@ -60,16 +60,11 @@ def render_comparison(owner_id: int, analysis_id: int) -> int | None:
                 )
                 st.session_state[AUDITED_KEY] = (analysis_id, baseline_id)
             comparison = compare_analyses(baseline, follow_up)
-            dates = (baseline.created_at, follow_up.created_at)
         st.table(
             {
                 "Measure": [row.label for row in comparison.rows],
-                f"Baseline #{baseline_id} ({dates[0]:%Y-%m-%d})": [
-                    row.baseline for row in comparison.rows
-                ],
-                f"This analysis #{analysis_id} ({dates[1]:%Y-%m-%d})": [
-                    row.follow_up for row in comparison.rows
-                ],
+                f"Baseline #{baseline_id}": [row.baseline for row in comparison.rows],
+                f"This analysis #{analysis_id}": [row.follow_up for row in comparison.rows],
                 "Change": [row.change for row in comparison.rows],
             },
             hide_index=True,

@@ -75,12 +75,13 @@ def encode_dicom(
     orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
     contrast_agent: str | None = None,
     position: tuple[float, float, float] | None = None,
+    study_date: str | None = None,
 ) -> bytes:
     """An uncompressed MR image DICOM file; a (F, H, W) array makes a multi-frame file.
 
     ``description`` is the SeriesDescription, ``orientation`` ImageOrientationPatient (axial
-    by default), ``contrast_agent`` ContrastBolusAgent and ``position`` ImagePositionPatient
-    (default ``(0, 0, position_z)``), when given."""
+    by default), ``contrast_agent`` ContrastBolusAgent, ``position`` ImagePositionPatient
+    (default ``(0, 0, position_z)``) and ``study_date`` StudyDate ("YYYYMMDD"), when given."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import MRImageStorage, generate_uid
 
@@ -101,6 +102,8 @@ def encode_dicom(
         ds.SeriesDescription = description
     if contrast_agent is not None:
         ds.ContrastBolusAgent = contrast_agent
+    if study_date is not None:
+        ds.StudyDate = study_date
     ds.ImagePositionPatient = list(position) if position is not None else [0, 0, position_z]
     ds.PixelSpacing = list(spacing)
     ds.SliceThickness = thickness

@@ -415,3 +415,27 @@ def test_a_case_resampled_onto_the_flair_slices_says_so_in_the_report(tiny_pipel
         f"Post-contrast lay on other slices or pixel grids than FLAIR and was {RESAMPLED_MARK}"
         in data.sequences_note
     )
+
+
+def test_the_scan_date_is_kept_when_the_files_agree_on_it(tiny_pipeline, engine):
+    from tests.brainloc.scan_factory import encode_dicom
+
+    pixels = tumor_like_slice((64, 64), square=(20, 20, 16))[..., 1].astype(np.uint16) * 16
+
+    def upload(*days):
+        files = [
+            (f"im{k}.dcm", encode_dicom(pixels, series_uid=f"1.2.826.0.1.{k}", study_date=day))
+            for k, day in enumerate(days)
+        ]
+        return analyze_uploads(tiny_pipeline, files)
+
+    agreed = upload("20250314", "20250314")
+    assert agreed.scan_date == "2025-03-14"
+    # Files of two examinations in one upload: no single date.
+    assert upload("20250314", "20250910").scan_date is None
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(session, owner_id=owner.id, case_reference="D", outcome=agreed)
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    assert case.scan_date == "2025-03-14"
+    assert _report_without_notes(case, owner.id).scan_date == "2025-03-14"

@@ -7,7 +7,15 @@ import pytest
 from brainloc.followup import NO_TUMOR, NOT_MEASURED, compare
 
 
-def _case(longest=None, perpendicular=None, unit="mm", volume=None, tumor_slices=(), slices=20):
+def _case(
+    longest=None,
+    perpendicular=None,
+    unit="mm",
+    volume=None,
+    tumor_slices=(),
+    slices=20,
+    scan_date=None,
+):
     section = (
         None
         if longest is None
@@ -18,6 +26,7 @@ def _case(longest=None, perpendicular=None, unit="mm", volume=None, tumor_slices
         "volume_ml": volume,
         "tumor_slices": list(tumor_slices),
         "n_slices": slices,
+        "scan_date": scan_date,
     }
 
 
@@ -26,8 +35,8 @@ def _rows(comparison):
 
 
 def test_growth_in_millimetres_is_given_in_percent_of_the_baseline():
-    baseline = _case(40.0, 30.0, volume=10.0, tumor_slices=range(5, 12))
-    follow_up = _case(46.0, 33.0, volume=12.5, tumor_slices=range(5, 14))
+    baseline = _case(40.0, 30.0, volume=10.0, tumor_slices=range(5, 12), scan_date="2025-03-14")
+    follow_up = _case(46.0, 33.0, volume=12.5, tumor_slices=range(5, 14), scan_date="2025-09-10")
     comparison = compare(baseline, follow_up, baseline_models="a v1", follow_up_models="a v1")
     assert comparison.product_change == pytest.approx(46 * 33 / 1200 - 1)  # +26.5 %
     assert comparison.volume_change == pytest.approx(0.25)
@@ -40,7 +49,20 @@ def test_growth_in_millimetres_is_given_in_percent_of_the_baseline():
     assert rows["Estimated tumor volume"].change == "+25%"
     assert rows["Slices with tumor"].baseline == "7 of 20"
     assert rows["Slices with tumor"].change == "+2"
+    assert rows["Scan date"].baseline == "2025-03-14" and rows["Scan date"].change == "+180 days"
     assert comparison.notes == ()
+
+
+def test_scan_dates_say_when_the_baseline_is_the_later_scan_or_unknown():
+    later = compare(_case(scan_date="2025-09-10"), _case(scan_date="2025-03-14"))
+    assert _rows(later)["Scan date"].change == "-180 days"
+    assert any("baseline was made after this scan" in note for note in later.notes)
+    unknown = compare(_case(), _case())
+    assert _rows(unknown)["Scan date"].baseline == "not recorded"
+    assert any("order of the two scans is the one you chose" in n for n in unknown.notes)
+    one = compare(_case(scan_date="2025-03-14"), _case())
+    assert _rows(one)["Scan date"].change == "-"
+    assert not any("scan" in note for note in one.notes)
 
 
 def test_shrinkage_and_a_follow_up_without_tumor():

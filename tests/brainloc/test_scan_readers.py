@@ -153,6 +153,15 @@ def test_a_nifti_without_voxel_size_or_orientation_is_measured_in_pixels():
     assert not any("no voxel size" in note for note in placed.notes)
 
 
+@pytest.mark.parametrize(
+    ("study_date", "expected"), [("20250314", "2025-03-14"), ("2025", None), ("", None)]
+)
+def test_the_scan_date_comes_from_a_valid_dicom_study_date(study_date, expected):
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    scan = read_scan(encode_dicom(pixels, study_date=study_date), "IM1.dcm")
+    assert scan.header.acquired == expected
+
+
 def test_dicom_without_preamble_or_extension_is_read():
     pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
     assert read_scan(encode_dicom(pixels, preamble=False), "IM0001.dcm").n_slices == 1

@@ -187,15 +187,17 @@ def test_an_administrator_cannot_open_a_case_even_by_the_page_file(clinic, make_
         assert "ADMIN-NO" not in str(at._tree) and len(at.get("image")) == 0
 
 
-def _dicom_analysis(clinic, owner_id: int, reference: str, side: int) -> int:
-    """A one-slice DICOM analysis (0.5 mm pixels) whose bright square is ``side`` px wide."""
+def _dicom_analysis(clinic, owner_id: int, reference: str, side: int, day: str) -> int:
+    """A one-slice DICOM analysis (0.5 mm pixels, StudyDate ``day``) whose bright square is
+    ``side`` px wide."""
     from brainloc.casework import analyze_uploads, save_outcome
     from brainloc.inference import get_pipeline
     from tests.brainloc.scan_factory import encode_dicom, tumor_like_slice
 
     pixels = tumor_like_slice((96, 96), square=(30, 20, side))[..., 1].astype("uint16") * 16
     pipeline = get_pipeline(clinic.settings.models_dir)
-    outcome = analyze_uploads(pipeline, [("im.dcm", encode_dicom(pixels, spacing=(0.5, 0.5)))])
+    dicom = encode_dicom(pixels, spacing=(0.5, 0.5), study_date=day)
+    outcome = analyze_uploads(pipeline, [("im.dcm", dicom)])
     with _session(clinic) as session:
         analysis_id = save_outcome(
             session, owner_id=owner_id, case_reference=reference, outcome=outcome
@@ -205,11 +207,12 @@ def _dicom_analysis(clinic, owner_id: int, reference: str, side: int) -> int:
 
 
 def test_a_case_is_compared_with_an_earlier_own_analysis_in_millimetres(clinic):
-    baseline = _dicom_analysis(clinic, clinic.alice, "PATIENT-7 2025", 20)
-    follow_up = _dicom_analysis(clinic, clinic.alice, "PATIENT-7 2026", 26)
+    baseline = _dicom_analysis(clinic, clinic.alice, "PATIENT-7 2025", 20, "20250314")
+    follow_up = _dicom_analysis(clinic, clinic.alice, "PATIENT-7 2026", 26, "20250910")
     bob_case = clinic.add_analysis(clinic.bob, "BOB-ONLY")
     at = open_page("case.py", clinic.alice, {"id": str(follow_up)})
     assert not at.exception
+    assert "scan of 2025-09-10" in _texts(at.caption)
     picker = at.selectbox(key=f"followup_baseline_{follow_up}")
     # Only the user's own other analyses are offered.
     assert len(picker.options) == 1
@@ -221,6 +224,8 @@ def test_a_case_is_compared_with_an_earlier_own_analysis_in_millimetres(clinic):
     section = table[table["Measure"] == "Largest cross-section (longest × perpendicular)"]
     assert section.iloc[0, 1].endswith(" mm (slice 1)")
     assert section.iloc[0, 2].endswith(" mm (slice 1)")
+    dates = table[table["Measure"] == "Scan date"]
+    assert dates.iloc[0, 1:].tolist() == ["2025-03-14", "2025-09-10", "+180 days"]
     # The square grew from 20 to 26 px a side: its product grew by about (26/20)^2 - 1 = 69 %.
     change = int(section["Change"].iloc[0].rstrip("%"))
     assert 50 <= change <= 90
@@ -245,6 +250,7 @@ def test_a_case_is_compared_with_an_earlier_own_analysis_in_millimetres(clinic):
     assert "Compared with an earlier scan" in text
     assert f"Baseline: analysis #{baseline}, PATIENT-7 2025" in text
     assert f"+{change}%" in text and "not a response assessment" in text
+    assert "Scan date 2025-09-10" in text and "+180 days" in text
 
 
 def test_the_comparison_offers_nothing_without_another_own_analysis(clinic):
