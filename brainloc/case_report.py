@@ -21,12 +21,12 @@ from brainloc.findings_text import (
     findings_rows,
     probability_text,
 )
-from brainloc.followup import RANO_LGG_THRESHOLDS, compare_analyses
+from brainloc.followup import RANO_LGG_THRESHOLDS, compare_own
 from brainloc.report import ReportData, build_report
 from brainloc.scan_align import RESAMPLED_MARK
 from brainloc.scans import COMBINED_NOTE
 from brainloc.study import RECOGNISED_PREFIX
-from db import clinical, clinical_notes
+from db import clinical_notes
 from db.types import utc_now
 
 #: How the report draws the slice: FLAIR (the sequence gliomas show best) with a
@@ -181,13 +181,12 @@ def issue_case_report(
 def _comparison(session, owner_id: int, analysis_id: int, baseline_id: int) -> dict:
     """The report fields of the comparison with an own baseline; {} when it is not the
     owner's or is the analysis itself."""
-    if baseline_id == analysis_id:
+    compared = compare_own(
+        session, owner_id=owner_id, analysis_id=analysis_id, baseline_id=baseline_id
+    )
+    if compared is None:
         return {}
-    baseline = clinical.get_analysis(session, analysis_id=baseline_id, owner_id=owner_id)
-    follow_up = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
-    if baseline is None or follow_up is None:
-        return {}
-    comparison = compare_analyses(baseline, follow_up)
+    baseline, comparison = compared
     return {
         "comparison_title": (
             f"Baseline: analysis #{baseline.id}, {baseline.case_reference}, analysed "

@@ -107,7 +107,7 @@ class StoredCase:
     @property
     def model_labels(self) -> list[str]:
         """e.g. ["brainloc-classifier v1.0.0", "brainloc-segmenter v1.0.0"]."""
-        return [f"{name} v{version}" for name, version in (self.classifier, self.segmenter) if name]
+        return model_labels(self.classifier, self.segmenter)
 
     @property
     def source_summary(self) -> str:
@@ -137,6 +137,11 @@ class StoredCase:
         if largest is not None and 0 <= int(largest) < len(self.slices):
             return int(largest)
         return int(np.argmax([s.tumor_probability for s in self.slices]))
+
+
+def model_labels(*models: tuple[str, str]) -> list[str]:
+    """ "name vversion" for each (name, version) that has a name (older rows may have none)."""
+    return [f"{name} v{version}" for name, version in models if name]
 
 
 def _merge_summary(scans: Sequence[Scan], findings: list[SliceFindings]) -> CaseFindings:

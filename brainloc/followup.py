@@ -29,6 +29,8 @@ from datetime import date
 from typing import Any
 
 from brainloc.calipers import diameters_text
+from brainloc.casework import model_labels
+from db import clinical
 
 #: The size thresholds of RANO for lower-grade glioma, on the product of the diameters.
 RANO_LGG_THRESHOLDS = (
@@ -104,23 +106,34 @@ def _dates(before: str | None, after: str | None, notes: list[str]) -> SizeRow:
 def models_label(analysis) -> str:
     """The models a stored analysis (``db.models.Analysis``) ran with, for comparing."""
     return ", ".join(
-        f"{name} v{version}"
-        for name, version in (
+        model_labels(
             (analysis.classifier_name, analysis.classifier_version),
             (analysis.segmenter_name, analysis.segmenter_version),
         )
-        if name
     )
 
 
-def compare_analyses(baseline, follow_up) -> Comparison:
-    """:func:`compare` for two stored analyses (``db.models.Analysis`` rows)."""
-    return compare(
+def compare_own(session, *, owner_id: int, analysis_id: int, baseline_id: int):
+    """Compare an own analysis with an own baseline, both read with the owner's filter
+    (``db.clinical.get_analysis``).
+
+    Returns:
+        (the baseline's ``Analysis`` row, the :class:`Comparison`), or None when either is
+        not the owner's or the baseline is the analysis itself.
+    """
+    if baseline_id == analysis_id:
+        return None
+    baseline = clinical.get_analysis(session, analysis_id=baseline_id, owner_id=owner_id)
+    follow_up = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
+    if baseline is None or follow_up is None:
+        return None
+    comparison = compare(
         baseline.findings,
         follow_up.findings,
         baseline_models=models_label(baseline),
         follow_up_models=models_label(follow_up),
     )
+    return baseline, comparison
 
 
 def compare(

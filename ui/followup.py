@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from brainloc.followup import RANO_LGG_THRESHOLDS, compare_analyses
+from brainloc.followup import RANO_LGG_THRESHOLDS, compare_own
 from db import clinical
 from db.audit import Action
 from db.engine import session_scope
@@ -45,11 +45,13 @@ def render_comparison(owner_id: int, analysis_id: int) -> int | None:
         if baseline_id is None:
             return None
         with session_scope() as session:
-            baseline = clinical.get_analysis(session, analysis_id=baseline_id, owner_id=owner_id)
-            follow_up = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
-            if baseline is None or follow_up is None:
+            compared = compare_own(
+                session, owner_id=owner_id, analysis_id=analysis_id, baseline_id=baseline_id
+            )
+            if compared is None:
                 st.error("That analysis was not found among your analyses.")
                 return None
+            comparison = compared[1]
             if st.session_state.get(AUDITED_KEY) != (analysis_id, baseline_id):
                 clinical.record_case_event(
                     session,
@@ -59,7 +61,6 @@ def render_comparison(owner_id: int, analysis_id: int) -> int | None:
                     detail={"as_baseline_of": analysis_id},
                 )
                 st.session_state[AUDITED_KEY] = (analysis_id, baseline_id)
-            comparison = compare_analyses(baseline, follow_up)
         st.table(
             {
                 "Measure": [row.label for row in comparison.rows],
