@@ -31,6 +31,11 @@ def _texts(elements) -> str:
     return " | ".join(str(element.value) for element in elements)
 
 
+def _clear_then_tumor() -> np.ndarray:
+    """Two 64 x 64 slices of one case: a clear one, then one the tiny models call tumor."""
+    return np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
+
+
 def test_a_tumor_slice_shows_probability_decision_images_and_is_saved(clinic):
     at = _upload(open_page("analyze.py", clinic.alice), [("tumor.png", tumor_png())], "CASE-A1")
     assert not at.exception
@@ -69,7 +74,7 @@ def test_a_missing_case_reference_is_refused_before_analysis(clinic):
 
 
 def test_a_multi_page_tiff_and_a_slice_form_one_case_with_chart_and_slider(clinic):
-    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
+    stack = _clear_then_tumor()
     files = [("case.tif", encode_tiff(stack)), ("extra.png", clear_png(64))]
     at = _upload(open_page("analyze.py", clinic.alice), files, "CASE-3")
     assert not at.exception
@@ -200,7 +205,7 @@ def _upload_sequences(at, parts, reference):
 def test_a_case_uploaded_one_sequence_at_a_time_is_combined_and_saved(clinic):
     from brainloc.scans import ALL_SEQUENCES, COMBINED_NOTE
 
-    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
+    stack = _clear_then_tumor()
     parts = {
         name: [(f"{name}.tif", encode_tiff(np.ascontiguousarray(stack[..., channel])))]
         for channel, name in enumerate(ALL_SEQUENCES)
@@ -243,8 +248,7 @@ def test_a_study_export_is_analysed_as_its_three_recognised_series(clinic):
     from brainloc.study import RECOGNISED_PREFIX
     from tests.brainloc.scan_factory import encode_study, encode_zip
 
-    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
-    grey = stack.astype(np.uint16) * 16
+    grey = _clear_then_tumor().astype(np.uint16) * 16
     series = {
         "AX T1": grey[..., 0],
         "AX T2 FLAIR": grey[..., 1],
@@ -271,8 +275,7 @@ def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(cli
     from brainloc.scans import ALL_SEQUENCES
     from tests.brainloc.scan_factory import encode_study, encode_zip
 
-    stack = np.stack([synthetic_slice((64, 64), seed=1), tumor_like_slice((64, 64), (20, 20, 16))])
-    grey = stack.astype(np.uint16) * 16
+    grey = _clear_then_tumor().astype(np.uint16) * 16
     # Two FLAIR series: which one is meant is the user's call.
     series = {
         "AX T1": grey[..., 0],
