@@ -1,5 +1,7 @@
-"""Account changes after registration: approval decisions by an administrator and a user's
-own password change. Every change is audited; refusals raise :class:`AccountError`.
+"""Account changes after registration: approval decisions by an administrator, a user's own
+password change, and password resets for someone who has forgotten theirs (by an
+administrator on the Admin page, or by the server's operator with ``python -m brainloc
+reset-password``). Every change is audited; refusals raise :class:`AccountError`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from brainloc.accounts import (
     AccountError,
     Clock,
     hash_password,
+    normalise_username,
+    one_time_password,
     password_problems,
     save_with_event,
     verify_password,
@@ -115,4 +119,59 @@ def change_password(
     user.sessions_revoked_at = now
     return save_with_event(
         session, user=user, action=Action.PASSWORD_CHANGE, actor_id=user.id, at=now
+    )
+
+
+def _issue_one_time_password(
+    session: Session, *, user: User, actor_id: int | None, via: str, clock: Clock
+) -> tuple[User, str]:
+    """Give ``user`` a new generated password they must replace at their next sign-in.
+
+    Their remembered sign-ins end, and a lockout ends too: failed attempts before the reset
+    no longer count towards the next one (``check_login`` counts failures after
+    ``locked_until``). The password itself is returned once and stored only as its hash.
+    """
+    now = clock()
+    password = one_time_password()
+    user.password_hash = hash_password(password)
+    user.must_change_password = True
+    user.sessions_revoked_at = now
+    user.locked_until = now
+    user.updated_at = now
+    save_with_event(
+        session, user=user, action=Action.PASSWORD_RESET, actor_id=actor_id, at=now,
+        detail={"via": via},
+    )  # fmt: skip
+    return user, password
+
+
+def reset_password(
+    session: Session, *, admin_id: int, user_id: int, clock: Clock = utc_now
+) -> tuple[User, str]:
+    """An administrator resets another account's password; returns it with the one-time
+    password to pass on (in person or by calling back a known number, never by e-mail).
+
+    Administrators change their own password on the Account page, so they cannot reset it here.
+    """
+    admin = _require_admin(session, admin_id)
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None:
+        raise AccountError({"user": "That account does not exist."})
+    if user.id == admin.id:
+        raise AccountError({"user": "Change your own password on the Account page."})
+    return _issue_one_time_password(
+        session, user=user, actor_id=admin.id, via="admin page", clock=clock
+    )
+
+
+def reset_password_from_console(
+    session: Session, *, username: str, clock: Clock = utc_now
+) -> tuple[User, str]:
+    """The server's operator resets any account's password, including the last
+    administrator's (``python -m brainloc reset-password``); audited with no acting user."""
+    user = user_store.get_user_by_username(session, username=normalise_username(username))
+    if user is None:
+        raise AccountError({"username": f"There is no account named '{username}'."})
+    return _issue_one_time_password(
+        session, user=user, actor_id=None, via="command line", clock=clock
     )

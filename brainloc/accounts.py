@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,6 +92,23 @@ def normalise_username(username: str) -> str:
 def normalise_email(email: str) -> str:
     """Emails are stored trimmed and lower-case, so duplicates are found reliably."""
     return email.strip().lower()
+
+
+#: Letters and digits that cannot be mistaken for one another when a one-time password is
+#: read out on the phone or copied by hand (no 0/o, 1/l/i).
+ONE_TIME_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def one_time_password(*, groups: int = 4, group_size: int = 4) -> str:
+    """A random password for someone else to pass on, e.g. ``"k7mq-x2rt-9bzd-wh4e"``.
+
+    Four groups of four from 31 characters carry about 79 bits of randomness (``secrets``).
+    It satisfies the password policy, and whoever receives it must replace it
+    (``users.must_change_password``).
+    """
+    return "-".join(
+        "".join(secrets.choice(ONE_TIME_ALPHABET) for _ in range(group_size)) for _ in range(groups)
+    )
 
 
 def hash_password(password: str, *, rounds: int | None = None) -> str:

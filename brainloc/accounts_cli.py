@@ -1,9 +1,15 @@
-"""The ``create-admin`` subcommand: the only way to create the first administrator.
+"""Account commands for the server's operator.
 
     python -m brainloc create-admin --username NAME --email EMAIL [--full-name "Full Name"]
+    python -m brainloc reset-password --username NAME
 
-The password comes from ``BRAINLOC_ADMIN_PASSWORD`` or, when that is unset, from an
-interactive prompt (asked twice). There are no default credentials.
+``create-admin`` is the only way to create the first administrator. Its password comes from
+``BRAINLOC_ADMIN_PASSWORD`` or, when that is unset, from an interactive prompt (asked
+twice). There are no default credentials.
+
+``reset-password`` prints a one-time password for an account whose owner has forgotten theirs,
+the only administrator included; the owner must choose their own at the next sign-in.
+Administrators reset practitioners' passwords on the Admin page instead.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import getpass
 import os
 import sys
 
+from brainloc.account_admin import reset_password_from_console
 from brainloc.accounts import AccountError, create_admin
 from brainloc.settings import get_settings
 from db.engine import session_scope
@@ -22,7 +29,7 @@ PASSWORD_ENV = "BRAINLOC_ADMIN_PASSWORD"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``create-admin`` to the ``python -m brainloc`` parser."""
+    """Add ``create-admin`` and ``reset-password`` to the ``python -m brainloc`` parser."""
     parser = subparsers.add_parser(
         "create-admin",
         help="create an approved administrator account",
@@ -35,6 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--email", required=True, help="the administrator's email address")
     parser.add_argument("--full-name", default="", help="display name (default: the username)")
     parser.set_defaults(func=run_create_admin)
+    reset = subparsers.add_parser(
+        "reset-password",
+        help="give an account a one-time password (for a forgotten password)",
+        description=(
+            "Replace an account's password with a generated one-time password and print it. "
+            "The account's remembered sign-ins end, a lockout is lifted, and the owner must "
+            "choose their own password at the next sign-in. Pass it on in person or by "
+            "calling back a known number."
+        ),
+    )
+    reset.add_argument("--username", required=True, help="the account's login name")
+    reset.set_defaults(func=run_reset_password)
 
 
 def _read_password() -> str | None:
@@ -77,4 +96,22 @@ def run_create_admin(args: argparse.Namespace) -> int:
             print(f"error: {message}", file=sys.stderr)
         return 2
     print(f"Created administrator '{username}'. Sign in at the app's login page.")
+    return 0
+
+
+def run_reset_password(args: argparse.Namespace) -> int:
+    """Reset the password; 0 and the one-time password on stdout, or 2 with a message."""
+    settings = get_settings()
+    upgrade_head(settings.database_url)
+    try:
+        with session_scope(settings.database_url) as session:
+            user, password = reset_password_from_console(session, username=args.username)
+            username = user.username
+    except AccountError as error:
+        for message in error.errors.values():
+            print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(f"Password of '{username}' reset; its remembered sign-ins have ended.")
+    print(f"One-time password: {password}")
+    print("The account must choose its own password at the next sign-in.")
     return 0

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import secrets
 import sys
 from pathlib import Path
 
-from brainloc.accounts import hash_password, normalise_username
+from brainloc.accounts import hash_password, normalise_username, one_time_password
 from brainloc.kaggle_layout import layout_root, scan_slices
 from brainloc.settings import get_settings
 from db import clinical
@@ -74,7 +73,7 @@ def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
         ValueError: the username belongs to an account that is not a demo practitioner.
     """
     username = normalise_username(username)
-    password = secrets.token_urlsafe(12)
+    password = one_time_password()
     user = user_store.get_user_by_username(session, username=username)
     if user is not None and (user.role != "practitioner" or user.institution != DEMO_INSTITUTION):
         raise ValueError(f"the account '{username}' exists and is not a demo account")

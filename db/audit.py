@@ -27,6 +27,7 @@ class Action:
     REGISTER = "register"
     STATUS_CHANGE = "status_change"
     PASSWORD_CHANGE = "password_change"
+    PASSWORD_RESET = "password_reset"
     ADMIN_CREATED = "admin_created"
     UPLOAD = "upload"
     VIEW = "view"

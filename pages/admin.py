@@ -1,4 +1,5 @@
-"""Administration: review accounts (approve, reject, disable, re-enable) and the audit log.
+"""Administration: review accounts (approve, reject, disable, re-enable, reset a forgotten
+password) and the audit log.
 
 Administrators manage accounts only; they do not browse clinical data.
 """
@@ -6,11 +7,12 @@ Administrators manage accounts only; they do not browse clinical data.
 import pandas as pd
 import streamlit as st
 
-from brainloc.account_admin import AccountError, allowed_decisions, decide
+from brainloc.account_admin import AccountError, allowed_decisions, decide, reset_password
 from db import audit
 from db import users as user_store
 from db.engine import session_scope
 from db.models import ROLE_ADMIN, STATUSES
+from db.types import utc_now
 from ui.guard import require_user
 
 admin = require_user(roles=(ROLE_ADMIN,))
@@ -29,6 +31,35 @@ def _decide(user_id: int, decision: str, username: str) -> None:
         st.session_state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
     else:
         st.session_state[RESULT_KEY] = ("ok", f"{username}: {decision} done.")
+
+
+def _reset(user_id: int, username: str, confirm_key: str) -> None:
+    st.session_state[confirm_key] = False  # a second reset needs a second confirmation
+    try:
+        with session_scope() as session:
+            _, password = reset_password(session, admin_id=admin.id, user_id=user_id)
+    except AccountError as error:
+        st.session_state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+    else:
+        # Held in this session's memory only until the next action or "Hide"; never stored.
+        st.session_state[RESULT_KEY] = ("password", (username, password))
+
+
+def _hide_password() -> None:
+    st.session_state.pop(RESULT_KEY, None)
+
+
+def _show_one_time_password(username: str, password: str) -> None:
+    st.success(
+        f"{username}: password reset. Their remembered sign-ins have ended and a lockout is "
+        "lifted; they must choose their own password at the next sign-in."
+    )
+    st.code(password, language=None)
+    st.caption(
+        "Pass this one-time password on in person or by calling back a number on record, not "
+        "by e-mail. It is not stored and is not shown again once hidden."
+    )
+    st.button("Hide the password", key="admin_reset_hide", on_click=_hide_password)
 
 
 with session_scope() as session:
@@ -50,6 +81,7 @@ st.caption(f"{len(users)} accounts, {pending} waiting for approval.")
 status_filter = st.multiselect(
     "Show statuses", options=list(STATUSES), default=list(STATUSES), key="admin_status_filter"
 )
+now = utc_now()
 rows = [
     {
         "Username": u.username,
@@ -62,7 +94,7 @@ rows = [
         "Institution": u.institution,
         "Registered": u.created_at,
         "Last sign-in": u.last_login_at,
-        "Locked until": u.locked_until,
+        "Locked until": u.locked_until if u.locked_until and u.locked_until > now else None,
     }
     for u in users
     if u.status in status_filter
@@ -93,6 +125,25 @@ else:
             args=(target.id, decision, target.username),
             type="primary" if decision == "approve" else "secondary",
         )
+    st.markdown("**Forgotten password**")
+    confirm_key = f"admin_reset_confirm_{target.id}"
+    confirmed = st.checkbox(
+        # The username, not the free-text full name: a checkbox label renders Markdown.
+        f"I have confirmed that the person asking owns the account {target.username} (in "
+        "person, or by calling back a number on record)",
+        key=confirm_key,
+    )
+    st.button(
+        "Reset password",
+        key="admin_reset_password",
+        disabled=not confirmed,
+        help="Replaces the password with a one-time password shown here once. The account "
+        "must choose its own at the next sign-in.",
+        on_click=_reset,
+        args=(target.id, target.username, confirm_key),
+    )
+    if outcome == "password":
+        _show_one_time_password(*message)
 
 st.subheader("Audit log")
 actions = sorted({e.action for e in events})

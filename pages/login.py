@@ -16,6 +16,10 @@ with left:
         "New here? **Register** from the menu. An administrator approves every account "
         "before it can analyse scans."
     )
+    st.caption(
+        "Forgot your password? Ask your BrainLoc administrator: after confirming it is you, "
+        "they give you a one-time password, and you choose your own when you sign in with it."
+    )
 st.caption(
     "BrainLoc supports, and does not replace, a specialist's judgement. Research and "
     "decision-support use only; not a diagnostic device."

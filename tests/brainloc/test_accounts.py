@@ -267,3 +267,79 @@ def test_change_password(make_account):
     clock = FakeClock()
     assert not _login("alice", TEST_PASSWORD, clock).ok
     assert _login("alice", "another-long-1", clock).ok
+
+
+def test_one_time_passwords_are_random_unambiguous_and_meet_the_policy():
+    drawn = {accounts.one_time_password() for _ in range(200)}
+    assert len(drawn) == 200
+    for password in drawn:
+        groups = password.split("-")
+        assert [len(g) for g in groups] == [4, 4, 4, 4]
+        assert set("".join(groups)) <= set(accounts.ONE_TIME_ALPHABET)
+        assert not accounts.password_problems(password, password, username="x", email="x@y.org")
+    assert not set("0o1li") & set(accounts.ONE_TIME_ALPHABET)
+
+
+def test_an_admin_resets_a_locked_out_users_forgotten_password(make_account):
+    admin = make_account("root", role="admin")
+    user = make_account("alice")
+    clock = FakeClock()
+    for _ in range(5):
+        _login("alice", "forgotten-guess", clock)
+    assert not _login("alice", TEST_PASSWORD, clock).ok  # locked
+    clock.advance(minutes=2)
+    with session_scope() as session:
+        reset, password = account_admin.reset_password(
+            session, admin_id=admin.id, user_id=user.id, clock=clock
+        )
+        assert reset.must_change_password and reset.sessions_revoked_at == clock.now
+    assert password not in reset.password_hash
+    # The old password is gone, the lock is lifted, and the failures before it no longer count:
+    # four more typos do not lock the account again.
+    clock.advance(seconds=1)
+    assert not _login("alice", TEST_PASSWORD, clock).ok
+    for _ in range(3):
+        assert not _login("alice", "typo-typo-typo", clock).locked_now
+    assert _login("alice", password, clock).ok
+    with session_scope() as session:
+        (event,) = audit.list_events(session, actions=[audit.Action.PASSWORD_RESET])
+    assert (event.actor_id, event.target_id, event.detail) == (
+        admin.id, user.id, {"via": "admin page"},
+    )  # fmt: skip
+    assert password not in str(event.detail)
+
+
+def test_a_reset_password_must_be_replaced_and_the_replacement_lifts_the_flag(make_account):
+    admin = make_account("root", role="admin")
+    user = make_account("alice")
+    with session_scope() as session:
+        _, password = account_admin.reset_password(session, admin_id=admin.id, user_id=user.id)
+    with session_scope() as session:
+        changed = account_admin.change_password(
+            session, user_id=user.id, current_password=password,
+            new_password="my-own-secret-1", new_password_repeat="my-own-secret-1",
+        )  # fmt: skip
+        assert not changed.must_change_password
+
+
+def test_password_resets_are_refused_clearly(make_account):
+    admin = make_account("root", role="admin")
+    other = make_account("bob")
+
+    def reset(actor, target_id):
+        with session_scope() as session:
+            return account_admin.reset_password(session, admin_id=actor.id, user_id=target_id)
+
+    with pytest.raises(accounts.AccountError, match="Account page"):
+        reset(admin, admin.id)
+    with pytest.raises(accounts.AccountError, match="administrator"):
+        reset(other, admin.id)
+    with pytest.raises(accounts.AccountError, match="does not exist"):
+        reset(admin, 9999)
+    missing = pytest.raises(accounts.AccountError, match="no account named 'ghost'")
+    with missing, session_scope() as session:
+        account_admin.reset_password_from_console(session, username="ghost")
+    with session_scope() as session:
+        stored = user_store.get_user(session, user_id=admin.id)
+        assert accounts.verify_password(TEST_PASSWORD, stored.password_hash)
+        assert not audit.list_events(session, actions=[audit.Action.PASSWORD_RESET])

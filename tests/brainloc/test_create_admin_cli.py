@@ -1,4 +1,5 @@
-"""``python -m brainloc create-admin`` run as a real subprocess on a temporary data dir."""
+"""``python -m brainloc create-admin`` and ``reset-password`` run as real subprocesses on a
+temporary data dir."""
 
 from __future__ import annotations
 
@@ -10,19 +11,26 @@ from pathlib import Path
 from sqlmodel import Session
 
 from brainloc.accounts import verify_password
+from db.audit import list_events
 from db.engine import make_engine
 from db.users import get_user_by_username
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(data_dir: Path, *args: str, password: str | None = None, stdin: str = ""):
+def _run(
+    data_dir: Path,
+    *args: str,
+    password: str | None = None,
+    stdin: str = "",
+    command: str = "create-admin",
+):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINLOC_", "DATABASE_"))}
     env |= {"BRAINLOC_DATA_DIR": str(data_dir), "BRAINLOC_BCRYPT_ROUNDS": "4"}
     if password is not None:
         env["BRAINLOC_ADMIN_PASSWORD"] = password
     return subprocess.run(
-        [sys.executable, "-m", "brainloc", "create-admin", *args],
+        [sys.executable, "-m", "brainloc", command, *args],
         cwd=REPO,
         env=env,
         input=stdin,
@@ -72,3 +80,35 @@ def test_create_admin_without_a_password_source_fails_clearly(tmp_path):
 def test_create_admin_requires_username_and_email(tmp_path):
     done = _run(tmp_path, "--username", "chief", password="long-enough-1")
     assert done.returncode == 2 and "--email" in done.stderr
+
+
+def test_reset_password_gives_the_only_administrator_a_one_time_password(tmp_path):
+    created = _run(
+        tmp_path, "--username", "chief", "--email", "c@clinic.org", password="forgotten-1"
+    )
+    assert created.returncode == 0, created.stderr
+    done = _run(tmp_path, "--username", "Chief", command="reset-password")
+    assert done.returncode == 0, done.stderr
+    password = next(
+        line.split(":", 1)[1].strip()
+        for line in done.stdout.splitlines()
+        if line.startswith("One-time password:")
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'brainloc.db'}")
+    try:
+        with Session(engine) as session:
+            admin = get_user_by_username(session, username="chief")
+            assert verify_password(password, admin.password_hash)
+            assert not verify_password("forgotten-1", admin.password_hash)
+            assert admin.must_change_password
+            (event,) = list_events(session, actions=["password_reset"])
+            assert (event.actor_id, event.target_id) == (None, admin.id)
+    finally:
+        engine.dispose()
+
+
+def test_reset_password_of_an_unknown_account_fails_clearly(tmp_path):
+    done = _run(tmp_path, "--username", "nobody", command="reset-password")
+    assert done.returncode == 2
+    assert "no account named 'nobody'" in done.stderr and "Traceback" not in done.stderr
+    assert "One-time password" not in done.stdout

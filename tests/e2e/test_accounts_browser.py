@@ -2,10 +2,13 @@
 
 Fresh server: every guarded page URL shows only the sign-in. Then: register (pending),
 an administrator approves, the practitioner signs in, a reload keeps them signed in, a
-sign-out survives a reload, and 5 wrong passwords lock the account.
+sign-out survives a reload, 5 wrong passwords lock the account, and the administrator's
+password reset lets the practitioner back in with a password of their own.
 """
 
 from __future__ import annotations
+
+import re
 
 from sqlmodel import Session
 
@@ -153,7 +156,35 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     expect(message).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
     assert _stored_user(server, "mward").locked_until is not None
-    # Registering, approving and signing in never reach outside the server.
+
+    # Mary has forgotten her password and calls: the administrator confirms it is her and
+    # resets it. The one-time password is shown once, and the lockout ends with it.
+    admin_page.get_by_text(re.compile("^I have confirmed")).click()
+    wait_idle(admin_page)
+    admin_page.get_by_role("button", name="Reset password", exact=True).click()
+    expect(admin_page.get_by_text("mward: password reset.")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    one_time = admin_page.locator("[data-testid='stCode'] code").inner_text().strip()
+    assert re.fullmatch(r"[a-z2-9]{4}(-[a-z2-9]{4}){3}", one_time), one_time
+    open_app(page, server.url)  # a new visit, without the last attempt's failure message
+    sign_in(page, "mward", one_time)
+    wait_idle(page)
+    expect(page.get_by_text("This password was generated for you.")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(page.get_by_role("link", name="History", exact=True)).to_have_count(0)
+    page.get_by_role("textbox", name="Current password").fill(one_time)
+    page.get_by_role("textbox", name="New password", exact=True).fill("mary-chose-this")
+    page.get_by_role("textbox", name="Repeat new password").fill("mary-chose-this")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Password changed").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(page)
+    expect(page.get_by_role("link", name="History", exact=True)).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    assert not _stored_user(server, "mward").must_change_password
+    admin_page.get_by_role("button", name="Hide the password").click()
+    expect(admin_page.get_by_text(one_time)).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    # Registering, approving, signing in and resetting never reach outside the server.
     for urls in (requested, requested_by_admin):
         assert len(urls) > 20 and not outside_requests(urls, server), outside_requests(urls, server)
 

@@ -80,6 +80,40 @@ def test_admin_approves_a_pending_account(open_app, make_account):
     assert "status_change" in at.dataframe[1].value["Action"].tolist()
 
 
+def test_admin_resets_a_forgotten_password_after_confirming_who_asks(open_app, make_account):
+    admin = make_account("root", role="admin")
+    user = make_account("bob")
+    at = open_app(admin)
+    assert at.selectbox(key="admin_user").value == user.id
+    # Nothing happens before the administrator confirms who is asking.
+    assert at.button(key="admin_reset_password").disabled
+    at.checkbox(key=f"admin_reset_confirm_{user.id}").check().run()
+    at.button(key="admin_reset_password").click().run()
+    assert not at.exception
+    assert "bob: password reset" in at.success[0].value
+    (shown,) = at.code
+    password = shown.value
+    with session_scope() as session:
+        stored = user_store.get_user(session, user_id=user.id)
+        (event,) = audit.list_events(session, actions=[audit.Action.PASSWORD_RESET])
+    assert verify_password(password, stored.password_hash)
+    assert not verify_password(TEST_PASSWORD, stored.password_hash)
+    assert stored.must_change_password
+    assert (event.actor_id, event.target_id) == (admin.id, user.id)
+    # The confirmation is spent, and hiding the password removes it from the page.
+    assert not at.checkbox(key=f"admin_reset_confirm_{user.id}").value
+    assert at.button(key="admin_reset_password").disabled
+    at.button(key="admin_reset_hide").click().run()
+    assert not at.code and not at.success
+    # Bob signs in with it and gets only the Account page until he chooses his own.
+    bob = open_app(stored)
+    assert "generated for you" in bob.info[0].value
+    change_password(bob, password, "bob-chose-this-one")
+    assert "Password changed" in bob.success[0].value
+    with session_scope() as session:
+        assert not user_store.get_user(session, user_id=user.id).must_change_password
+
+
 def change_password(at, current: str, new: str):
     """Fill and submit the Account page's password form; the AppTest after the run."""
     at.text_input(key="pw_current").input(current)
