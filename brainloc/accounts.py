@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import bcrypt
 from sqlmodel import Session
+from zxcvbn import zxcvbn
 
 from brainloc.settings import get_settings
 from db import users as user_store
@@ -39,6 +40,15 @@ Clock = Callable[[], datetime]
 
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything beyond 72 bytes, so we refuse it.
+#: The least zxcvbn strength score (0-4) a chosen password needs. 3 means "safely unguessable":
+#: under zxcvbn's model an attacker needs more than 10^8 guesses; common passwords, names,
+#: dates, keyboard walks and words with digits tacked on score lower however long they are.
+MIN_PASSWORD_SCORE = 3
+#: The password rules in a sentence, for the forms that ask for a new password.
+PASSWORD_RULES = (
+    f"At least {MIN_PASSWORD_CHARS} characters, not your username or email, and not easy to "
+    "guess (common passwords, names and dates are refused): a few uncommon words work well."
+)
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 LOCK_DURATION = timedelta(minutes=15)
@@ -149,7 +159,23 @@ def password_problems(password: str, repeat: str, *, username: str, email: str) 
         problems.append("Password must not be the same as your username or email.")
     if password != repeat:
         problems.append("The two passwords do not match.")
+    if not problems:
+        problems.extend(_guessability_problems(password, username=username, email=email))
     return problems
+
+
+def _guessability_problems(password: str, *, username: str, email: str) -> list[str]:
+    """zxcvbn's judgement of how easily ``password`` is guessed (NIST SP 800-63B asks that
+    common and context-specific passwords be refused), with its own advice."""
+    mail = normalise_email(email)
+    hints = [normalise_username(username), mail, mail.split("@")[0], "brainloc"]
+    verdict = zxcvbn(password, user_inputs=[h for h in hints if h])
+    if verdict["score"] >= MIN_PASSWORD_SCORE:
+        return []
+    feedback = verdict["feedback"]
+    advice = " ".join(part for part in (feedback["warning"], *feedback["suggestions"]) if part)
+    message = "This password is too easy to guess."
+    return [f"{message} {advice}" if advice else message]
 
 
 def save_with_event(

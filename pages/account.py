@@ -3,7 +3,7 @@
 import streamlit as st
 
 from brainloc.account_admin import change_password
-from brainloc.accounts import MIN_PASSWORD_CHARS, AccountError
+from brainloc.accounts import PASSWORD_RULES, AccountError
 from db.engine import session_scope
 from db.models import ROLES
 from ui.auth import renew_cookie
@@ -63,7 +63,7 @@ with st.form("password_form"):
         "New password",
         type="password",
         key="pw_new",
-        help=f"At least {MIN_PASSWORD_CHARS} characters; not your username or email.",
+        help=PASSWORD_RULES,
     )
     st.text_input("Repeat new password", type="password", key="pw_repeat")
     st.form_submit_button("Change password", key="pw_submit", on_click=_submit)

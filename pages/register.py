@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from brainloc.accounts import MIN_PASSWORD_CHARS, AccountError, Registration, register_practitioner
+from brainloc.accounts import PASSWORD_RULES, AccountError, Registration, register_practitioner
 from db import users as user_store
 from db.engine import session_scope
 from ui.guard import require_signed_out
@@ -95,7 +95,7 @@ with st.form("register_form"):
         "Password",
         type="password",
         key="reg_password",
-        help=f"At least {MIN_PASSWORD_CHARS} characters; not your username or email.",
+        help=PASSWORD_RULES,
         autocomplete="new-password",
     )
     right.text_input(

@@ -70,6 +70,11 @@ def test_registration_creates_a_pending_practitioner(app_env):
             "same as your username or email",
         ),
         ({"password_repeat": "something-else"}, "password", "do not match"),
+        ({"password": "Password123!", "password_repeat": "Password123!"}, "password", "guess"),
+        ({"password": "qwertyuiop", "password_repeat": "qwertyuiop"}, "password", "top-100"),
+        # Strong to zxcvbn on their own, weak once the account's own names are known:
+        ({"password": "jane.doe1984", "password_repeat": "jane.doe1984"}, "password", "guess"),
+        ({"password": "brainloc2026", "password_repeat": "brainloc2026"}, "password", "guess"),
         ({"password": " padded-pass ", "password_repeat": " padded-pass "}, "password", "space"),
         ({"email": "not-an-email"}, "email", "valid email"),
         ({"email": "a@b"}, "email", "valid email"),

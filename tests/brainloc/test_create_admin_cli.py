@@ -84,7 +84,12 @@ def test_create_admin_requires_username_and_email(tmp_path):
 
 def test_reset_password_gives_the_only_administrator_a_one_time_password(tmp_path):
     created = _run(
-        tmp_path, "--username", "chief", "--email", "c@clinic.org", password="forgotten-1"
+        tmp_path,
+        "--username",
+        "chief",
+        "--email",
+        "c@clinic.org",
+        password="forgotten-admin-secret",
     )
     assert created.returncode == 0, created.stderr
     done = _run(tmp_path, "--username", "Chief", command="reset-password")
@@ -99,7 +104,7 @@ def test_reset_password_gives_the_only_administrator_a_one_time_password(tmp_pat
         with Session(engine) as session:
             admin = get_user_by_username(session, username="chief")
             assert verify_password(password, admin.password_hash)
-            assert not verify_password("forgotten-1", admin.password_hash)
+            assert not verify_password("forgotten-admin-secret", admin.password_hash)
             assert admin.must_change_password
             (event,) = list_events(session, actions=["password_reset"])
             assert (event.actor_id, event.target_id) == (None, admin.id)
