@@ -3,12 +3,14 @@ perpendicular to it, as a radiologist draws them with calipers on the slice wher
 tumor is largest (the RANO convention for glioma, which for lower-grade glioma measures
 the T2/FLAIR abnormality our masks outline).
 
-Measured on one slice's largest region (8-connected), edge to edge: every tumor pixel is
+Measured on one slice's largest region (8-connected; of several equally large ones, the one
+with the largest product), edge to edge: every tumor pixel is
 taken as the square it covers, in millimetres when the pixel spacing is known (rows and
 columns may differ) and in pixels otherwise.
 
 - The **longest diameter** is the greatest distance between two corners of the region's
-  pixel squares (found on their convex hull).
+  pixel squares (found on their convex hull). When several directions share it, the one
+  with the longest perpendicular diameter is taken.
 - The **perpendicular diameter** is the longest chord perpendicular to it: lines at right
   angles to the longest diameter are sampled across the region, and on each the distance
   from the first to the last point inside the region is taken (a gap in a ragged region is
@@ -75,17 +77,20 @@ class Calipers:
         }
 
 
-def largest_region(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected region of a bool mask (the first of equal ones)."""
+def largest_regions(mask: np.ndarray) -> list[np.ndarray]:
+    """The largest 8-connected regions of a bool mask: one, or several of equal size."""
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if count <= 1:
-        return labels > 0
+        return [labels > 0]
     sizes = np.bincount(labels.ravel())[1:]
-    return labels == int(np.argmax(sizes)) + 1
+    return [labels == label + 1 for label in np.flatnonzero(sizes == sizes.max())]
 
 
 def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None = None) -> Calipers | None:
     """Measure the largest region of a slice's tumor mask; None when the mask is empty.
+
+    Regions of equal size are all measured, and the one with the largest product is kept, so
+    that the result does not depend on the slice's orientation.
 
     Args:
         mask: bool (H, W) tumor mask.
@@ -102,14 +107,11 @@ def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None = None) -> 
     # small tumor); ``origin`` takes the lines back to the slice's pixel coordinates.
     rows, columns = np.nonzero(mask)
     top, left = max(int(rows.min()) - 1, 0), max(int(columns.min()) - 1, 0)
-    region = largest_region(mask[top : int(rows.max()) + 2, left : int(columns.max()) + 2])
+    box = mask[top : int(rows.max()) + 2, left : int(columns.max()) + 2]
     origin = np.array([top, left], dtype=np.float64)
     scale = np.array(spacing_mm if spacing_mm else (1.0, 1.0), dtype=np.float64)
-    corners = _corners(region, scale)
-    start, end = _longest(corners)
-    chord = _perpendicular(region, scale, corners, start, end)
-    longest = float(np.linalg.norm(end - start))
-    perpendicular = float(np.linalg.norm(chord[1] - chord[0]))
+    measured = [_measure_region(region, scale) for region in largest_regions(box)]
+    longest, perpendicular, start, end, chord = max(measured, key=lambda m: m[0] * m[1])
 
     def to_pixels(point: np.ndarray) -> Point:
         row, column = point / scale + origin
@@ -124,6 +126,23 @@ def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None = None) -> 
     )
 
 
+def _measure_region(region: np.ndarray, scale: np.ndarray):
+    """(longest, perpendicular, start, end, chord) of one region, in physical units.
+
+    Several directions can share the longest distance (a rectangle's two diagonals, a cross's
+    two bars); a reader then takes the one with the longest perpendicular, which also makes
+    the result independent of how the slice is oriented.
+    """
+    corners = _corners(region, scale)
+    hull = corners[ConvexHull(corners).vertices]
+    candidates = []
+    for start, end in _longest(hull):
+        chord = _perpendicular(region, scale, hull, start, end)
+        candidates.append((float(np.linalg.norm(chord[1] - chord[0])), start, end, chord))
+    perpendicular, start, end, chord = max(candidates, key=lambda item: item[0])
+    return float(np.linalg.norm(end - start)), perpendicular, start, end, chord
+
+
 def _corners(region: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Corners of the pixel squares of the region's edge pixels, in physical units."""
     edge = region & ~ndimage.binary_erosion(region)
@@ -134,33 +153,41 @@ def _corners(region: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return corners * scale
 
 
-def _longest(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    hull = corners[ConvexHull(corners).vertices]
+def _longest(hull: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every longest line between two hull corners, one per direction (ties within 1e-9)."""
     distances = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1)
-    first, second = np.unravel_index(int(np.argmax(distances)), distances.shape)
-    start, end = hull[first], hull[second]
-    # A stable orientation, so that the same region always gives the same line.
-    if (end[0], end[1]) < (start[0], start[1]):
-        start, end = end, start
-    return start, end
+    firsts, seconds = np.nonzero(distances >= distances.max() * (1 - 1e-9))
+    lines: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
+    for first, second in zip(firsts, seconds, strict=True):
+        start, end = hull[first], hull[second]
+        # A stable orientation, so that the same region always gives the same line.
+        if (end[0], end[1]) < (start[0], start[1]):
+            start, end = end, start
+        direction = (end - start) / np.linalg.norm(end - start)
+        lines.setdefault((round(direction[0], 9), round(direction[1], 9)), (start, end))
+    return [lines[key] for key in sorted(lines)]
 
 
 def _perpendicular(
     region: np.ndarray,
     scale: np.ndarray,
-    corners: np.ndarray,
+    hull: np.ndarray,
     start: np.ndarray,
     end: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """End points of the longest chord of the region perpendicular to start→end."""
     along = (end - start) / np.linalg.norm(end - start)
     across = np.array([-along[1], along[0]])
-    t_values = corners @ along
-    s_values = corners @ across
+    t_values = hull @ along
+    s_values = hull @ across
     spans = (t_values.max() - t_values.min(), s_values.max() - s_values.min())
     step = max(STEP_PX * float(scale.min()), max(spans) / MAX_STEPS)
-    # Sample inside the extremes by half a step, so that a sample never sits on an edge.
-    t = np.arange(t_values.min() + step / 2, t_values.max(), step)
+    # Sample inside the extremes by half a step, so that a sample never sits on an edge, and
+    # also through every hull corner: a thin region's longest chord runs corner to corner,
+    # between two samples of the grid.
+    inner = (t_values > t_values.min()) & (t_values < t_values.max())
+    grid = np.arange(t_values.min() + step / 2, t_values.max(), step)
+    t = np.unique(np.concatenate([grid, t_values[inner]]))
     s = np.arange(s_values.min() + step / 2, s_values.max(), step)
     points = t[:, None, None] * along + s[None, :, None] * across
     index = np.floor(points / scale + 0.5).astype(np.int64)
@@ -172,8 +199,9 @@ def _perpendicular(
     last = inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)
     lengths = np.where(hit, (last - first + 1) * step, -1.0)
     line = int(np.argmax(lengths))
-    low = s[first[line]] - step / 2
-    high = s[last[line]] + step / 2
+    # Half a step beyond the outermost samples inside, but never beyond the region's extent.
+    low = max(s[first[line]] - step / 2, s_values.min())
+    high = min(s[last[line]] + step / 2, s_values.max())
     return t[line] * along + low * across, t[line] * along + high * across
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brainloc.calipers import largest_cross_section, largest_region, measure
+from brainloc.calipers import largest_cross_section, largest_regions, measure
 from brainloc.findings import case_findings, slice_findings
 from brainloc.findings_text import DIAMETERS_LABEL, case_rows, findings_rows
 from brainloc.overlay import CALIPER_YELLOW, draw_calipers
@@ -108,6 +108,27 @@ def test_only_the_largest_region_is_measured():
     assert rows[DIAMETERS_LABEL].endswith(" mm (the largest region)")
 
 
+def test_ties_are_settled_the_same_way_whatever_the_slice_orientation():
+    # A cross of two 1-pixel bars: several corner pairs are 11.05 px apart in two directions,
+    # and only one direction has the other bar as its perpendicular.
+    cross = np.zeros((32, 32), bool)
+    cross[10:21, 15] = True
+    cross[15, 10:21] = True
+    # Two regions of the same pixel count, a square and a thin bar: the square has the larger
+    # product (5.7 × 5.7 against 16.0 × 1.0).
+    pair = np.zeros((32, 32), bool)
+    pair[2:6, 2:6] = True
+    pair[20, 8:24] = True
+    diagonal = 4 * math.sqrt(2)
+    for mask, perpendicular in ((cross, 11.0), (pair, diagonal)):
+        for view in (mask, mask.T, mask[::-1], mask[:, ::-1]):
+            calipers = measure(view)
+            assert calipers.longest == pytest.approx(measure(mask).longest)
+            assert calipers.perpendicular == pytest.approx(perpendicular, abs=0.5)
+    assert measure(pair).longest == pytest.approx(diagonal)
+    assert len(largest_regions(pair)) == 2
+
+
 def test_empty_masks_and_bad_spacing():
     assert measure(np.zeros((16, 16), bool)) is None
     assert slice_findings(np.zeros((16, 16), bool)).calipers is None
@@ -142,11 +163,17 @@ def test_random_blobs_keep_the_measurement_s_geometry(seed, spacing):
         height, width = rng.integers(1, 12, size=2)
         mask[top : top + height, left : left + width] = True
     calipers = measure(mask, spacing)
-    region_rows, region_columns = np.nonzero(largest_region(mask))
-    height = (region_rows.max() - region_rows.min() + 1) * spacing[0]
-    width = (region_columns.max() - region_columns.min() + 1) * spacing[1]
+    boxes = []
+    for region in largest_regions(mask):
+        region_rows, region_columns = np.nonzero(region)
+        height = (region_rows.max() - region_rows.min() + 1) * spacing[0]
+        width = (region_columns.max() - region_columns.min() + 1) * spacing[1]
+        boxes.append((height, width))
     # The longest diameter spans the region's box in both directions and fits its diagonal.
-    assert max(height, width) - 1e-9 <= calipers.longest <= math.hypot(height, width) + 1e-9
+    assert any(
+        max(height, width) - 1e-9 <= calipers.longest <= math.hypot(height, width) + 1e-9
+        for height, width in boxes
+    )
     # The perpendicular one is never longer (up to the sampling step).
     assert calipers.perpendicular <= calipers.longest + 0.5 * min(spacing) + 1e-9
     assert calipers.perpendicular > 0
