@@ -26,7 +26,7 @@ from zxcvbn import zxcvbn
 
 from brainloc.settings import get_settings
 from db import users as user_store
-from db.audit import Action, count_events, record_event
+from db.audit import TARGET_USER, Action, count_events, record_event
 from db.models import (
     ROLE_ADMIN,
     ROLE_PRACTITIONER,
@@ -190,7 +190,7 @@ def save_with_event(
     """Save ``user`` and audit ``action`` on it, in the caller's transaction."""
     user_store.save_user(session, user=user)
     record_event(
-        session, action=action, actor_id=actor_id, target_type="user", target_id=user.id,
+        session, action=action, actor_id=actor_id, target_type=TARGET_USER, target_id=user.id,
         at=at, detail=detail,
     )  # fmt: skip
     return user
@@ -319,7 +319,7 @@ def check_login(
         _spend_hash_time(password)
         record_event(
             session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now,
-            target_type="user", target_id=user.id, detail={"reason": "account locked"},
+            target_type=TARGET_USER, target_id=user.id, detail={"reason": "account locked"},
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
     if verify is None:
@@ -338,7 +338,7 @@ def check_login(
     # the window.
     since = max(t for t in (now - FAILURE_WINDOW, user.locked_until, user.last_login_at) if t)
     record_event(
-        session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now, target_type="user",
+        session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now, target_type=TARGET_USER,
         target_id=user.id, detail={"reason": "wrong password"},
     )  # fmt: skip
     failures = count_events(session, actor_id=user.id, action=Action.LOGIN_FAILED, after=since)
@@ -347,7 +347,7 @@ def check_login(
     if locked_now:
         user.locked_until = now + LOCK_DURATION
         record_event(
-            session, action=Action.ACCOUNT_LOCKED, actor_id=None, at=now, target_type="user",
+            session, action=Action.ACCOUNT_LOCKED, actor_id=None, at=now, target_type=TARGET_USER,
             target_id=user.id, detail={"minutes": 15, "failures": failures},
         )  # fmt: skip
     user_store.save_user(session, user=user)

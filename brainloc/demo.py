@@ -23,7 +23,7 @@ from brainloc.kaggle_layout import layout_root, scan_slices
 from brainloc.settings import get_settings
 from db import clinical
 from db import users as user_store
-from db.audit import record_event
+from db.audit import TARGET_USER, record_event
 from db.engine import session_scope
 from db.migrate import upgrade_head
 from db.models import STATUS_APPROVED, User
@@ -97,7 +97,7 @@ def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
     user.updated_at = utc_now()
     user = user_store.save_user(session, user=user)
     record_event(
-        session, action="demo_account", actor_id=user.id, target_type="user", target_id=user.id
+        session, action="demo_account", actor_id=user.id, target_type=TARGET_USER, target_id=user.id
     )
     return user, password
 

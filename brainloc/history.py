@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from brainloc.calipers import diameters_text
+from brainloc.csv_export import csv_bytes
 from brainloc.findings_text import probability_percent
 
 COLUMNS = [
@@ -121,13 +122,14 @@ def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:
-    """UTF-8 CSV of the history table (timestamps in ISO 8601 UTC)."""
+    """UTF-8 CSV of the history table (timestamps in ISO 8601 UTC; text that a spreadsheet
+    would run as a formula is quoted, :mod:`brainloc.csv_export`)."""
     out = frame.copy()
     if not out.empty:
         out["created_at"] = pd.to_datetime(out["created_at"], utc=True).dt.strftime(
             "%Y-%m-%dT%H:%M:%SZ"
         )
-    return out.to_csv(index=False).encode("utf-8")
+    return csv_bytes(out)
 
 
 def day_range(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:

@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, and_, col, func, or_, select
 
 from db.models import AuditEvent
 from db.types import utc_now
+
+#: ``target_type`` of events about an account.
+TARGET_USER = "user"
 
 
 class Action:
@@ -76,15 +79,52 @@ def count_events(session: Session, *, actor_id: int, action: str, after: datetim
     return int(session.exec(statement).one())
 
 
+def _matching(
+    statement,
+    *,
+    actor_id: int | None,
+    actions: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    target: tuple[str, int] | None,
+    involving: int | None = None,
+):
+    if involving is not None:
+        statement = statement.where(
+            or_(
+                AuditEvent.actor_id == involving,
+                and_(AuditEvent.target_type == TARGET_USER, AuditEvent.target_id == involving),
+            )
+        )
+    if actor_id is not None:
+        statement = statement.where(AuditEvent.actor_id == actor_id)
+    if actions:
+        statement = statement.where(col(AuditEvent.action).in_(list(actions)))
+    if since is not None:
+        statement = statement.where(AuditEvent.created_at >= since)
+    if until is not None:
+        statement = statement.where(AuditEvent.created_at < until)
+    if target is not None:
+        statement = statement.where(AuditEvent.target_type == target[0])
+        statement = statement.where(AuditEvent.target_id == target[1])
+    return statement
+
+
 def list_events(
     session: Session,
     *,
     actor_id: int | None = None,
     actions: Sequence[str] | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    target: tuple[str, int] | None = None,
+    involving: int | None = None,
     limit: int = 200,
 ) -> list[AuditEvent]:
-    """Events newest first, optionally only one actor's, only some actions, only recent.
+    """Events newest first, optionally only one actor's, only some actions, only those from
+    ``since`` (inclusive) to ``until`` (exclusive), only those on one record
+    (``target=("analysis", 12)``), only those an account did or that were done to it
+    (``involving``: its own actions and changes to its account, for administrators).
 
     For a practitioner's own activity pass ``actor_id=user.id`` (always, in that case).
     """
@@ -93,10 +133,32 @@ def list_events(
     statement = select(AuditEvent).order_by(
         col(AuditEvent.created_at).desc(), col(AuditEvent.id).desc()
     )
-    if actor_id is not None:
-        statement = statement.where(AuditEvent.actor_id == actor_id)
-    if actions:
-        statement = statement.where(col(AuditEvent.action).in_(list(actions)))
-    if since is not None:
-        statement = statement.where(AuditEvent.created_at >= since)
+    statement = _matching(
+        statement, actor_id=actor_id, actions=actions, since=since, until=until, target=target,
+        involving=involving,
+    )  # fmt: skip
     return list(session.exec(statement.limit(limit)))
+
+
+def count_matching(
+    session: Session,
+    *,
+    actor_id: int | None = None,
+    actions: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    target: tuple[str, int] | None = None,
+    involving: int | None = None,
+) -> int:
+    """How many events :func:`list_events` would return with the same filters and no limit."""
+    statement = select(func.count()).select_from(AuditEvent)
+    statement = _matching(
+        statement, actor_id=actor_id, actions=actions, since=since, until=until, target=target,
+        involving=involving,
+    )  # fmt: skip
+    return int(session.exec(statement).one())
+
+
+def list_actions(session: Session) -> list[str]:
+    """Every action name the log holds, sorted (for a filter's choices)."""
+    return sorted(session.exec(select(AuditEvent.action).distinct()))

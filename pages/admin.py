@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from brainloc.account_admin import AccountError, allowed_decisions, decide, reset_password
+from brainloc.audit_log import AuditFilter, audit_csv, audit_frame, export_name
 from db import audit
 from db import users as user_store
 from db.engine import session_scope
@@ -21,6 +22,7 @@ admin = require_user(roles=(ROLE_ADMIN,))
 # (a cookie component reporting back) before the message has been read.
 RESULT_KEY = "_admin_result"
 AUDIT_LIMIT = 500
+EXPORT_LIMIT = 100_000
 
 
 def _decide(user_id: int, decision: str, username: str) -> None:
@@ -65,7 +67,6 @@ def _show_one_time_password(username: str, password: str) -> None:
 with session_scope() as session:
     users = user_store.list_users(session)
     categories = {c.id: c.label for c in user_store.list_categories(session)}
-    events = audit.list_events(session, limit=AUDIT_LIMIT)
 names = {u.id: u.username for u in users}
 
 st.title("Administration")
@@ -146,18 +147,56 @@ else:
         _show_one_time_password(*message)
 
 st.subheader("Audit log")
-actions = sorted({e.action for e in events})
-action_filter = st.multiselect("Actions", options=actions, key="admin_audit_actions")
-audit_rows = [
-    {
-        "Time (UTC)": e.created_at,
-        "User": names.get(e.actor_id, "—"),
-        "Action": e.action,
-        "Record": f"{e.target_type} {e.target_id}" if e.target_type else "",
-        "Detail": ", ".join(f"{k}={v}" for k, v in sorted(e.detail.items())),
-    }
-    for e in events
-    if not action_filter or e.action in action_filter
-]
-st.caption(f"Newest {AUDIT_LIMIT} events.")
-st.dataframe(pd.DataFrame(audit_rows), hide_index=True, key="admin_audit_table")
+st.caption("Who did what, and when. Records are named by their id; case references are not shown.")
+left, middle, right, last = st.columns([2, 3, 2, 1])
+user_id = left.selectbox(
+    "Account",
+    [None, *names],
+    format_func=lambda uid: "anyone" if uid is None else names[uid],
+    help="Its own actions and what was done to the account.",
+    key="admin_audit_user",
+)
+with session_scope() as session:
+    known_actions = audit.list_actions(session)
+chosen_actions = middle.multiselect("Actions", options=known_actions, key="admin_audit_actions")
+days = right.date_input("Days (UTC)", value=(), key="admin_audit_days")
+analysis_id = last.number_input(
+    "Analysis #", min_value=1, value=None, step=1, key="admin_audit_analysis"
+)
+days = tuple(days) if isinstance(days, list | tuple) else (days,)
+audit_filter = AuditFilter(
+    user_id=user_id,
+    actions=tuple(chosen_actions),
+    first_day=days[0] if days else None,
+    last_day=days[-1] if days else None,
+    analysis_id=int(analysis_id) if analysis_id is not None else None,
+)
+with session_scope() as session:
+    matching = audit.count_matching(session, **audit_filter.query())
+    events = audit.list_events(session, **audit_filter.query(), limit=AUDIT_LIMIT)
+shown = f"the newest {AUDIT_LIMIT} are shown" if matching > AUDIT_LIMIT else "all are shown"
+st.caption(f"{matching} event(s) match; {shown}.")
+st.dataframe(audit_frame(events, names), hide_index=True, key="admin_audit_table")
+
+
+def _export() -> bytes:
+    """Every matching event as CSV, built when the button is pressed, and audited."""
+    with session_scope() as session:
+        rows = audit.list_events(session, **audit_filter.query(), limit=EXPORT_LIMIT)
+        audit.record_event(
+            session, action=audit.Action.EXPORT, actor_id=admin.id,
+            detail={"what": "audit_csv", "rows": len(rows)},
+        )  # fmt: skip
+    return audit_csv(audit_frame(rows, names))
+
+
+st.download_button(
+    "Download these events (CSV)",
+    data=_export,
+    file_name=export_name(utc_now()),
+    mime="text/csv",
+    icon=":material/download:",
+    disabled=matching == 0,
+    help=f"All matching events, up to {EXPORT_LIMIT:,}, oldest last.",
+    key="admin_audit_csv",
+)

@@ -263,3 +263,17 @@ def test_shipped_model_card_states_patients_and_cross_validation():
     classifier_card = next(card for card in cards if card.stem == "classifier")
     assert len(classifier_card.found_by_size) == 4
     assert all(len(row) == 3 for row in classifier_card.found_by_size)
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted():
+    frame = history_frame(
+        [
+            _analysis(7, datetime(2026, 11, 2, 9, 30, tzinfo=UTC), True, 0.93, "=HYPERLINK(1)"),
+            _analysis(8, datetime(2026, 11, 3, 9, 30, tzinfo=UTC), False, 0.1, "CASE-7"),
+        ],
+        {7: "@SUM(A1)", 8: "-12 mm smaller, +3 new"},
+    )
+    parsed = pd.read_csv(pd.io.common.BytesIO(to_csv(frame)))
+    assert parsed["case_reference"].tolist() == ["'=HYPERLINK(1)", "CASE-7"]
+    assert parsed["note"].tolist() == ["'@SUM(A1)", "'-12 mm smaller, +3 new"]
+    assert parsed["tumor_probability"].tolist() == [0.93, 0.1]  # numbers untouched

@@ -52,6 +52,50 @@ def test_audit_events_filter_and_order(make_account, db_session):
     )
 
 
+def test_audit_search_for_administrators(make_account, db_session):
+    admin, alice, bob = (
+        make_account("root", role="admin"),
+        make_account("alice"),
+        make_account("bob"),
+    )
+    day = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    for minutes, actor, action, target in [
+        (0, alice, audit.Action.UPLOAD, ("analysis", 1)),
+        (10, bob, audit.Action.VIEW, ("analysis", 2)),
+        (20, alice, audit.Action.VIEW, ("analysis", 1)),  # 23:50, still 1 March
+        (40, admin, audit.Action.PASSWORD_RESET, ("user", alice.id)),  # 00:10, 2 March
+        (50, bob, audit.Action.VIEW, ("analysis", 1)),
+        (60, bob, audit.Action.LOGIN, ("user", bob.id)),
+    ]:
+        audit.record_event(
+            db_session, action=action, actor_id=actor.id, target_type=target[0],
+            target_id=target[1], at=day + timedelta(minutes=minutes),
+        )  # fmt: skip
+    db_session.commit()
+
+    def search(**filters):
+        found = audit.list_events(db_session, **filters)
+        assert audit.count_matching(db_session, **filters) == len(found)
+        return [(e.actor_id, e.action) for e in found]
+
+    # Who touched analysis 1, newest first.
+    assert search(target=("analysis", 1)) == [
+        (bob.id, "view"), (alice.id, "view"), (alice.id, "upload"),
+    ]  # fmt: skip
+    # Alice's own actions and what was done to her account; not bob's sign-in.
+    assert search(involving=alice.id) == [
+        (admin.id, "password_reset"), (alice.id, "view"), (alice.id, "upload"),
+    ]  # fmt: skip
+    # One calendar day: from midnight (inclusive) to the next (exclusive).
+    first = datetime(2026, 3, 2, tzinfo=UTC)
+    assert search(since=first, until=first + timedelta(days=1)) == [
+        (bob.id, "login"), (bob.id, "view"), (admin.id, "password_reset"),
+    ]  # fmt: skip
+    assert search(until=first, actions=["view"]) == [(alice.id, "view"), (bob.id, "view")]
+    assert audit.count_matching(db_session) == 6
+    assert audit.list_actions(db_session) == ["login", "password_reset", "upload", "view"]
+
+
 def test_audit_refuses_empty_action_and_bad_limit(db_session):
     with pytest.raises(ValueError, match="action"):
         audit.record_event(db_session, action="", actor_id=None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from brainloc.accounts import verify_password
-from db import audit
+from db import audit, clinical
 from db import users as user_store
 from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
+from tests.db.clinical_factory import make_analysis
 
 REGISTRATION = {
     "reg_full_name": "Dr Grace Hopper",
@@ -112,6 +113,29 @@ def test_admin_resets_a_forgotten_password_after_confirming_who_asks(open_app, m
     assert "Password changed" in bob.success[0].value
     with session_scope() as session:
         assert not user_store.get_user(session, user_id=user.id).must_change_password
+
+
+def test_admin_searches_the_audit_log_without_seeing_case_references(open_app, make_account):
+    admin = make_account("root", role="admin")
+    alice, bob = make_account("alice"), make_account("bob")
+    with session_scope() as session:
+        mine = make_analysis(session, alice.id, reference="ACC-777-SMITH")
+        make_analysis(session, bob.id, reference="ACC-888-JONES")
+        clinical.record_case_event(
+            session, owner_id=alice.id, analysis_id=mine.id, action=audit.Action.VIEW
+        )
+    at = open_app(admin)
+    at.number_input(key="admin_audit_analysis").set_value(mine.id).run()
+    table = at.dataframe[1].value
+    assert table["Action"].tolist() == ["view", "upload"]
+    assert set(table["Record"]) == {f"analysis {mine.id}"}
+    assert "2 event(s) match; all are shown." in [c.value for c in at.caption]
+    at.number_input(key="admin_audit_analysis").set_value(None)
+    at.selectbox(key="admin_audit_user").set_value(bob.id).run()
+    assert set(at.dataframe[1].value["User"]) == {"bob"}
+    page_text = " ".join(str(e.value) for e in at.main if hasattr(e, "value"))
+    assert "ACC-" not in page_text
+    assert not at.exception
 
 
 def change_password(at, current: str, new: str):
