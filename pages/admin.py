@@ -150,7 +150,7 @@ st.subheader("Audit log")
 st.caption("Who did what, and when. Records are named by their id; case references are not shown.")
 left, middle, right, last = st.columns([2, 3, 2, 1])
 user_id = left.selectbox(
-    "Account",
+    "Involving account",
     [None, *names],
     format_func=lambda uid: "anyone" if uid is None else names[uid],
     help="Its own actions and what was done to the account.",

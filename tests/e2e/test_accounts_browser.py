@@ -9,6 +9,7 @@ password reset lets the practitioner back in with a password of their own.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from sqlmodel import Session
 
@@ -86,7 +87,7 @@ def test_the_register_page_on_a_fresh_server_lists_no_other_page(app_server, bro
 def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     server = app_server(admin=ADMIN_LOGIN)
     practitioner = browser.new_context(viewport={"width": 1280, "height": 900})
-    admin = browser.new_context(viewport={"width": 1280, "height": 900})
+    admin = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     requested = record_requests(practitioner)
     requested_by_admin = record_requests(admin)
     page = practitioner.new_page()
@@ -184,6 +185,22 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
     assert not _stored_user(server, "mward").must_change_password
     admin_page.get_by_role("button", name="Hide the password").click()
     expect(admin_page.get_by_text(one_time)).to_have_count(0, timeout=UI_TIMEOUT_MS)
+
+    # The audit log shows what happened to Mary's account, and exports it.
+    wait_idle(admin_page)  # the hidden password's run is over, its elements gone
+    involving = admin_page.get_by_role("combobox", name="Involving account")
+    expect(involving).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    involving.click()
+    admin_page.get_by_role("option", name="mward", exact=True).click()
+    wait_idle(admin_page)
+    with admin_page.expect_download(timeout=UI_TIMEOUT_MS) as download:
+        admin_page.get_by_role("button", name="Download these events (CSV)").click()
+    assert download.value.suggested_filename.startswith("brainloc-audit-")
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    actions = [line.split(",")[2] for line in exported.splitlines()[1:]]
+    for action in ("register", "status_change", "account_locked", "password_reset", "login"):
+        assert action in actions, (action, actions)
+    assert "chief" in exported and one_time not in exported
     # Registering, approving, signing in and resetting never reach outside the server.
     for urls in (requested, requested_by_admin):
         assert len(urls) > 20 and not outside_requests(urls, server), outside_requests(urls, server)
