@@ -7,6 +7,7 @@ import streamlit as st
 
 from brainloc.settings import get_settings
 from ui.auth import render_logout_button, start_run
+from ui.idle import expire_idle_session, render_idle_timer
 from ui.navigation import build_navigation, continue_to_requested_page
 from ui.page_icon import page_icon
 from ui.sidebar import render_user_card
@@ -21,6 +22,7 @@ except ValueError as error:
     st.error(f"BrainLoc is not configured correctly: {error}. Fix it and restart the server.")
     st.stop()
 signing_in = LOGIN_ATTEMPT_KEY in st.session_state
+expire_idle_session()
 start_run()
 user = current_user()
 page = build_navigation(user, signing_in=signing_in)
@@ -28,6 +30,7 @@ continue_to_requested_page(user, signing_in=signing_in)
 if user is not None:
     render_user_card(user)
     render_logout_button()
+    render_idle_timer()
 # The marker tells the page guard that app.py runs this very run; it is removed however the
 # page ends (stop, rerun, exception), so a page file run on its own never finds it.
 st.session_state[SHELL_KEY] = True

@@ -158,11 +158,17 @@ def user_from_cookie(
     return LoginResult(ok=True, user_id=user.id)
 
 
-def record_logout(session: Session, *, user_id: int, clock: Clock = utc_now) -> None:
-    """Audit a sign-out and refuse every "remember me" cookie issued before it."""
+def record_logout(
+    session: Session, *, user_id: int, reason: str | None = None, clock: Clock = utc_now
+) -> None:
+    """Audit a sign-out (with its ``reason`` when the user did not ask for it, e.g. "idle")
+    and refuse every "remember me" cookie issued before it."""
     now = clock()
     user = user_store.get_user(session, user_id=user_id)
     if user is None:
         return
     user.sessions_revoked_at = now
-    save_with_event(session, user=user, action=Action.LOGOUT, actor_id=user.id, at=now)
+    save_with_event(
+        session, user=user, action=Action.LOGOUT, actor_id=user.id, at=now,
+        detail={"reason": reason} if reason else None,
+    )  # fmt: skip

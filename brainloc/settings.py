@@ -9,6 +9,8 @@ in one place (environment variables, optionally ``.streamlit/secrets.toml`` for 
                                ``[brainloc] cookie_key`` in ``.streamlit/secrets.toml``; otherwise a
                                random key generated on first start into ``<data dir>/cookie_key``
 ``BRAINLOC_COOKIE_HOURS``      lifetime of the "remember me" cookie in hours (default 12)
+``BRAINLOC_IDLE_MINUTES``      sign a browser session out after this many minutes without
+                               activity (default 30; 0 turns it off)
 ``BRAINLOC_MAX_UPLOAD_MB``     largest accepted upload per file (default 200)
 ``BRAINLOC_MAX_IMAGE_PIXELS``  largest accepted image, in pixels per slice (default 16 777 216,
                                i.e. 4096 x 4096; checked before any pixel is decoded)
@@ -61,6 +63,8 @@ class Settings:
     bcrypt_rounds: int
     #: ``BRAINLOC_INFERENCE_PRECISION`` as configured ("auto", "float32" or "bfloat16").
     inference_precision: str
+    #: Minutes without activity after which a browser session is signed out; 0: never.
+    idle_minutes: float = 30.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -189,6 +193,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         models_dir=models_dir.resolve(),
         bcrypt_rounds=int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
         inference_precision=inference_precision(env),
+        idle_minutes=_number(env, "BRAINLOC_IDLE_MINUTES", 30.0, 0.0, 24.0 * 60),
     )
 
 

@@ -4,6 +4,7 @@ import streamlit as st
 
 from ui.auth import render_login_form
 from ui.guard import require_signed_out
+from ui.idle import idle_notice
 
 require_signed_out()
 
@@ -11,6 +12,8 @@ st.title("BrainLoc")
 st.caption("Brain tumor detection and localization on MRI, for registered practitioners.")
 left, _ = st.columns([2, 3])
 with left:
+    if notice := idle_notice():
+        st.info(notice, icon=":material/lock_clock:")
     render_login_form()
     st.markdown(
         "New here? **Register** from the menu. An administrator approves every account "

@@ -324,3 +324,30 @@ def test_a_bookmarked_page_opens_even_when_the_cookie_component_never_answers(ap
     finally:
         context.close()
         server.stop()
+
+
+def test_an_unattended_session_is_signed_out_and_stays_signed_out(app_server, browser):
+    # 0.1 minutes: the sidebar's timer (every 1.5 s here) signs the session out after 6 s of
+    # no activity, in a browser nobody touches.
+    server = app_server(admin=ADMIN_LOGIN, name="idle", BRAINLOC_IDLE_MINUTES="0.1")
+    context = browser.new_context()
+    page = context.new_page()
+    open_app(page, server.url)
+    sign_in(page, *ADMIN_LOGIN)
+    expect(page.get_by_role("heading", name="Administration", exact=True)).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    wait_for_sign_in_cookie(context)
+    notice = page.get_by_text("You were signed out after 0.1 minutes without activity")
+    expect(notice.first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(page)  # the admin page's elements linger until the run is over
+    expect(notice).to_have_count(1)
+    expect_sign_in_page(page)
+    expect(page.get_by_text("Audit log")).to_have_count(0)
+    # The remembered sign-in was revoked: a reload shows the sign-in, not the admin page.
+    page.reload()
+    wait_idle(page)
+    expect_sign_in_page(page)
+    chief = _stored_user(server, "chief")
+    assert chief.sessions_revoked_at is not None
+    context.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,12 @@ from streamlit.testing.v1 import AppTest
 from brainloc.accounts import LOGIN_FAILED_MESSAGE
 from brainloc.settings import get_settings
 from db import audit
+from db import users as user_store
 from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
 from tests.pages.test_account_pages import change_password
 from ui.guard import PASSWORD_CHANGE_NEEDED
+from ui.idle import LAST_ACTIVITY_KEY, TIMER_RUN_KEY
 from ui.state import USER_ID_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,3 +221,48 @@ def test_a_wrong_setting_is_named_instead_of_an_error_box(
     (error,) = at.error
     assert "not configured correctly" in error.value and message in error.value
     assert not at.text_input  # no sign-in form: nothing runs on a wrong configuration
+
+
+def test_an_idle_session_is_signed_out_and_the_sign_in_page_says_why(open_app, make_account):
+    user = make_account("alice")
+    at = open_app(user)
+    assert at.session_state[LAST_ACTIVITY_KEY] == pytest.approx(time.time(), abs=60)
+    # 31 minutes later (the default limit is 30), the timer's rerun signs the session out.
+    at.session_state[LAST_ACTIVITY_KEY] = time.time() - 31 * 60
+    at.session_state[TIMER_RUN_KEY] = True
+    at.run()
+    assert _titles(at) == ["BrainLoc"]
+    assert USER_ID_KEY not in at.session_state
+    assert "signed out after 30 minutes without activity" in at.info[0].value
+    with session_scope() as session:
+        logout = audit.list_events(session, actor_id=user.id)[0]
+        stored = user_store.get_user(session, user_id=user.id)
+    assert (logout.action, logout.detail) == ("logout", {"reason": "idle"})
+    assert stored.sessions_revoked_at is not None  # a reload does not sign it back in
+    # Signing in again works, and the notice goes.
+    _sign_in(at, "alice", TEST_PASSWORD)
+    assert at.session_state[USER_ID_KEY] == user.id
+    assert not at.info
+
+
+def test_activity_keeps_the_session_and_the_timer_is_not_activity(open_app, make_account):
+    at = open_app(make_account("alice"))
+    at.session_state[LAST_ACTIVITY_KEY] = earlier = time.time() - 20 * 60
+    at.session_state[TIMER_RUN_KEY] = True
+    at.run()  # the timer looked: 20 minutes is within the limit, and it is not activity
+    assert at.session_state[USER_ID_KEY] and at.session_state[LAST_ACTIVITY_KEY] == earlier
+    at.run()  # a click: activity
+    assert at.session_state[LAST_ACTIVITY_KEY] > earlier + 19 * 60
+
+
+def test_idle_sign_out_can_be_turned_off(open_app, make_account, monkeypatch):
+    monkeypatch.setenv("BRAINLOC_IDLE_MINUTES", "0")
+    get_settings.cache_clear()
+    at = open_app(make_account("alice"))
+    at.session_state[LAST_ACTIVITY_KEY] = time.time() - 24 * 3600
+    at.run()
+    assert at.session_state[USER_ID_KEY]
+    monkeypatch.setenv("BRAINLOC_IDLE_MINUTES", "-1")
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="BRAINLOC_IDLE_MINUTES must be between 0 and 1440"):
+        get_settings()

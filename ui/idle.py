@@ -1,0 +1,92 @@
+"""Automatic sign-out of a browser session left without activity (``BRAINLOC_IDLE_MINUTES``).
+
+A workstation left open must not keep patient data on screen (HIPAA's "automatic logoff").
+Every run of the app that a person caused (a click, an upload, a page load) counts as
+activity. While someone is signed in, a timer in the sidebar (:func:`render_idle_timer`, a
+fragment that reruns on its own and renders nothing) checks how long ago that was; when the
+limit has passed it reruns the whole app, and :func:`expire_idle_session`, called by app.py
+before the sign-in handling, signs the session out as the sign-out button does (its
+remembered sign-ins are revoked, so a reload does not sign it in again) and the sign-in page
+says why. The timer's own runs are not activity.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from brainloc.auth import record_logout
+from brainloc.settings import get_settings
+from db.engine import session_scope
+from ui.state import LOGOUT_PENDING_KEY, USER_ID_KEY
+
+#: time.time() of the last run a person caused, while signed in.
+LAST_ACTIVITY_KEY = "_brainloc_last_activity"
+#: Set by the timer just before it reruns the app: that run is not activity.
+TIMER_RUN_KEY = "_brainloc_idle_timer_run"
+#: Minutes of the limit that signed this session out; the sign-in page reads it.
+IDLE_NOTICE_KEY = "_brainloc_idle_signed_out"
+
+
+def idle_limit_seconds() -> float | None:
+    """The configured limit in seconds, or None when automatic sign-out is off."""
+    minutes = get_settings().idle_minutes
+    return minutes * 60.0 if minutes > 0 else None
+
+
+def timer_period_seconds(limit: float) -> float:
+    """How often the timer looks: a quarter of the limit, between 1 s and 60 s."""
+    return min(60.0, max(1.0, limit / 4))
+
+
+def idle_notice() -> str | None:
+    """The sign-in page's explanation after an automatic sign-out, if there was one."""
+    minutes = st.session_state.get(IDLE_NOTICE_KEY)
+    if minutes is None:
+        return None
+    return (
+        f"You were signed out after {minutes:g} minutes without activity, so that no patient "
+        "data stays on an unattended screen. Sign in again to continue."
+    )
+
+
+def expire_idle_session() -> None:
+    """Sign the session out when its last activity is older than the limit; otherwise record
+    this run as activity (unless the timer caused it). Call before ``ui.auth.start_run``."""
+    timer_run = st.session_state.pop(TIMER_RUN_KEY, False)
+    limit = idle_limit_seconds()
+    user_id = st.session_state.get(USER_ID_KEY)
+    if user_id is None or limit is None:
+        st.session_state.pop(LAST_ACTIVITY_KEY, None)
+        return
+    now = time.time()
+    last = st.session_state.get(LAST_ACTIVITY_KEY)
+    if last is not None and now - last > limit:
+        with session_scope() as session:
+            record_logout(session, user_id=int(user_id), reason="idle")
+        st.session_state.pop(USER_ID_KEY, None)
+        st.session_state.pop(LAST_ACTIVITY_KEY, None)
+        st.session_state[LOGOUT_PENDING_KEY] = True  # start_run clears the library's state
+        st.session_state[IDLE_NOTICE_KEY] = get_settings().idle_minutes
+        return
+    if last is None or not timer_run:
+        st.session_state[LAST_ACTIVITY_KEY] = now
+    st.session_state.pop(IDLE_NOTICE_KEY, None)
+
+
+def render_idle_timer() -> None:
+    """Start the timer for a signed-in session (app.py, after the navigation)."""
+    limit = idle_limit_seconds()
+    if limit is None:
+        return
+
+    @st.fragment(run_every=timer_period_seconds(limit))
+    def _idle_timer() -> None:
+        last = st.session_state.get(LAST_ACTIVITY_KEY)
+        if last is not None and time.time() - last > limit:
+            st.session_state[TIMER_RUN_KEY] = True
+            st.rerun(scope="app")
+
+    with st.sidebar:
+        _idle_timer()
