@@ -82,11 +82,11 @@ def count_events(session: Session, *, actor_id: int, action: str, after: datetim
 def _matching(
     statement,
     *,
-    actor_id: int | None,
-    actions: Sequence[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-    target: tuple[str, int] | None,
+    actor_id: int | None = None,
+    actions: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    target: tuple[str, int] | None = None,
     involving: int | None = None,
 ):
     if involving is not None:
@@ -140,23 +140,11 @@ def list_events(
     return list(session.exec(statement.limit(limit)))
 
 
-def count_matching(
-    session: Session,
-    *,
-    actor_id: int | None = None,
-    actions: Sequence[str] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    target: tuple[str, int] | None = None,
-    involving: int | None = None,
-) -> int:
-    """How many events :func:`list_events` would return with the same filters and no limit."""
+def count_matching(session: Session, **filters: Any) -> int:
+    """How many events :func:`list_events` would return with the same keyword filters
+    (``actor_id``, ``actions``, ``since``, ``until``, ``target``, ``involving``) and no limit."""
     statement = select(func.count()).select_from(AuditEvent)
-    statement = _matching(
-        statement, actor_id=actor_id, actions=actions, since=since, until=until, target=target,
-        involving=involving,
-    )  # fmt: skip
-    return int(session.exec(statement).one())
+    return int(session.exec(_matching(statement, **filters)).one())
 
 
 def list_actions(session: Session) -> list[str]:

@@ -51,6 +51,16 @@ def _stored_user(server, username):
         engine.dispose()
 
 
+def _choose_own_password(page, generated: str, chosen: str) -> None:
+    """Replace a generated password on the Account page and wait for the confirmation."""
+    page.get_by_role("textbox", name="Current password").fill(generated)
+    page.get_by_role("textbox", name="New password", exact=True).fill(chosen)
+    page.get_by_role("textbox", name="Repeat new password").fill(chosen)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Password changed").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_idle(page)
+
+
 def test_every_guarded_url_on_a_fresh_server_shows_only_the_sign_in(app_server, browser):
     # The page-URL trap happens only until some session has loaded "/", so each URL gets a
     # server of its own that nobody has visited yet.
@@ -173,12 +183,7 @@ def test_register_approve_sign_in_sign_out_and_lockout(app_server, browser):
         timeout=UI_TIMEOUT_MS
     )
     expect(page.get_by_role("link", name="History", exact=True)).to_have_count(0)
-    page.get_by_role("textbox", name="Current password").fill(one_time)
-    page.get_by_role("textbox", name="New password", exact=True).fill("mary-chose-this")
-    page.get_by_role("textbox", name="Repeat new password").fill("mary-chose-this")
-    page.get_by_role("button", name="Change password").click()
-    expect(page.get_by_text("Password changed").first).to_be_visible(timeout=UI_TIMEOUT_MS)
-    wait_idle(page)
+    _choose_own_password(page, one_time, "mary-chose-this")
     expect(page.get_by_role("link", name="History", exact=True)).to_be_visible(
         timeout=UI_TIMEOUT_MS
     )
@@ -252,12 +257,7 @@ def test_the_demo_password_opens_only_the_account_page_until_it_is_changed(
         timeout=UI_TIMEOUT_MS
     )
     expect(page.get_by_text("Page not found")).to_have_count(0)
-    page.get_by_role("textbox", name="Current password").fill(password)
-    page.get_by_role("textbox", name="New password", exact=True).fill("presenter-own-secret")
-    page.get_by_role("textbox", name="Repeat new password").fill("presenter-own-secret")
-    page.get_by_role("button", name="Change password").click()
-    expect(page.get_by_text("Password changed").first).to_be_visible(timeout=UI_TIMEOUT_MS)
-    wait_idle(page)
+    _choose_own_password(page, password, "presenter-own-secret")
     history = page.get_by_role("link", name="History", exact=True)
     expect(history).to_be_visible(timeout=UI_TIMEOUT_MS)
     history.click()
