@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "brainloc.accounts_cli",  # create-admin, reset-password
     "brainloc.batch",  # analyze
     "brainloc.demo",  # demo
+    "brainloc.backup",  # backup, restore
 )
 
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="python -m brainloc",
-        description="BrainLoc command line: accounts, batch analysis and demo data.",
+        description="BrainLoc command line: accounts, batch analysis, demo data, backups.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -175,10 +175,15 @@ def resolve_cookie_key(env: Mapping[str, str], data_dir: Path) -> str:
     return key
 
 
+def data_dir_from(env: Mapping[str, str]) -> Path:
+    """``BRAINLOC_DATA_DIR`` (default ``./data``) as an absolute path; nothing is created."""
+    return Path(env.get("BRAINLOC_DATA_DIR") or "data").expanduser().resolve()
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default ``os.environ``); see the module docstring."""
     env = os.environ if env is None else env
-    data_dir = Path(env.get("BRAINLOC_DATA_DIR") or "data").expanduser().resolve()
+    data_dir = data_dir_from(env)
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'brainloc.db'}"
     models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()

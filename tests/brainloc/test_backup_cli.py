@@ -1,0 +1,127 @@
+"""``python -m brainloc backup`` and ``restore`` on real SQLite databases."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import stat
+import tarfile
+
+import pytest
+
+from brainloc import accounts
+from brainloc.backup import BackupError, create_backup, read_archive
+from brainloc.cli import main
+from brainloc.settings import get_settings
+from db import clinical
+from db.engine import get_engine, session_scope
+from tests.conftest import TEST_PASSWORD
+from tests.db.clinical_factory import make_analysis
+
+
+def _backup(tmp_path, capsys):
+    assert main(["backup", "--out", str(tmp_path / "backups")]) == 0, capsys.readouterr().err
+    (archive,) = (tmp_path / "backups").glob("brainloc-backup-*.tar.gz")
+    return archive
+
+
+def _switch_data_dir(monkeypatch, path):
+    """Point the settings at another data directory, as a new server would be."""
+    get_engine.cache_clear()
+    monkeypatch.setenv("BRAINLOC_DATA_DIR", str(path))
+    get_settings.cache_clear()
+
+
+def _images(owner_id: int, analysis_id: int) -> list[tuple[bytes, str]]:
+    with session_scope() as session:
+        rows = clinical.get_slices(session, analysis_id=analysis_id, owner_id=owner_id)
+        return [(row.image, row.image_sha256) for row in rows]
+
+
+def test_a_backup_restores_into_an_empty_data_directory(
+    app_env, make_account, tmp_path, capsys, monkeypatch
+):
+    user = make_account("alice")
+    with session_scope() as session:
+        analysis = make_analysis(session, user.id, reference="CASE-9", probabilities=(0.9, 0.1))
+    scans = _images(user.id, analysis.id)
+    archive = _backup(tmp_path, capsys)
+    assert "1 account(s), 1 analysis(es)" in capsys.readouterr().out
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    manifest, contents = read_archive(archive)
+    assert set(contents) == {"brainloc.db", "cookie_key"}
+    assert manifest["counts"]["analysis_slices"] == 2
+    assert not list((tmp_path / "backups").glob(".brainloc-backup-*"))  # no leftovers
+
+    _switch_data_dir(monkeypatch, tmp_path / "restored")
+    assert main(["restore", str(archive)]) == 0, capsys.readouterr().err
+    assert "Restored" in capsys.readouterr().out
+    assert get_settings().cookie_key == app_env.cookie_key  # remembered sign-ins stay valid
+    with session_scope() as session:
+        assert accounts.check_login(session, username="alice", password=TEST_PASSWORD).ok
+        stored = clinical.get_analysis(session, analysis_id=analysis.id, owner_id=user.id)
+        assert stored.case_reference == "CASE-9"
+    assert _images(user.id, analysis.id) == scans  # every scan byte for byte
+    # A second restore over the restored database is refused.
+    assert main(["restore", str(archive)]) == 2
+    assert "already has a database" in capsys.readouterr().err
+
+
+def test_a_backup_taken_while_a_write_is_uncommitted_holds_only_committed_data(
+    app_env, make_account, tmp_path
+):
+    make_account("alice")
+    writer = sqlite3.connect(app_env.database_url.removeprefix("sqlite:///"))
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE users SET full_name = 'half-written' WHERE username = 'alice'")
+    try:
+        snapshot = create_backup(app_env.database_url, app_env.data_dir, tmp_path / "b")
+    finally:
+        writer.rollback()
+        writer.close()
+    _, contents = read_archive(snapshot.path)
+    assert snapshot.counts["users"] == 1
+    assert b"half-written" not in contents["brainloc.db"]
+
+
+def _rewrite(archive, tmp_path, change) -> str:
+    """A copy of ``archive`` with ``change(name, data) -> data`` applied to each member."""
+    copy = tmp_path / "altered.tar.gz"
+    with tarfile.open(archive, "r:gz") as source, tarfile.open(copy, "w:gz") as target:
+        for member in source.getmembers():
+            data = change(member.name, source.extractfile(member).read())
+            member.size = len(data)
+            target.addfile(member, io.BytesIO(data))
+    return str(copy)
+
+
+def test_restore_refuses_bad_archives_and_writes_nothing(
+    app_env, make_account, tmp_path, capsys, monkeypatch
+):
+    make_account("alice")
+    archive = _backup(tmp_path, capsys)
+    altered = _rewrite(
+        archive, tmp_path, lambda name, data: data + b"x" if name == "cookie_key" else data
+    )
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not an archive")
+    _switch_data_dir(monkeypatch, tmp_path / "empty")
+    for path, message in (
+        (altered, "cookie_key in "),
+        (str(junk), "cannot read"),
+        (str(tmp_path / "missing.tar.gz"), "cannot read"),
+    ):
+        assert main(["restore", path]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "empty" / "brainloc.db").exists()
+    with pytest.raises(BackupError, match="does not match its checksum"):
+        read_archive(altered)
+
+
+def test_backup_refuses_postgresql_and_a_missing_database(tmp_path):
+    with pytest.raises(BackupError, match="pg_dump"):
+        create_backup("postgresql+psycopg://u@db/brainloc", tmp_path, tmp_path / "b")
+    with pytest.raises(BackupError, match="no database"):
+        create_backup(f"sqlite:///{tmp_path / 'none.db'}", tmp_path, tmp_path / "b")
+    assert not (tmp_path / "b").exists() or not list((tmp_path / "b").iterdir())
