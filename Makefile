@@ -1,7 +1,8 @@
 # BrainLoc: two commands do all the set-up on a fresh Debian machine with Python 3.11.
 #   make run   - create .venv if missing, install requirements.txt, start the app
-#   make test  - create .venv if missing, install requirements-dev.txt (+ chromium and
-#                poppler-utils from apt when missing), lint, then run the whole test suite
+#   make test  - create .venv if missing, install requirements-dev.txt (+ chromium,
+#                poppler-utils and nginx from apt when missing), lint, then run the whole
+#                test suite
 # Installs are keyed on a hash of the requirements files (a stamp file inside .venv), so a
 # second run with unchanged requirements installs nothing.
 
@@ -46,11 +47,22 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VPY)
 	touch $@ $(RUN_STAMP)
 
 # The browser tests drive Debian's chromium (never a downloaded browser); the report
-# tests render PDFs with poppler's pdftoppm.
+# tests render PDFs with poppler's pdftoppm; the reverse-proxy test runs the shipped nginx
+# configuration with Debian's nginx. nginx is installed only when missing, and the service
+# the package starts is stopped and disabled again: the test runs an nginx of its own.
 system-deps:
 	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1; then \
 		echo "Installing chromium and poppler-utils with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 			chromium poppler-utils; \
+	fi
+	@if [ ! -x /usr/sbin/nginx ]; then \
+		echo "Installing nginx with apt-get (for the reverse-proxy test; its service is disabled)"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			nginx && \
+		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+			$(SUDO) systemctl disable --now nginx; \
+		fi; \
 	fi

@@ -121,7 +121,7 @@ def create_backup(
     source = _sqlite_path(database_url)
     if not source.is_file():
         raise BackupError(f"there is no database at {source} to back up")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     target = out_dir / f"brainloc-backup-{stamp}.tar.gz"
     if target.exists():
