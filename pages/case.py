@@ -1,5 +1,5 @@
 """Case page: reopen an own analysis, compare it with an earlier one, write versioned notes,
-download images, issue reports.
+download images (or the whole case as NIfTI), issue reports.
 
 The case comes from ``?id=`` or from the picker; the database returns it only to its owner,
 so another user's id shows the same "not found" as an id that does not exist. Opening a case,
@@ -8,6 +8,7 @@ saving a note, issuing a report and every download write an audit event.
 
 import streamlit as st
 
+from brainloc.case_export import export_problem, nifti_zip, safe_stem
 from brainloc.case_report import Author, issue_case_report
 from brainloc.casework import load_case, png_bytes
 from brainloc.overlay import mask_png_array
@@ -70,10 +71,16 @@ def _pick(current: int | None) -> int | None:
     return chosen
 
 
+def _nifti(case) -> bytes:
+    """The whole case as NIfTI, built when the button is pressed; audited."""
+    _audit(case.id, Action.DOWNLOAD, what="nifti_zip")
+    return nifti_zip(case)
+
+
 def _downloads(case, shown) -> None:
     mask = case.slices[shown.index].mask
     safe = f"case{case.id}_slice{shown.index}"
-    left, right = st.columns(2)
+    left, right, volume = st.columns(3)
     left.download_button(
         "Download mask (PNG)",
         data=png_bytes(mask_png_array(mask)),
@@ -93,6 +100,19 @@ def _downloads(case, shown) -> None:
         args=(case.id, Action.DOWNLOAD),
         kwargs={"what": "overlay_png", "slice": shown.index},
         key=f"case_dl_overlay_{case.id}",
+    )
+    problem = export_problem(case)
+    volume.download_button(
+        "Download the case (NIfTI)",
+        data=lambda: _nifti(case),
+        file_name=f"{safe_stem(case)}_nifti.zip",
+        mime="application/zip",
+        disabled=problem is not None,
+        help=f"Not available: {problem}."
+        if problem
+        else "The three sequences and the predicted mask as NIfTI files in one ZIP, for a "
+        "volume viewer such as ITK-SNAP or 3D Slicer (README.txt inside).",
+        key=f"case_dl_nifti_{case.id}",
     )
 
 

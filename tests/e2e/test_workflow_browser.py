@@ -11,6 +11,7 @@ the server at another models folder in the shipped format, to run the flow again
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import re
@@ -27,6 +28,7 @@ from sqlmodel import Session
 
 from brainloc.accounts import hash_password
 from brainloc.model_meta import DEFAULT_MODELS_DIR, models_available
+from brainloc.scan_readers import read_nifti
 from db.engine import make_engine
 from db.migrate import upgrade_head
 from db.models import User
@@ -156,6 +158,15 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     _save_note(page, "Left frontal FLAIR hyperintensity.", 1)
     final_note = "Left frontal FLAIR hyperintensity, enhancing rim; MDT on Friday."
     _save_note(page, final_note, 2)
+
+    # The whole case as NIfTI: BrainLoc's own reader gives back the analysed FLAIR slice.
+    with page.expect_download(timeout=UI_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Download the case (NIfTI)").click()
+    with zipfile.ZipFile(download.value.path()) as exported:
+        flair = next(name for name in exported.namelist() if name.endswith("_flair.nii.gz"))
+        volume = read_nifti(gzip.decompress(exported.read(flair)), flair)
+    assert download.value.suggested_filename.endswith("_E2E-CASE-1_nifti.zip")
+    assert np.array_equal(volume.slices[0, ..., 0], tifffile.imread(scan)[..., 1])
 
     # The history lists the case.
     _go(page, "History")
