@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from brainloc.case_export import ExportError, export_problem, nifti_zip, safe_stem
-from brainloc.casework import StoredCase, StoredSlice
+from brainloc.casework import StoredCase, StoredSlice, analyze_sequences
 from brainloc.scan_readers import read_nifti
+from brainloc.scans import ALL_SEQUENCES
 
 
 def _case(spacing=(0.9, 0.8), thickness=5.0, reference="CASE 9/../x", sizes=None) -> StoredCase:
@@ -89,3 +90,19 @@ def test_file_names_keep_only_safe_characters():
     assert safe_stem(_case(reference="../../etc/passwd")) == "case12_etc_passwd"
     assert safe_stem(_case(reference="Ünïcode ref #7")) == "case12_n_code_ref_7"
     assert safe_stem(_case(reference="///")) == "case12"
+
+
+@pytest.mark.parametrize("spacing", [(0.9, 0.8), None])
+def test_an_export_can_be_analysed_again_as_one_upload_per_sequence(tiny_pipeline, spacing):
+    case = _case(spacing=spacing, thickness=5.0 if spacing else None)
+    files = _files(case)
+    uploads = {
+        channel: [(name, files[name])]
+        for channel, suffix in zip(ALL_SEQUENCES, ("_t1.", "_flair.", "_t1c."), strict=True)
+        for name in files
+        if suffix in name
+    }
+    outcome = analyze_sequences(tiny_pipeline, uploads)
+    assert len(outcome.slices) == len(case.slices)
+    for analysed, stored in zip(outcome.slices, case.slices, strict=True):
+        assert np.array_equal(analysed.image, stored.image)
