@@ -23,7 +23,7 @@ after the follow-up is pointed out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -111,6 +111,40 @@ def models_label(analysis) -> str:
             (analysis.segmenter_name, analysis.segmenter_version),
         )
     )
+
+
+def baseline_choices(analyses: Sequence[Any], analysis_id: int) -> dict[int, str]:
+    """The analyses a follow-up can be compared with, labelled and in the order to offer them.
+
+    When the follow-up's scan date is known, scans made before it come first (the latest
+    first), then analyses without a scan date (the latest upload first), then scans made on
+    the same day or later. Without a scan date, the latest upload comes first. A label gives
+    the scan date when it is known, else the upload time: ``"REF · #12 · scan 2025-03-14"``.
+    """
+    this = next((a for a in analyses if a.id == analysis_id), None)
+    this_date = (this.findings or {}).get("scan_date") if this is not None else None
+    others = [a for a in analyses if a.id != analysis_id]
+
+    def scan_date(analysis) -> str | None:
+        return (analysis.findings or {}).get("scan_date")
+
+    def order(analysis) -> tuple[int, int, float]:
+        uploaded = -analysis.created_at.timestamp()
+        day = scan_date(analysis)
+        if this_date is None:
+            return (0, 0, uploaded)
+        if day is None:
+            return (1, 0, uploaded)
+        ordinal = date.fromisoformat(day).toordinal()
+        if day < this_date:
+            return (0, -ordinal, uploaded)
+        return (2, ordinal, uploaded)
+
+    return {
+        a.id: f"{a.case_reference} · #{a.id} · "
+        + (f"scan {scan_date(a)}" if scan_date(a) else f"uploaded {a.created_at:%Y-%m-%d %H:%M}")
+        for a in sorted(others, key=order)
+    }
 
 
 def compare_own(session, *, owner_id: int, analysis_id: int, baseline_id: int):

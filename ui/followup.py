@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from brainloc.followup import RANO_LGG_THRESHOLDS, compare_own
+from brainloc.followup import RANO_LGG_THRESHOLDS, baseline_choices, compare_own
 from db import clinical
 from db.audit import Action
 from db.engine import session_scope
@@ -24,11 +24,7 @@ def render_comparison(owner_id: int, analysis_id: int) -> int | None:
     with st.expander("Compare with an earlier scan", expanded=False):
         with session_scope() as session:
             mine = clinical.list_analyses(session, owner_id=owner_id, limit=500)
-        labels = {
-            a.id: f"{a.case_reference} · #{a.id} · {a.created_at:%Y-%m-%d %H:%M}"
-            for a in mine
-            if a.id != analysis_id
-        }
+        labels = baseline_choices(mine, analysis_id)
         if not labels:
             st.caption("You have no other analysis to compare this one with.")
             return None
@@ -38,8 +34,9 @@ def render_comparison(owner_id: int, analysis_id: int) -> int | None:
             index=None,
             format_func=labels.get,
             placeholder="Choose one of your analyses",
-            help="Which scan is earlier is your choice: an analysis' date is when it was "
-            "uploaded, not when the scan was made.",
+            help="Scans made before this one come first when the files record the scan date "
+            "(DICOM); otherwise which scan is earlier is your choice, and the list shows when "
+            "each was uploaded.",
             key=f"followup_baseline_{analysis_id}",
         )
         if baseline_id is None:

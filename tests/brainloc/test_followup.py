@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
 import pytest
 
-from brainloc.followup import NO_TUMOR, NOT_MEASURED, compare
+from brainloc.followup import NO_TUMOR, NOT_MEASURED, baseline_choices, compare
 
 
 def _case(
@@ -112,3 +115,27 @@ def test_different_models_are_pointed_out():
     )
     assert comparison.product_change == pytest.approx(0.0)
     assert any("different models" in note for note in comparison.notes)
+
+
+def test_earlier_scans_are_offered_first_as_baselines():
+    def analysis(id_, hour, scan=None, reference="P-7"):
+        findings = {"scan_date": scan} if scan else {}
+        return SimpleNamespace(
+            id=id_, case_reference=reference, findings=findings,
+            created_at=datetime(2026, 11, 27, hour, 0, tzinfo=UTC),
+        )  # fmt: skip
+
+    mine = [
+        analysis(1, 8, "2025-03-14"),
+        analysis(2, 9, "2025-09-10"),  # the follow-up
+        analysis(3, 10, "2024-11-02"),
+        analysis(4, 11),  # a TIFF: no scan date
+        analysis(5, 12, "2026-01-20"),  # made after the follow-up
+        analysis(6, 7),
+    ]
+    choices = baseline_choices(mine, 2)
+    assert list(choices) == [1, 3, 4, 6, 5]
+    assert choices[1] == "P-7 · #1 · scan 2025-03-14"
+    assert choices[4] == "P-7 · #4 · uploaded 2026-11-27 11:00"
+    # Without the follow-up's scan date, the latest upload first.
+    assert list(baseline_choices(mine, 4)) == [5, 3, 2, 1, 6]
