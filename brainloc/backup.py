@@ -1,6 +1,6 @@
 """The ``backup`` and ``restore`` subcommands: one verified archive of all of BrainLoc's state.
 
-    python -m brainloc backup [--out DIR]
+    python -m brainloc backup [--out DIR]      (default DIR: <data dir>/backups)
     python -m brainloc restore ARCHIVE
 
 ``backup`` copies the SQLite database with SQLite's online backup API, which gives a
@@ -258,7 +258,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     backup.add_argument(
-        "--out", type=Path, default=Path("backups"), help="folder for the archive (backups)"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the archive (default: backups/ in the data directory; copy it off "
+        "the machine)",
     )
     backup.set_defaults(func=run_backup)
     restore = subparsers.add_parser(
@@ -279,7 +283,8 @@ def run_backup(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     try:
-        snapshot = create_backup(settings.database_url, settings.data_dir, args.out)
+        out = args.out if args.out is not None else settings.data_dir / "backups"
+        snapshot = create_backup(settings.database_url, settings.data_dir, out)
     except (BackupError, OSError, sqlite3.Error) as error:
         print(f"error: backup failed: {error}", file=sys.stderr)
         return 2

@@ -119,6 +119,14 @@ def test_restore_refuses_bad_archives_and_writes_nothing(
         read_archive(altered)
 
 
+def test_without_out_the_backup_goes_into_the_data_directory(app_env, make_account, capsys):
+    make_account("alice")
+    assert main(["backup"]) == 0, capsys.readouterr().err
+    (archive,) = (app_env.data_dir / "backups").glob("brainloc-backup-*.tar.gz")
+    assert str(archive) in capsys.readouterr().out
+    assert stat.S_IMODE((app_env.data_dir / "backups").stat().st_mode) == 0o700
+
+
 def test_backup_refuses_postgresql_and_a_missing_database(tmp_path):
     with pytest.raises(BackupError, match="pg_dump"):
         create_backup("postgresql+psycopg://u@db/brainloc", tmp_path, tmp_path / "b")
