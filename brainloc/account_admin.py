@@ -51,6 +51,16 @@ def _require_admin(session: Session, admin_id: int) -> User:
     return admin
 
 
+def _other_account(session: Session, admin: User, user_id: int, *, own: str) -> User:
+    """The account an administrator acts on; refused (``own`` says why) when it is their own."""
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None:
+        raise AccountError({"user": "That account does not exist."})
+    if user.id == admin.id:
+        raise AccountError({"user": own})
+    return user
+
+
 def decide(
     session: Session, *, admin_id: int, user_id: int, decision: str, clock: Clock = utc_now
 ) -> User:
@@ -62,11 +72,9 @@ def decide(
     if decision not in DECISIONS:
         raise ValueError(f"unknown decision {decision!r}; expected one of {sorted(DECISIONS)}")
     admin = _require_admin(session, admin_id)
-    user = user_store.get_user(session, user_id=user_id)
-    if user is None:
-        raise AccountError({"user": "That account does not exist."})
-    if user.id == admin.id:
-        raise AccountError({"user": "You cannot change the status of your own account."})
+    user = _other_account(
+        session, admin, user_id, own="You cannot change the status of your own account."
+    )
     sources, target = DECISIONS[decision]
     if user.status not in sources:
         raise AccountError({"user": f"Cannot {decision} an account that is {user.status}."})
@@ -154,11 +162,9 @@ def reset_password(
     Administrators change their own password on the Account page, so they cannot reset it here.
     """
     admin = _require_admin(session, admin_id)
-    user = user_store.get_user(session, user_id=user_id)
-    if user is None:
-        raise AccountError({"user": "That account does not exist."})
-    if user.id == admin.id:
-        raise AccountError({"user": "Change your own password on the Account page."})
+    user = _other_account(
+        session, admin, user_id, own="Change your own password on the Account page."
+    )
     return _issue_one_time_password(
         session, user=user, actor_id=admin.id, via="admin page", clock=clock
     )

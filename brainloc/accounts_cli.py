@@ -74,6 +74,13 @@ def _read_password() -> str | None:
     return first
 
 
+def _refused(error: AccountError) -> int:
+    """Print each of a refusal's messages on stderr; the exit code 2."""
+    for message in error.errors.values():
+        print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def run_create_admin(args: argparse.Namespace) -> int:
     """Create the administrator; 0 on success, 2 with a message on stderr otherwise."""
     password = _read_password()
@@ -92,9 +99,7 @@ def run_create_admin(args: argparse.Namespace) -> int:
             )
             username = user.username
     except AccountError as error:
-        for message in error.errors.values():
-            print(f"error: {message}", file=sys.stderr)
-        return 2
+        return _refused(error)
     print(f"Created administrator '{username}'. Sign in at the app's login page.")
     return 0
 
@@ -108,9 +113,7 @@ def run_reset_password(args: argparse.Namespace) -> int:
             user, password = reset_password_from_console(session, username=args.username)
             username = user.username
     except AccountError as error:
-        for message in error.errors.values():
-            print(f"error: {message}", file=sys.stderr)
-        return 2
+        return _refused(error)
     print(f"Password of '{username}' reset; its remembered sign-ins have ended.")
     print(f"One-time password: {password}")
     print("The account must choose its own password at the next sign-in.")

@@ -38,9 +38,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from brainloc import __version__
-from brainloc.settings import COOKIE_KEY_FILE, data_dir_from
+from brainloc.settings import COOKIE_KEY_FILE, DATABASE_FILE, data_dir_from
 
-DATABASE_FILE = "brainloc.db"
 MANIFEST_FILE = "manifest.json"
 #: Tables counted in the manifest and in the command's summary.
 COUNTED_TABLES = (
@@ -122,7 +121,8 @@ def create_backup(
     if not source.is_file():
         raise BackupError(f"there is no database at {source} to back up")
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    now = now or datetime.now(UTC)
+    stamp = now.strftime("%Y%m%d-%H%M%S")
     target = out_dir / f"brainloc-backup-{stamp}.tar.gz"
     if target.exists():
         raise BackupError(f"{target} exists already")
@@ -143,7 +143,7 @@ def create_backup(
             shutil.copyfile(key, work_dir / COOKIE_KEY_FILE)
             files.append(work_dir / COOKIE_KEY_FILE)
         manifest = {
-            "created_at": (now or datetime.now(UTC)).isoformat(),
+            "created_at": now.isoformat(),
             "brainloc_version": __version__,
             "schema_revision": revision,
             "counts": counts,

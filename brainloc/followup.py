@@ -16,9 +16,10 @@ steroid dose, asks for confirmation on a later scan, and measures the lesion a r
 chose, not a model's mask.
 
 Sizes are compared only in millimetres: pixels of two scans need not be the same size. Which
-analysis is the baseline is the user's choice: an analysis' date is its upload's. The scan
-dates that DICOM headers record are shown with the days between them, and a baseline made
-after the follow-up is pointed out.
+analysis is the baseline is the user's choice; when DICOM headers record the scan dates, the
+scans made before the follow-up are offered first (:func:`baseline_choices`). The scan dates
+are shown with the days between them, and a baseline made after the follow-up is pointed
+out.
 """
 
 from __future__ import annotations
@@ -121,12 +122,13 @@ def baseline_choices(analyses: Sequence[Any], analysis_id: int) -> dict[int, str
     the same day or later. Without a scan date, the latest upload comes first. A label gives
     the scan date when it is known, else the upload time: ``"REF · #12 · scan 2025-03-14"``.
     """
-    this = next((a for a in analyses if a.id == analysis_id), None)
-    this_date = (this.findings or {}).get("scan_date") if this is not None else None
-    others = [a for a in analyses if a.id != analysis_id]
 
     def scan_date(analysis) -> str | None:
         return (analysis.findings or {}).get("scan_date")
+
+    this = next((a for a in analyses if a.id == analysis_id), None)
+    this_date = scan_date(this) if this is not None else None
+    others = [a for a in analyses if a.id != analysis_id]
 
     def order(analysis) -> tuple[int, int, float]:
         uploaded = -analysis.created_at.timestamp()
@@ -187,33 +189,30 @@ def compare(
     """
     notes: list[str] = []
     rows: list[SizeRow] = [_dates(baseline.get("scan_date"), follow_up.get("scan_date"), notes)]
-    sections = []
-    for name, findings in (("baseline", baseline), ("follow-up", follow_up)):
-        if "largest_cross_section" not in findings:
+    # An analysis from before diameters has no "largest_cross_section" key at all; one without
+    # tumor has it, as None.
+    measured = ["largest_cross_section" in findings for findings in (baseline, follow_up)]
+    before, after = (findings.get("largest_cross_section") for findings in (baseline, follow_up))
+    cells = []
+    for name, was_measured, section in (
+        ("baseline", measured[0], before),
+        ("follow-up", measured[1], after),
+    ):
+        if not was_measured:
             notes.append(
                 f"The {name} was analysed before diameters were measured; analyse its scan "
                 "again to compare diameters."
             )
-        sections.append(findings.get("largest_cross_section"))
-    before, after = sections
-    product_change = None
-    cells = []
-    for findings, section in ((baseline, before), (follow_up, after)):
-        if "largest_cross_section" not in findings:
             cells.append(NOT_MEASURED)
         elif section is None:
             cells.append(NO_TUMOR)
         else:
             size = diameters_text(section["longest"], section["perpendicular"], section["unit"])
             cells.append(f"{size} (slice {int(section['slice']) + 1})")
+    product_change = None
     change = "-"
-    measured = [
-        (findings, section)
-        for findings, section in ((baseline, before), (follow_up, after))
-        if "largest_cross_section" in findings
-    ]
-    if len(measured) == 2:
-        units = {section["unit"] for _, section in measured if section}
+    if all(measured):
+        units = {section["unit"] for section in (before, after) if section}
         if "px" in units:
             notes.append(
                 "Diameters in pixels (a scan without pixel spacing) cannot be compared between "
@@ -260,7 +259,7 @@ def compare(
             f"The two analyses ran with different models ({baseline_models}; "
             f"{follow_up_models}): part of a change may be the models'."
         )
-    if before and not after and "largest_cross_section" in follow_up:
+    if before and not after and measured[1]:
         notes.append(
             "No tumor was detected at follow-up. A negative result does not rule out tumor "
             "(see the model card)."

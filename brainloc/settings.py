@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COOKIE_KEY_FILE = "cookie_key"
+#: The SQLite file in the data directory when ``DATABASE_URL`` is not set.
+DATABASE_FILE = "brainloc.db"
 MIN_COOKIE_KEY_CHARS = 32
 COOKIE_NAME = "brainloc_session"
 
@@ -185,7 +187,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     data_dir = data_dir_from(env)
     data_dir.mkdir(parents=True, exist_ok=True)
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'brainloc.db'}"
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / DATABASE_FILE}"
     models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()
     return Settings(
         data_dir=data_dir,

@@ -193,7 +193,7 @@ def _export() -> bytes:
 st.download_button(
     "Download these events (CSV)",
     data=_export,
-    file_name=export_name(utc_now()),
+    file_name=export_name(now),
     mime="text/csv",
     icon=":material/download:",
     disabled=matching == 0,
