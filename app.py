@@ -11,7 +11,7 @@ from ui.idle import expire_idle_session, render_idle_timer
 from ui.navigation import build_navigation, continue_to_requested_page
 from ui.page_icon import page_icon
 from ui.sidebar import render_user_card
-from ui.state import LOGIN_ATTEMPT_KEY, SHELL_KEY, current_user
+from ui.state import CODE_ATTEMPT_KEY, LOGIN_ATTEMPT_KEY, SHELL_KEY, current_user
 
 # The icon is served by the app itself: a ":material/...:" icon is fetched from Google.
 st.set_page_config(page_title="BrainLoc", page_icon=page_icon(), layout="wide")
@@ -21,7 +21,8 @@ except ValueError as error:
     # A wrong environment variable: say which and why, instead of a bare error box.
     st.error(f"BrainLoc is not configured correctly: {error}. Fix it and restart the server.")
     st.stop()
-signing_in = LOGIN_ATTEMPT_KEY in st.session_state
+# A password or a two-step code submitted in the previous interaction is checked in this run.
+signing_in = LOGIN_ATTEMPT_KEY in st.session_state or CODE_ATTEMPT_KEY in st.session_state
 expire_idle_session()
 start_run()
 user = current_user()

@@ -44,14 +44,14 @@ def allowed_decisions(status: str) -> list[str]:
     return [name for name, (sources, _) in DECISIONS.items() if status in sources]
 
 
-def _require_admin(session: Session, admin_id: int) -> User:
+def require_admin(session: Session, admin_id: int) -> User:
     admin = user_store.get_user(session, user_id=admin_id)
     if admin is None or admin.role != ROLE_ADMIN or admin.status != STATUS_APPROVED:
         raise AccountError({"admin": "Only an approved administrator can change accounts."})
     return admin
 
 
-def _other_account(session: Session, admin: User, user_id: int, *, own: str) -> User:
+def other_account(session: Session, admin: User, user_id: int, *, own: str) -> User:
     """The account an administrator acts on; refused (``own`` says why) when it is their own."""
     user = user_store.get_user(session, user_id=user_id)
     if user is None:
@@ -71,8 +71,8 @@ def decide(
     """
     if decision not in DECISIONS:
         raise ValueError(f"unknown decision {decision!r}; expected one of {sorted(DECISIONS)}")
-    admin = _require_admin(session, admin_id)
-    user = _other_account(
+    admin = require_admin(session, admin_id)
+    user = other_account(
         session, admin, user_id, own="You cannot change the status of your own account."
     )
     sources, target = DECISIONS[decision]
@@ -161,8 +161,8 @@ def reset_password(
 
     Administrators change their own password on the Account page, so they cannot reset it here.
     """
-    admin = _require_admin(session, admin_id)
-    user = _other_account(
+    admin = require_admin(session, admin_id)
+    user = other_account(
         session, admin, user_id, own="Change your own password on the Account page."
     )
     return _issue_one_time_password(

@@ -92,6 +92,12 @@ class LoginResult:
     user_id: int | None = None
     message: str = ""
     locked_now: bool = field(default=False, repr=False)
+    #: The password was right, but the account uses two-step sign-in: the user is not signed
+    #: in until :func:`brainloc.two_step.check_second_step` accepts a code.
+    second_step: bool = False
+    #: The two-step code can no longer finish this sign-in (locked, too late): ask for the
+    #: password again.
+    start_over: bool = False
 
 
 def normalise_username(username: str) -> str:
@@ -304,6 +310,9 @@ def check_login(
     ``verify(username, password)`` checks the password; by default against the stored
     bcrypt hash. The app passes the authentication library's own check, which also marks
     its session as signed in. It is never called for unknown or locked accounts.
+
+    For an account with two-step sign-in a right password gives ``second_step=True`` and
+    signs nobody in: :func:`brainloc.two_step.check_second_step` finishes (and audits) it.
     """
     now = clock()
     name = normalise_username(username)
@@ -326,6 +335,9 @@ def check_login(
         ok = verify_password(password, user.password_hash)
     else:
         ok = bool(verify(name, password))
+    if ok and user.totp_secret:
+        # Nothing is recorded yet: the sign-in is decided (and audited) by the second step.
+        return LoginResult(ok=True, user_id=user.id, second_step=True)
     if ok:
         user.last_login_at = now
         user.locked_until = None
@@ -334,21 +346,30 @@ def check_login(
             detail={"method": "password"},
         )  # fmt: skip
         return LoginResult(ok=True, user_id=user.id)
-    # Failures strictly after the last success and after the last lock ended count, within
-    # the window.
-    since = max(t for t in (now - FAILURE_WINDOW, user.locked_until, user.last_login_at) if t)
+    locked_now = record_login_failure(session, user=user, at=now, reason="wrong password")
+    return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=locked_now)
+
+
+def record_login_failure(session: Session, *, user: User, at: datetime, reason: str) -> bool:
+    """Audit one failed sign-in to an existing account (a wrong password or a wrong
+    two-step code) and lock the account when it is the fifth in the window; True if it did.
+
+    Failures count strictly after the last success and after the last lock ended, within
+    :data:`FAILURE_WINDOW`.
+    """
+    since = max(t for t in (at - FAILURE_WINDOW, user.locked_until, user.last_login_at) if t)
     record_event(
-        session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now, target_type=TARGET_USER,
-        target_id=user.id, detail={"reason": "wrong password"},
+        session, action=Action.LOGIN_FAILED, actor_id=user.id, at=at, target_type=TARGET_USER,
+        target_id=user.id, detail={"reason": reason},
     )  # fmt: skip
     failures = count_events(session, actor_id=user.id, action=Action.LOGIN_FAILED, after=since)
-    user.last_failed_login_at = now
+    user.last_failed_login_at = at
     locked_now = failures >= MAX_FAILURES
     if locked_now:
-        user.locked_until = now + LOCK_DURATION
+        user.locked_until = at + LOCK_DURATION
         record_event(
-            session, action=Action.ACCOUNT_LOCKED, actor_id=None, at=now, target_type=TARGET_USER,
+            session, action=Action.ACCOUNT_LOCKED, actor_id=None, at=at, target_type=TARGET_USER,
             target_id=user.id, detail={"minutes": 15, "failures": failures},
         )  # fmt: skip
     user_store.save_user(session, user=user)
-    return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=locked_now)
+    return locked_now

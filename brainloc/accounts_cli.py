@@ -2,6 +2,7 @@
 
     python -m brainloc create-admin --username NAME --email EMAIL [--full-name "Full Name"]
     python -m brainloc reset-password --username NAME
+    python -m brainloc reset-two-step --username NAME
 
 ``create-admin`` is the only way to create the first administrator. Its password comes from
 ``BRAINLOC_ADMIN_PASSWORD`` or, when that is unset, from an interactive prompt (asked
@@ -10,6 +11,10 @@ twice). There are no default credentials.
 ``reset-password`` prints a one-time password for an account whose owner has forgotten theirs,
 the only administrator included; the owner must choose their own at the next sign-in.
 Administrators reset practitioners' passwords on the Admin page instead.
+
+``reset-two-step`` turns an account's two-step sign-in off when its owner has lost both the
+phone and the recovery codes (the only administrator included); the owner signs in with the
+password alone and can set it up again on the Account page.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sys
 from brainloc.account_admin import reset_password_from_console
 from brainloc.accounts import AccountError, create_admin
 from brainloc.settings import get_settings
+from brainloc.two_step import reset_from_console
 from db.engine import session_scope
 from db.migrate import upgrade_head
 
@@ -29,7 +35,8 @@ PASSWORD_ENV = "BRAINLOC_ADMIN_PASSWORD"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``create-admin`` and ``reset-password`` to the ``python -m brainloc`` parser."""
+    """Add ``create-admin``, ``reset-password`` and ``reset-two-step`` to the
+    ``python -m brainloc`` parser."""
     parser = subparsers.add_parser(
         "create-admin",
         help="create an approved administrator account",
@@ -54,6 +61,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     reset.add_argument("--username", required=True, help="the account's login name")
     reset.set_defaults(func=run_reset_password)
+    two_step = subparsers.add_parser(
+        "reset-two-step",
+        help="turn an account's two-step sign-in off (a lost phone and lost recovery codes)",
+        description=(
+            "Turn an account's two-step sign-in off, after confirming that the person asking "
+            "owns it. The account's remembered sign-ins end; its password alone signs it in "
+            "until two-step sign-in is set up again."
+        ),
+    )
+    two_step.add_argument("--username", required=True, help="the account's login name")
+    two_step.set_defaults(func=run_reset_two_step)
 
 
 def _read_password() -> str | None:
@@ -117,4 +135,18 @@ def run_reset_password(args: argparse.Namespace) -> int:
     print(f"Password of '{username}' reset; its remembered sign-ins have ended.")
     print(f"One-time password: {password}")
     print("The account must choose its own password at the next sign-in.")
+    return 0
+
+
+def run_reset_two_step(args: argparse.Namespace) -> int:
+    """Turn two-step sign-in off; 0 on success, or 2 with a message on stderr."""
+    settings = get_settings()
+    upgrade_head(settings.database_url)
+    try:
+        with session_scope(settings.database_url) as session:
+            username = reset_from_console(session, username=args.username).username
+    except AccountError as error:
+        return _refused(error)
+    print(f"Two-step sign-in of '{username}' is off; its remembered sign-ins have ended.")
+    print("Its password alone signs it in until it is set up again on the Account page.")
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 from sqlmodel import Session
 
 from brainloc.accounts import Clock, LoginResult, save_with_event
-from brainloc.settings import Settings
+from brainloc.settings import Settings, get_settings
 from db import users as user_store
 from db.audit import Action
 from db.models import ROLE_ADMIN, ROLE_PRACTITIONER, STATUS_APPROVED
@@ -63,6 +63,20 @@ class CurrentUser:
     #: The password was chosen by someone else (the demo command); only the Account page
     #: opens until the user sets their own (:func:`ui.guard.require_user`).
     must_change_password: bool = False
+    #: Two-step sign-in (an authenticator app's code after the password) is on.
+    two_step_enabled: bool = False
+    #: The clinic requires two-step sign-in of this account (``BRAINLOC_REQUIRE_TWO_STEP``).
+    two_step_required: bool = False
+
+    @property
+    def must_set_up_two_step(self) -> bool:
+        """Two-step sign-in is required but not on yet: only the Account page opens."""
+        return self.two_step_required and not self.two_step_enabled
+
+    @property
+    def account_page_only(self) -> bool:
+        """Something must be done on the Account page before any other page opens."""
+        return self.must_change_password or self.must_set_up_two_step
 
     @property
     def is_approved_practitioner(self) -> bool:
@@ -73,6 +87,12 @@ class CurrentUser:
     def is_admin(self) -> bool:
         """True for an approved administrator."""
         return self.role == ROLE_ADMIN and self.status == STATUS_APPROVED
+
+
+def two_step_required_for(role: str, policy: str) -> bool:
+    """Whether an account with ``role`` must use two-step sign-in under ``policy`` (the
+    ``BRAINLOC_REQUIRE_TWO_STEP`` setting: "none", "admins" or "everyone")."""
+    return policy == "everyone" or (policy == "admins" and role == ROLE_ADMIN)
 
 
 def cookie_config(settings: Settings) -> CookieConfig:
@@ -119,6 +139,10 @@ def load_current_user(session: Session, *, user_id: int) -> CurrentUser | None:
         licence_number=user.licence_number,
         institution=user.institution,
         must_change_password=user.must_change_password,
+        two_step_enabled=bool(user.totp_secret),
+        # Asked of approved accounts only: the others see nothing but their status page.
+        two_step_required=user.status == STATUS_APPROVED
+        and two_step_required_for(user.role, get_settings().require_two_step),
     )
 
 

@@ -11,6 +11,9 @@ in one place (environment variables, optionally ``.streamlit/secrets.toml`` for 
 ``BRAINLOC_COOKIE_HOURS``      lifetime of the "remember me" cookie in hours (default 12)
 ``BRAINLOC_IDLE_MINUTES``      sign a browser session out after this many minutes without
                                activity (default 30; 0 turns it off)
+``BRAINLOC_REQUIRE_TWO_STEP``  who must use two-step sign-in (an authenticator app's code after
+                               the password): ``none`` (default; anyone may turn it on),
+                               ``admins`` or ``everyone``
 ``BRAINLOC_MAX_UPLOAD_MB``     largest accepted upload per file (default 200)
 ``BRAINLOC_MAX_IMAGE_PIXELS``  largest accepted image, in pixels per slice (default 16 777 216,
                                i.e. 4096 x 4096; checked before any pixel is decoded)
@@ -67,6 +70,8 @@ class Settings:
     inference_precision: str
     #: Minutes without activity after which a browser session is signed out; 0: never.
     idle_minutes: float = 30.0
+    #: ``BRAINLOC_REQUIRE_TWO_STEP``: "none", "admins" or "everyone" must use two-step sign-in.
+    require_two_step: str = "none"
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,6 +128,20 @@ def inference_precision(env: Mapping[str, str] | None = None) -> str:
     if raw not in PRECISIONS:
         raise ValueError(
             f"BRAINLOC_INFERENCE_PRECISION must be one of {', '.join(PRECISIONS)}, got {raw!r}"
+        )
+    return raw
+
+
+#: ``BRAINLOC_REQUIRE_TWO_STEP`` values (see :mod:`brainloc.two_step`).
+TWO_STEP_POLICIES = ("none", "admins", "everyone")
+
+
+def two_step_policy(env: Mapping[str, str]) -> str:
+    """Who must use two-step sign-in, from ``BRAINLOC_REQUIRE_TWO_STEP`` (default ``none``)."""
+    raw = env.get("BRAINLOC_REQUIRE_TWO_STEP", "").strip().lower() or "none"
+    if raw not in TWO_STEP_POLICIES:
+        raise ValueError(
+            f"BRAINLOC_REQUIRE_TWO_STEP must be one of {', '.join(TWO_STEP_POLICIES)}, got {raw!r}"
         )
     return raw
 
@@ -201,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bcrypt_rounds=int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
         inference_precision=inference_precision(env),
         idle_minutes=_number(env, "BRAINLOC_IDLE_MINUTES", 30.0, 0.0, 24.0 * 60),
+        require_two_step=two_step_policy(env),
     )
 
 

@@ -23,7 +23,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    LargeBinary,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from db.types import UTCDateTime, utc_now
@@ -109,6 +117,16 @@ class User(SQLModel, table=True):
     # Set when someone other than the user chose the password (the demo command's generated
     # one); until the user picks their own, every page but the Account page refuses them.
     must_change_password: bool = Field(default=False)
+    # Two-step sign-in (TOTP, RFC 6238; :mod:`brainloc.two_step`). The base32 secret the
+    # user's authenticator app shares; None while two-step sign-in is off.
+    totp_secret: str | None = Field(default=None, max_length=64)
+    totp_enabled_at: datetime | None = _ts(nullable=True)
+    # The last 30-second time step a code was accepted for: a code is never accepted twice.
+    totp_last_step: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # SHA-256 hex digests of the unused recovery codes (each works once).
+    recovery_code_hashes: list[str] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
 
 
 class Analysis(SQLModel, table=True):

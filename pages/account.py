@@ -1,4 +1,4 @@
-"""Account page: the signed-in user's details and password change."""
+"""Account page: the signed-in user's details, password change and two-step sign-in."""
 
 import streamlit as st
 
@@ -8,6 +8,7 @@ from db.engine import session_scope
 from db.models import ROLES
 from ui.auth import renew_cookie
 from ui.guard import require_user
+from ui.two_step import render_two_step_section
 
 user = require_user(roles=ROLES, password_page=True)
 
@@ -73,3 +74,5 @@ if outcome == "ok":
     st.success(message)
 elif outcome == "error":
     st.error(message)
+
+render_two_step_section(user)

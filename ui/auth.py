@@ -12,7 +12,11 @@ interaction, so the navigation that follows already reflects the new state:
 * a pressed sign-out button: the database revokes the user's remembered sign-ins, then the
   library clears its session keys and deletes the cookie, again without a rerun; if the
   browser keeps the cookie anyway, the revocation makes it worthless;
-* a returning browser: its cookie is checked against the database before it signs anyone in.
+* a returning browser: its cookie is checked against the database before it signs anyone in;
+* two-step sign-in (:mod:`brainloc.two_step`): a right password for an account that uses it
+  signs nobody in yet. The library's session keys are cleared again, the sign-in page asks
+  for the app's code, and only an accepted code (:func:`brainloc.two_step.check_second_step`)
+  signs the user in and sets the cookie, in the run that checks it.
 
 The library's own login widget is not used: it keeps a per-process, never-expiring failure
 counter and shows different messages for unknown users; its API-key features are never
@@ -26,16 +30,20 @@ import logging
 import streamlit as st
 import streamlit_authenticator as stauth
 
-from brainloc.accounts import check_login
+from brainloc.accounts import check_login, normalise_username
 from brainloc.auth import cookie_config, load_credentials, record_logout, user_from_cookie
 from brainloc.settings import get_settings
+from brainloc.two_step import check_second_step
 from db.engine import session_scope
 from db.migrate import upgrade_head
+from db.types import utc_now
 from ui.state import (
     AUTHENTICATOR_KEY,
+    CODE_ATTEMPT_KEY,
     LOGIN_ATTEMPT_KEY,
     LOGIN_ERROR_KEY,
     LOGOUT_PENDING_KEY,
+    TWO_STEP_PENDING_KEY,
     USER_ID_KEY,
 )
 
@@ -77,13 +85,47 @@ def _finish_login(authenticator: stauth.Authenticate) -> None:
 
     with session_scope() as session:
         result = check_login(session, username=username, password=password, verify=library_check)
-    if result.ok:
-        st.session_state[USER_ID_KEY] = result.user_id
-        st.session_state["logout"] = None
-        authenticator.cookie_controller.set_cookie()
+    if result.ok and result.second_step:
+        # Not signed in yet: forget the library's sign-in until the code is accepted.
+        authenticator.authentication_controller.logout()
+        st.session_state[TWO_STEP_PENDING_KEY] = (
+            result.user_id,
+            normalise_username(username),
+            utc_now(),
+        )
+    elif result.ok:
+        _signed_in(authenticator, result.user_id)
     else:
         st.session_state["authentication_status"] = None
         st.session_state[LOGIN_ERROR_KEY] = result.message
+
+
+def _signed_in(authenticator: stauth.Authenticate, user_id: int | None) -> None:
+    """Sign ``user_id`` in for this browser session and set its "remember me" cookie."""
+    st.session_state[USER_ID_KEY] = user_id
+    st.session_state["logout"] = None
+    authenticator.cookie_controller.set_cookie()
+
+
+def _finish_second_step(authenticator: stauth.Authenticate) -> None:
+    code = st.session_state.pop(CODE_ATTEMPT_KEY, None)
+    pending = st.session_state.get(TWO_STEP_PENDING_KEY)
+    if code is None or pending is None:
+        return
+    user_id, username, checked_at = pending
+    with session_scope() as session:
+        result = check_second_step(
+            session, user_id=user_id, code=code, password_checked_at=checked_at
+        )
+    if result.ok:
+        st.session_state.pop(TWO_STEP_PENDING_KEY, None)
+        # The library's token sign-in sets the username its cookie is signed for.
+        authenticator.authentication_controller.login(token={"username": username})
+        _signed_in(authenticator, result.user_id)
+        return
+    st.session_state[LOGIN_ERROR_KEY] = result.message
+    if result.start_over:
+        st.session_state.pop(TWO_STEP_PENDING_KEY, None)
 
 
 def _finish_logout(authenticator: stauth.Authenticate) -> None:
@@ -117,6 +159,7 @@ def start_run() -> stauth.Authenticate:
     authenticator = build_authenticator()
     _finish_logout(authenticator)
     _finish_login(authenticator)
+    _finish_second_step(authenticator)
     _restore_from_cookie(authenticator)
     return authenticator
 
@@ -132,11 +175,47 @@ def _on_login_submit() -> None:
     st.session_state["login_password"] = ""
 
 
+def _on_code_submit() -> None:
+    st.session_state.pop(LOGIN_ERROR_KEY, None)
+    st.session_state[CODE_ATTEMPT_KEY] = st.session_state.get("two_step_code", "")
+    st.session_state["two_step_code"] = ""
+
+
+def _on_code_cancel() -> None:
+    st.session_state.pop(LOGIN_ERROR_KEY, None)
+    st.session_state.pop(TWO_STEP_PENDING_KEY, None)
+
+
+def _render_code_form(error: str | None) -> None:
+    """The second step: the authenticator app's code (or a recovery code)."""
+    with st.form("two_step_form"):
+        st.subheader("Two-step sign-in")
+        st.markdown(
+            "Open your authenticator app and type the **6-digit code** it shows for BrainLoc. "
+            "Lost your phone? Type one of your **recovery codes** instead."
+        )
+        st.text_input("Code", key="two_step_code", autocomplete="one-time-code", max_chars=24)
+        st.form_submit_button(
+            "Continue", key="two_step_submit", type="primary", on_click=_on_code_submit
+        )
+    if error:
+        st.error(error)
+    st.button("Back to the password", key="two_step_cancel", on_click=_on_code_cancel)
+    st.caption(
+        "No phone and no recovery code? Your BrainLoc administrator can turn two-step sign-in "
+        "off for your account after confirming it is you."
+    )
+
+
 def render_login_form() -> None:
-    """The sign-in form (our own widgets; the check itself runs in :func:`start_run`)."""
+    """The sign-in form (our own widgets; the check itself runs in :func:`start_run`), or,
+    after a right password for an account with two-step sign-in, the form for its code."""
     # The message stays until the next attempt: the cookie component reruns the script right
     # after a page load, and a message shown only once would vanish before it is read.
     error = st.session_state.get(LOGIN_ERROR_KEY)
+    if st.session_state.get(TWO_STEP_PENDING_KEY):
+        _render_code_form(error)
+        return
     with st.form("login_form"):
         st.subheader("Sign in")
         st.text_input("Username", key="login_username", autocomplete="username")

@@ -63,6 +63,12 @@ PASSWORD_CHANGE_NEEDED = (
     "was generated for you. The other pages open once it is changed."
 )
 
+#: Shown instead of any page but Account while a required two-step sign-in is not set up.
+TWO_STEP_NEEDED = (
+    "Set up two-step sign-in on the **Account** page first: this BrainLoc requires it of "
+    "your account. The other pages open once it is on."
+)
+
 
 def require_user(
     *,
@@ -73,9 +79,9 @@ def require_user(
     """Return the signed-in user if their role and status allow this page; otherwise show a
     short refusal and stop the script, so nothing else of the page renders.
 
-    A user whose password must change (``must_change_password``) is sent to the page that
-    changes it (which passes ``password_page=True``); a page run without app.py only says
-    so, and renders nothing."""
+    A user whose password must change (``must_change_password``), or who must set up a
+    required two-step sign-in, is sent to the Account page (which passes
+    ``password_page=True``); a page run without app.py only says so, and renders nothing."""
     shell_ran = _shell_ran()
     user = current_user()
     if user is None:
@@ -86,10 +92,10 @@ def require_user(
     if user.role not in roles or user.status not in statuses:
         st.error("You do not have access to this page.")
         st.stop()
-    if user.must_change_password and not password_page:
+    if user.account_page_only and not password_page:
         if shell_ran:
             st.switch_page(PASSWORD_SCRIPT)
-        st.warning(PASSWORD_CHANGE_NEEDED)
+        st.warning(PASSWORD_CHANGE_NEEDED if user.must_change_password else TWO_STEP_NEEDED)
         st.stop()
     return user
 

@@ -3,9 +3,10 @@
 Signed out: sign in, register. Pending, rejected or disabled: the status page only.
 Approved practitioner: the clinical pages and the account page. Administrator: accounts
 administration and the account page. Anyone whose password was generated for them (the demo
-account) gets no menu until they choose their own: every page sends them to the account page
-(ui.guard). Clinical pages whose file has not landed yet are left out, so the app runs while
-features are added. Each page still guards itself.
+account), or who must set up a required two-step sign-in, gets no menu until that is done:
+every page sends them to the account page (ui.guard). Clinical pages whose file has not
+landed yet are left out, so the app runs while features are added. Each page still guards
+itself.
 
 A page URL opened while signed out (a bookmark, a link in an e-mail) shows the sign-in and,
 once signed in, the page itself, also on a server nobody has visited yet: the guard then
@@ -153,9 +154,9 @@ def _reserved_path(entry: PageEntry) -> str:
 def _render_menu(entries: list[PageEntry], user: CurrentUser | None) -> None:
     """The sidebar menu: a link to each of ``entries``, in menu order.
 
-    None while a user must change a generated password: every page then sends them to the
-    Account page anyway (ui.guard)."""
-    if user is not None and user.must_change_password:
+    None while a user must change a generated password or set up a required two-step
+    sign-in: every page then sends them to the Account page anyway (ui.guard)."""
+    if user is not None and user.account_page_only:
         return
     with st.sidebar:
         for entry in entries:

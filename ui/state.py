@@ -24,6 +24,10 @@ LOGIN_ATTEMPT_KEY = "_brainloc_login_attempt"
 LOGIN_ERROR_KEY = "_brainloc_login_error"
 #: Set by the sign-out button; app.py finishes the sign-out in the same run.
 LOGOUT_PENDING_KEY = "_brainloc_logout_pending"
+#: (user id, username, when) of a right password that still needs its two-step code.
+TWO_STEP_PENDING_KEY = "_brainloc_two_step_pending"
+#: A submitted two-step code waiting for app.py to check it.
+CODE_ATTEMPT_KEY = "_brainloc_code_attempt"
 
 
 def current_user() -> CurrentUser | None:
