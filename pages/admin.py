@@ -1,5 +1,5 @@
 """Administration: review accounts (approve, reject, disable, re-enable, reset a forgotten
-password) and the audit log.
+password, turn off the two-step sign-in of someone who lost their phone) and the audit log.
 
 Administrators manage accounts only; they do not browse clinical data.
 """
@@ -9,6 +9,7 @@ import streamlit as st
 
 from brainloc.account_admin import AccountError, allowed_decisions, decide, reset_password
 from brainloc.audit_log import AuditFilter, audit_csv, audit_frame, export_name
+from brainloc.two_step import reset_by_admin
 from db import audit
 from db import users as user_store
 from db.engine import session_scope
@@ -45,6 +46,21 @@ def _reset(user_id: int, username: str, confirm_key: str) -> None:
     else:
         # Held in this session's memory only until the next action or "Hide"; never stored.
         st.session_state[RESULT_KEY] = ("password", (username, password))
+
+
+def _reset_two_step(user_id: int, username: str, confirm_key: str) -> None:
+    st.session_state[confirm_key] = False
+    try:
+        with session_scope() as session:
+            reset_by_admin(session, admin_id=admin.id, user_id=user_id)
+    except AccountError as error:
+        st.session_state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+    else:
+        st.session_state[RESULT_KEY] = (
+            "ok",
+            f"{username}: two-step sign-in is off and their remembered sign-ins have ended. "
+            "Their password alone signs them in until they set it up again.",
+        )
 
 
 def _hide_password() -> None:
@@ -95,6 +111,7 @@ rows = [
         "Institution": u.institution,
         "Registered": u.created_at,
         "Last sign-in": u.last_login_at,
+        "Two-step sign-in": "on" if u.totp_secret else "off",
         "Locked until": u.locked_until if u.locked_until and u.locked_until > now else None,
     }
     for u in users
@@ -126,7 +143,7 @@ else:
             args=(target.id, decision, target.username),
             type="primary" if decision == "approve" else "secondary",
         )
-    st.markdown("**Forgotten password**")
+    st.markdown("**Forgotten password or lost phone**")
     confirm_key = f"admin_reset_confirm_{target.id}"
     confirmed = st.checkbox(
         # The username, not the free-text full name: a checkbox label renders Markdown.
@@ -143,6 +160,17 @@ else:
         on_click=_reset,
         args=(target.id, target.username, confirm_key),
     )
+    if target.totp_secret:
+        st.button(
+            "Turn off two-step sign-in",
+            key="admin_reset_two_step",
+            disabled=not confirmed,
+            help="For someone who lost both their phone and their recovery codes. Their "
+            "remembered sign-ins end; they can set it up again on the Account page (and must, "
+            "where this BrainLoc requires it).",
+            on_click=_reset_two_step,
+            args=(target.id, target.username, confirm_key),
+        )
     if outcome == "password":
         _show_one_time_password(*message)
 

@@ -1,0 +1,180 @@
+"""Two-step sign-in through the real pages (AppTest): set-up on the Account page, the code
+form at sign-in, the clinic's requirement, and the administrator's reset."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyotp
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from brainloc import two_step
+from brainloc.settings import get_settings
+from db import audit
+from db import users as user_store
+from db.engine import session_scope
+from db.types import utc_now
+from tests.conftest import TEST_PASSWORD
+from ui.guard import TWO_STEP_NEEDED
+from ui.state import USER_ID_KEY
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [title.value for title in at.title]
+
+
+def _signed_in(at: AppTest) -> int | None:
+    return at.session_state[USER_ID_KEY] if USER_ID_KEY in at.session_state else None  # noqa: SIM401
+
+
+def _enable_earlier(user) -> tuple[str, list[str]]:
+    """Two-step sign-in turned on with a code of two minutes ago, so the current code has
+    not been used yet (a code is accepted once)."""
+    enrolment = two_step.new_enrolment(username=user.username)
+    earlier = utc_now() - timedelta(minutes=2)
+    with session_scope() as session:
+        codes = two_step.enable(
+            session,
+            user_id=user.id,
+            enrolment=enrolment,
+            code=pyotp.TOTP(enrolment.secret).at(earlier),
+            clock=lambda: earlier,
+        )
+    return enrolment.secret, codes
+
+
+def _stored(user_id: int):
+    with session_scope() as session:
+        return user_store.get_user(session, user_id=user_id)
+
+
+def test_setting_it_up_on_the_account_page(open_app, make_account):
+    alice = make_account("alice")
+    at = open_app(alice).switch_page("pages/account.py").run()
+    assert _titles(at) == ["Account"]
+    at.button(key="two_step_start").click().run()
+    assert not at.exception
+    assert len(at.get("image")) == 1  # the QR code
+    (key,) = at.code
+    secret = key.value.replace(" ", "")
+    # A wrong code: an error, and nothing saved.
+    at.text_input(key="two_step_setup_code").input("000000")
+    at.button(key="two_step_confirm").click().run()
+    assert "not the one your authenticator app shows" in at.error[0].value
+    assert _stored(alice.id).totp_secret is None
+    # The app's code turns it on and shows ten recovery codes once.
+    at.text_input(key="two_step_setup_code").input(pyotp.TOTP(secret).now())
+    at.button(key="two_step_confirm").click().run()
+    assert not at.exception and not at.error
+    assert _stored(alice.id).totp_secret == secret
+    (codes,) = at.code
+    recovery = codes.value.splitlines()
+    assert len(recovery) == 10
+    assert any("Two-step sign-in is **on**" in s.value for s in at.success)
+    with session_scope() as session:
+        assert audit.list_events(session, actions=[audit.Action.TWO_STEP_ENABLED])
+    at.button(key="two_step_codes_saved").click().run()
+    assert not at.code
+    assert any("Unused recovery codes: **10**" in s.value for s in at.success)
+
+
+def test_sign_in_asks_for_the_code_after_the_password(open_app, make_account):
+    alice = make_account("alice")
+    secret, recovery = _enable_earlier(alice)
+    at = open_app()
+    at.text_input(key="login_username").input("alice")
+    at.text_input(key="login_password").input(TEST_PASSWORD)
+    at.button(key="login_submit").click().run()
+    assert not at.exception
+    # The password was right, but nobody is signed in yet: the code form is shown.
+    assert _signed_in(at) is None
+    assert [w.key for w in at.text_input] == ["two_step_code"]
+    at.text_input(key="two_step_code").input("123456")
+    at.button(key="two_step_submit").click().run()
+    assert "That code did not work" in at.error[0].value
+    assert _signed_in(at) is None
+    at.text_input(key="two_step_code").input(pyotp.TOTP(secret).now())
+    at.button(key="two_step_submit").click().run()
+    assert not at.exception
+    assert at.session_state[USER_ID_KEY] == alice.id
+    assert _titles(at) == ["Analyze"]
+    with session_scope() as session:
+        (login,) = audit.list_events(session, actor_id=alice.id, actions=[audit.Action.LOGIN])
+    assert login.detail == {"method": "password+code"}
+
+
+def test_back_to_the_password_and_a_recovery_code(open_app, make_account):
+    alice = make_account("alice")
+    _, recovery = _enable_earlier(alice)
+    at = open_app()
+    at.text_input(key="login_username").input("alice")
+    at.text_input(key="login_password").input(TEST_PASSWORD)
+    at.button(key="login_submit").click().run()
+    at.button(key="two_step_cancel").click().run()
+    assert [w.key for w in at.text_input] == ["login_username", "login_password"]
+    at.text_input(key="login_username").input("alice")
+    at.text_input(key="login_password").input(TEST_PASSWORD)
+    at.button(key="login_submit").click().run()
+    at.text_input(key="two_step_code").input(recovery[0])
+    at.button(key="two_step_submit").click().run()
+    assert at.session_state[USER_ID_KEY] == alice.id
+    with session_scope() as session:
+        assert two_step.status(session, user_id=alice.id).recovery_codes_left == 9
+
+
+def test_a_required_two_step_sign_in_opens_only_the_account_page(
+    open_app, make_account, monkeypatch
+):
+    monkeypatch.setenv("BRAINLOC_REQUIRE_TWO_STEP", "everyone")
+    get_settings.cache_clear()
+    alice = make_account("alice")
+    at = open_app(alice)
+    assert _titles(at) == ["Account"]
+    assert any("requires two-step sign-in" in i.value for i in at.info)
+    other = open_app(alice).switch_page("pages/history.py").run()
+    assert _titles(other) == [] and [w.value for w in other.warning] == [TWO_STEP_NEEDED]
+    _enable_earlier(alice)
+    at.switch_page("pages/history.py").run()
+    assert _titles(at) == ["History"]
+    # Required: the Account page offers no way to turn it off.
+    at.switch_page("pages/account.py").run()
+    assert not any(b.key == "two_step_off" for b in at.button)
+
+
+def test_turning_it_off_on_the_account_page(open_app, make_account):
+    alice = make_account("alice")
+    secret, _ = _enable_earlier(alice)
+    at = open_app(alice).switch_page("pages/account.py").run()
+    at.text_input(key="two_step_off_password").input(TEST_PASSWORD)
+    at.text_input(key="two_step_off_code").input("999999")
+    at.button(key="two_step_off").click().run()
+    assert "not the one your authenticator app shows" in at.error[0].value
+    assert _stored(alice.id).totp_secret == secret
+    at.text_input(key="two_step_off_password").input(TEST_PASSWORD)
+    at.text_input(key="two_step_off_code").input(pyotp.TOTP(secret).now())
+    at.button(key="two_step_off").click().run()
+    assert not at.exception
+    assert "Two-step sign-in is off" in at.success[-1].value
+    assert _stored(alice.id).totp_secret is None
+    assert at.button(key="two_step_start")
+
+
+@pytest.mark.parametrize("confirm", [False, True])
+def test_admin_turns_off_a_lost_phones_two_step_sign_in(open_app, make_account, confirm):
+    admin = make_account("root", role="admin")
+    bob = make_account("bob")
+    _enable_earlier(bob)
+    at = open_app(admin)
+    assert at.selectbox(key="admin_user").value == bob.id
+    assert at.button(key="admin_reset_two_step").disabled
+    if not confirm:
+        return
+    at.checkbox(key=f"admin_reset_confirm_{bob.id}").check().run()
+    at.button(key="admin_reset_two_step").click().run()
+    assert not at.exception
+    assert "bob: two-step sign-in is off" in at.success[0].value
+    assert _stored(bob.id).totp_secret is None
+    # The button is gone with it, and the confirmation is spent.
+    assert not any(b.key == "admin_reset_two_step" for b in at.button)
+    assert not at.checkbox(key=f"admin_reset_confirm_{bob.id}").value
