@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 #: Subcommand modules, in the order their commands are listed in ``--help``.
 SUBCOMMAND_MODULES = (
-    "brainloc.accounts_cli",  # create-admin, reset-password
+    "brainloc.accounts_cli",  # create-admin, reset-password, reset-two-step
     "brainloc.batch",  # analyze
     "brainloc.demo",  # demo
     "brainloc.backup",  # backup, restore

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.auth import render_login_form
+from ui.auth import awaiting_code, render_login_form
 from ui.guard import require_signed_out
 from ui.idle import idle_notice
 
@@ -15,14 +15,16 @@ with left:
     if notice := idle_notice():
         st.info(notice, icon=":material/lock_clock:")
     render_login_form()
-    st.markdown(
-        "New here? **Register** from the menu. An administrator approves every account "
-        "before it can analyse scans."
-    )
-    st.caption(
-        "Forgot your password? Ask your BrainLoc administrator: after confirming it is you, "
-        "they give you a one-time password, and you choose your own when you sign in with it."
-    )
+    if not awaiting_code():
+        st.markdown(
+            "New here? **Register** from the menu. An administrator approves every account "
+            "before it can analyse scans."
+        )
+        st.caption(
+            "Forgot your password? Ask your BrainLoc administrator: after confirming it is "
+            "you, they give you a one-time password, and you choose your own when you sign in "
+            "with it."
+        )
 st.caption(
     "BrainLoc supports, and does not replace, a specialist's judgement. Research and "
     "decision-support use only; not a diagnostic device."

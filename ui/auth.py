@@ -207,13 +207,19 @@ def _render_code_form(error: str | None) -> None:
     )
 
 
+def awaiting_code() -> bool:
+    """True between a right password and its two-step code (the sign-in page shows the code
+    form then)."""
+    return bool(st.session_state.get(TWO_STEP_PENDING_KEY))
+
+
 def render_login_form() -> None:
     """The sign-in form (our own widgets; the check itself runs in :func:`start_run`), or,
     after a right password for an account with two-step sign-in, the form for its code."""
     # The message stays until the next attempt: the cookie component reruns the script right
     # after a page load, and a message shown only once would vanish before it is read.
     error = st.session_state.get(LOGIN_ERROR_KEY)
-    if st.session_state.get(TWO_STEP_PENDING_KEY):
+    if awaiting_code():
         _render_code_form(error)
         return
     with st.form("login_form"):
