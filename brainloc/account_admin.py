@@ -11,6 +11,7 @@ from sqlmodel import Session
 from brainloc.accounts import (
     AccountError,
     Clock,
+    end_sign_ins,
     hash_password,
     normalise_username,
     one_time_password,
@@ -85,7 +86,7 @@ def decide(
     user.status_changed_by_id = admin.id
     user.updated_at = now
     if target == STATUS_DISABLED:
-        user.sessions_revoked_at = now
+        end_sign_ins(user, at=now)
     if decision == "re-enable":
         user.locked_until = None
     return save_with_event(
@@ -124,7 +125,7 @@ def change_password(
     user.password_hash = hash_password(new_password)
     user.must_change_password = False
     user.updated_at = now
-    user.sessions_revoked_at = now
+    end_sign_ins(user, at=now)
     return save_with_event(
         session, user=user, action=Action.PASSWORD_CHANGE, actor_id=user.id, at=now
     )
@@ -143,7 +144,7 @@ def _issue_one_time_password(
     password = one_time_password()
     user.password_hash = hash_password(password)
     user.must_change_password = True
-    user.sessions_revoked_at = now
+    end_sign_ins(user, at=now)
     user.locked_until = now
     user.updated_at = now
     save_with_event(

@@ -184,6 +184,15 @@ def _guessability_problems(password: str, *, username: str, email: str) -> list[
     return [f"{message} {advice}" if advice else message]
 
 
+def end_sign_ins(user: User, *, at: datetime) -> None:
+    """End every sign-in of ``user`` made before ``at``: remembered ones (their cookies are
+    refused) and open browser sessions (``ui.state.current_user`` signs them out at their next
+    interaction). The session that asked for it stays signed in by recording its own sign-in
+    time after ``at`` (``ui.auth.keep_this_session``)."""
+    user.sessions_revoked_at = at
+    user.sessions_ended_at = at
+
+
 def save_with_event(
     session: Session,
     *,

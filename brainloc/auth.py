@@ -67,6 +67,16 @@ class CurrentUser:
     two_step_enabled: bool = False
     #: The clinic requires two-step sign-in of this account (``BRAINLOC_REQUIRE_TWO_STEP``).
     two_step_required: bool = False
+    #: Sign-ins made before this moment have ended (``users.sessions_ended_at``).
+    sessions_ended_at: datetime | None = None
+
+    def signed_in_still(self, signed_in_at: datetime | None) -> bool:
+        """Whether a browser session that signed in at ``signed_in_at`` (None: unknown) may
+        go on: not if the account's sign-ins were ended after it (a password change or reset,
+        two-step sign-in turned on or reset, "Sign out everywhere")."""
+        if self.sessions_ended_at is None:
+            return True
+        return signed_in_at is not None and signed_in_at > self.sessions_ended_at
 
     @property
     def must_set_up_two_step(self) -> bool:
@@ -140,6 +150,7 @@ def load_current_user(session: Session, *, user_id: int) -> CurrentUser | None:
         institution=user.institution,
         must_change_password=user.must_change_password,
         two_step_enabled=bool(user.totp_secret),
+        sessions_ended_at=user.sessions_ended_at,
         # Asked of approved accounts only: the others see nothing but their status page.
         two_step_required=user.status == STATUS_APPROVED
         and two_step_required_for(user.role, get_settings().require_two_step),

@@ -48,6 +48,7 @@ from brainloc.accounts import (
     AccountError,
     Clock,
     LoginResult,
+    end_sign_ins,
     normalise_username,
     one_time_password,
     record_login_failure,
@@ -247,7 +248,7 @@ def enable(
     user.totp_last_step = step
     codes = _new_recovery_codes(user)
     # Browsers signed in with the password alone must sign in again, with a code.
-    user.sessions_revoked_at = now
+    end_sign_ins(user, at=now)
     user.updated_at = now
     save_with_event(session, user=user, action=Action.TWO_STEP_ENABLED, actor_id=user.id, at=now)
     return codes
@@ -352,7 +353,7 @@ def _reset(session: Session, *, user: User, actor_id: int | None, via: str, cloc
         raise AccountError({"user": f"Two-step sign-in is not on for '{user.username}'."})
     now = clock()
     _turn_off(user)
-    user.sessions_revoked_at = now
+    end_sign_ins(user, at=now)
     user.updated_at = now
     return save_with_event(
         session, user=user, action=Action.TWO_STEP_DISABLED, actor_id=actor_id, at=now,

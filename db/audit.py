@@ -34,6 +34,7 @@ class Action:
     TWO_STEP_ENABLED = "two_step_enabled"
     TWO_STEP_DISABLED = "two_step_disabled"
     RECOVERY_CODES_RENEWED = "recovery_codes_renewed"
+    SESSIONS_ENDED = "sessions_ended"
     ADMIN_CREATED = "admin_created"
     UPLOAD = "upload"
     VIEW = "view"

@@ -1,4 +1,5 @@
-"""Account page: the signed-in user's details, password change and two-step sign-in."""
+"""Account page: the signed-in user's details, password change, two-step sign-in, and their
+recent sign-ins and account changes."""
 
 import streamlit as st
 
@@ -6,7 +7,8 @@ from brainloc.account_admin import change_password
 from brainloc.accounts import PASSWORD_RULES, AccountError
 from db.engine import session_scope
 from db.models import ROLES
-from ui.auth import renew_cookie
+from ui.account_security import render_security_section
+from ui.auth import keep_this_session, renew_cookie
 from ui.guard import require_user
 from ui.two_step import render_two_step_section
 
@@ -35,6 +37,7 @@ def _submit() -> None:
     else:
         state[RESULT_KEY] = ("ok", "Password changed. Other browsers will have to sign in again.")
         state[RENEW_KEY] = True
+        keep_this_session()
     for key in ("pw_current", "pw_new", "pw_repeat"):
         state[key] = ""
 
@@ -76,3 +79,4 @@ elif outcome == "error":
     st.error(message)
 
 render_two_step_section(user)
+render_security_section(user)

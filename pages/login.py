@@ -5,6 +5,7 @@ import streamlit as st
 from ui.auth import awaiting_code, render_login_form
 from ui.guard import require_signed_out
 from ui.idle import idle_notice
+from ui.state import ENDED_NOTICE_KEY, SESSION_ENDED_NOTICE
 
 require_signed_out()
 
@@ -14,6 +15,8 @@ left, _ = st.columns([2, 3])
 with left:
     if notice := idle_notice():
         st.info(notice, icon=":material/lock_clock:")
+    elif st.session_state.get(ENDED_NOTICE_KEY):
+        st.info(SESSION_ENDED_NOTICE, icon=":material/lock_reset:")
     render_login_form()
     if not awaiting_code():
         st.markdown(

@@ -13,6 +13,8 @@ interaction, so the navigation that follows already reflects the new state:
   library clears its session keys and deletes the cookie, again without a rerun; if the
   browser keeps the cookie anyway, the revocation makes it worthless;
 * a returning browser: its cookie is checked against the database before it signs anyone in;
+* every sign-in records when it happened (``SIGNED_IN_AT_KEY``), so that a session is signed
+  out when its account's sign-ins are ended elsewhere (``ui.state.current_user``);
 * two-step sign-in (:mod:`brainloc.two_step`): a right password for an account that uses it
   signs nobody in yet. The library's session keys are cleared again, the sign-in page asks
   for the app's code, and only an accepted code (:func:`brainloc.two_step.check_second_step`)
@@ -40,9 +42,11 @@ from db.types import utc_now
 from ui.state import (
     AUTHENTICATOR_KEY,
     CODE_ATTEMPT_KEY,
+    ENDED_NOTICE_KEY,
     LOGIN_ATTEMPT_KEY,
     LOGIN_ERROR_KEY,
     LOGOUT_PENDING_KEY,
+    SIGNED_IN_AT_KEY,
     TWO_STEP_PENDING_KEY,
     USER_ID_KEY,
 )
@@ -100,9 +104,24 @@ def _finish_login(authenticator: stauth.Authenticate) -> None:
         st.session_state[LOGIN_ERROR_KEY] = result.message
 
 
+def _session_started(user_id: int | None) -> None:
+    """Record that this browser session is signed in as ``user_id``, from now."""
+    st.session_state[USER_ID_KEY] = user_id
+    st.session_state[SIGNED_IN_AT_KEY] = utc_now()
+    st.session_state.pop(ENDED_NOTICE_KEY, None)
+
+
+def keep_this_session() -> None:
+    """After this session ended the account's other sign-ins (a password change, two-step
+    sign-in turned on, "Sign out everywhere"): it goes on as if signed in just now. Call in
+    the action's callback, before the next run checks the session; then :func:`renew_cookie`
+    in the page gives this browser a cookie the cut-off does not refuse."""
+    st.session_state[SIGNED_IN_AT_KEY] = utc_now()
+
+
 def _signed_in(authenticator: stauth.Authenticate, user_id: int | None) -> None:
     """Sign ``user_id`` in for this browser session and set its "remember me" cookie."""
-    st.session_state[USER_ID_KEY] = user_id
+    _session_started(user_id)
     st.session_state["logout"] = None
     authenticator.cookie_controller.set_cookie()
 
@@ -145,7 +164,7 @@ def _restore_from_cookie(authenticator: stauth.Authenticate) -> None:
         result = user_from_cookie(session, token=token, cookie=cookie_config(get_settings()))
     if result.ok:
         authenticator.authentication_controller.login(token=token)
-        st.session_state[USER_ID_KEY] = result.user_id
+        _session_started(result.user_id)
     else:
         logger.info("refused a sign-in cookie: %s", result.message)
         authenticator.cookie_controller.delete_cookie()
@@ -236,8 +255,8 @@ def render_login_form() -> None:
 
 
 def renew_cookie() -> None:
-    """Issue a fresh "remember me" cookie for the signed-in user (after a password change,
-    which refuses every older cookie)."""
+    """Issue a fresh "remember me" cookie for the signed-in user (after a password change or
+    anything else that refuses every older cookie; see :func:`keep_this_session`)."""
     authenticator = st.session_state.get(AUTHENTICATOR_KEY)
     if authenticator is not None and st.session_state.get("username"):
         authenticator.cookie_controller.set_cookie()

@@ -28,10 +28,26 @@ LOGOUT_PENDING_KEY = "_brainloc_logout_pending"
 TWO_STEP_PENDING_KEY = "_brainloc_two_step_pending"
 #: A submitted two-step code waiting for app.py to check it.
 CODE_ATTEMPT_KEY = "_brainloc_code_attempt"
+#: When this browser session signed in (aware UTC datetime); a session older than its
+#: account's ``sessions_ended_at`` is signed out (:func:`current_user`).
+SIGNED_IN_AT_KEY = "_brainloc_signed_in_at"
+#: Set when :func:`current_user` ended this session because its sign-ins were ended
+#: elsewhere; the sign-in page says so.
+ENDED_NOTICE_KEY = "_brainloc_session_ended"
+
+#: The sign-in page's explanation after :data:`ENDED_NOTICE_KEY`.
+SESSION_ENDED_NOTICE = (
+    "You were signed out: this account's password or two-step sign-in was changed, or all of "
+    "its sessions were ended. Sign in again to continue."
+)
 
 
 def current_user() -> CurrentUser | None:
-    """The signed-in user, re-read from the database (so status changes apply at once)."""
+    """The signed-in user, re-read from the database (so status changes apply at once).
+
+    A session whose sign-ins were ended after it signed in (a password change or reset
+    elsewhere, "Sign out everywhere") is signed out here, at its next interaction.
+    """
     user_id = st.session_state.get(USER_ID_KEY)
     if user_id is None:
         return None
@@ -39,4 +55,11 @@ def current_user() -> CurrentUser | None:
         user = load_current_user(session, user_id=int(user_id))
     if user is None:
         st.session_state.pop(USER_ID_KEY, None)
+        return None
+    if not user.signed_in_still(st.session_state.get(SIGNED_IN_AT_KEY)):
+        st.session_state.pop(USER_ID_KEY, None)
+        st.session_state.pop(SIGNED_IN_AT_KEY, None)
+        st.session_state[LOGOUT_PENDING_KEY] = True  # the next run clears the library's state
+        st.session_state[ENDED_NOTICE_KEY] = True
+        return None
     return user

@@ -17,7 +17,7 @@ from brainloc import two_step
 from brainloc.accounts import AccountError
 from brainloc.auth import CurrentUser
 from db.engine import session_scope
-from ui.auth import renew_cookie
+from ui.auth import keep_this_session, renew_cookie
 
 ENROLMENT_KEY = "_two_step_enrolment"
 #: The recovery codes just made, shown until the user confirms they saved them.
@@ -65,6 +65,7 @@ def _confirm(user: CurrentUser) -> None:
     if st.session_state[RESULT_KEY][0] == "ok":
         st.session_state.pop(ENROLMENT_KEY, None)
         st.session_state[RENEW_KEY] = True
+        keep_this_session()
 
 
 def _renew_codes(user: CurrentUser) -> None:

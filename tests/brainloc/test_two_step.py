@@ -329,3 +329,57 @@ def test_the_operator_resets_two_step_sign_in_from_the_command_line(make_account
     assert again.returncode == 2 and "not on" in again.stderr
     missing = run("--username", "nobody")
     assert missing.returncode == 2 and "no account named 'nobody'" in missing.stderr
+
+
+def test_the_owner_reads_their_own_security_record_only(make_account):
+    from brainloc.account_security import security_events
+
+    admin = make_account("root", role="admin")
+    alice = make_account("alice")
+    bob = make_account("bob")
+    clock = Clock()
+    secret, codes = _enable(alice.id, "alice", clock)
+    clock.advance(minutes=1)
+    assert _login("alice", clock).second_step
+    _second(alice.id, "000000", clock)  # someone with her password, without her phone
+    _second(alice.id, codes[0], clock)
+    _login("bob", clock, password="not-bobs")
+    with session_scope() as session:
+        two_step.reset_by_admin(session, admin_id=admin.id, user_id=alice.id, clock=clock)
+
+    with session_scope() as session:
+        alices = security_events(session, user_id=alice.id)
+        bobs = security_events(session, user_id=bob.id)
+        admins = security_events(session, user_id=admin.id)
+    assert [e.description for e in alices] == [
+        "Two-step sign-in turned off by an administrator",
+        "Signed in with the password and a recovery code (9 left)",
+        "Sign-in refused: right password, wrong two-step code",
+        "Two-step sign-in turned on",
+    ]
+    assert [e.alert for e in alices] == [False, False, True, False]
+    assert [e.description for e in bobs] == ["Sign-in refused: wrong password"]
+    # What the administrator did to Alice's account is in hers, not in the administrator's.
+    assert admins == []
+
+
+def test_sign_out_everywhere_ends_older_sessions_and_keeps_later_ones(make_account):
+    from brainloc.account_security import security_events, sign_out_everywhere
+
+    alice = make_account("alice")
+    clock = Clock()
+    with session_scope() as session:
+        before = load_current_user(session, user_id=alice.id)
+    assert before.signed_in_still(None) and before.signed_in_still(START)
+    with session_scope() as session:
+        sign_out_everywhere(session, user_id=alice.id, clock=clock)
+        after = load_current_user(session, user_id=alice.id)
+        (event,) = security_events(session, user_id=alice.id)
+    assert after.sessions_ended_at == START
+    assert not after.signed_in_still(None)
+    assert not after.signed_in_still(START - timedelta(hours=1))
+    assert not after.signed_in_still(START)
+    assert after.signed_in_still(START + timedelta(seconds=1))
+    assert event.description == "Signed out everywhere"
+    # Remembered sign-ins end too.
+    assert _user(alice.id).sessions_revoked_at == START

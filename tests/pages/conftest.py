@@ -19,7 +19,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from db.models import User
-from ui.state import USER_ID_KEY
+from db.types import utc_now
+from ui.state import SIGNED_IN_AT_KEY, USER_ID_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "app.py"
@@ -32,7 +33,9 @@ def open_app(app_env) -> Callable[..., AppTest]:
     def factory(user: User | None = None, *, timeout: float = 60) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=timeout)
         if user is not None:
+            # As a sign-in in this very moment records it (ui.auth).
             at.session_state[USER_ID_KEY] = user.id
+            at.session_state[SIGNED_IN_AT_KEY] = utc_now()
         return at.run()
 
     return factory

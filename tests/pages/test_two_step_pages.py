@@ -178,3 +178,51 @@ def test_admin_turns_off_a_lost_phones_two_step_sign_in(open_app, make_account, 
     # The button is gone with it, and the confirmation is spent.
     assert not any(b.key == "admin_reset_two_step" for b in at.button)
     assert not at.checkbox(key=f"admin_reset_confirm_{bob.id}").value
+
+
+def _on_sign_in_page(at: AppTest) -> bool:
+    return [w.key for w in at.text_input] == ["login_username", "login_password"]
+
+
+@pytest.mark.parametrize("how", ["password change", "sign out everywhere", "admin reset"])
+def test_ending_sign_ins_signs_out_other_open_sessions(open_app, make_account, how):
+    admin = make_account("root", role="admin")
+    alice = make_account("alice")
+    here = open_app(alice).switch_page("pages/account.py").run()
+    elsewhere = open_app(alice).switch_page("pages/history.py").run()
+    assert _titles(elsewhere) == ["History"]
+    if how == "password change":
+        here.text_input(key="pw_current").input(TEST_PASSWORD)
+        here.text_input(key="pw_new").input("alice-chose-another")
+        here.text_input(key="pw_repeat").input("alice-chose-another")
+        here.button(key="pw_submit").click().run()
+    elif how == "sign out everywhere":
+        here.button(key="security_sign_out_everywhere").click().run()
+        assert "Every other sign-in of this account has ended" in here.success[-1].value
+    else:
+        with session_scope() as session:
+            from brainloc.account_admin import reset_password
+
+            reset_password(session, admin_id=admin.id, user_id=alice.id)
+    assert not here.exception
+    # The other browser's next interaction shows the sign-in page, and says why.
+    elsewhere.run()
+    assert _signed_in(elsewhere) is None and _on_sign_in_page(elsewhere)
+    assert any("You were signed out" in i.value for i in elsewhere.info)
+    # The session that asked stays signed in (not after an administrator's reset).
+    here.run()
+    if how == "admin reset":
+        assert _signed_in(here) is None and _on_sign_in_page(here)
+    else:
+        assert _signed_in(here) == alice.id and _titles(here) == ["Account"]
+        assert any(
+            event.description in ("Password changed", "Signed out everywhere")
+            for event in _security(alice.id)
+        )
+
+
+def _security(user_id: int):
+    from brainloc.account_security import security_events
+
+    with session_scope() as session:
+        return security_events(session, user_id=user_id)

@@ -1,0 +1,126 @@
+"""An account's own security record, for its owner: recent sign-ins and account changes, and
+"Sign out everywhere".
+
+The Account page lists what the audit log holds about the account itself (events whose
+target is the account: sign-ins and refusals, lockouts, sign-outs, password and two-step
+changes, status decisions), so that its owner can notice a sign-in that was not theirs. The
+query selects by the account as target, so nobody reads another account's record here.
+:func:`sign_out_everywhere` ends every other sign-in of the account, the open browser sessions
+included (:func:`brainloc.accounts.end_sign_ins`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from brainloc.accounts import AccountError, Clock, end_sign_ins, save_with_event
+from db import audit
+from db import users as user_store
+from db.audit import TARGET_USER, Action
+from db.models import AuditEvent, User
+from db.types import utc_now
+
+#: The actions the owner's security record lists.
+SECURITY_ACTIONS = (
+    Action.LOGIN,
+    Action.LOGIN_FAILED,
+    Action.ACCOUNT_LOCKED,
+    Action.LOGOUT,
+    Action.PASSWORD_CHANGE,
+    Action.PASSWORD_RESET,
+    Action.TWO_STEP_ENABLED,
+    Action.TWO_STEP_DISABLED,
+    Action.RECOVERY_CODES_RENEWED,
+    Action.SESSIONS_ENDED,
+    Action.STATUS_CHANGE,
+    Action.REGISTER,
+    Action.ADMIN_CREATED,
+)
+
+_SIGN_IN_METHODS = {
+    "password": "Signed in with the password",
+    "password+code": "Signed in with the password and an app code",
+    "password+recovery code": "Signed in with the password and a recovery code",
+    "cookie": "Signed in by a remembered browser",
+}
+_FAILURES = {
+    "wrong password": "Sign-in refused: wrong password",
+    "wrong two-step code": "Sign-in refused: right password, wrong two-step code",
+    "wrong two-step code (account page)": "Wrong two-step code typed on the Account page",
+    "account locked": "Sign-in refused: the account was locked",
+}
+_BY = {"admin page": "by an administrator", "command line": "by the server's operator"}
+_SIMPLE = {
+    Action.ACCOUNT_LOCKED: "Account locked for 15 minutes after repeated failed sign-ins",
+    Action.PASSWORD_CHANGE: "Password changed",
+    Action.TWO_STEP_ENABLED: "Two-step sign-in turned on",
+    Action.RECOVERY_CODES_RENEWED: "New recovery codes made",
+    Action.SESSIONS_ENDED: "Signed out everywhere",
+    Action.REGISTER: "Registered",
+    Action.ADMIN_CREATED: "Administrator account created",
+}
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """One line of the owner's security record."""
+
+    at: datetime
+    description: str
+    #: A sign of someone else at work: their right password with a wrong code, or a lockout.
+    alert: bool = False
+
+
+def describe(event: AuditEvent) -> SecurityEvent:
+    """The event in words for the account's owner."""
+    detail = event.detail or {}
+    action = event.action
+    alert = False
+    if action == Action.LOGIN:
+        text = _SIGN_IN_METHODS.get(detail.get("method", ""), "Signed in")
+        if "recovery_codes_left" in detail:
+            text += f" ({detail['recovery_codes_left']} left)"
+    elif action == Action.LOGIN_FAILED:
+        reason = detail.get("reason", "")
+        text = _FAILURES.get(reason, "Sign-in refused")
+        alert = reason == "wrong two-step code"
+    elif action == Action.LOGOUT:
+        text = "Signed out after inactivity" if detail.get("reason") == "idle" else "Signed out"
+    elif action in (Action.PASSWORD_RESET, Action.TWO_STEP_DISABLED):
+        what = (
+            "Password reset" if action == Action.PASSWORD_RESET else "Two-step sign-in turned off"
+        )
+        by = _BY.get(detail.get("via", ""))
+        text = f"{what} {by}" if by else what
+    elif action == Action.STATUS_CHANGE:
+        text = f"Account {detail.get('to', 'changed')} by an administrator"
+    else:
+        text = _SIMPLE.get(action, action.replace("_", " ").capitalize())
+        alert = action == Action.ACCOUNT_LOCKED
+    return SecurityEvent(at=event.created_at, description=text, alert=alert)
+
+
+def security_events(session: Session, *, user_id: int, limit: int = 20) -> list[SecurityEvent]:
+    """The newest ``limit`` security events of the account ``user_id`` (events whose target is
+    that account), newest first."""
+    events = audit.list_events(
+        session, actions=SECURITY_ACTIONS, target=(TARGET_USER, user_id), limit=limit
+    )
+    return [describe(event) for event in events]
+
+
+def sign_out_everywhere(session: Session, *, user_id: int, clock: Clock = utc_now) -> User:
+    """End every sign-in of the account: other browsers' open sessions at their next click,
+    and every remembered sign-in. Audited as ``sessions_ended``."""
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None:
+        raise AccountError({"user": "That account does not exist."})
+    now = clock()
+    end_sign_ins(user, at=now)
+    return save_with_event(
+        session, user=user, action=Action.SESSIONS_ENDED, actor_id=user.id, at=now,
+        detail={"via": "account page"},
+    )  # fmt: skip

@@ -1,0 +1,58 @@
+"""The Account page's "Sign-ins and account changes" section: the account's own security
+record and "Sign out everywhere" (rules and queries in :mod:`brainloc.account_security`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from brainloc.account_security import security_events, sign_out_everywhere
+from brainloc.auth import CurrentUser
+from db.engine import session_scope
+from ui.auth import keep_this_session, renew_cookie
+
+#: One-shot: the result of "Sign out everywhere", and this browser's cookie to renew.
+ENDED_KEY = "_security_signed_out_everywhere"
+SHOWN = 20
+
+
+def _sign_out_everywhere(user_id: int) -> None:
+    with session_scope() as session:
+        sign_out_everywhere(session, user_id=user_id)
+    keep_this_session()
+    st.session_state[ENDED_KEY] = True
+
+
+def render_security_section(user: CurrentUser) -> None:
+    """The signed-in ``user``'s own recent sign-ins and account changes."""
+    st.subheader("Sign-ins and account changes")
+    with session_scope() as session:
+        events = security_events(session, user_id=user.id, limit=SHOWN)
+    if any(event.alert for event in events):
+        st.warning(
+            "Marked below: a sign-in with your **right password but a wrong two-step code**, or "
+            "a lockout after repeated failures. If that was not you, someone may know your "
+            "password: change it above, and press **Sign out everywhere**.",
+            icon=":material/warning:",
+        )
+    frame = pd.DataFrame(
+        {
+            "When (UTC)": [event.at.strftime("%Y-%m-%d %H:%M:%S") for event in events],
+            "What": [event.description for event in events],
+            "": ["⚠" if event.alert else "" for event in events],
+        }
+    )
+    st.dataframe(frame, hide_index=True, key="security_events")
+    st.caption(f"The last {SHOWN} events of this account, newest first.")
+    ended = st.session_state.pop(ENDED_KEY, False)
+    if ended:
+        renew_cookie()
+        st.success("Every other sign-in of this account has ended; this browser stays signed in.")
+    st.button(
+        "Sign out everywhere",
+        key="security_sign_out_everywhere",
+        on_click=_sign_out_everywhere,
+        args=(user.id,),
+        help="Ends this account's sessions in every other browser (at their next click) and "
+        "every remembered sign-in. This browser stays signed in.",
+    )
