@@ -1,11 +1,11 @@
 """An account's own security record, for its owner: recent sign-ins and account changes, and
-"Sign out everywhere".
+"End all other sessions".
 
 The Account page lists what the audit log holds about the account itself (events whose
 target is the account: sign-ins and refusals, lockouts, sign-outs, password and two-step
 changes, status decisions), so that its owner can notice a sign-in that was not theirs. The
 query selects by the account as target, so nobody reads another account's record here.
-:func:`sign_out_everywhere` ends every other sign-in of the account, the open browser sessions
+:func:`end_other_sessions` ends every other sign-in of the account, the open browser sessions
 included (:func:`brainloc.accounts.end_sign_ins`).
 """
 
@@ -58,7 +58,7 @@ _SIMPLE = {
     Action.PASSWORD_CHANGE: "Password changed",
     Action.TWO_STEP_ENABLED: "Two-step sign-in turned on",
     Action.RECOVERY_CODES_RENEWED: "New recovery codes made",
-    Action.SESSIONS_ENDED: "Signed out everywhere",
+    Action.SESSIONS_ENDED: "Ended all other sessions",
     Action.REGISTER: "Registered",
     Action.ADMIN_CREATED: "Administrator account created",
 }
@@ -112,7 +112,7 @@ def security_events(session: Session, *, user_id: int, limit: int = 20) -> list[
     return [describe(event) for event in events]
 
 
-def sign_out_everywhere(session: Session, *, user_id: int, clock: Clock = utc_now) -> User:
+def end_other_sessions(session: Session, *, user_id: int, clock: Clock = utc_now) -> User:
     """End every sign-in of the account: other browsers' open sessions at their next click,
     and every remembered sign-in. Audited as ``sessions_ended``."""
     user = user_store.get_user(session, user_id=user_id)

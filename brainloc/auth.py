@@ -73,7 +73,7 @@ class CurrentUser:
     def signed_in_still(self, signed_in_at: datetime | None) -> bool:
         """Whether a browser session that signed in at ``signed_in_at`` (None: unknown) may
         go on: not if the account's sign-ins were ended after it (a password change or reset,
-        two-step sign-in turned on or reset, "Sign out everywhere")."""
+        two-step sign-in turned on or reset, "End all other sessions")."""
         if self.sessions_ended_at is None:
             return True
         return signed_in_at is not None and signed_in_at > self.sessions_ended_at

@@ -116,7 +116,7 @@ class User(SQLModel, table=True):
     sessions_revoked_at: datetime | None = _ts(nullable=True)
     # Every sign-in made before this moment ends, live browser sessions included, not only
     # remembered ones: set when the password is changed or reset, when two-step sign-in is
-    # turned on or reset, and by "Sign out everywhere" (:func:`brainloc.accounts.end_sign_ins`).
+    # turned on or reset, and by "End all other sessions" (:func:`brainloc.accounts.end_sign_ins`).
     sessions_ended_at: datetime | None = _ts(nullable=True)
     # Set when someone other than the user chose the password (the demo command's generated
     # one); until the user picks their own, every page but the Account page refuses them.

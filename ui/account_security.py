@@ -1,24 +1,24 @@
 """The Account page's "Sign-ins and account changes" section: the account's own security
-record and "Sign out everywhere" (rules and queries in :mod:`brainloc.account_security`)."""
+record and "End all other sessions" (rules and queries in :mod:`brainloc.account_security`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from brainloc.account_security import security_events, sign_out_everywhere
+from brainloc.account_security import end_other_sessions, security_events
 from brainloc.auth import CurrentUser
 from db.engine import session_scope
 from ui.auth import keep_this_session, renew_cookie
 
-#: One-shot: the result of "Sign out everywhere", and this browser's cookie to renew.
-ENDED_KEY = "_security_signed_out_everywhere"
+#: One-shot: the result of "End all other sessions", and this browser's cookie to renew.
+ENDED_KEY = "_security_other_sessions_ended"
 SHOWN = 20
 
 
-def _sign_out_everywhere(user_id: int) -> None:
+def _end_other_sessions(user_id: int) -> None:
     with session_scope() as session:
-        sign_out_everywhere(session, user_id=user_id)
+        end_other_sessions(session, user_id=user_id)
     keep_this_session()
     st.session_state[ENDED_KEY] = True
 
@@ -32,7 +32,7 @@ def render_security_section(user: CurrentUser) -> None:
         st.warning(
             "Marked below: a sign-in with your **right password but a wrong two-step code**, or "
             "a lockout after repeated failures. If that was not you, someone may know your "
-            "password: change it above, and press **Sign out everywhere**.",
+            "password: change it above, and press **End all other sessions**.",
             icon=":material/warning:",
         )
     frame = pd.DataFrame(
@@ -49,9 +49,9 @@ def render_security_section(user: CurrentUser) -> None:
         renew_cookie()
         st.success("Every other sign-in of this account has ended; this browser stays signed in.")
     st.button(
-        "Sign out everywhere",
-        key="security_sign_out_everywhere",
-        on_click=_sign_out_everywhere,
+        "End all other sessions",
+        key="security_end_other_sessions",
+        on_click=_end_other_sessions,
         args=(user.id,),
         help="Ends this account's sessions in every other browser (at their next click) and "
         "every remembered sign-in. This browser stays signed in.",

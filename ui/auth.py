@@ -113,7 +113,7 @@ def _session_started(user_id: int | None) -> None:
 
 def keep_this_session() -> None:
     """After this session ended the account's other sign-ins (a password change, two-step
-    sign-in turned on, "Sign out everywhere"): it goes on as if signed in just now. Call in
+    sign-in turned on, "End all other sessions"): it goes on as if signed in just now. Call in
     the action's callback, before the next run checks the session; then :func:`renew_cookie`
     in the page gives this browser a cookie the cut-off does not refuse."""
     st.session_state[SIGNED_IN_AT_KEY] = utc_now()

@@ -46,7 +46,7 @@ def current_user() -> CurrentUser | None:
     """The signed-in user, re-read from the database (so status changes apply at once).
 
     A session whose sign-ins were ended after it signed in (a password change or reset
-    elsewhere, "Sign out everywhere") is signed out here, at its next interaction.
+    elsewhere, "End all other sessions") is signed out here, at its next interaction.
     """
     user_id = st.session_state.get(USER_ID_KEY)
     if user_id is None:

@@ -363,8 +363,8 @@ def test_the_owner_reads_their_own_security_record_only(make_account):
     assert admins == []
 
 
-def test_sign_out_everywhere_ends_older_sessions_and_keeps_later_ones(make_account):
-    from brainloc.account_security import security_events, sign_out_everywhere
+def test_end_other_sessions_ends_older_sessions_and_keeps_later_ones(make_account):
+    from brainloc.account_security import end_other_sessions, security_events
 
     alice = make_account("alice")
     clock = Clock()
@@ -372,7 +372,7 @@ def test_sign_out_everywhere_ends_older_sessions_and_keeps_later_ones(make_accou
         before = load_current_user(session, user_id=alice.id)
     assert before.signed_in_still(None) and before.signed_in_still(START)
     with session_scope() as session:
-        sign_out_everywhere(session, user_id=alice.id, clock=clock)
+        end_other_sessions(session, user_id=alice.id, clock=clock)
         after = load_current_user(session, user_id=alice.id)
         (event,) = security_events(session, user_id=alice.id)
     assert after.sessions_ended_at == START
@@ -380,6 +380,6 @@ def test_sign_out_everywhere_ends_older_sessions_and_keeps_later_ones(make_accou
     assert not after.signed_in_still(START - timedelta(hours=1))
     assert not after.signed_in_still(START)
     assert after.signed_in_still(START + timedelta(seconds=1))
-    assert event.description == "Signed out everywhere"
+    assert event.description == "Ended all other sessions"
     # Remembered sign-ins end too.
     assert _user(alice.id).sessions_revoked_at == START

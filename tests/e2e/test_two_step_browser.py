@@ -3,7 +3,9 @@ of administrators (``BRAINLOC_REQUIRE_TWO_STEP=admins``) meets it.
 
 The administrator's first sign-in opens only the Account page; they scan the QR code (here:
 read the key shown beside it, as an authenticator app would), confirm a code, save the
-recovery codes, and get their menu. A reload keeps them signed in (the cookie is renewed).
+recovery codes, and get their menu. Their session on a second computer, signed in with the
+password alone, ends at its next click; a reload keeps the first signed in (its cookie is
+renewed).
 After signing out, the password alone no longer signs in: a wrong code is refused, a recovery
 code works once, and the app's code works.
 """
@@ -20,6 +22,7 @@ from tests.e2e.browser import (
     open_app,
     outside_requests,
     record_requests,
+    sign_in,
     sign_out,
     wait_idle,
 )
@@ -66,6 +69,14 @@ def test_an_administrator_sets_up_and_uses_two_step_sign_in(app_server, browser)
         timeout=UI_TIMEOUT_MS
     )
     expect(page.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
+    # The same administrator is signed in on a second computer, with the password alone.
+    other_context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    other = other_context.new_page()
+    open_app(other, server.url)
+    sign_in(other, *ADMIN_LOGIN)
+    expect(other.get_by_role("button", name="Set up two-step sign-in")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
     wait_idle(page)
     page.get_by_role("button", name="Set up two-step sign-in").click()
     expect(page.locator("[data-testid='stImage'] img")).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -85,6 +96,17 @@ def test_an_administrator_sets_up_and_uses_two_step_sign_in(app_server, browser)
         0, timeout=UI_TIMEOUT_MS
     )
     expect(page.get_by_role("link", name="Admin", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    # The second computer's session, signed in with the password alone, ends at its next click.
+    wait_idle(other)
+    other.get_by_role("button", name="Set up two-step sign-in").click()
+    expect(other.get_by_text("You were signed out")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(other.get_by_role("button", name="Sign out")).to_have_count(0)
+    other.reload()  # and its remembered sign-in is refused
+    wait_idle(other)
+    expect(other.get_by_role("textbox", name="Username")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(other.get_by_role("button", name="Sign out")).to_have_count(0)
+    other_context.close()
 
     # Turning it on ended the password-only sign-ins and renewed this browser's: a reload
     # stays signed in.

@@ -184,7 +184,7 @@ def _on_sign_in_page(at: AppTest) -> bool:
     return [w.key for w in at.text_input] == ["login_username", "login_password"]
 
 
-@pytest.mark.parametrize("how", ["password change", "sign out everywhere", "admin reset"])
+@pytest.mark.parametrize("how", ["password change", "end all other sessions", "admin reset"])
 def test_ending_sign_ins_signs_out_other_open_sessions(open_app, make_account, how):
     admin = make_account("root", role="admin")
     alice = make_account("alice")
@@ -196,8 +196,8 @@ def test_ending_sign_ins_signs_out_other_open_sessions(open_app, make_account, h
         here.text_input(key="pw_new").input("alice-chose-another")
         here.text_input(key="pw_repeat").input("alice-chose-another")
         here.button(key="pw_submit").click().run()
-    elif how == "sign out everywhere":
-        here.button(key="security_sign_out_everywhere").click().run()
+    elif how == "end all other sessions":
+        here.button(key="security_end_other_sessions").click().run()
         assert "Every other sign-in of this account has ended" in here.success[-1].value
     else:
         with session_scope() as session:
@@ -216,7 +216,7 @@ def test_ending_sign_ins_signs_out_other_open_sessions(open_app, make_account, h
     else:
         assert _signed_in(here) == alice.id and _titles(here) == ["Account"]
         assert any(
-            event.description in ("Password changed", "Signed out everywhere")
+            event.description in ("Password changed", "Ended all other sessions")
             for event in _security(alice.id)
         )
 
