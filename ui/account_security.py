@@ -39,7 +39,7 @@ def render_security_section(user: CurrentUser) -> None:
         {
             "When (UTC)": [event.at.strftime("%Y-%m-%d %H:%M:%S") for event in events],
             "What": [event.description for event in events],
-            "": ["⚠" if event.alert else "" for event in events],
+            "Flag": ["⚠" if event.alert else "" for event in events],
         }
     )
     st.dataframe(frame, hide_index=True, key="security_events")
