@@ -136,8 +136,8 @@ def _issue_one_time_password(
 ) -> tuple[User, str]:
     """Give ``user`` a new generated password they must replace at their next sign-in.
 
-    Their remembered sign-ins end, and a lockout ends too: failed attempts before the reset
-    no longer count towards the next one (``check_login`` counts failures after
+    Their sessions and remembered sign-ins end, and a lockout ends too: failed attempts before
+    the reset no longer count towards the next one (``check_login`` counts failures after
     ``locked_until``). The password itself is returned once and stored only as its hash.
     """
     now = clock()

@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="give an account a one-time password (for a forgotten password)",
         description=(
             "Replace an account's password with a generated one-time password and print it. "
-            "The account's remembered sign-ins end, a lockout is lifted, and the owner must "
-            "choose their own password at the next sign-in. Pass it on in person or by "
+            "The account's sessions and remembered sign-ins end, a lockout is lifted, and the "
+            "owner must choose their own password at the next sign-in. Pass it on in person or by "
             "calling back a known number."
         ),
     )
@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="turn an account's two-step sign-in off (a lost phone and lost recovery codes)",
         description=(
             "Turn an account's two-step sign-in off, after confirming that the person asking "
-            "owns it. The account's remembered sign-ins end; its password alone signs it in "
+            "owns it. The account's sessions and remembered sign-ins end; its password alone "
+            "signs it in "
             "until two-step sign-in is set up again."
         ),
     )
@@ -132,7 +133,7 @@ def run_reset_password(args: argparse.Namespace) -> int:
             username = user.username
     except AccountError as error:
         return _refused(error)
-    print(f"Password of '{username}' reset; its remembered sign-ins have ended.")
+    print(f"Password of '{username}' reset; its sessions and remembered sign-ins have ended.")
     print(f"One-time password: {password}")
     print("The account must choose its own password at the next sign-in.")
     return 0
@@ -147,6 +148,6 @@ def run_reset_two_step(args: argparse.Namespace) -> int:
             username = reset_from_console(session, username=args.username).username
     except AccountError as error:
         return _refused(error)
-    print(f"Two-step sign-in of '{username}' is off; its remembered sign-ins have ended.")
+    print(f"Two-step sign-in of '{username}' is off; its sessions and remembered sign-ins ended.")
     print("Its password alone signs it in until it is set up again on the Account page.")
     return 0

@@ -8,7 +8,7 @@ Rules, all enforced here (pure logic over :mod:`db`, no Streamlit):
 
 * **Turning it on** needs a code from the app, so nobody locks themselves out with a secret
   their phone never stored. Until then nothing is saved. Turning it on ends the account's
-  remembered sign-ins in other browsers (they signed in with the password alone) and returns
+  other sessions and remembered sign-ins (they signed in with the password alone) and returns
   ten **recovery codes**, shown once and stored only as SHA-256 digests; each works once,
   instead of a code, for a lost phone.
 * **Signing in**: :func:`brainloc.accounts.check_login` accepts the password and asks for the
@@ -365,7 +365,8 @@ def reset_by_admin(
     session: Session, *, admin_id: int, user_id: int, clock: Clock = utc_now
 ) -> User:
     """An administrator turns another account's two-step sign-in off (a lost phone and lost
-    recovery codes), after confirming who asks; the account's remembered sign-ins end. If the
+    recovery codes), after confirming who asks; the account's sessions and remembered sign-ins
+    end. If the
     clinic requires two-step sign-in, the owner sets it up again at the next sign-in."""
     admin = require_admin(session, admin_id)
     user = other_account(

@@ -58,7 +58,7 @@ def _reset_two_step(user_id: int, username: str, confirm_key: str) -> None:
     else:
         st.session_state[RESULT_KEY] = (
             "ok",
-            f"{username}: two-step sign-in is off and their remembered sign-ins have ended. "
+            f"{username}: two-step sign-in is off and their sessions have ended. "
             "Their password alone signs them in until they set it up again.",
         )
 
@@ -69,7 +69,7 @@ def _hide_password() -> None:
 
 def _show_one_time_password(username: str, password: str) -> None:
     st.success(
-        f"{username}: password reset. Their remembered sign-ins have ended and a lockout is "
+        f"{username}: password reset. Their sessions have ended and a lockout is "
         "lifted; they must choose their own password at the next sign-in."
     )
     st.code(password, language=None)
@@ -166,7 +166,7 @@ else:
             key="admin_reset_two_step",
             disabled=not confirmed,
             help="For someone who lost both their phone and their recovery codes. Their "
-            "remembered sign-ins end; they can set it up again on the Account page (and must, "
+            "sessions end; they can set it up again on the Account page (and must, "
             "where this BrainLoc requires it).",
             on_click=_reset_two_step,
             args=(target.id, target.username, confirm_key),
