@@ -44,6 +44,13 @@ def _enable_earlier(user) -> tuple[str, list[str]]:
     return enrolment.secret, codes
 
 
+def _password_step(at: AppTest, username: str = "alice") -> AppTest:
+    """Submit the sign-in form with the right password."""
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(TEST_PASSWORD)
+    return at.button(key="login_submit").click().run()
+
+
 def _stored(user_id: int):
     with session_scope() as session:
         return user_store.get_user(session, user_id=user_id)
@@ -83,9 +90,7 @@ def test_sign_in_asks_for_the_code_after_the_password(open_app, make_account):
     alice = make_account("alice")
     secret, recovery = _enable_earlier(alice)
     at = open_app()
-    at.text_input(key="login_username").input("alice")
-    at.text_input(key="login_password").input(TEST_PASSWORD)
-    at.button(key="login_submit").click().run()
+    _password_step(at)
     assert not at.exception
     # The password was right, but nobody is signed in yet: the code form is shown.
     assert _signed_in(at) is None
@@ -108,14 +113,10 @@ def test_back_to_the_password_and_a_recovery_code(open_app, make_account):
     alice = make_account("alice")
     _, recovery = _enable_earlier(alice)
     at = open_app()
-    at.text_input(key="login_username").input("alice")
-    at.text_input(key="login_password").input(TEST_PASSWORD)
-    at.button(key="login_submit").click().run()
+    _password_step(at)
     at.button(key="two_step_cancel").click().run()
     assert [w.key for w in at.text_input] == ["login_username", "login_password"]
-    at.text_input(key="login_username").input("alice")
-    at.text_input(key="login_password").input(TEST_PASSWORD)
-    at.button(key="login_submit").click().run()
+    _password_step(at)
     at.text_input(key="two_step_code").input(recovery[0])
     at.button(key="two_step_submit").click().run()
     assert at.session_state[USER_ID_KEY] == alice.id
