@@ -16,6 +16,7 @@ from db.engine import session_scope
 from db.models import ROLE_ADMIN, STATUSES
 from db.types import utc_now
 from ui.guard import require_user
+from ui.state import deferred_guard
 
 admin = require_user(roles=(ROLE_ADMIN,))
 
@@ -207,8 +208,13 @@ st.caption(f"{matching} event(s) match; {shown}.")
 st.dataframe(audit_frame(events, names), hide_index=True, key="admin_audit_table")
 
 
+still_signed_in = deferred_guard(roles=(ROLE_ADMIN,))
+
+
 def _export() -> bytes:
-    """Every matching event as CSV, built when the button is pressed, and audited."""
+    """Every matching event as CSV, built when the button is pressed (if this session is still
+    signed in then), and audited."""
+    still_signed_in()
     with session_scope() as session:
         rows = audit.list_events(session, **audit_filter.query(), limit=EXPORT_LIMIT)
         audit.record_event(

@@ -19,6 +19,7 @@ from ui.case_view import render_case
 from ui.followup import render_comparison
 from ui.guard import require_user
 from ui.notes import render_notes
+from ui.state import deferred_guard
 
 user = require_user()
 
@@ -71,13 +72,16 @@ def _pick(current: int | None) -> int | None:
     return chosen
 
 
-def _nifti(case) -> bytes:
-    """The whole case as NIfTI, built when the button is pressed; audited."""
+def _nifti(case, still_signed_in) -> bytes:
+    """The whole case as NIfTI, built when the button is pressed (if this session is still
+    signed in then); audited."""
+    still_signed_in()
     _audit(case.id, Action.DOWNLOAD, what="nifti_zip")
     return nifti_zip(case)
 
 
 def _downloads(case, shown) -> None:
+    guard = deferred_guard()
     mask = case.slices[shown.index].mask
     safe = f"case{case.id}_slice{shown.index}"
     left, right, volume = st.columns(3)
@@ -104,7 +108,7 @@ def _downloads(case, shown) -> None:
     problem = export_problem(case)
     volume.download_button(
         "Download the case (NIfTI)",
-        data=lambda: _nifti(case),
+        data=lambda: _nifti(case, guard),
         file_name=f"{safe_stem(case)}_nifti.zip",
         mime="application/zip",
         disabled=problem is not None,

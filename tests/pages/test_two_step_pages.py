@@ -227,3 +227,55 @@ def _security(user_id: int):
 
     with session_scope() as session:
         return security_events(session, user_id=user_id)
+
+
+@pytest.fixture
+def deferred_downloads(monkeypatch):
+    """The callables of the downloads built when their button is pressed, as the pages
+    register them with Streamlit (recorded on their way to Streamlit's own media manager)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    recorded = {}
+    register = MediaFileManager.add_deferred
+
+    def record(self, data_callable, mimetype, coordinates, file_name=None, element_id=None):
+        recorded[file_name] = data_callable
+        return register(
+            self, data_callable, mimetype, coordinates, file_name=file_name, element_id=element_id
+        )
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record)
+    return recorded
+
+
+@pytest.mark.parametrize("page", ["case", "admin"])
+def test_a_download_built_later_needs_a_session_still_signed_in(
+    open_app, make_account, deferred_downloads, page
+):
+    from brainloc.account_security import end_other_sessions
+    from tests.db.clinical_factory import make_analysis
+    from ui.state import SessionEnded
+
+    alice = make_account("alice")
+    root = make_account("root", role="admin")
+    if page == "case":
+        with session_scope() as session:
+            analysis = make_analysis(session, alice.id, reference="LATER", probabilities=(0.9,))
+        at = open_app(alice)
+        at.query_params["id"] = str(analysis.id)
+        at.switch_page("pages/case.py").run()
+        owner = alice
+    else:
+        with session_scope() as session:  # an event to export
+            end_other_sessions(session, user_id=alice.id)
+        at = open_app(root)
+        owner = root
+    assert not at.exception
+    (build,) = (f for name, f in deferred_downloads.items() if name.endswith((".zip", ".csv")))
+    assert len(build()) > 100  # this session may download
+    # Someone ends the account's other sessions (a password change in another browser):
+    # the file is no longer built for this page, even without a rerun of it.
+    with session_scope() as session:
+        end_other_sessions(session, user_id=owner.id)
+    with pytest.raises(SessionEnded):
+        build()
