@@ -202,7 +202,10 @@ def _on_code_submit() -> None:
 
 def _on_code_cancel() -> None:
     st.session_state.pop(LOGIN_ERROR_KEY, None)
-    st.session_state.pop(TWO_STEP_PENDING_KEY, None)
+    pending = st.session_state.pop(TWO_STEP_PENDING_KEY, None)
+    if pending:
+        # The sign-in form was not on the page, so Streamlit forgot what was typed in it.
+        st.session_state["login_username"] = pending[1]
 
 
 def _render_code_form(error: str | None) -> None:

@@ -7,7 +7,9 @@ fragment that reruns on its own and renders nothing) checks how long ago that wa
 limit has passed it reruns the whole app, and :func:`expire_idle_session`, called by app.py
 before the sign-in handling, signs the session out as the sign-out button does (its
 remembered sign-ins are revoked, so a reload does not sign it in again) and the sign-in page
-says why. The timer's own runs are not activity.
+says why. The timer's own runs are not activity. The same timer also notices a session whose
+sign-in was ended elsewhere (a password change, "End all other sessions"; ``ui.state``) and
+reruns the app, which then shows the sign-in page, within one period even in an untouched tab.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import streamlit as st
 from brainloc.auth import record_logout
 from brainloc.settings import get_settings
 from db.engine import session_scope
-from ui.state import LOGOUT_PENDING_KEY, USER_ID_KEY
+from ui.state import LOGOUT_PENDING_KEY, USER_ID_KEY, current_user
 
 #: time.time() of the last run a person caused, while signed in.
 LAST_ACTIVITY_KEY = "_brainloc_last_activity"
@@ -27,6 +29,8 @@ LAST_ACTIVITY_KEY = "_brainloc_last_activity"
 TIMER_RUN_KEY = "_brainloc_idle_timer_run"
 #: Minutes of the limit that signed this session out; the sign-in page reads it.
 IDLE_NOTICE_KEY = "_brainloc_idle_signed_out"
+#: How often the timer looks when automatic sign-out is off (only for sessions ended elsewhere).
+SESSION_CHECK_SECONDS = 60.0
 
 
 def idle_limit_seconds() -> float | None:
@@ -75,16 +79,33 @@ def expire_idle_session() -> None:
     st.session_state.pop(IDLE_NOTICE_KEY, None)
 
 
-def render_idle_timer() -> None:
-    """Start the timer for a signed-in session (app.py, after the navigation)."""
-    limit = idle_limit_seconds()
-    if limit is None:
-        return
+def timer_should_rerun(
+    *, limit: float | None, last_activity: float | None, now: float, still_signed_in: bool
+) -> bool:
+    """Whether the timer reruns the whole app: the session has been idle past ``limit``, or
+    its sign-in was ended elsewhere (then the rerun shows the sign-in page, so a tab nobody
+    touches does not keep a patient's scan on screen after, say, a password change)."""
+    if not still_signed_in:
+        return True
+    return limit is not None and last_activity is not None and now - last_activity > limit
 
-    @st.fragment(run_every=timer_period_seconds(limit))
+
+def render_idle_timer() -> None:
+    """Start the timer for a signed-in session (app.py, after the navigation). With automatic
+    sign-out off it still looks every :data:`SESSION_CHECK_SECONDS` whether the session's
+    sign-in was ended elsewhere."""
+    limit = idle_limit_seconds()
+    period = timer_period_seconds(limit) if limit is not None else SESSION_CHECK_SECONDS
+
+    @st.fragment(run_every=period)
     def _idle_timer() -> None:
-        last = st.session_state.get(LAST_ACTIVITY_KEY)
-        if last is not None and time.time() - last > limit:
+        rerun = timer_should_rerun(
+            limit=limit,
+            last_activity=st.session_state.get(LAST_ACTIVITY_KEY),
+            now=time.time(),
+            still_signed_in=current_user() is not None,
+        )
+        if rerun:
             st.session_state[TIMER_RUN_KEY] = True
             st.rerun(scope="app")
 

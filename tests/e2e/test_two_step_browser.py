@@ -4,8 +4,8 @@ of administrators (``BRAINLOC_REQUIRE_TWO_STEP=admins``) meets it.
 The administrator's first sign-in opens only the Account page; they scan the QR code (here:
 read the key shown beside it, as an authenticator app would), confirm a code, save the
 recovery codes, and get their menu. Their session on a second computer, signed in with the
-password alone, ends at its next click; a reload keeps the first signed in (its cookie is
-renewed).
+password alone, ends within a minute although nobody touches it; a reload keeps the first
+signed in (its cookie is renewed).
 After signing out, the password alone no longer signs in: a wrong code is refused, a recovery
 code works once, and the app's code works.
 """
@@ -97,10 +97,9 @@ def test_an_administrator_sets_up_and_uses_two_step_sign_in(app_server, browser)
     )
     expect(page.get_by_role("link", name="Admin", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
 
-    # The second computer's session, signed in with the password alone, ends at its next click.
-    wait_idle(other)
-    other.get_by_role("button", name="Set up two-step sign-in").click()
-    expect(other.get_by_text("You were signed out")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # The second computer's session, signed in with the password alone, ends without anyone
+    # touching it: its sidebar timer (every 60 s at the default idle limit) finds it ended.
+    expect(other.get_by_text("You were signed out")).to_be_visible(timeout=90_000)
     expect(other.get_by_role("button", name="Sign out")).to_have_count(0)
     other.reload()  # and its remembered sign-in is refused
     wait_idle(other)

@@ -116,6 +116,7 @@ def test_back_to_the_password_and_a_recovery_code(open_app, make_account):
     _password_step(at)
     at.button(key="two_step_cancel").click().run()
     assert [w.key for w in at.text_input] == ["login_username", "login_password"]
+    assert at.text_input(key="login_username").value == "alice"  # kept for the next try
     _password_step(at)
     at.text_input(key="two_step_code").input(recovery[0])
     at.button(key="two_step_submit").click().run()
@@ -279,3 +280,17 @@ def test_a_download_built_later_needs_a_session_still_signed_in(
         end_other_sessions(session, user_id=owner.id)
     with pytest.raises(SessionEnded):
         build()
+
+
+def test_the_timer_reruns_an_untouched_session_that_was_ended_or_idle():
+    from ui.idle import timer_should_rerun
+
+    def rerun(limit, idle_for, still):
+        return timer_should_rerun(
+            limit=limit, last_activity=1000.0, now=1000.0 + idle_for, still_signed_in=still
+        )
+
+    assert not rerun(1800, 60, True)  # active and still signed in: nothing happens
+    assert rerun(1800, 60, False)  # ended elsewhere: the sign-in page, without a click
+    assert rerun(1800, 1801, True)  # idle past the limit
+    assert rerun(None, 60, False) and not rerun(None, 10**6, True)  # idle sign-out off
