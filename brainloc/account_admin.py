@@ -12,11 +12,12 @@ from brainloc.accounts import (
     AccountError,
     Clock,
     end_sign_ins,
+    existing_user,
     hash_password,
-    normalise_username,
     one_time_password,
     password_problems,
     save_with_event,
+    user_named,
     verify_password,
 )
 from db import users as user_store
@@ -54,9 +55,7 @@ def require_admin(session: Session, admin_id: int) -> User:
 
 def other_account(session: Session, admin: User, user_id: int, *, own: str) -> User:
     """The account an administrator acts on; refused (``own`` says why) when it is their own."""
-    user = user_store.get_user(session, user_id=user_id)
-    if user is None:
-        raise AccountError({"user": "That account does not exist."})
+    user = existing_user(session, user_id=user_id)
     if user.id == admin.id:
         raise AccountError({"user": own})
     return user
@@ -109,9 +108,7 @@ def change_password(
     This also lifts ``must_change_password``: the password is now one the user chose.
     Remembered sign-ins on other browsers stop working (their cookies predate the change).
     """
-    user = user_store.get_user(session, user_id=user_id)
-    if user is None:
-        raise AccountError({"user": "That account does not exist."})
+    user = existing_user(session, user_id=user_id)
     if not verify_password(current_password, user.password_hash):
         raise AccountError({"current_password": "The current password is wrong."})
     problems = password_problems(
@@ -176,9 +173,7 @@ def reset_password_from_console(
 ) -> tuple[User, str]:
     """The server's operator resets any account's password, including the last
     administrator's (``python -m brainloc reset-password``); audited with no acting user."""
-    user = user_store.get_user_by_username(session, username=normalise_username(username))
-    if user is None:
-        raise AccountError({"username": f"There is no account named '{username}'."})
+    user = user_named(session, username=username)
     return _issue_one_time_password(
         session, user=user, actor_id=None, via="command line", clock=clock
     )

@@ -16,9 +16,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from brainloc.accounts import AccountError, Clock, end_sign_ins, save_with_event
+from brainloc.accounts import Clock, end_sign_ins, existing_user, save_with_event
 from db import audit
-from db import users as user_store
 from db.audit import TARGET_USER, Action
 from db.models import AuditEvent, User
 from db.types import utc_now
@@ -115,9 +114,7 @@ def security_events(session: Session, *, user_id: int, limit: int = 20) -> list[
 def end_other_sessions(session: Session, *, user_id: int, clock: Clock = utc_now) -> User:
     """End every sign-in of the account: other browsers' open sessions at their next click,
     and every remembered sign-in. Audited as ``sessions_ended``."""
-    user = user_store.get_user(session, user_id=user_id)
-    if user is None:
-        raise AccountError({"user": "That account does not exist."})
+    user = existing_user(session, user_id=user_id)
     now = clock()
     end_sign_ins(user, at=now)
     return save_with_event(

@@ -69,6 +69,11 @@ class AccountError(ValueError):
         self.errors = dict(errors)
         super().__init__("; ".join(self.errors.values()))
 
+    @property
+    def message(self) -> str:
+        """Every message in one line, for a page that shows the refusal in one box."""
+        return " ".join(self.errors.values())
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -182,6 +187,23 @@ def _guessability_problems(password: str, *, username: str, email: str) -> list[
     advice = " ".join(part for part in (feedback["warning"], *feedback["suggestions"]) if part)
     message = "This password is too easy to guess."
     return [f"{message} {advice}" if advice else message]
+
+
+def existing_user(session: Session, *, user_id: int) -> User:
+    """The account with ``user_id``; refused with a message when it does not exist."""
+    user = user_store.get_user(session, user_id=user_id)
+    if user is None:
+        raise AccountError({"user": "That account does not exist."})
+    return user
+
+
+def user_named(session: Session, *, username: str) -> User:
+    """The account named ``username`` (any case, as typed on a command line); refused with a
+    message when there is none."""
+    user = user_store.get_user_by_username(session, username=normalise_username(username))
+    if user is None:
+        raise AccountError({"username": f"There is no account named '{username}'."})
+    return user
 
 
 def end_sign_ins(user: User, *, at: datetime) -> None:
@@ -348,15 +370,18 @@ def check_login(
         # Nothing is recorded yet: the sign-in is decided (and audited) by the second step.
         return LoginResult(ok=True, user_id=user.id, second_step=True)
     if ok:
-        user.last_login_at = now
-        user.locked_until = None
-        save_with_event(
-            session, user=user, action=Action.LOGIN, actor_id=user.id, at=now,
-            detail={"method": "password"},
-        )  # fmt: skip
-        return LoginResult(ok=True, user_id=user.id)
+        return record_sign_in(session, user=user, at=now, detail={"method": "password"})
     locked_now = record_login_failure(session, user=user, at=now, reason="wrong password")
     return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=locked_now)
+
+
+def record_sign_in(session: Session, *, user: User, at: datetime, detail: dict) -> LoginResult:
+    """Sign ``user`` in at ``at``: the last sign-in time, any (expired) lock cleared, and a
+    ``login`` event whose ``detail`` says how (``{"method": "password"}`` …)."""
+    user.last_login_at = at
+    user.locked_until = None
+    save_with_event(session, user=user, action=Action.LOGIN, actor_id=user.id, at=at, detail=detail)
+    return LoginResult(ok=True, user_id=user.id)
 
 
 def record_login_failure(session: Session, *, user: User, at: datetime, reason: str) -> bool:

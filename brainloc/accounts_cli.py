@@ -23,6 +23,10 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlmodel import Session
 
 from brainloc.account_admin import reset_password_from_console
 from brainloc.accounts import AccountError, create_admin
@@ -32,6 +36,7 @@ from db.engine import session_scope
 from db.migrate import upgrade_head
 
 PASSWORD_ENV = "BRAINLOC_ADMIN_PASSWORD"
+T = TypeVar("T")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,23 +105,33 @@ def _refused(error: AccountError) -> int:
     return 2
 
 
+def _on_database(change: Callable[[Session], T]) -> T:
+    """Run ``change`` in one transaction on the configured database, migrated first, and
+    return its result (rows stay readable afterwards); an :class:`AccountError` it raises
+    rolls everything back and propagates."""
+    settings = get_settings()
+    upgrade_head(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        return change(session)
+
+
 def run_create_admin(args: argparse.Namespace) -> int:
     """Create the administrator; 0 on success, 2 with a message on stderr otherwise."""
     password = _read_password()
     if password is None:
         return 2
-    settings = get_settings()
-    upgrade_head(settings.database_url)
     try:
-        with session_scope(settings.database_url) as session:
-            user = create_admin(
-                session,
-                username=args.username,
-                email=args.email,
-                password=password,
-                full_name=args.full_name,
+        username = _on_database(
+            lambda session: (
+                create_admin(
+                    session,
+                    username=args.username,
+                    email=args.email,
+                    password=password,
+                    full_name=args.full_name,
+                ).username
             )
-            username = user.username
+        )
     except AccountError as error:
         return _refused(error)
     print(f"Created administrator '{username}'. Sign in at the app's login page.")
@@ -125,15 +140,13 @@ def run_create_admin(args: argparse.Namespace) -> int:
 
 def run_reset_password(args: argparse.Namespace) -> int:
     """Reset the password; 0 and the one-time password on stdout, or 2 with a message."""
-    settings = get_settings()
-    upgrade_head(settings.database_url)
     try:
-        with session_scope(settings.database_url) as session:
-            user, password = reset_password_from_console(session, username=args.username)
-            username = user.username
+        user, password = _on_database(
+            lambda session: reset_password_from_console(session, username=args.username)
+        )
     except AccountError as error:
         return _refused(error)
-    print(f"Password of '{username}' reset; its sessions and remembered sign-ins have ended.")
+    print(f"Password of '{user.username}' reset; its sessions and remembered sign-ins have ended.")
     print(f"One-time password: {password}")
     print("The account must choose its own password at the next sign-in.")
     return 0
@@ -141,11 +154,10 @@ def run_reset_password(args: argparse.Namespace) -> int:
 
 def run_reset_two_step(args: argparse.Namespace) -> int:
     """Turn two-step sign-in off; 0 on success, or 2 with a message on stderr."""
-    settings = get_settings()
-    upgrade_head(settings.database_url)
     try:
-        with session_scope(settings.database_url) as session:
-            username = reset_from_console(session, username=args.username).username
+        username = _on_database(
+            lambda session: reset_from_console(session, username=args.username).username
+        )
     except AccountError as error:
         return _refused(error)
     print(f"Two-step sign-in of '{username}' is off; its sessions and remembered sign-ins ended.")

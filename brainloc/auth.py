@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from brainloc.accounts import Clock, LoginResult, save_with_event
+from brainloc.accounts import Clock, LoginResult, record_sign_in, save_with_event
 from brainloc.settings import Settings, get_settings
 from db import users as user_store
 from db.audit import Action
@@ -209,12 +209,8 @@ def user_from_cookie(
         return LoginResult(ok=False, message="sign-in cookie was revoked")
     if user.locked_until is not None and now < user.locked_until:
         return LoginResult(ok=False, message="account is locked")
-    user.last_login_at = now
-    save_with_event(
-        session, user=user, action=Action.LOGIN, actor_id=user.id, at=now,
-        detail={"method": "cookie"},
-    )  # fmt: skip
-    return LoginResult(ok=True, user_id=user.id)
+    # Reached only when no lock holds, so clearing the lock changes nothing here.
+    return record_sign_in(session, user=user, at=now, detail={"method": "cookie"})
 
 
 def record_logout(

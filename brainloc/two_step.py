@@ -49,10 +49,12 @@ from brainloc.accounts import (
     Clock,
     LoginResult,
     end_sign_ins,
-    normalise_username,
+    existing_user,
     one_time_password,
     record_login_failure,
+    record_sign_in,
     save_with_event,
+    user_named,
     verify_password,
 )
 from db import users as user_store
@@ -180,13 +182,6 @@ def _accept(user: User, code: str, *, at: datetime) -> str | None:
     return None
 
 
-def _user(session: Session, user_id: int) -> User:
-    user = user_store.get_user(session, user_id=user_id)
-    if user is None:
-        raise AccountError({"user": "That account does not exist."})
-    return user
-
-
 def _wrong_code(session: Session, *, user: User, at: datetime) -> NoReturn:
     """Refuse a wrong code typed on the Account page. It counts as a failed sign-in, so codes
     cannot be guessed there faster than at sign-in; the caller must commit the refusal's
@@ -221,7 +216,7 @@ class TwoStepStatus:
 
 def status(session: Session, *, user_id: int) -> TwoStepStatus:
     """The account's two-step sign-in: since when it is on, and its unused recovery codes."""
-    user = _user(session, user_id)
+    user = existing_user(session, user_id=user_id)
     if not user.totp_secret:
         return TwoStepStatus(enabled_at=None, recovery_codes_left=0)
     return TwoStepStatus(
@@ -234,7 +229,7 @@ def enable(
 ) -> list[str]:
     """Turn two-step sign-in on with ``enrolment``'s secret once ``code`` proves the app has
     it; returns the ten recovery codes (shown once). Nothing is saved when it is refused."""
-    user = _user(session, user_id)
+    user = existing_user(session, user_id=user_id)
     if user.totp_secret:
         raise AccountError({"code": "Two-step sign-in is already on for this account."})
     if enrolment.username != user.username:
@@ -266,7 +261,7 @@ def disable(
 ) -> User:
     """The user turns two-step sign-in off, with their password and a code (or a recovery
     code); audited. Refused with a message when either is wrong; nothing changes then."""
-    user = _user(session, user_id)
+    user = existing_user(session, user_id=user_id)
     if not user.totp_secret:
         raise AccountError({"code": "Two-step sign-in is not on for this account."})
     now = clock()
@@ -288,7 +283,7 @@ def renew_recovery_codes(
 ) -> list[str]:
     """Replace every recovery code with ten new ones, after a code from the app; audited.
     The old codes stop working."""
-    user = _user(session, user_id)
+    user = existing_user(session, user_id=user_id)
     if not user.totp_secret:
         raise AccountError({"code": "Two-step sign-in is not on for this account."})
     now = clock()
@@ -337,15 +332,10 @@ def check_second_step(
                 ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=True, start_over=True
             )
         return LoginResult(ok=False, message=WRONG_SIGN_IN_CODE)
-    user.last_login_at = now
-    user.locked_until = None
     detail: dict[str, object] = {"method": f"password+{kind}"}
     if kind == "recovery code":
         detail["recovery_codes_left"] = recovery_codes_left(user)
-    save_with_event(
-        session, user=user, action=Action.LOGIN, actor_id=user.id, at=now, detail=detail
-    )
-    return LoginResult(ok=True, user_id=user.id)
+    return record_sign_in(session, user=user, at=now, detail=detail)
 
 
 def _reset(session: Session, *, user: User, actor_id: int | None, via: str, clock: Clock) -> User:
@@ -378,7 +368,5 @@ def reset_by_admin(
 def reset_from_console(session: Session, *, username: str, clock: Clock = utc_now) -> User:
     """The server's operator turns any account's two-step sign-in off, the only
     administrator's included (``python -m brainloc reset-two-step``)."""
-    user = user_store.get_user_by_username(session, username=normalise_username(username))
-    if user is None:
-        raise AccountError({"username": f"There is no account named '{username}'."})
+    user = user_named(session, username=username)
     return _reset(session, user=user, actor_id=None, via="command line", clock=clock)

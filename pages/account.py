@@ -33,7 +33,7 @@ def _submit() -> None:
                 new_password_repeat=state.get("pw_repeat", ""),
             )
     except AccountError as error:
-        state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+        state[RESULT_KEY] = ("error", error.message)
     else:
         state[RESULT_KEY] = ("ok", "Password changed. Other browsers will have to sign in again.")
         state[RENEW_KEY] = True

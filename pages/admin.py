@@ -32,7 +32,7 @@ def _decide(user_id: int, decision: str, username: str) -> None:
         with session_scope() as session:
             decide(session, admin_id=admin.id, user_id=user_id, decision=decision)
     except AccountError as error:
-        st.session_state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+        st.session_state[RESULT_KEY] = ("error", error.message)
     else:
         st.session_state[RESULT_KEY] = ("ok", f"{username}: {decision} done.")
 
@@ -43,7 +43,7 @@ def _reset(user_id: int, username: str, confirm_key: str) -> None:
         with session_scope() as session:
             _, password = reset_password(session, admin_id=admin.id, user_id=user_id)
     except AccountError as error:
-        st.session_state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+        st.session_state[RESULT_KEY] = ("error", error.message)
     else:
         # Held in this session's memory only until the next action or "Hide"; never stored.
         st.session_state[RESULT_KEY] = ("password", (username, password))
@@ -55,7 +55,7 @@ def _reset_two_step(user_id: int, username: str, confirm_key: str) -> None:
         with session_scope() as session:
             reset_by_admin(session, admin_id=admin.id, user_id=user_id)
     except AccountError as error:
-        st.session_state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+        st.session_state[RESULT_KEY] = ("error", error.message)
     else:
         st.session_state[RESULT_KEY] = (
             "ok",

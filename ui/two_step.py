@@ -35,7 +35,7 @@ def _run(action: Callable[[Session], object], *, ok: str) -> None:
         with session_scope() as session:
             codes = action(session)
     except AccountError as error:
-        st.session_state[RESULT_KEY] = ("error", " ".join(error.errors.values()))
+        st.session_state[RESULT_KEY] = ("error", error.message)
         return
     st.session_state[RESULT_KEY] = ("ok", ok)
     if isinstance(codes, list):
