@@ -2,7 +2,8 @@
 
 Pages never read these keys directly; they call :func:`ui.guard.require_user`, which returns
 the signed-in :class:`brainloc.auth.CurrentUser`. Tests sign a user in by setting
-``st.session_state[USER_ID_KEY] = user.id``.
+``st.session_state[USER_ID_KEY] = user.id`` and, for an account whose sign-ins were ended
+(``sessions_ended_at``), ``SIGNED_IN_AT_KEY`` to a later moment, as a sign-in does.
 """
 
 from __future__ import annotations
