@@ -16,6 +16,8 @@ from brainloc.accounts import (
     hash_password,
     one_time_password,
     password_problems,
+    refuse_counted,
+    refuse_while_locked,
     save_with_event,
     user_named,
     verify_password,
@@ -107,10 +109,17 @@ def change_password(
 
     This also lifts ``must_change_password``: the password is now one the user chose.
     Remembered sign-ins on other browsers stop working (their cookies predate the change).
+    A wrong current password counts as a failed sign-in towards the lockout, and a locked
+    account is refused, so a session left open is no place to guess the password.
     """
     user = existing_user(session, user_id=user_id)
+    now = clock()
+    refuse_while_locked(user, at=now, field="current_password")
     if not verify_password(current_password, user.password_hash):
-        raise AccountError({"current_password": "The current password is wrong."})
+        refuse_counted(
+            session, user=user, at=now, field="current_password",
+            message="The current password is wrong.", reason="wrong password",
+        )  # fmt: skip
     problems = password_problems(
         new_password, new_password_repeat, username=user.username, email=user.email
     )
@@ -118,7 +127,6 @@ def change_password(
         problems.append("The new password must differ from the current one.")
     if problems:
         raise AccountError({"new_password": " ".join(problems)})
-    now = clock()
     user.password_hash = hash_password(new_password)
     user.must_change_password = False
     user.updated_at = now

@@ -12,11 +12,12 @@ included (:func:`brainloc.accounts.end_sign_ins`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
 from brainloc.accounts import Clock, end_sign_ins, existing_user, save_with_event
+from brainloc.two_step import SECOND_STEP_MINUTES
 from db import audit
 from db.audit import TARGET_USER, Action
 from db.models import AuditEvent, User
@@ -25,6 +26,7 @@ from db.types import utc_now
 #: The actions the owner's security record lists.
 SECURITY_ACTIONS = (
     Action.LOGIN,
+    Action.SECOND_STEP_ASKED,
     Action.LOGIN_FAILED,
     Action.ACCOUNT_LOCKED,
     Action.LOGOUT,
@@ -49,6 +51,7 @@ _FAILURES = {
     "wrong password": "Sign-in refused: wrong password",
     "wrong two-step code": "Sign-in refused: right password, wrong two-step code",
     "wrong two-step code (account page)": "Wrong two-step code typed on the Account page",
+    "wrong password (account page)": "Wrong password typed on the Account page",
     "account locked": "Sign-in refused: the account was locked",
 }
 _BY = {"admin page": "by an administrator", "command line": "by the server's operator"}
@@ -69,7 +72,8 @@ class SecurityEvent:
 
     at: datetime
     description: str
-    #: A sign of someone else at work: their right password with a wrong code, or a lockout.
+    #: A sign of someone else at work: a right password with a wrong code or with no code at
+    #: all, or a lockout.
     alert: bool = False
 
 
@@ -102,13 +106,48 @@ def describe(event: AuditEvent) -> SecurityEvent:
     return SecurityEvent(at=event.created_at, description=text, alert=alert)
 
 
-def security_events(session: Session, *, user_id: int, limit: int = 20) -> list[SecurityEvent]:
+def _code_sign_in(event: AuditEvent) -> bool:
+    """A sign-in that finished a two-step sign-in (an app or recovery code after a password)."""
+    method = str((event.detail or {}).get("method", ""))
+    return event.action == Action.LOGIN and method.startswith("password+")
+
+
+def _password_without_code(
+    asked: AuditEvent, newer: list[AuditEvent], *, now: datetime
+) -> SecurityEvent | None:
+    """How a right password for two-step sign-in (``second_step_asked``) reads, given the
+    account's newer events: nothing when a sign-in followed within the code's time (the
+    sign-in's own line says it), waiting while that time lasts, else flagged, since whoever
+    typed it knows the password."""
+    deadline = asked.created_at + timedelta(minutes=SECOND_STEP_MINUTES)
+    if any(_code_sign_in(e) and asked.created_at <= e.created_at <= deadline for e in newer):
+        return None
+    if now <= deadline:
+        return SecurityEvent(asked.created_at, "Right password; waiting for the two-step code")
+    return SecurityEvent(
+        asked.created_at, "Right password, but no two-step code followed", alert=True
+    )
+
+
+def security_events(
+    session: Session, *, user_id: int, limit: int = 20, clock: Clock = utc_now
+) -> list[SecurityEvent]:
     """The newest ``limit`` security events of the account ``user_id`` (events whose target is
-    that account), newest first."""
+    that account), newest first. A right password followed by its code shows as the sign-in
+    alone; one that no code followed is flagged."""
     events = audit.list_events(
         session, actions=SECURITY_ACTIONS, target=(TARGET_USER, user_id), limit=limit
     )
-    return [describe(event) for event in events]
+    now = clock()
+    shown = []
+    for index, event in enumerate(events):
+        if event.action == Action.SECOND_STEP_ASKED:
+            line = _password_without_code(event, events[:index], now=now)
+            if line is not None:
+                shown.append(line)
+        else:
+            shown.append(describe(event))
+    return shown
 
 
 def end_other_sessions(session: Session, *, user_id: int, clock: Clock = utc_now) -> User:

@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 import bcrypt
 from sqlmodel import Session
@@ -189,12 +190,16 @@ def _guessability_problems(password: str, *, username: str, email: str) -> list[
     return [f"{message} {advice}" if advice else message]
 
 
-def existing_user(session: Session, *, user_id: int) -> User:
-    """The account with ``user_id``; refused with a message when it does not exist."""
-    user = user_store.get_user(session, user_id=user_id)
+def found_user(user: User | None) -> User:
+    """``user`` as read; refused with a message when no such account exists (None)."""
     if user is None:
         raise AccountError({"user": "That account does not exist."})
     return user
+
+
+def existing_user(session: Session, *, user_id: int) -> User:
+    """The account with ``user_id``; refused with a message when it does not exist."""
+    return found_user(user_store.get_user(session, user_id=user_id))
 
 
 def user_named(session: Session, *, username: str) -> User:
@@ -343,7 +348,8 @@ def check_login(
     its session as signed in. It is never called for unknown or locked accounts.
 
     For an account with two-step sign-in a right password gives ``second_step=True`` and
-    signs nobody in: :func:`brainloc.two_step.check_second_step` finishes (and audits) it.
+    signs nobody in (audited as ``second_step_asked``): :func:`brainloc.two_step.check_second_step`
+    finishes (and audits) it.
     """
     now = clock()
     name = normalise_username(username)
@@ -367,7 +373,12 @@ def check_login(
     else:
         ok = bool(verify(name, password))
     if ok and user.totp_secret:
-        # Nothing is recorded yet: the sign-in is decided (and audited) by the second step.
+        # Not signed in yet: the second step decides (and audits) the sign-in. The right
+        # password is recorded, so that its owner sees it when no code follows.
+        record_event(
+            session, action=Action.SECOND_STEP_ASKED, actor_id=user.id, at=now,
+            target_type=TARGET_USER, target_id=user.id,
+        )  # fmt: skip
         return LoginResult(ok=True, user_id=user.id, second_step=True)
     if ok:
         return record_sign_in(session, user=user, at=now, detail={"method": "password"})
@@ -407,3 +418,27 @@ def record_login_failure(session: Session, *, user: User, at: datetime, reason: 
         )  # fmt: skip
     user_store.save_user(session, user=user)
     return locked_now
+
+
+def refuse_while_locked(user: User, *, at: datetime, field: str) -> None:
+    """Refuse a password or code check of a signed-in user (the Account page) while the
+    account is locked, as the sign-in page would."""
+    if user.locked_until is not None and at < user.locked_until:
+        minutes = int(LOCK_DURATION.total_seconds() // 60)
+        raise AccountError(
+            {field: f"Too many wrong codes or passwords: try again in {minutes} minutes."}
+        )
+
+
+def refuse_counted(
+    session: Session, *, user: User, at: datetime, field: str, message: str, reason: str
+) -> NoReturn:
+    """Refuse a wrong password or two-step code typed by a signed-in user (the Account page).
+
+    It counts as a failed sign-in (``reason``, audited), so someone at a session left open
+    cannot guess the password or codes there faster than at the sign-in page. The record is
+    committed here, because ``session_scope`` rolls back on the :class:`AccountError`.
+    """
+    record_login_failure(session, user=user, at=at, reason=f"{reason} (account page)")
+    session.commit()
+    raise AccountError({field: message})

@@ -20,7 +20,7 @@ expires); :func:`brainloc.accounts.check_login` decides lockout from the databas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -181,6 +181,20 @@ def load_current_user(session: Session, *, user_id: int) -> CurrentUser | None:
     )
 
 
+def _issued_at(expires: float, lifetime_seconds: float) -> float:
+    """When a cookie expiring at ``expires`` (a Unix time) was issued.
+
+    The library dates its cookie in the server's local wall-clock time (``datetime.now() +
+    timedelta(days=…)``), so a cookie issued before a daylight-saving change really lives an
+    hour longer or shorter than its lifetime. Undoing the same local arithmetic gives the real
+    issue time; ``expires - lifetime`` would place it up to an hour late, and a cookie issued
+    shortly before a sign-out or password change would pass as newer. With the server in UTC
+    (the container) both are the same.
+    """
+    local_expiry = datetime.fromtimestamp(expires)  # naive, local, as the library made it
+    return (local_expiry - timedelta(seconds=lifetime_seconds)).timestamp()
+
+
 def user_from_cookie(
     session: Session,
     *,
@@ -203,7 +217,7 @@ def user_from_cookie(
     user = user_store.get_user_by_username(session, username=username) if username else None
     if user is None or expires <= now:
         return LoginResult(ok=False, message="expired or unknown sign-in cookie")
-    issued = expires.timestamp() - cookie.lifetime_seconds
+    issued = _issued_at(expires.timestamp(), cookie.lifetime_seconds)
     revoked = user.sessions_revoked_at
     if revoked is not None and issued <= revoked.timestamp():
         return LoginResult(ok=False, message="sign-in cookie was revoked")

@@ -34,9 +34,11 @@ import hashlib
 import hmac
 import io
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
 
 import pyotp
 import segno
@@ -50,9 +52,12 @@ from brainloc.accounts import (
     LoginResult,
     end_sign_ins,
     existing_user,
+    found_user,
     one_time_password,
     record_login_failure,
     record_sign_in,
+    refuse_counted,
+    refuse_while_locked,
     save_with_event,
     user_named,
     verify_password,
@@ -78,6 +83,8 @@ WRONG_CODE = (
     "for BrainLoc, before they change; if it keeps failing, check that the phone sets its "
     "clock automatically."
 )
+#: Shown for a wrong password when turning two-step sign-in off.
+WRONG_PASSWORD = "The password is wrong."
 #: Shown for a wrong code at sign-in (the password was right, so it may say which failed).
 WRONG_SIGN_IN_CODE = (
     "That code did not work. Type the 6 digits your authenticator app shows for BrainLoc now, "
@@ -86,6 +93,32 @@ WRONG_SIGN_IN_CODE = (
 TOO_LATE = (
     f"The code came more than {SECOND_STEP_MINUTES} minutes after the password: sign in again."
 )
+#: Shown when the account's sign-ins were ended (a password change, two-step sign-in reset …)
+#: between the password and the code.
+CHANGED_MEANWHILE = (
+    "This account's sign-in was changed after you typed the password (a new password, or its "
+    "sessions were ended): sign in again."
+)
+
+_account_locks: dict[int, threading.Lock] = {}
+_account_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _one_at_a_time(session: Session, user_id: int) -> Iterator[User | None]:
+    """The account, read afresh, while no other request of this server decides on its codes.
+
+    Checking a code reads the account (used time step, recovery codes, lockout), decides and
+    writes: two requests at once could both accept one code, or both guess before either
+    records its failure. Here they take turns, in this process by a per-account lock held
+    until the transaction is committed (so callers must not write anything else meanwhile),
+    and across processes on PostgreSQL by the row lock of :func:`db.users.get_user_locked`.
+    """
+    with _account_locks_guard:
+        lock = _account_locks.setdefault(user_id, threading.Lock())
+    with lock:
+        yield user_store.get_user_locked(session, user_id=user_id)
+        session.commit()
 
 
 @dataclass(frozen=True)
@@ -167,33 +200,20 @@ def _use_recovery_code(user: User, code: str) -> bool:
     return False
 
 
-def _accept(user: User, code: str, *, at: datetime) -> str | None:
+def _accept(session: Session, user: User, code: str, *, at: datetime) -> str | None:
     """Accept ``code`` as an app code or a recovery code; the kind accepted, else None.
 
-    An accepted app code's time step is remembered, so it cannot be used again.
+    An accepted app code's time step is remembered, so it cannot be used again: by one
+    conditional update (:func:`db.users.claim_totp_step`), so not even by a request that read
+    the account at the same moment.
     """
     typed = normalise_code(code)
     step = _matching_step(user.totp_secret or "", typed, at=at, after=user.totp_last_step)
-    if step is not None:
-        user.totp_last_step = step
+    if step is not None and user_store.claim_totp_step(session, user_id=user.id, step=step):
         return "code"
     if _use_recovery_code(user, typed):
         return "recovery code"
     return None
-
-
-def _wrong_code(session: Session, *, user: User, at: datetime) -> NoReturn:
-    """Refuse a wrong code typed on the Account page. It counts as a failed sign-in, so codes
-    cannot be guessed there faster than at sign-in; the caller must commit the refusal's
-    record (``session_scope`` rolls back on the exception, so it is written apart)."""
-    record_login_failure(session, user=user, at=at, reason="wrong two-step code (account page)")
-    session.commit()
-    raise AccountError({"code": WRONG_CODE})
-
-
-def _not_locked(user: User, *, at: datetime) -> None:
-    if user.locked_until is not None and at < user.locked_until:
-        raise AccountError({"code": "Too many wrong codes or passwords: try again in 15 minutes."})
 
 
 def recovery_codes_left(user: User) -> int:
@@ -228,24 +248,28 @@ def enable(
     session: Session, *, user_id: int, enrolment: Enrolment, code: str, clock: Clock = utc_now
 ) -> list[str]:
     """Turn two-step sign-in on with ``enrolment``'s secret once ``code`` proves the app has
-    it; returns the ten recovery codes (shown once). Nothing is saved when it is refused."""
-    user = existing_user(session, user_id=user_id)
-    if user.totp_secret:
-        raise AccountError({"code": "Two-step sign-in is already on for this account."})
-    if enrolment.username != user.username:
-        raise AccountError({"code": "This set-up belongs to another account; start again."})
-    now = clock()
-    step = _matching_step(enrolment.secret, normalise_code(code), at=now, after=None)
-    if step is None:
-        raise AccountError({"code": WRONG_CODE})
-    user.totp_secret = enrolment.secret
-    user.totp_enabled_at = now
-    user.totp_last_step = step
-    codes = _new_recovery_codes(user)
-    # Browsers signed in with the password alone must sign in again, with a code.
-    end_sign_ins(user, at=now)
-    user.updated_at = now
-    save_with_event(session, user=user, action=Action.TWO_STEP_ENABLED, actor_id=user.id, at=now)
+    it; returns the ten recovery codes (shown once). Nothing is saved when it is refused.
+    Committed before it returns."""
+    with _one_at_a_time(session, user_id) as found:
+        user = found_user(found)
+        if user.totp_secret:
+            raise AccountError({"code": "Two-step sign-in is already on for this account."})
+        if enrolment.username != user.username:
+            raise AccountError({"code": "This set-up belongs to another account; start again."})
+        now = clock()
+        step = _matching_step(enrolment.secret, normalise_code(code), at=now, after=None)
+        if step is None:
+            raise AccountError({"code": WRONG_CODE})
+        user.totp_secret = enrolment.secret
+        user.totp_enabled_at = now
+        user.totp_last_step = step
+        codes = _new_recovery_codes(user)
+        # Browsers signed in with the password alone must sign in again, with a code.
+        end_sign_ins(user, at=now)
+        user.updated_at = now
+        save_with_event(
+            session, user=user, action=Action.TWO_STEP_ENABLED, actor_id=user.id, at=now
+        )
     return codes
 
 
@@ -260,43 +284,57 @@ def disable(
     session: Session, *, user_id: int, password: str, code: str, clock: Clock = utc_now
 ) -> User:
     """The user turns two-step sign-in off, with their password and a code (or a recovery
-    code); audited. Refused with a message when either is wrong; nothing changes then."""
-    user = existing_user(session, user_id=user_id)
-    if not user.totp_secret:
-        raise AccountError({"code": "Two-step sign-in is not on for this account."})
-    now = clock()
-    _not_locked(user, at=now)
-    if not verify_password(password, user.password_hash):
-        raise AccountError({"password": "The password is wrong."})
-    if _accept(user, code, at=now) is None:
-        _wrong_code(session, user=user, at=now)
-    _turn_off(user)
-    user.updated_at = now
-    return save_with_event(
-        session, user=user, action=Action.TWO_STEP_DISABLED, actor_id=user.id, at=now,
-        detail={"via": "account page"},
-    )  # fmt: skip
+    code); audited. Refused with a message when either is wrong; nothing changes then, but
+    the wrong password or code counts towards the lockout. Committed before it returns."""
+    with _one_at_a_time(session, user_id) as found:
+        user = found_user(found)
+        if not user.totp_secret:
+            raise AccountError({"code": "Two-step sign-in is not on for this account."})
+        now = clock()
+        refuse_while_locked(user, at=now, field="code")
+        if not verify_password(password, user.password_hash):
+            refuse_counted(
+                session, user=user, at=now, field="password", message=WRONG_PASSWORD,
+                reason="wrong password",
+            )  # fmt: skip
+        if _accept(session, user, code, at=now) is None:
+            refuse_counted(
+                session, user=user, at=now, field="code", message=WRONG_CODE,
+                reason="wrong two-step code",
+            )  # fmt: skip
+        _turn_off(user)
+        user.updated_at = now
+        save_with_event(
+            session, user=user, action=Action.TWO_STEP_DISABLED, actor_id=user.id, at=now,
+            detail={"via": "account page"},
+        )  # fmt: skip
+    return user
 
 
 def renew_recovery_codes(
     session: Session, *, user_id: int, code: str, clock: Clock = utc_now
 ) -> list[str]:
     """Replace every recovery code with ten new ones, after a code from the app; audited.
-    The old codes stop working."""
-    user = existing_user(session, user_id=user_id)
-    if not user.totp_secret:
-        raise AccountError({"code": "Two-step sign-in is not on for this account."})
-    now = clock()
-    _not_locked(user, at=now)
-    step = _matching_step(user.totp_secret, normalise_code(code), at=now, after=user.totp_last_step)
-    if step is None:
-        _wrong_code(session, user=user, at=now)
-    user.totp_last_step = step
-    codes = _new_recovery_codes(user)
-    user.updated_at = now
-    save_with_event(
-        session, user=user, action=Action.RECOVERY_CODES_RENEWED, actor_id=user.id, at=now
-    )
+    The old codes stop working. Committed before it returns."""
+    with _one_at_a_time(session, user_id) as found:
+        user = found_user(found)
+        if not user.totp_secret:
+            raise AccountError({"code": "Two-step sign-in is not on for this account."})
+        now = clock()
+        refuse_while_locked(user, at=now, field="code")
+        step = _matching_step(
+            user.totp_secret, normalise_code(code), at=now, after=user.totp_last_step
+        )
+        if step is None or not user_store.claim_totp_step(session, user_id=user.id, step=step):
+            refuse_counted(
+                session, user=user, at=now, field="code", message=WRONG_CODE,
+                reason="wrong two-step code",
+            )  # fmt: skip
+        codes = _new_recovery_codes(user)
+        user.updated_at = now
+        save_with_event(
+            session, user=user, action=Action.RECOVERY_CODES_RENEWED, actor_id=user.id, at=now
+        )
     return codes
 
 
@@ -313,29 +351,35 @@ def check_second_step(
     Success signs the user in (audited as ``login`` with method ``password+code`` or
     ``password+recovery code``). A wrong code is a failed sign-in (``wrong two-step code``)
     towards the lockout; every failure shows the same message as a wrong password. A locked
-    account, an account whose two-step sign-in was turned off meanwhile, or a password checked
+    account, an account whose two-step sign-in was turned off meanwhile or whose sign-ins were
+    ended after ``password_checked_at`` (its password changed, say), or a password checked
     more than :data:`SECOND_STEP_MINUTES` ago is refused without looking at the code.
+    Requests for one account take turns; the result is committed before it returns.
     """
-    now = clock()
-    user = user_store.get_user(session, user_id=user_id)
-    if user is None or not user.totp_secret:
-        return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
-    if now - password_checked_at > timedelta(minutes=SECOND_STEP_MINUTES):
-        return LoginResult(ok=False, message=TOO_LATE, start_over=True)
-    if user.locked_until is not None and now < user.locked_until:
-        return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
-    kind = _accept(user, code, at=now)
-    if kind is None:
-        locked_now = record_login_failure(session, user=user, at=now, reason="wrong two-step code")
-        if locked_now:
-            return LoginResult(
-                ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=True, start_over=True
+    with _one_at_a_time(session, user_id) as user:
+        now = clock()
+        if user is None or not user.totp_secret:
+            return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
+        if now - password_checked_at > timedelta(minutes=SECOND_STEP_MINUTES):
+            return LoginResult(ok=False, message=TOO_LATE, start_over=True)
+        if user.sessions_ended_at is not None and user.sessions_ended_at >= password_checked_at:
+            return LoginResult(ok=False, message=CHANGED_MEANWHILE, start_over=True)
+        if user.locked_until is not None and now < user.locked_until:
+            return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
+        kind = _accept(session, user, code, at=now)
+        if kind is None:
+            locked_now = record_login_failure(
+                session, user=user, at=now, reason="wrong two-step code"
             )
-        return LoginResult(ok=False, message=WRONG_SIGN_IN_CODE)
-    detail: dict[str, object] = {"method": f"password+{kind}"}
-    if kind == "recovery code":
-        detail["recovery_codes_left"] = recovery_codes_left(user)
-    return record_sign_in(session, user=user, at=now, detail=detail)
+            if locked_now:
+                return LoginResult(
+                    ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=True, start_over=True
+                )
+            return LoginResult(ok=False, message=WRONG_SIGN_IN_CODE)
+        detail: dict[str, object] = {"method": f"password+{kind}"}
+        if kind == "recovery code":
+            detail["recovery_codes_left"] = recovery_codes_left(user)
+        return record_sign_in(session, user=user, at=now, detail=detail)
 
 
 def _reset(session: Session, *, user: User, actor_id: int | None, via: str, clock: Clock) -> User:

@@ -25,6 +25,8 @@ class Action:
 
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"
+    #: A right password for an account with two-step sign-in; the code is asked next.
+    SECOND_STEP_ASKED = "second_step_asked"
     LOGOUT = "logout"
     ACCOUNT_LOCKED = "account_locked"
     REGISTER = "register"

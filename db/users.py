@@ -6,6 +6,7 @@ Keyword-only functions that take a session; they never commit (the caller's
 
 from __future__ import annotations
 
+from sqlalchemy import or_, update
 from sqlmodel import Session, func, select
 
 from db.models import PractitionerCategory, User
@@ -33,6 +34,33 @@ def get_category_by_code(session: Session, *, code: str) -> PractitionerCategory
 def get_user(session: Session, *, user_id: int) -> User | None:
     """The user with this id, or None."""
     return session.get(User, user_id)
+
+
+def get_user_locked(session: Session, *, user_id: int) -> User | None:
+    """The user with this id, read afresh and, on PostgreSQL, locked until the transaction
+    ends (``SELECT … FOR UPDATE``), so two requests deciding on the same account (two-step
+    codes, the lockout) take turns. SQLite has no row locks; there the caller also holds
+    :func:`brainloc.two_step`'s per-account lock, as one server process serves SQLite."""
+    statement = (
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(statement).first()
+
+
+def claim_totp_step(session: Session, *, user_id: int, step: int) -> bool:
+    """Record ``step`` as the account's last used two-step time step, unless that step or a
+    later one was used already; True if this call claimed it. One conditional ``UPDATE``, so
+    of two requests carrying the same code only one can succeed, on any database."""
+    statement = (
+        update(User)
+        .where(User.id == user_id)
+        .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+    )
+    return session.exec(statement).rowcount == 1
 
 
 def get_user_by_username(session: Session, *, username: str) -> User | None:

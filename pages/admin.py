@@ -37,8 +37,20 @@ def _decide(user_id: int, decision: str, username: str) -> None:
         st.session_state[RESULT_KEY] = ("ok", f"{username}: {decision} done.")
 
 
+def _confirmed(confirm_key: str) -> bool:
+    """Whether the "I have confirmed who is asking" box was ticked. Checked here too, not
+    only by the disabled button, which a modified browser could press anyway. The tick is
+    cleared, so a second reset needs a second confirmation."""
+    confirmed = bool(st.session_state.get(confirm_key))
+    st.session_state[confirm_key] = False
+    if not confirmed:
+        st.session_state[RESULT_KEY] = ("error", "First confirm who is asking (the tick box).")
+    return confirmed
+
+
 def _reset(user_id: int, username: str, confirm_key: str) -> None:
-    st.session_state[confirm_key] = False  # a second reset needs a second confirmation
+    if not _confirmed(confirm_key):
+        return
     try:
         with session_scope() as session:
             _, password = reset_password(session, admin_id=admin.id, user_id=user_id)
@@ -50,7 +62,8 @@ def _reset(user_id: int, username: str, confirm_key: str) -> None:
 
 
 def _reset_two_step(user_id: int, username: str, confirm_key: str) -> None:
-    st.session_state[confirm_key] = False
+    if not _confirmed(confirm_key):
+        return
     try:
         with session_scope() as session:
             reset_by_admin(session, admin_id=admin.id, user_id=user_id)

@@ -28,6 +28,7 @@ enabled (no ``api_key``), so nothing is sent to a third-party server.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -42,6 +43,7 @@ from db.types import utc_now
 from ui.state import (
     AUTHENTICATOR_KEY,
     CODE_ATTEMPT_KEY,
+    ENDED_ELSEWHERE,
     ENDED_NOTICE_KEY,
     LOGIN_ATTEMPT_KEY,
     LOGIN_ERROR_KEY,
@@ -49,6 +51,7 @@ from ui.state import (
     SIGNED_IN_AT_KEY,
     TWO_STEP_PENDING_KEY,
     USER_ID_KEY,
+    forget_user_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ def build_authenticator() -> stauth.Authenticate:
     return authenticator
 
 
-def _finish_login(authenticator: stauth.Authenticate) -> None:
+def _finish_login(authenticator: stauth.Authenticate, *, credentials_read_at: datetime) -> None:
     attempt = st.session_state.pop(LOGIN_ATTEMPT_KEY, None)
     if not attempt:
         return
@@ -95,19 +98,26 @@ def _finish_login(authenticator: stauth.Authenticate) -> None:
         st.session_state[TWO_STEP_PENDING_KEY] = (
             result.user_id,
             normalise_username(username),
-            utc_now(),
+            credentials_read_at,
         )
     elif result.ok:
-        _signed_in(authenticator, result.user_id)
+        _signed_in(authenticator, result.user_id, credentials_read_at=credentials_read_at)
     else:
         st.session_state["authentication_status"] = None
         st.session_state[LOGIN_ERROR_KEY] = result.message
 
 
-def _session_started(user_id: int | None) -> None:
-    """Record that this browser session is signed in as ``user_id``, from now."""
+def _session_started(user_id: int | None, *, credentials_read_at: datetime) -> None:
+    """Record that this browser session is signed in as ``user_id``, with nothing left of a
+    previous user's session.
+
+    The sign-in counts from ``credentials_read_at``, when the password or cookie was checked
+    against the database, not from now: a password changed in between (which ends older
+    sign-ins) then ends this session too, at its next run.
+    """
+    forget_user_state()
     st.session_state[USER_ID_KEY] = user_id
-    st.session_state[SIGNED_IN_AT_KEY] = utc_now()
+    st.session_state[SIGNED_IN_AT_KEY] = credentials_read_at
     st.session_state.pop(ENDED_NOTICE_KEY, None)
 
 
@@ -119,14 +129,18 @@ def keep_this_session() -> None:
     st.session_state[SIGNED_IN_AT_KEY] = utc_now()
 
 
-def _signed_in(authenticator: stauth.Authenticate, user_id: int | None) -> None:
+def _signed_in(
+    authenticator: stauth.Authenticate, user_id: int | None, *, credentials_read_at: datetime
+) -> None:
     """Sign ``user_id`` in for this browser session and set its "remember me" cookie."""
-    _session_started(user_id)
+    _session_started(user_id, credentials_read_at=credentials_read_at)
     st.session_state["logout"] = None
     authenticator.cookie_controller.set_cookie()
 
 
 def _finish_second_step(authenticator: stauth.Authenticate) -> None:
+    # The sign-in counts from the password's check (``pending``): sign-ins ended after it (a
+    # password change meanwhile) refuse the code, see check_second_step.
     code = st.session_state.pop(CODE_ATTEMPT_KEY, None)
     pending = st.session_state.get(TWO_STEP_PENDING_KEY)
     if code is None or pending is None:
@@ -140,7 +154,7 @@ def _finish_second_step(authenticator: stauth.Authenticate) -> None:
         st.session_state.pop(TWO_STEP_PENDING_KEY, None)
         # The library's token sign-in sets the username its cookie is signed for.
         authenticator.authentication_controller.login(token={"username": username})
-        _signed_in(authenticator, result.user_id)
+        _signed_in(authenticator, result.user_id, credentials_read_at=checked_at)
         return
     st.session_state[LOGIN_ERROR_KEY] = result.message
     if result.start_over:
@@ -148,13 +162,18 @@ def _finish_second_step(authenticator: stauth.Authenticate) -> None:
 
 
 def _finish_logout(authenticator: stauth.Authenticate) -> None:
-    if not st.session_state.pop(LOGOUT_PENDING_KEY, False):
+    pending = st.session_state.pop(LOGOUT_PENDING_KEY, False)
+    if not pending:
         return
     authenticator.authentication_controller.logout()
-    authenticator.cookie_controller.delete_cookie()
+    if pending != ENDED_ELSEWHERE:
+        authenticator.cookie_controller.delete_cookie()
+    forget_user_state()
 
 
-def _restore_from_cookie(authenticator: stauth.Authenticate) -> None:
+def _restore_from_cookie(
+    authenticator: stauth.Authenticate, *, credentials_read_at: datetime
+) -> None:
     if st.session_state.get(USER_ID_KEY) is not None or st.session_state.get("logout"):
         return
     token = authenticator.cookie_controller.get_cookie()
@@ -164,7 +183,7 @@ def _restore_from_cookie(authenticator: stauth.Authenticate) -> None:
         result = user_from_cookie(session, token=token, cookie=cookie_config(get_settings()))
     if result.ok:
         authenticator.authentication_controller.login(token=token)
-        _session_started(result.user_id)
+        _session_started(result.user_id, credentials_read_at=credentials_read_at)
     else:
         logger.info("refused a sign-in cookie: %s", result.message)
         authenticator.cookie_controller.delete_cookie()
@@ -175,11 +194,13 @@ def _restore_from_cookie(authenticator: stauth.Authenticate) -> None:
 def start_run() -> stauth.Authenticate:
     """Everything sign-in related that must happen before the navigation is built."""
     prepare_database(get_settings().database_url)
+    # Before the accounts are read: a sign-in in this run counts from here (_session_started).
+    credentials_read_at = utc_now()
     authenticator = build_authenticator()
     _finish_logout(authenticator)
-    _finish_login(authenticator)
+    _finish_login(authenticator, credentials_read_at=credentials_read_at)
     _finish_second_step(authenticator)
-    _restore_from_cookie(authenticator)
+    _restore_from_cookie(authenticator, credentials_read_at=credentials_read_at)
     return authenticator
 
 

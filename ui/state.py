@@ -26,8 +26,13 @@ AUTHENTICATOR_KEY = "_brainloc_authenticator"
 LOGIN_ATTEMPT_KEY = "_brainloc_login_attempt"
 #: The message of the last failed sign-in, shown once by the login form.
 LOGIN_ERROR_KEY = "_brainloc_login_error"
-#: Set by the sign-out button; app.py finishes the sign-out in the same run.
+#: Set by the sign-out button; app.py finishes the sign-out in the same run. Its value
+#: :data:`ENDED_ELSEWHERE` marks a sign-out because the account's sign-ins were ended.
 LOGOUT_PENDING_KEY = "_brainloc_logout_pending"
+#: Such a sign-out keeps the browser's sign-in cookie: if it predates the cut-off the server
+#: refuses it anyway, and if not, another tab of this browser made the change and renewed it,
+#: and deleting it would sign that tab out at its next reload too.
+ENDED_ELSEWHERE = "ended elsewhere"
 #: (user id, username, when) of a right password that still needs its two-step code.
 TWO_STEP_PENDING_KEY = "_brainloc_two_step_pending"
 #: A submitted two-step code waiting for app.py to check it.
@@ -41,9 +46,32 @@ ENDED_NOTICE_KEY = "_brainloc_session_ended"
 
 #: The sign-in page's explanation after :data:`ENDED_NOTICE_KEY`.
 SESSION_ENDED_NOTICE = (
-    "You were signed out: this account's password or two-step sign-in was changed, or all of "
-    "its sessions were ended. Sign in again to continue."
+    "You were signed out: this account's sign-ins were ended (its password or two-step "
+    "sign-in was changed, all its sessions were ended, or an administrator changed the "
+    "account). Sign in again to continue."
 )
+
+
+#: streamlit-authenticator's session keys and the keys of its cookie component's calls.
+_SIGN_IN_LIBRARY_KEYS = frozenset(
+    {"authentication_status", "name", "username", "email", "roles", "logout", "password_hint"}
+    | {"init", "set", "delete", "get_all"}
+)
+
+
+def forget_user_state() -> None:
+    """Forget everything this browser session holds for the user who was signed in: pages'
+    results and uploads, new recovery codes, an administrator's one-time password, form
+    fields. Called at every sign-out and sign-in, so nothing of one user reaches the next one
+    in the same browser tab (a shared ward workstation). Only the sign-in machinery's own keys
+    stay: those named ``_brainloc_…`` or ``brainloc_…`` here and in ``ui.idle`` and
+    ``ui.navigation`` (notices such as why the session ended included) and the sign-in
+    library's."""
+    for key in list(st.session_state.keys()):
+        name = str(key)
+        if name.startswith(("_brainloc_", "brainloc_")) or name in _SIGN_IN_LIBRARY_KEYS:
+            continue
+        del st.session_state[key]
 
 
 class SessionEnded(PermissionError):
@@ -90,7 +118,8 @@ def current_user() -> CurrentUser | None:
     if not user.signed_in_still(st.session_state.get(SIGNED_IN_AT_KEY)):
         st.session_state.pop(USER_ID_KEY, None)
         st.session_state.pop(SIGNED_IN_AT_KEY, None)
-        st.session_state[LOGOUT_PENDING_KEY] = True  # the next run clears the library's state
+        # The next run clears the library's state and this session's data.
+        st.session_state[LOGOUT_PENDING_KEY] = ENDED_ELSEWHERE
         st.session_state[ENDED_NOTICE_KEY] = True
         return None
     return user

@@ -348,3 +348,33 @@ def test_password_resets_are_refused_clearly(make_account):
         stored = user_store.get_user(session, user_id=admin.id)
         assert accounts.verify_password(TEST_PASSWORD, stored.password_hash)
         assert not audit.list_events(session, actions=[audit.Action.PASSWORD_RESET])
+
+
+def test_wrong_current_passwords_on_the_account_page_count_towards_the_lockout(make_account):
+    # Someone at a session left open must not get unlimited guesses at the password there.
+    user = make_account("alice")
+    clock = FakeClock()
+
+    def change(current: str) -> None:
+        with session_scope() as session:
+            account_admin.change_password(
+                session, user_id=user.id, current_password=current,
+                new_password="another-long-1", new_password_repeat="another-long-1", clock=clock,
+            )  # fmt: skip
+
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(accounts.AccountError, match="current password is wrong"):
+            change("a-guess-at-it")
+        clock.advance(seconds=10)
+    with session_scope() as session:
+        failures = audit.list_events(session, actor_id=user.id, actions=[audit.Action.LOGIN_FAILED])
+        assert {event.detail["reason"] for event in failures} == {"wrong password (account page)"}
+        assert len(failures) == accounts.MAX_FAILURES
+        assert audit.list_events(session, involving=user.id, actions=[audit.Action.ACCOUNT_LOCKED])
+    # Locked: the right password is refused too, here and at sign-in, until the lock ends.
+    with pytest.raises(accounts.AccountError, match="try again in 15 minutes"):
+        change(TEST_PASSWORD)
+    assert not _login("alice", TEST_PASSWORD, clock).ok
+    clock.advance(minutes=16)
+    change(TEST_PASSWORD)
+    assert _login("alice", "another-long-1", clock).ok

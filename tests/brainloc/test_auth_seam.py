@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
@@ -93,3 +95,36 @@ def test_expired_unknown_and_garbled_cookies_are_refused(make_account, app_env):
             assert not auth.user_from_cookie(
                 session, token=token, cookie=cookie, clock=lambda: NOW
             ).ok
+
+
+def test_a_cookie_from_before_a_revocation_stays_refused_across_a_clock_change(
+    make_account, app_env
+):
+    # The library dates its cookie in the server's local time. Here the clocks go back an hour
+    # (03:00 CEST -> 02:00 CET on 2026-10-25) within the cookie's 12 hours, so they are 13.
+    user = make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    try:
+        issued_local = datetime(2026, 10, 24, 20, 0)
+        expires = (issued_local + timedelta(seconds=cookie.lifetime_seconds)).timestamp()
+        issued = datetime.fromtimestamp(issued_local.timestamp(), tz=UTC)
+        signed_out = issued + timedelta(minutes=30)
+        with session_scope() as session:
+            auth.record_logout(session, user_id=user.id, clock=lambda: signed_out)
+        with session_scope() as session:
+            result = auth.user_from_cookie(
+                session,
+                token={"username": "alice", "exp_date": expires},
+                cookie=cookie,
+                clock=lambda: signed_out + timedelta(minutes=30),
+            )
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+    assert not result.ok and "revoked" in result.message

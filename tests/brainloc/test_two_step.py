@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
 
-from brainloc import accounts, two_step
+from brainloc import account_admin, accounts, two_step
 from brainloc.accounts import AccountError
 from brainloc.auth import load_current_user
 from db import audit
@@ -177,6 +179,90 @@ def test_a_code_long_after_the_password_is_refused(make_account):
     assert not late.ok and late.start_over and "sign in again" in late.message
 
 
+def test_a_code_after_the_password_was_changed_meanwhile_is_refused(make_account):
+    # Someone typed the password; before their code, the owner changed it (or ended all
+    # sessions). The old password must not finish a sign-in.
+    alice = make_account("alice")
+    clock = Clock()
+    secret, _ = _enable(alice.id, "alice", clock)
+    clock.advance(minutes=1)
+    checked = clock()
+    assert _login("alice", clock).second_step
+    clock.advance(seconds=40)
+    with session_scope() as session:
+        account_admin.change_password(
+            session, user_id=alice.id, current_password=TEST_PASSWORD,
+            new_password="quiet-harbour-lantern", new_password_repeat="quiet-harbour-lantern",
+            clock=clock,
+        )  # fmt: skip
+    clock.advance(seconds=40)
+    late = _second(alice.id, _code(secret, clock()), clock, checked_at=checked)
+    assert not late.ok and late.start_over and late.message == two_step.CHANGED_MEANWHILE
+    assert not _events(alice.id, audit.Action.LOGIN)
+    # The new password and a code sign in.
+    assert _login("alice", clock, password="quiet-harbour-lantern").second_step
+    assert _second(alice.id, _code(secret, clock()), clock).ok
+
+
+def test_a_code_claimed_by_one_request_is_refused_to_another_that_read_before(make_account):
+    # The database decides, not what each request read: the step is claimed by one UPDATE.
+    alice = make_account("alice")
+    clock = Clock()
+    secret, _ = _enable(alice.id, "alice", clock)
+    clock.advance(minutes=1)
+    step = pyotp.TOTP(secret).timecode(clock())
+    with session_scope() as first, session_scope() as second:
+        for session in (first, second):
+            assert user_store.get_user(session, user_id=alice.id).totp_last_step < step
+        assert user_store.claim_totp_step(first, user_id=alice.id, step=step)
+        first.commit()
+        assert not user_store.claim_totp_step(second, user_id=alice.id, step=step)
+        assert not user_store.claim_totp_step(second, user_id=alice.id, step=step - 1)
+    assert _user(alice.id).totp_last_step == step
+
+
+def _at_once(count: int, attempt):
+    """Run ``attempt()`` in ``count`` threads released together; their results."""
+    start = threading.Barrier(count)
+
+    def run(_):
+        start.wait()
+        return attempt()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_simultaneous_sign_ins_with_one_code_accept_it_once(make_account):
+    alice = make_account("alice")
+    clock = Clock()
+    secret, recovery = _enable(alice.id, "alice", clock)
+    clock.advance(minutes=1)
+    code = _code(secret, clock())
+    results = _at_once(4, lambda: _second(alice.id, code, clock))
+    assert sum(result.ok for result in results) == 1
+    clock.advance(minutes=1)
+    results = _at_once(4, lambda: _second(alice.id, recovery[0], clock))
+    assert sum(result.ok for result in results) == 1
+    with session_scope() as session:
+        assert two_step.status(session, user_id=alice.id).recovery_codes_left == 9
+    assert len(_events(alice.id, audit.Action.LOGIN)) == 2
+
+
+def test_simultaneous_guesses_get_no_more_tries_than_the_lockout_allows(make_account):
+    alice = make_account("alice")
+    clock = Clock()
+    _enable(alice.id, "alice", clock)
+    clock.advance(minutes=1)
+    guesses = 3 * accounts.MAX_FAILURES
+    results = _at_once(guesses, lambda: _second(alice.id, "000000", clock))
+    assert not any(result.ok for result in results)
+    # Only MAX_FAILURES guesses were looked at; the rest met the lock.
+    assert sum(result.locked_now for result in results) == 1
+    failures = _events(alice.id, audit.Action.LOGIN_FAILED)
+    assert len(failures) == accounts.MAX_FAILURES
+
+
 def test_recovery_codes_work_once_each(make_account):
     alice = make_account("alice")
     clock = Clock()
@@ -245,6 +331,9 @@ def test_turning_it_off_needs_the_password_and_a_code(make_account):
             session, user_id=alice.id, password=TEST_PASSWORD, code="123456", clock=clock
         )
     assert _user(alice.id).totp_secret == secret
+    # Both refusals count towards the lockout, like wrong guesses at the sign-in page.
+    reasons = sorted(e.detail["reason"] for e in _events(alice.id, audit.Action.LOGIN_FAILED))
+    assert reasons == ["wrong password (account page)", "wrong two-step code (account page)"]
     with session_scope() as session:
         two_step.disable(
             session, user_id=alice.id, password=TEST_PASSWORD, code=codes[0], clock=clock
@@ -361,6 +450,42 @@ def test_the_owner_reads_their_own_security_record_only(make_account):
     assert [e.description for e in bobs] == ["Sign-in refused: wrong password"]
     # What the administrator did to Alice's account is in hers, not in the administrator's.
     assert admins == []
+
+
+def test_a_right_password_that_no_code_followed_is_flagged(make_account):
+    from brainloc.account_security import security_events
+
+    alice = make_account("alice")
+    clock = Clock()
+    secret, _ = _enable(alice.id, "alice", clock)
+    clock.advance(minutes=1)
+    asked = clock()
+    assert _login("alice", clock).second_step  # someone with her password, stopped by the code
+    (event,) = _events(alice.id, audit.Action.SECOND_STEP_ASKED)
+    assert (event.actor_id, event.target_id) == (alice.id, alice.id)
+
+    def newest(minutes: float) -> tuple[str, bool]:
+        with session_scope() as session:
+            events = security_events(
+                session, user_id=alice.id, clock=lambda: asked + timedelta(minutes=minutes)
+            )
+        return events[0].description, events[0].alert
+
+    assert newest(1) == ("Right password; waiting for the two-step code", False)
+    assert newest(two_step.SECOND_STEP_MINUTES + 1) == (
+        "Right password, but no two-step code followed",
+        True,
+    )
+    # Her own sign-in an hour later does not explain it away; it has its own line.
+    clock.advance(hours=1)
+    assert _login("alice", clock).second_step
+    assert _second(alice.id, _code(secret, clock()), clock).ok
+    with session_scope() as session:
+        lines = [(e.description, e.alert) for e in security_events(session, user_id=alice.id)]
+    assert lines[:2] == [
+        ("Signed in with the password and an app code", False),
+        ("Right password, but no two-step code followed", True),
+    ]
 
 
 def test_end_other_sessions_ends_older_sessions_and_keeps_later_ones(make_account):

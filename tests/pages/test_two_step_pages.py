@@ -186,6 +186,33 @@ def _on_sign_in_page(at: AppTest) -> bool:
     return [w.key for w in at.text_input] == ["login_username", "login_password"]
 
 
+def test_the_next_user_of_the_tab_gets_nothing_of_the_last_one(open_app, make_account):
+    # A shared ward workstation: alice turns two-step sign-in on and signs out before she
+    # has confirmed saving her recovery codes; bob signs in in the same browser tab.
+    alice = make_account("alice")
+    bob = make_account("bob")
+    at = open_app(alice).switch_page("pages/account.py").run()
+    at.button(key="two_step_start").click().run()
+    secret = at.code[0].value.replace(" ", "")
+    at.text_input(key="two_step_setup_code").input(pyotp.TOTP(secret).now())
+    at.button(key="two_step_confirm").click().run()
+    (shown,) = at.code
+    recovery = shown.value.splitlines()
+    assert len(recovery) == 10
+    at.switch_page("app.py").run()  # the page alone has no sidebar
+    at.button(key="logout_button").click().run()
+    assert not at.exception and _on_sign_in_page(at)
+    # Only the sign-in machinery's own keys are left in the session.
+    left = set(at.session_state.keys())
+    assert not {key for key in left if "two_step" in key or key.startswith("_password")}
+    _password_step(at, "bob")
+    assert _signed_in(at) == bob.id
+    at.switch_page("pages/account.py").run()
+    assert not at.exception and _titles(at) == ["Account"]
+    assert not any(code in block.value for block in at.code for code in recovery)
+    assert at.button(key="two_step_start")  # bob's own page: two-step sign-in is off
+
+
 @pytest.mark.parametrize("how", ["password change", "end all other sessions", "admin reset"])
 def test_ending_sign_ins_signs_out_other_open_sessions(open_app, make_account, how):
     admin = make_account("root", role="admin")
