@@ -110,9 +110,10 @@ def _one_at_a_time(session: Session, user_id: int) -> Iterator[User | None]:
 
     Checking a code reads the account (used time step, recovery codes, lockout), decides and
     writes: two requests at once could both accept one code, or both guess before either
-    records its failure. Here they take turns, in this process by a per-account lock held
-    until the transaction is committed (so callers must not write anything else meanwhile),
-    and across processes on PostgreSQL by the row lock of :func:`db.users.get_user_locked`.
+    records its failure. Here they take turns: in this process by a per-account lock, held
+    until the block ends by committing the session (with anything else the caller wrote in
+    it), and across processes on PostgreSQL by the row lock of :func:`db.users.get_user_locked`.
+    One lock per account that ever checked a code is kept; there are as many as accounts.
     """
     with _account_locks_guard:
         lock = _account_locks.setdefault(user_id, threading.Lock())

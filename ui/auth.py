@@ -13,8 +13,12 @@ interaction, so the navigation that follows already reflects the new state:
   library clears its session keys and deletes the cookie, again without a rerun; if the
   browser keeps the cookie anyway, the revocation makes it worthless;
 * a returning browser: its cookie is checked against the database before it signs anyone in;
-* every sign-in records when it happened (``SIGNED_IN_AT_KEY``), so that a session is signed
-  out when its account's sign-ins are ended elsewhere (``ui.state.current_user``);
+* every sign-in records when it happened (``SIGNED_IN_AT_KEY``: when this run read the
+  accounts, before the password or cookie was checked), so that a session is signed out when
+  its account's sign-ins are ended elsewhere, even in the same moment
+  (``ui.state.current_user``);
+* every sign-in and sign-out first clears the session of the previous user's state
+  (``ui.state.forget_user_state``);
 * two-step sign-in (:mod:`brainloc.two_step`): a right password for an account that uses it
   signs nobody in yet. The library's session keys are cleared again, the sign-in page asks
   for the app's code, and only an accepted code (:func:`brainloc.two_step.check_second_step`)
