@@ -13,7 +13,9 @@ from brainloc.accounts import (
     Clock,
     end_sign_ins,
     existing_user,
+    found_user,
     hash_password,
+    one_account_at_a_time,
     one_time_password,
     password_problems,
     refuse_counted,
@@ -110,30 +112,32 @@ def change_password(
     This also lifts ``must_change_password``: the password is now one the user chose.
     Remembered sign-ins on other browsers stop working (their cookies predate the change).
     A wrong current password counts as a failed sign-in towards the lockout, and a locked
-    account is refused, so a session left open is no place to guess the password.
+    account is refused, so a session left open is no place to guess the password. Checks of
+    one account take turns (:func:`brainloc.accounts.one_account_at_a_time`); committed
+    before it returns.
     """
-    user = existing_user(session, user_id=user_id)
-    now = clock()
-    refuse_while_locked(user, at=now, field="current_password")
-    if not verify_password(current_password, user.password_hash):
-        refuse_counted(
-            session, user=user, at=now, field="current_password",
-            message="The current password is wrong.", reason="wrong password",
-        )  # fmt: skip
-    problems = password_problems(
-        new_password, new_password_repeat, username=user.username, email=user.email
-    )
-    if new_password == current_password:
-        problems.append("The new password must differ from the current one.")
-    if problems:
-        raise AccountError({"new_password": " ".join(problems)})
-    user.password_hash = hash_password(new_password)
-    user.must_change_password = False
-    user.updated_at = now
-    end_sign_ins(user, at=now)
-    return save_with_event(
-        session, user=user, action=Action.PASSWORD_CHANGE, actor_id=user.id, at=now
-    )
+    with one_account_at_a_time(session, user_id) as found:
+        user = found_user(found)
+        now = clock()
+        refuse_while_locked(user, at=now, field="current_password")
+        if not verify_password(current_password, user.password_hash):
+            refuse_counted(
+                session, user=user, at=now, field="current_password",
+                message="The current password is wrong.", reason="wrong password",
+            )  # fmt: skip
+        problems = password_problems(
+            new_password, new_password_repeat, username=user.username, email=user.email
+        )
+        if new_password == current_password:
+            problems.append("The new password must differ from the current one.")
+        if problems:
+            raise AccountError({"new_password": " ".join(problems)})
+        user.password_hash = hash_password(new_password)
+        user.must_change_password = False
+        user.updated_at = now
+        end_sign_ins(user, at=now)
+        save_with_event(session, user=user, action=Action.PASSWORD_CHANGE, actor_id=user.id, at=now)
+    return user
 
 
 def _issue_one_time_password(

@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NoReturn
@@ -353,18 +355,36 @@ def check_login(
     """
     now = clock()
     name = normalise_username(username)
-    user = user_store.get_user_by_username(session, username=name) if name else None
-    if user is None:
+    found = user_store.get_user_by_username(session, username=name) if name else None
+    if found is None:
         _spend_hash_time(password)
         record_event(
             session, action=Action.LOGIN_FAILED, actor_id=None, at=now,
             detail={"username": name[:64], "reason": "unknown username"},
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
-    if user.locked_until is not None and now < user.locked_until:
+    with one_account_at_a_time(session, found.id) as user:
+        if user is None:  # removed meanwhile
+            return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
+        return _decide_password(
+            session, user=user, name=name, password=password, verify=verify, at=clock()
+        )
+
+
+def _decide_password(
+    session: Session,
+    *,
+    user: User,
+    name: str,
+    password: str,
+    verify: Callable[[str, str], bool] | None,
+    at: datetime,
+) -> LoginResult:
+    """:func:`check_login` for an existing account, while no other check of it runs."""
+    if user.locked_until is not None and at < user.locked_until:
         _spend_hash_time(password)
         record_event(
-            session, action=Action.LOGIN_FAILED, actor_id=user.id, at=now,
+            session, action=Action.LOGIN_FAILED, actor_id=user.id, at=at,
             target_type=TARGET_USER, target_id=user.id, detail={"reason": "account locked"},
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
@@ -376,14 +396,38 @@ def check_login(
         # Not signed in yet: the second step decides (and audits) the sign-in. The right
         # password is recorded, so that its owner sees it when no code follows.
         record_event(
-            session, action=Action.SECOND_STEP_ASKED, actor_id=user.id, at=now,
+            session, action=Action.SECOND_STEP_ASKED, actor_id=user.id, at=at,
             target_type=TARGET_USER, target_id=user.id,
         )  # fmt: skip
         return LoginResult(ok=True, user_id=user.id, second_step=True)
     if ok:
-        return record_sign_in(session, user=user, at=now, detail={"method": "password"})
-    locked_now = record_login_failure(session, user=user, at=now, reason="wrong password")
+        return record_sign_in(session, user=user, at=at, detail={"method": "password"})
+    locked_now = record_login_failure(session, user=user, at=at, reason="wrong password")
     return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=locked_now)
+
+
+_account_locks: dict[int, threading.Lock] = {}
+_account_locks_guard = threading.Lock()
+
+
+@contextmanager
+def one_account_at_a_time(session: Session, user_id: int) -> Iterator[User | None]:
+    """The account, read afresh, while no other request of this server decides on its
+    password or two-step codes.
+
+    Checking a password or code reads the account (lockout, used time step, recovery codes),
+    decides and writes: two requests at once could both guess before either records its
+    failure (more guesses than the lockout allows), or both accept one code. Here they take
+    turns: in this process by a per-account lock, held until the block ends by committing
+    the session (with anything else the caller wrote in it), and across processes on
+    PostgreSQL by the row lock of :func:`db.users.get_user_locked`. One lock per account
+    that ever signed in is kept.
+    """
+    with _account_locks_guard:
+        lock = _account_locks.setdefault(user_id, threading.Lock())
+    with lock:
+        yield user_store.get_user_locked(session, user_id=user_id)
+        session.commit()
 
 
 def record_sign_in(session: Session, *, user: User, at: datetime, detail: dict) -> LoginResult:

@@ -34,9 +34,6 @@ import hashlib
 import hmac
 import io
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,6 +50,7 @@ from brainloc.accounts import (
     end_sign_ins,
     existing_user,
     found_user,
+    one_account_at_a_time,
     one_time_password,
     record_login_failure,
     record_sign_in,
@@ -99,27 +97,6 @@ CHANGED_MEANWHILE = (
     "This account's sign-in was changed after you typed the password (a new password, or its "
     "sessions were ended): sign in again."
 )
-
-_account_locks: dict[int, threading.Lock] = {}
-_account_locks_guard = threading.Lock()
-
-
-@contextmanager
-def _one_at_a_time(session: Session, user_id: int) -> Iterator[User | None]:
-    """The account, read afresh, while no other request of this server decides on its codes.
-
-    Checking a code reads the account (used time step, recovery codes, lockout), decides and
-    writes: two requests at once could both accept one code, or both guess before either
-    records its failure. Here they take turns: in this process by a per-account lock, held
-    until the block ends by committing the session (with anything else the caller wrote in
-    it), and across processes on PostgreSQL by the row lock of :func:`db.users.get_user_locked`.
-    One lock per account that ever checked a code is kept; there are as many as accounts.
-    """
-    with _account_locks_guard:
-        lock = _account_locks.setdefault(user_id, threading.Lock())
-    with lock:
-        yield user_store.get_user_locked(session, user_id=user_id)
-        session.commit()
 
 
 @dataclass(frozen=True)
@@ -251,7 +228,7 @@ def enable(
     """Turn two-step sign-in on with ``enrolment``'s secret once ``code`` proves the app has
     it; returns the ten recovery codes (shown once). Nothing is saved when it is refused.
     Committed before it returns."""
-    with _one_at_a_time(session, user_id) as found:
+    with one_account_at_a_time(session, user_id) as found:
         user = found_user(found)
         if user.totp_secret:
             raise AccountError({"code": "Two-step sign-in is already on for this account."})
@@ -287,7 +264,7 @@ def disable(
     """The user turns two-step sign-in off, with their password and a code (or a recovery
     code); audited. Refused with a message when either is wrong; nothing changes then, but
     the wrong password or code counts towards the lockout. Committed before it returns."""
-    with _one_at_a_time(session, user_id) as found:
+    with one_account_at_a_time(session, user_id) as found:
         user = found_user(found)
         if not user.totp_secret:
             raise AccountError({"code": "Two-step sign-in is not on for this account."})
@@ -317,7 +294,7 @@ def renew_recovery_codes(
 ) -> list[str]:
     """Replace every recovery code with ten new ones, after a code from the app; audited.
     The old codes stop working. Committed before it returns."""
-    with _one_at_a_time(session, user_id) as found:
+    with one_account_at_a_time(session, user_id) as found:
         user = found_user(found)
         if not user.totp_secret:
             raise AccountError({"code": "Two-step sign-in is not on for this account."})
@@ -357,7 +334,7 @@ def check_second_step(
     more than :data:`SECOND_STEP_MINUTES` ago is refused without looking at the code.
     Requests for one account take turns; the result is committed before it returns.
     """
-    with _one_at_a_time(session, user_id) as user:
+    with one_account_at_a_time(session, user_id) as user:
         now = clock()
         if user is None or not user.totp_secret:
             return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)

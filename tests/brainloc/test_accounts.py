@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -378,3 +380,26 @@ def test_wrong_current_passwords_on_the_account_page_count_towards_the_lockout(m
     clock.advance(minutes=16)
     change(TEST_PASSWORD)
     assert _login("alice", "another-long-1", clock).ok
+
+
+def test_simultaneous_wrong_passwords_get_no_more_tries_than_the_lockout_allows(make_account):
+    # Many browser sessions sending guesses at the same moment: each check waits for the one
+    # before it, so the fifth failure locks the account before a sixth guess is looked at.
+    user = make_account("alice")
+    clock = FakeClock()
+    guesses = 3 * accounts.MAX_FAILURES
+    start = threading.Barrier(guesses)
+
+    def guess(_):
+        start.wait()
+        return _login("alice", "a-guess-at-it", clock)
+
+    with ThreadPoolExecutor(guesses) as pool:
+        results = list(pool.map(guess, range(guesses)))
+    assert not any(result.ok for result in results)
+    assert sum(result.locked_now for result in results) == 1
+    with session_scope() as session:
+        failures = audit.list_events(session, actor_id=user.id, actions=[audit.Action.LOGIN_FAILED])
+    reasons = sorted(event.detail["reason"] for event in failures)
+    assert reasons.count("wrong password") == accounts.MAX_FAILURES
+    assert reasons.count("account locked") == guesses - accounts.MAX_FAILURES
