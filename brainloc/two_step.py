@@ -36,6 +36,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 import pyotp
 import segno
@@ -251,6 +252,23 @@ def enable(
     return codes
 
 
+def _changing(found: User | None, *, at: datetime) -> User:
+    """The account whose two-step sign-in its owner changes: it exists, has two-step sign-in
+    on and is not locked; refused with a message otherwise."""
+    user = found_user(found)
+    if not user.totp_secret:
+        raise AccountError({"code": "Two-step sign-in is not on for this account."})
+    refuse_while_locked(user, at=at, field="code")
+    return user
+
+
+def _wrong_code(session: Session, *, user: User, at: datetime) -> NoReturn:
+    """Refuse a wrong code typed on the Account page; it counts towards the lockout."""
+    refuse_counted(
+        session, user=user, at=at, field="code", message=WRONG_CODE, reason="wrong two-step code"
+    )
+
+
 def _turn_off(user: User) -> None:
     user.totp_secret = None
     user.totp_enabled_at = None
@@ -265,21 +283,15 @@ def disable(
     code); audited. Refused with a message when either is wrong; nothing changes then, but
     the wrong password or code counts towards the lockout. Committed before it returns."""
     with one_account_at_a_time(session, user_id) as found:
-        user = found_user(found)
-        if not user.totp_secret:
-            raise AccountError({"code": "Two-step sign-in is not on for this account."})
         now = clock()
-        refuse_while_locked(user, at=now, field="code")
+        user = _changing(found, at=now)
         if not verify_password(password, user.password_hash):
             refuse_counted(
                 session, user=user, at=now, field="password", message=WRONG_PASSWORD,
                 reason="wrong password",
             )  # fmt: skip
         if _accept(session, user, code, at=now) is None:
-            refuse_counted(
-                session, user=user, at=now, field="code", message=WRONG_CODE,
-                reason="wrong two-step code",
-            )  # fmt: skip
+            _wrong_code(session, user=user, at=now)
         _turn_off(user)
         user.updated_at = now
         save_with_event(
@@ -295,19 +307,13 @@ def renew_recovery_codes(
     """Replace every recovery code with ten new ones, after a code from the app; audited.
     The old codes stop working. Committed before it returns."""
     with one_account_at_a_time(session, user_id) as found:
-        user = found_user(found)
-        if not user.totp_secret:
-            raise AccountError({"code": "Two-step sign-in is not on for this account."})
         now = clock()
-        refuse_while_locked(user, at=now, field="code")
+        user = _changing(found, at=now)
         step = _matching_step(
             user.totp_secret, normalise_code(code), at=now, after=user.totp_last_step
         )
         if step is None or not user_store.claim_totp_step(session, user_id=user.id, step=step):
-            refuse_counted(
-                session, user=user, at=now, field="code", message=WRONG_CODE,
-                reason="wrong two-step code",
-            )  # fmt: skip
+            _wrong_code(session, user=user, at=now)
         codes = _new_recovery_codes(user)
         user.updated_at = now
         save_with_event(
