@@ -5,6 +5,11 @@ if another tab saved in between, :class:`db.clinical_notes.StaleNoteError` refus
 the newer text is shown beside the user's unsaved text (which stays in the editor), and the
 user decides: keep their text and save it on top, or load the newer version. No save can
 silently erase another.
+
+Streamlit forgets a widget's value when the page is left (another page, another case). The
+editor's text is therefore also kept outside the widget (``note_draft_<id>``): coming back
+shows the text as it was left, saved or not, still based on the same version; without it the
+editor came back empty, and a save stored an empty note as the current version.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from db.engine import session_scope
 
 
 def _keys(analysis_id: int) -> dict[str, str]:
-    return {name: f"note_{name}_{analysis_id}" for name in ("text", "base", "conflict", "message")}
+    names = ("text", "base", "draft", "conflict", "message")
+    return {name: f"note_{name}_{analysis_id}" for name in names}
 
 
 def _load_latest(analysis_id: int, owner_id: int) -> None:
@@ -62,12 +68,16 @@ def render_notes(analysis_id: int, *, owner_id: int, author_name: str) -> None:
     """The note editor and the version history of an own analysis."""
     keys = _keys(analysis_id)
     state = st.session_state
-    if keys["base"] not in state:
+    if keys["base"] not in state or (keys["text"] not in state and keys["draft"] not in state):
         _load_latest(analysis_id, owner_id)
+    elif keys["text"] not in state:
+        # Back from another page: the widget forgot its text, the draft did not.
+        state[keys["text"]] = state[keys["draft"]]
     st.subheader("Notes")
     base = state.get(keys["base"])
     st.caption(f"Editing from version {base}." if base else "No note yet.")
     st.text_area("Note", height=160, max_chars=clinical_notes.MAX_NOTE_CHARS, key=keys["text"])
+    state[keys["draft"]] = state[keys["text"]]
     st.button(
         "Save note",
         type="primary",

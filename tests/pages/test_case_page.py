@@ -260,3 +260,37 @@ def test_the_comparison_offers_nothing_without_another_own_analysis(clinic):
     assert not at.exception
     assert "no other analysis" in _texts(at.caption)
     assert "ALICE-1" not in str(at._tree)
+
+
+def test_the_note_survives_leaving_the_case_saved_or_not(clinic):
+    # Streamlit forgets a widget's text when the page is left; the editor must not come back
+    # empty (a save would then store an empty note as the current version).
+    analysis_id = clinic.add_analysis(clinic.alice, "NOTE-BACK")
+    text, save = f"note_text_{analysis_id}", f"note_save_{analysis_id}"
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    at.text_area(key=text).set_value("Important finding.")
+    at = at.button(key=save).click().run()
+
+    def away_and_back(at):
+        at = at.switch_page("pages/history.py").run()
+        at.query_params["id"] = str(analysis_id)
+        return at.switch_page("pages/case.py").run()
+
+    at = away_and_back(at)
+    assert not at.exception
+    assert at.text_area(key=text).value == "Important finding."
+    assert "unsaved changes" not in _texts(at.warning)
+    # Unsaved typing comes back too, still based on version 1.
+    at = at.text_area(key=text).set_value("Important finding. Review in 3 months.").run()
+    at = away_and_back(at)
+    assert at.text_area(key=text).value == "Important finding. Review in 3 months."
+    assert "Editing from version 1" in _texts(at.caption)
+    at = at.button(key=save).click().run()
+    with _session(clinic) as session:
+        versions = clinical_notes.note_history(
+            session, analysis_id=analysis_id, owner_id=clinic.alice
+        )
+    assert [(v.version, v.body) for v in versions] == [
+        (2, "Important finding. Review in 3 months."),
+        (1, "Important finding."),
+    ]
