@@ -9,7 +9,7 @@ from db.engine import session_scope
 from db.models import ROLES
 from ui.account_security import render_security_section
 from ui.auth import keep_this_session, renew_cookie
-from ui.guard import require_user
+from ui.guard import guarded_callback, require_user
 from ui.two_step import render_two_step_section
 
 user = require_user(roles=ROLES, password_page=True)
@@ -21,6 +21,7 @@ RESULT_KEY = "_password_result"
 RENEW_KEY = "_password_renew_cookie"
 
 
+@guarded_callback(roles=ROLES, password_page=True)
 def _submit() -> None:
     state = st.session_state
     try:

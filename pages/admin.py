@@ -15,7 +15,7 @@ from db import users as user_store
 from db.engine import session_scope
 from db.models import ROLE_ADMIN, STATUSES
 from db.types import utc_now
-from ui.guard import require_user
+from ui.guard import guarded_callback, require_user
 from ui.state import deferred_guard
 
 admin = require_user(roles=(ROLE_ADMIN,))
@@ -27,6 +27,7 @@ AUDIT_LIMIT = 500
 EXPORT_LIMIT = 100_000
 
 
+@guarded_callback(roles=(ROLE_ADMIN,))
 def _decide(user_id: int, decision: str, username: str) -> None:
     try:
         with session_scope() as session:
@@ -48,6 +49,7 @@ def _confirmed(confirm_key: str) -> bool:
     return confirmed
 
 
+@guarded_callback(roles=(ROLE_ADMIN,))
 def _reset(user_id: int, username: str, confirm_key: str) -> None:
     if not _confirmed(confirm_key):
         return
@@ -61,6 +63,7 @@ def _reset(user_id: int, username: str, confirm_key: str) -> None:
         st.session_state[RESULT_KEY] = ("password", (username, password))
 
 
+@guarded_callback(roles=(ROLE_ADMIN,))
 def _reset_two_step(user_id: int, username: str, confirm_key: str) -> None:
     if not _confirmed(confirm_key):
         return

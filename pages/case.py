@@ -17,7 +17,7 @@ from db.audit import Action
 from db.engine import session_scope
 from ui.case_view import render_case
 from ui.followup import render_comparison
-from ui.guard import require_user
+from ui.guard import guarded_callback, require_user
 from ui.notes import render_notes
 from ui.state import deferred_guard
 
@@ -27,6 +27,7 @@ VIEWED_KEY = "case_viewed_id"
 SEEN_KEY = "case_query_seen"
 
 
+@guarded_callback()
 def _audit(analysis_id: int, action: str, **detail) -> None:
     with session_scope() as session:
         clinical.record_case_event(
@@ -120,6 +121,7 @@ def _downloads(case, shown) -> None:
     )
 
 
+@guarded_callback()
 def _issue(analysis_id: int, baseline_id: int | None) -> None:
     author = Author(user.id, user.full_name, user.category, user.institution)
     with session_scope() as session:

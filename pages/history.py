@@ -11,7 +11,7 @@ from brainloc.history import day_range, history_frame, shown_frame, to_csv, week
 from db import clinical, clinical_notes
 from db.audit import Action, record_event
 from db.engine import session_scope
-from ui.guard import require_user
+from ui.guard import guarded_callback, require_user
 
 user = require_user()
 
@@ -23,6 +23,7 @@ SORTS = {
 }
 
 
+@guarded_callback()
 def _export(rows: int) -> None:
     with session_scope() as session:
         record_event(

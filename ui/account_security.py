@@ -9,13 +9,16 @@ import streamlit as st
 from brainloc.account_security import end_other_sessions, security_events
 from brainloc.auth import CurrentUser
 from db.engine import session_scope
+from db.models import ROLES
 from ui.auth import keep_this_session, renew_cookie
+from ui.guard import guarded_callback
 
 #: One-shot: the result of "End all other sessions", and this browser's cookie to renew.
 ENDED_KEY = "_security_other_sessions_ended"
 SHOWN = 20
 
 
+@guarded_callback(roles=ROLES, password_page=True)
 def _end_other_sessions(user_id: int) -> None:
     with session_scope() as session:
         end_other_sessions(session, user_id=user_id)

@@ -16,7 +16,9 @@ Usage, as the first statements of a page::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
@@ -24,6 +26,7 @@ from streamlit.errors import StreamlitAPIException
 from brainloc.auth import CurrentUser
 from db.models import ROLE_PRACTITIONER, STATUS_APPROVED
 from ui.auth import start_run
+from ui.idle import idle_expired
 from ui.navigation import NEXT_PARAM, url_path_of
 from ui.state import SHELL_KEY, current_user
 
@@ -89,7 +92,7 @@ def require_user(
             _to_entry_page()
         st.warning("Please sign in to use BrainLoc.")
         st.stop()
-    if user.role not in roles or user.status not in statuses:
+    if not _role_allows(user, roles=roles, statuses=statuses):
         st.error("You do not have access to this page.")
         st.stop()
     if user.account_page_only and not password_page:
@@ -108,3 +111,40 @@ def require_signed_out() -> None:
             _to_entry_page()
         st.info("You are signed in. Use the menu on the left.")
         st.stop()
+
+
+def _role_allows(user: CurrentUser, *, roles: Sequence[str], statuses: Sequence[str]) -> bool:
+    return user.role in roles and user.status in statuses
+
+
+def guarded_callback(
+    *,
+    roles: Sequence[str] = (ROLE_PRACTITIONER,),
+    statuses: Sequence[str] = (STATUS_APPROVED,),
+    password_page: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., None]]:
+    """Decorate a widget callback that saves or records something with the page's own check.
+
+    Streamlit runs a button's callback *before* the script, so before app.py and the page
+    guard look at the session: without this, a session whose account was disabled, whose
+    sign-ins were ended elsewhere (a password change), or which sat idle past the limit could
+    still save a note or issue a report with its click. The decorated callback does nothing
+    unless :func:`require_user` with the same arguments would let the page render; the run
+    that follows then signs the session out or shows what the account may see.
+    """
+
+    def decorate(callback: Callable[..., Any]) -> Callable[..., None]:
+        @functools.wraps(callback)
+        def checked(*args: Any, **kwargs: Any) -> None:
+            if idle_expired():
+                return
+            user = current_user()
+            if user is None or not _role_allows(user, roles=roles, statuses=statuses):
+                return
+            if user.account_page_only and not password_page:
+                return
+            callback(*args, **kwargs)
+
+        return checked
+
+    return decorate

@@ -39,6 +39,14 @@ def idle_limit_seconds() -> float | None:
     return minutes * 60.0 if minutes > 0 else None
 
 
+def idle_expired() -> bool:
+    """Whether this session's last activity is older than the limit (it is about to be
+    signed out by :func:`expire_idle_session`)."""
+    limit = idle_limit_seconds()
+    last = st.session_state.get(LAST_ACTIVITY_KEY)
+    return limit is not None and last is not None and time.time() - last > limit
+
+
 def timer_period_seconds(limit: float) -> float:
     """How often the timer looks: a quarter of the limit, between 1 s and 60 s."""
     return min(60.0, max(1.0, limit / 4))

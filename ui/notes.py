@@ -18,6 +18,7 @@ import streamlit as st
 
 from db import clinical_notes
 from db.engine import session_scope
+from ui.guard import guarded_callback
 
 
 def _keys(analysis_id: int) -> dict[str, str]:
@@ -34,6 +35,7 @@ def _load_latest(analysis_id: int, owner_id: int) -> None:
     st.session_state.pop(keys["conflict"], None)
 
 
+@guarded_callback()
 def _save(analysis_id: int, owner_id: int) -> None:
     keys = _keys(analysis_id)
     state = st.session_state

@@ -17,7 +17,9 @@ from brainloc import two_step
 from brainloc.accounts import AccountError
 from brainloc.auth import CurrentUser
 from db.engine import session_scope
+from db.models import ROLES
 from ui.auth import keep_this_session, renew_cookie
+from ui.guard import guarded_callback
 
 ENROLMENT_KEY = "_two_step_enrolment"
 #: The recovery codes just made, shown until the user confirms they saved them.
@@ -52,6 +54,7 @@ def _cancel() -> None:
     st.session_state.pop(ENROLMENT_KEY, None)
 
 
+@guarded_callback(roles=ROLES, password_page=True)
 def _confirm(user: CurrentUser) -> None:
     enrolment = st.session_state.get(ENROLMENT_KEY)
     code = st.session_state.get("two_step_setup_code", "")
@@ -68,6 +71,7 @@ def _confirm(user: CurrentUser) -> None:
         keep_this_session()
 
 
+@guarded_callback(roles=ROLES, password_page=True)
 def _renew_codes(user: CurrentUser) -> None:
     code = st.session_state.get("two_step_renew_code", "")
     st.session_state["two_step_renew_code"] = ""
@@ -77,6 +81,7 @@ def _renew_codes(user: CurrentUser) -> None:
     )
 
 
+@guarded_callback(roles=ROLES, password_page=True)
 def _turn_off(user: CurrentUser) -> None:
     password = st.session_state.get("two_step_off_password", "")
     code = st.session_state.get("two_step_off_code", "")

@@ -4,7 +4,9 @@ downloads and issued reports, every action audited."""
 from __future__ import annotations
 
 import io
+import time
 
+import pytest
 from pypdf import PdfReader
 from sqlmodel import Session
 
@@ -294,3 +296,54 @@ def test_the_note_survives_leaving_the_case_saved_or_not(clinic):
         (2, "Important finding. Review in 3 months."),
         (1, "Important finding."),
     ]
+
+
+def _set_status(clinic, user_id: int, status: str) -> None:
+    from db.models import User
+
+    with _session(clinic) as session:
+        user = session.get(User, user_id)
+        user.status = status
+        session.add(user)
+        session.commit()
+
+
+def _notes_and_reports(clinic, analysis_id: int) -> tuple[int, int]:
+    with _session(clinic) as session:
+        notes = clinical_notes.note_history(session, analysis_id=analysis_id, owner_id=clinic.alice)
+        reports = clinical_notes.list_reports(
+            session, analysis_id=analysis_id, owner_id=clinic.alice
+        )
+    return len(notes), len(reports)
+
+
+@pytest.mark.parametrize("button", ["note_save", "case_issue"])
+@pytest.mark.parametrize("why", ["disabled", "sessions ended", "idle"])
+def test_a_click_of_a_session_no_longer_allowed_saves_nothing(clinic, why, button):
+    # Streamlit runs a button's callback before the page's own check: the callback checks too.
+    from brainloc.account_security import end_other_sessions
+    from ui.idle import LAST_ACTIVITY_KEY
+
+    analysis_id = clinic.add_analysis(clinic.alice, "LATE-CLICK")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    at.text_area(key=f"note_text_{analysis_id}").set_value("Typed before the change.")
+    if why == "disabled":
+        _set_status(clinic, clinic.alice, "disabled")
+    elif why == "sessions ended":
+        with _session(clinic) as session:
+            end_other_sessions(session, user_id=clinic.alice)  # from another browser
+            session.commit()
+    else:
+        at.session_state[LAST_ACTIVITY_KEY] = 0.0  # idle since 1970
+    at = at.button(key=f"{button}_{analysis_id}").click().run()
+    assert not at.exception
+    assert _notes_and_reports(clinic, analysis_id) == (0, 0)
+    if why != "idle":  # (app.py, which signs an idle session out, does not run here)
+        assert "LATE-CLICK" not in _texts(at.subheader)
+    else:
+        # Still within the limit, the same click saves.
+        at.session_state[LAST_ACTIVITY_KEY] = time.time()
+        at = at.button(key=f"{button}_{analysis_id}").click().run()
+        assert _notes_and_reports(clinic, analysis_id) == (
+            (1, 0) if button == "note_save" else (0, 1)
+        )
