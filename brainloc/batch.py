@@ -326,10 +326,11 @@ def _run_sequences(args: argparse.Namespace) -> int:
 
 
 def _strip_label(message: str, job: Job) -> str:
-    """ScanError messages start with the file name; the error line names it already."""
+    """ScanError messages start with the file name; when the job is that file, the error line
+    names it already (a folder's job keeps it, to say which of its files failed)."""
     for path in job.paths:
         prefix = f"{path.name}: "
-        if message.startswith(prefix):
+        if message.startswith(prefix) and Path(job.label).name == path.name:
             return message[len(prefix) :]
     return message
 

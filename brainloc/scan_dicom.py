@@ -20,7 +20,7 @@ from datetime import datetime
 import numpy as np
 
 from brainloc.scan_normalize import build_scan, check_dimensions
-from brainloc.scans import Scan, ScanError, SeriesHeader
+from brainloc.scans import Scan, ScanError, SeriesHeader, readable
 from brainloc.settings import scan_limits
 
 logger = logging.getLogger(__name__)
@@ -234,16 +234,20 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
         )
     if len(files) == 1:
         name, data = files[0]
-        return [read_dicom(data, name)]
+        with readable(name):
+            return [read_dicom(data, name)]
     groups: dict[str, list[tuple[str, object]]] = {}
     multiframe: list[tuple[str, bytes]] = []
     for name, data in files:
-        ds = _dataset(data, name)
-        _check_image(ds, name)
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        with readable(name):
+            ds = _dataset(data, name)
+            _check_image(ds, name)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            series = str(ds.get("SeriesInstanceUID", ""))
+        if frames > 1:
             multiframe.append((name, data))
             continue
-        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((name, ds))
+        groups.setdefault(series, []).append((name, ds))
     max_slices = scan_limits().max_slices
     several = len(groups) + len(multiframe) > 1
     scans, left_out = [], []
@@ -253,8 +257,11 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
             label = f"'{described}'" if described else f"a series ({items[0][0]} …)"
             left_out.append(f"{label} ({len(items)} files)")
             continue
-        scans.append(_series_scan(items))
-    scans.extend(read_dicom(data, name) for name, data in multiframe)
+        with readable(f"DICOM series of {items[0][0]} ({len(items)} files)"):
+            scans.append(_series_scan(items))
+    for name, data in multiframe:
+        with readable(name):
+            scans.append(read_dicom(data, name))
     if left_out:
         note = (
             f"DICOM series left out, with more than {max_slices} slices (the most one case may "
@@ -264,6 +271,12 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
             raise ScanError(note)
         scans[0] = replace(scans[0], notes=(*scans[0].notes, note))
     return scans
+
+
+def _described(pixels: np.ndarray) -> str:
+    """A slice's pixels in words: ``"colour (RGB)"`` or ``"grey"``, with the matrix."""
+    kind = "colour (RGB)" if pixels.ndim == 3 else "grey"
+    return f"{kind}, {pixels.shape[1]} x {pixels.shape[0]}"
 
 
 def _series_scan(items: list[tuple[str, object]]) -> Scan:
@@ -279,7 +292,13 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
                 f"{name}: {ds.Columns} x {ds.Rows} pixels, but the series' first slice "
                 f"{first_name} is {size[1]} x {size[0]}; all slices of a series must match"
             )
-        pixels = _pixels(ds, name)[0]
+        with readable(name):
+            pixels = _pixels(ds, name)[0]
+        if arrays and pixels.shape != arrays[0].shape:
+            raise ScanError(
+                f"{name}: its pixels are {_described(pixels)}, but the series' first slice "
+                f"{first_name} is {_described(arrays[0])}; all slices of a series must match"
+            )
         # Stored integers stay as they are (the rescale note then names their bit depth);
         # a modality LUT's float64 is halved to float32, which holds a slice exactly enough.
         arrays.append(pixels.astype(np.float32) if pixels.dtype == np.float64 else pixels)

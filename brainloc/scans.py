@@ -27,7 +27,8 @@ import io
 import logging
 import math
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -200,6 +201,22 @@ def _describe_unknown(data: bytes) -> str:
     return "not an image in a supported format (TIFF, PNG, JPEG, DICOM, NIfTI)"
 
 
+@contextmanager
+def readable(label: str) -> Iterator[None]:
+    """The safety net that keeps tracebacks from users: anything but a :class:`ScanError`
+    raised while reading ``label`` (a file, or a series of files) becomes one that says the
+    file is truncated or corrupt (or too large to open), and the original goes to the log."""
+    try:
+        yield
+    except ScanError:
+        raise
+    except MemoryError as exc:
+        raise ScanError(f"{label}: the image is too large to open") from exc
+    except Exception as exc:  # noqa: BLE001 - the safety net
+        logger.info("unreadable upload %s", label, exc_info=True)
+        raise ScanError(f"{label}: the file is truncated or corrupt and cannot be read") from exc
+
+
 def read_scan(data: bytes, filename: str) -> Scan:
     """Read one uploaded file.
 
@@ -218,7 +235,7 @@ def read_scan(data: bytes, filename: str) -> Scan:
     from brainloc import scan_readers
 
     label = Path(filename).name or "file"
-    try:
+    with readable(label):
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ScanError(f"{label}: expected file bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -257,13 +274,6 @@ def read_scan(data: bytes, filename: str) -> Scan:
             )
         reader = scan_readers.READERS[kind]
         return reader(data, label)
-    except ScanError:
-        raise
-    except MemoryError as exc:
-        raise ScanError(f"{label}: the image is too large to open") from exc
-    except Exception as exc:  # noqa: BLE001 - the safety net that keeps tracebacks from users
-        logger.info("unreadable upload %s", label, exc_info=True)
-        raise ScanError(f"{label}: the file is truncated or corrupt and cannot be read") from exc
 
 
 def read_scan_path(path: Path | str) -> Scan:

@@ -65,6 +65,24 @@ def test_bad_file_is_reported_and_the_rest_still_run(kaggle_dir, tiny_models_dir
     )
 
 
+def test_a_damaged_dicom_in_a_folder_is_named_and_the_rest_still_run(
+    kaggle_dir, tiny_models_dir, tmp_path, capsys
+):
+    from tests.brainloc.test_scan_errors import _damaged_spacing, _grey_dicom
+
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "IM1").write_bytes(_damaged_spacing(_grey_dicom(0)))  # its spacing is the series'
+    (series / "IM2").write_bytes(_grey_dicom(5))
+    good = next(kaggle_dir.rglob("*_2.tif"))
+    code, out, err = _analyze(capsys, series, good, "--models-dir", tiny_models_dir)
+    assert code == 2
+    # The folder's error line says which of its files failed.
+    failed = "DICOM series of IM1 (2 files): the file is truncated or corrupt and cannot be read"
+    assert err.strip() == f"error: {series}: {failed}"
+    assert out.startswith(f"{good}: TUMOR")
+
+
 def test_empty_folder_is_an_error(tmp_path, tiny_models_dir, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no scans here")

@@ -152,6 +152,42 @@ def test_series_with_mismatched_sizes_is_refused():
         read_uploads(files)
 
 
+def _grey_dicom(z: float) -> bytes:
+    return encode_dicom(synthetic_slice((64, 64))[..., 1].astype(np.uint16), position_z=z)
+
+
+def _damaged_spacing(data: bytes) -> bytes:
+    """The file with PixelSpacing's value representation garbled ("DS" -> "D$"), which
+    pydicom reports only when the value is read."""
+    tag = b"\x28\x00\x30\x00DS"
+    at = data.index(tag)
+    return data[: at + 4] + b"D$" + data[at + 6 :]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_damaged_dicom_among_uploads_is_named_not_raised(count):
+    files = [("a.dcm", _damaged_spacing(_grey_dicom(0)))] + [
+        ("b.dcm", _grey_dicom(5)) for _ in range(count - 1)
+    ]
+    with pytest.raises(ScanError, match=r"a\.dcm.*truncated or corrupt"):
+        read_uploads(files)
+
+
+def test_a_colour_slice_in_a_grey_series_is_refused_with_both_named():
+    import pydicom
+
+    colour = pydicom.dcmread(io.BytesIO(_grey_dicom(5)))
+    colour.SamplesPerPixel, colour.PhotometricInterpretation = 3, "RGB"
+    colour.PlanarConfiguration = 0
+    colour.BitsAllocated, colour.BitsStored, colour.HighBit = 8, 8, 7
+    colour.PixelData = synthetic_slice((64, 64)).tobytes()
+    buffer = io.BytesIO()
+    colour.save_as(buffer, enforce_file_format=True)
+    files = [("IM1.dcm", _grey_dicom(0)), ("IM2.dcm", buffer.getvalue())]
+    with pytest.raises(ScanError, match=r"IM2\.dcm: .*colour \(RGB\).*IM1\.dcm is grey"):
+        read_uploads(files)
+
+
 def test_no_uploads_is_a_scan_error():
     with pytest.raises(ScanError, match="no files"):
         read_uploads([])
