@@ -40,9 +40,11 @@ def _requested_id() -> int | None:
     if raw is None:
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         return -1
+    # Beyond a database integer (a mistyped or crafted link) no analysis can match.
+    return value if 0 < value < 2**63 else -1
 
 
 def _pick(current: int | None) -> int | None:

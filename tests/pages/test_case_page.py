@@ -63,6 +63,14 @@ def test_another_practitioner_gets_not_found_by_id_and_nothing_in_the_picker(cli
     assert "no analyses yet" in _texts(at.info)
 
 
+@pytest.mark.parametrize("raw", ["99999999999999999999", "-3", "0", "12abc"])
+def test_an_impossible_id_in_the_address_is_not_found(clinic, raw):
+    clinic.add_analysis(clinic.alice, "ANY")
+    at = open_page("case.py", clinic.alice, {"id": raw})
+    assert not at.exception
+    assert "not found" in _texts(at.error)
+
+
 def test_picking_a_case_opens_it_and_sets_the_address(clinic):
     first = clinic.add_analysis(clinic.alice, "FIRST")
     second = clinic.add_analysis(clinic.alice, "SECOND")
