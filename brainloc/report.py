@@ -12,10 +12,13 @@ Issued reports are stored by ``db.clinical`` as bytes and never regenerated.
 
 from __future__ import annotations
 
+import functools
 import io
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -24,6 +27,8 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import (
     Image,
     KeepTogether,
@@ -130,22 +135,53 @@ def _png_flowable(array: np.ndarray) -> Image:
     return Image(buffer, width=width * scale, height=height * scale)
 
 
+#: DejaVu Sans, shipped in ``brainloc/fonts`` (Bitstream Vera licence, see LICENSE.txt there):
+#: the PDF's built-in Helvetica has no Ł, Ż, Cyrillic or Greek letters and prints them as
+#: boxes, and shipping the font keeps a report's bytes the same on every machine.
+FONT = "DejaVuSans"
+BOLD = "DejaVuSans-Bold"
+_FONT_DIR = Path(__file__).resolve().parent / "fonts"
+
+
+@functools.cache
+def _register_fonts() -> None:
+    for name, file in ((FONT, "DejaVuSans.ttf"), (BOLD, "DejaVuSans-Bold.ttf")):
+        pdfmetrics.registerFont(TTFont(name, str(_FONT_DIR / file)))
+    pdfmetrics.registerFont(TTFont(f"{FONT}-Oblique", str(_FONT_DIR / "DejaVuSans-Oblique.ttf")))
+    pdfmetrics.registerFontFamily(
+        FONT, normal=FONT, bold=BOLD, italic=f"{FONT}-Oblique", boldItalic=BOLD
+    )
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters (they print as boxes), line breaks and tabs kept."""
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
+
+
 def _paragraph_text(text: str) -> str:
     """Escape user text for reportlab's mini-markup and keep its line breaks."""
-    return escape(text).replace("\n", "<br/>")
+    return escape(_printable(text)).replace("\n", "<br/>")
 
 
 def _styles() -> dict[str, ParagraphStyle]:
+    _register_fonts()
     base = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=base["BodyText"], fontName=FONT)
     return {
-        "title": ParagraphStyle("title", parent=base["Title"], textColor=_ACCENT, spaceAfter=4),
-        "h2": ParagraphStyle("h2", parent=base["Heading2"], textColor=_ACCENT, spaceBefore=8),
-        "body": base["BodyText"],
-        "small": ParagraphStyle("small", parent=base["BodyText"], fontSize=8, leading=10),
-        "cell": ParagraphStyle("cell", parent=base["BodyText"], fontSize=9, leading=11),
+        "title": ParagraphStyle(
+            "title", parent=base["Title"], fontName=BOLD, textColor=_ACCENT, spaceAfter=4
+        ),
+        "h2": ParagraphStyle(
+            "h2", parent=base["Heading2"], fontName=BOLD, textColor=_ACCENT, spaceBefore=8
+        ),
+        "body": body,
+        "small": ParagraphStyle("small", parent=body, fontSize=8, leading=10),
+        "cell": ParagraphStyle("cell", parent=body, fontSize=9, leading=11),
         "box": ParagraphStyle(
             "box",
-            parent=base["BodyText"],
+            parent=body,
             borderColor=_ACCENT,
             borderWidth=0.8,
             borderPadding=6,
@@ -156,9 +192,20 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
-def _grid(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool) -> Table:
+def _grid(rows: Sequence[Sequence[object]], widths: Sequence[float], header: bool) -> Table:
+    """A table; text cells below the header row wrap (a long case reference, institution or
+    name stays on the page)."""
+    cell = _styles()["cell"]
     table = Table(
-        [list(row) for row in rows],
+        [
+            [
+                Paragraph(_paragraph_text(value), cell)
+                if isinstance(value, str) and (index > 0 or not header)
+                else value
+                for value in row
+            ]
+            for index, row in enumerate(rows)
+        ],
         colWidths=list(widths),
         hAlign="LEFT",
         repeatRows=1 if header else 0,
@@ -166,6 +213,7 @@ def _grid(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool) 
     style = [
         ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("FONTNAME", (0, 0), (-1, -1), FONT),
         ("FONTSIZE", (0, 0), (-1, -1), 9),
     ]
     if header:
@@ -189,7 +237,7 @@ def _decision_text(data: ReportData) -> str:
 
 def _footer(canvas, doc) -> None:  # noqa: ANN001 - reportlab's callback signature
     canvas.saveState()
-    canvas.setFont("Helvetica", 7)
+    canvas.setFont(FONT, 7)
     canvas.setFillColor(colors.grey)
     canvas.drawString(15 * mm, 10 * mm, "Supports, does not replace, a specialist's judgement.")
     canvas.drawRightString(A4[0] - 15 * mm, 10 * mm, f"BrainLoc report - page {doc.page}")
@@ -239,7 +287,13 @@ def build_report(data: ReportData) -> bytes:
         hAlign="LEFT",
     )
     images.setStyle(
-        TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("FONTSIZE", (0, 1), (-1, 1), 8)])
+        TableStyle(
+            [
+                ("ALIGN", (0, 0), (-1, -1), "CENTER"),
+                ("FONTNAME", (0, 1), (-1, 1), FONT),
+                ("FONTSIZE", (0, 1), (-1, 1), 8),
+            ]
+        )
     )
     story += [Spacer(1, 4 * mm), images]
     if data.findings:
@@ -252,14 +306,7 @@ def build_report(data: ReportData) -> bytes:
             )
         )
     if data.comparison_rows:
-        # Body cells wrap (a measure's name is longer than its column).
-        rows = [
-            ("Measure", "Baseline", "This analysis", "Change"),
-            *(
-                [Paragraph(_paragraph_text(cell), styles["cell"]) for cell in row]
-                for row in data.comparison_rows
-            ),
-        ]
+        rows = [("Measure", "Baseline", "This analysis", "Change"), *data.comparison_rows]
         story.append(
             KeepTogether(
                 [

@@ -121,3 +121,30 @@ def test_long_case_spills_onto_more_pages():
 def test_bad_input_is_refused_with_a_message(changes, message):
     with pytest.raises(ValueError, match=message):
         build_report(_data(**changes))
+
+
+def test_names_and_notes_in_other_alphabets_print_as_written():
+    # Helvetica, the PDF's built-in font, has none of these letters: they printed as boxes.
+    pdf = build_report(
+        _data(
+            practitioner_name="Dr Łukasz Żółć",
+            case_reference="Пациент-7",
+            notes="Опухоль слева; όγκος αριστερά.\x0bEnd\x1b.",
+        )
+    )
+    text, _ = _text(pdf)
+    assert "Łukasz Żółć" in text and "Пациент-7" in text
+    assert "Опухоль слева; όγκος αριστερά." in text
+    assert "\x0b" not in text and "\x1b" not in text and "End." in text
+    assert b"DejaVuSans" in pdf
+
+
+def test_long_header_values_wrap_inside_the_page():
+    reference = " ".join(f"ACC{number:04d}" for number in range(30))
+    pdf = build_report(_data(case_reference=reference, institution="Hospital " * 20))
+    reader = PdfReader(io.BytesIO(pdf))
+    lines = reader.pages[0].extract_text().splitlines()
+    # Every part of the reference is printed, over several lines of the cell.
+    holding = [line for line in lines if "ACC00" in line or "ACC002" in line]
+    assert len(holding) >= 2
+    assert all(f"ACC{number:04d}" in " ".join(lines) for number in range(30))
