@@ -191,6 +191,12 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+#: The most analyses a picker (Case page, follow-up baseline) lists, newest first.
+PICKER_LIMIT = 5_000
+#: The most analyses the History page shows and exports at once.
+HISTORY_LIMIT = 20_000
+
+
 def list_analyses(
     session: Session,
     *,

@@ -50,10 +50,15 @@ def _requested_id() -> int | None:
 def _pick(current: int | None) -> int | None:
     """A picker over the user's own analyses; it drives ``?id=``."""
     with session_scope() as session:
-        mine = clinical.list_analyses(session, owner_id=user.id, limit=500)
+        mine = clinical.list_analyses(session, owner_id=user.id, limit=clinical.PICKER_LIMIT)
     if not mine:
         st.info("You have no analyses yet. Start on the Analyze page.")
         return None
+    if len(mine) == clinical.PICKER_LIMIT:
+        st.caption(
+            f"Your newest {clinical.PICKER_LIMIT:,} analyses are listed; find older ones on the "
+            "History page (filter by date or case reference)."
+        )
     labels = {a.id: f"{a.case_reference} · #{a.id} · {a.created_at:%Y-%m-%d %H:%M}" for a in mine}
     options = list(labels)
     # A new ?id= in the address (a link, a bookmark) wins over the picker's last choice.

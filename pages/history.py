@@ -62,7 +62,10 @@ try:
             text=text,
             sort_by=sort_by,
             descending=descending,
+            limit=clinical.HISTORY_LIMIT + 1,
         )
+        more = len(analyses) > clinical.HISTORY_LIMIT
+        analyses = analyses[: clinical.HISTORY_LIMIT]
         notes = clinical_notes.latest_notes(
             session, owner_id=user.id, analysis_ids=[a.id for a in analyses]
         )
@@ -71,7 +74,14 @@ except ValueError as error:
     st.stop()
 
 frame = history_frame(analyses, {key: note.body for key, note in notes.items()})
-st.caption(f"{len(frame)} analysis(es) match.")
+if more:
+    limit = f"{clinical.HISTORY_LIMIT:,}"
+    st.warning(
+        f"More than {limit} analyses match: the first {limit} in the chosen order are shown, "
+        "counted and exported. Narrow the dates or filters for the rest."
+    )
+else:
+    st.caption(f"{len(frame)} analysis(es) match.")
 if frame.empty:
     st.info("No analyses match these filters.")
     st.stop()

@@ -23,7 +23,7 @@ def render_comparison(owner_id: int, analysis_id: int) -> int | None:
     """
     with st.expander("Compare with an earlier scan", expanded=False):
         with session_scope() as session:
-            mine = clinical.list_analyses(session, owner_id=owner_id, limit=500)
+            mine = clinical.list_analyses(session, owner_id=owner_id, limit=clinical.PICKER_LIMIT)
         labels = baseline_choices(mine, analysis_id)
         if not labels:
             st.caption("You have no other analysis to compare this one with.")

@@ -146,3 +146,20 @@ def test_model_card_without_models_warns(clinic, tmp_path, monkeypatch):
     at = open_page("model_card.py", clinic.alice)
     assert not at.exception
     assert "not available" in _texts(at.warning)
+
+
+def test_more_matches_than_the_history_holds_are_said_not_hidden(clinic, monkeypatch):
+    from db import clinical
+
+    monkeypatch.setattr(clinical, "HISTORY_LIMIT", 2)
+    monkeypatch.setattr(clinical, "PICKER_LIMIT", 2)
+    for number in range(3):
+        clinic.add_analysis(clinic.alice, f"CASE-{number}")
+    at = open_page("history.py", clinic.alice)
+    assert not at.exception
+    assert len(_table(at)) == 2
+    assert "More than 2 analyses match" in _texts(at.warning)
+    at = at.text_input(key="history_text").set_value("case-1").run()
+    assert len(_table(at)) == 1 and not at.warning
+    at = open_page("case.py", clinic.alice)
+    assert "newest 2 analyses are listed" in _texts(at.caption)
