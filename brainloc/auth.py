@@ -85,8 +85,11 @@ class CurrentUser:
 
     @property
     def account_page_only(self) -> bool:
-        """Something must be done on the Account page before any other page opens."""
-        return self.must_change_password or self.must_set_up_two_step
+        """Something must be done on the Account page before any other page opens. Only an
+        approved account has pages to open: a pending, rejected or disabled one sees its status
+        alone, also after an administrator reset its password."""
+        approved = self.status == STATUS_APPROVED
+        return approved and (self.must_change_password or self.must_set_up_two_step)
 
     @property
     def is_approved_practitioner(self) -> bool:

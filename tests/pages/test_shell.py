@@ -98,9 +98,12 @@ def test_practitioner_menu_excludes_admin_and_the_admin_page_refuses_anyway(open
     assert [e.value for e in at.error] == ["You do not have access to this page."]
 
 
+@pytest.mark.parametrize("reset", [False, True])
 @pytest.mark.parametrize("status", ["pending", "rejected", "disabled"])
-def test_unapproved_accounts_see_only_their_status(open_app, make_account, status):
-    at = open_app(make_account("bob", status=status))
+def test_unapproved_accounts_see_only_their_status(open_app, make_account, status, reset):
+    # ``reset``: an administrator reset the password (the Account page is not theirs yet).
+    at = open_app(make_account("bob", status=status, must_change_password=reset))
+    assert not at.exception
     assert _titles(at) == ["Account status"]
     assert [h.value for h in at.subheader] == [f"Status: {status}"]
     assert len([*at.info, *at.error, *at.warning]) == 1
