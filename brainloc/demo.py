@@ -18,9 +18,10 @@ import logging
 import sys
 from pathlib import Path
 
-from brainloc.accounts import hash_password, normalise_username, one_time_password
+from brainloc.accounts import end_sign_ins, hash_password, normalise_username, one_time_password
 from brainloc.kaggle_layout import layout_root, scan_slices
 from brainloc.settings import get_settings
+from brainloc.two_step import clear_two_step
 from db import clinical
 from db import users as user_store
 from db.audit import TARGET_USER, record_event
@@ -90,11 +91,16 @@ def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
             licence_number="DEMO",
             institution=DEMO_INSTITUTION,
         )
+    now = utc_now()
     user.password_hash = hash_password(password)
     user.must_change_password = True  # generated here, so the presenter must replace it
     user.status = STATUS_APPROVED
     user.locked_until = None
-    user.updated_at = utc_now()
+    # A new presenter: the previous one's sessions end, and their two-step sign-in (their
+    # phone) would stop the new password from signing in.
+    end_sign_ins(user, at=now)
+    clear_two_step(user)
+    user.updated_at = now
     user = user_store.save_user(session, user=user)
     record_event(
         session, action="demo_account", actor_id=user.id, target_type=TARGET_USER, target_id=user.id

@@ -269,7 +269,8 @@ def _wrong_code(session: Session, *, user: User, at: datetime) -> NoReturn:
     )
 
 
-def _turn_off(user: User) -> None:
+def clear_two_step(user: User) -> None:
+    """Forget the account's two-step sign-in: secret, used step and recovery codes."""
     user.totp_secret = None
     user.totp_enabled_at = None
     user.totp_last_step = None
@@ -292,7 +293,7 @@ def disable(
             )  # fmt: skip
         if _accept(session, user, code, at=now) is None:
             _wrong_code(session, user=user, at=now)
-        _turn_off(user)
+        clear_two_step(user)
         user.updated_at = now
         save_with_event(
             session, user=user, action=Action.TWO_STEP_DISABLED, actor_id=user.id, at=now,
@@ -370,7 +371,7 @@ def _reset(session: Session, *, user: User, actor_id: int | None, via: str, cloc
     if not user.totp_secret:
         raise AccountError({"user": f"Two-step sign-in is not on for '{user.username}'."})
     now = clock()
-    _turn_off(user)
+    clear_two_step(user)
     end_sign_ins(user, at=now)
     user.updated_at = now
     return save_with_event(

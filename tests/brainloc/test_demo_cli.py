@@ -61,6 +61,10 @@ def test_demo_creates_the_account_imports_cases_and_reuses_it(demo_env, tmp_path
             "CASE_A_1_10.tif",
         ]
         user_id = user.id
+        # The first presenter turned two-step sign-in on with their phone.
+        user.totp_secret, user.recovery_code_hashes = "JBSWY3DPEHPK3PXP" * 2, ["x" * 64]
+        session.add(user)
+        session.commit()
 
     assert main(["demo", "--from", str(source), "--cases", "2"]) == 0
     second = capsys.readouterr().out
@@ -73,6 +77,9 @@ def test_demo_creates_the_account_imports_cases_and_reuses_it(demo_env, tmp_path
         assert verify_password(_password(second), user.password_hash)
         assert not verify_password(_password(first), user.password_hash)
         assert user.must_change_password
+        # A new presenter: the first one's sessions end and their phone is not asked for.
+        assert user.sessions_ended_at is not None and user.sessions_revoked_at is not None
+        assert user.totp_secret is None and user.recovery_code_hashes is None
         assert clinical.count_analyses(session, owner_id=user_id) == 2
 
 
