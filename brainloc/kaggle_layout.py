@@ -15,6 +15,8 @@ from pathlib import Path
 
 #: A scan slice file, ``<case>_<n>.tif`` or ``.tiff``; masks (``<case>_<n>_mask.tif``) never match.
 SLICE_RE = re.compile(r"^(?P<case>.+)_(?P<index>\d+)\.tiff?$", re.IGNORECASE)
+#: A slice's mask file (``<case>_<n>_mask.tif``).
+MASK_RE = re.compile(r"_\d+_mask\.tiff?$", re.IGNORECASE)
 
 
 def layout_root(data_dir: Path | str) -> Path:
@@ -29,11 +31,12 @@ def layout_root(data_dir: Path | str) -> Path:
 
 def scan_slices(case_dir: Path) -> list[tuple[int, Path]]:
     """(slice number, path) of every scan slice in a case folder, in numeric order
-    (``_2`` before ``_10``); mask files are left out."""
+    (``_2`` before ``_10``); mask files and hidden files are left out."""
     rows = []
     for path in case_dir.iterdir():
         match = SLICE_RE.match(path.name)
-        if match and path.is_file():
+        # Names starting with a dot are other programs' files (macOS writes "._<name>").
+        if match and path.is_file() and not path.name.startswith("."):
             rows.append((int(match["index"]), path))
     return sorted(rows)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from brainloc.kaggle_layout import layout_root, mask_path, scan_slices
+from brainloc.kaggle_layout import MASK_RE, layout_root, mask_path, scan_slices
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def patient_id(case: str) -> str:
 def find_root(data_dir: Path | str) -> Path:
     """Return the folder holding the case folders (see ``brainloc.kaggle_layout``)."""
     root = layout_root(data_dir)
-    if root.is_dir() and any(root.glob("*/*_mask.tif")):
+    if root.is_dir() and any(_has_masks(case) for case in root.iterdir() if case.is_dir()):
         return root
     raise FileNotFoundError(
         f"{data_dir} does not look like the Kaggle lgg-mri-segmentation layout "
@@ -64,7 +64,12 @@ def find_root(data_dir: Path | str) -> Path:
 def list_cases(data_dir: Path | str) -> list[str]:
     """Case folder names under the layout root, sorted."""
     root = find_root(data_dir)
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*_mask.tif")))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _has_masks(p))
+
+
+def _has_masks(case_dir: Path) -> bool:
+    """A case folder: it holds ``*_mask.tif`` files (any case, ``.tiff`` too)."""
+    return any(MASK_RE.search(path.name) for path in case_dir.iterdir())
 
 
 def slice_files(case_dir: Path) -> list[tuple[int, Path, Path]]:
@@ -84,13 +89,40 @@ def load_case(data_dir: Path | str, case: str) -> CaseSlices:
     rows = slice_files(case_dir)
     if not rows:
         raise FileNotFoundError(f"no slices in {case_dir}")
-    images = np.stack([tifffile.imread(image) for _, image, _ in rows])
-    masks = np.stack([tifffile.imread(mask) for _, _, mask in rows]) > 0
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(
-            f"{case_dir}: expected uint8 (H, W, 3) slices, got {images.shape} {images.dtype}"
-        )
-    return CaseSlices(case, patient_id(case), images, masks, [image for _, image, _ in rows])
+    images = [_read_tiff(image) for _, image, _ in rows]
+    # A mask saved in colour (or with an alpha channel) marks tumor wherever any channel does.
+    masks = [_read_tiff(mask) for _, _, mask in rows]
+    masks = [mask.max(axis=-1) if mask.ndim == 3 else mask for mask in masks]
+    for (_, image_path, mask_path_), image, mask in zip(rows, images, masks, strict=True):
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"{image_path}: expected a uint8 (H, W, 3) slice, got {image.shape} {image.dtype}"
+            )
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"{mask_path_}: expected a single-channel mask of {image.shape[1]} x "
+                f"{image.shape[0]} pixels like its slice, got {mask.shape}"
+            )
+        if image.shape != images[0].shape:
+            raise ValueError(
+                f"{image_path}: {image.shape[1]} x {image.shape[0]} pixels, but the case's first "
+                f"slice {rows[0][1].name} is {images[0].shape[1]} x {images[0].shape[0]}"
+            )
+    return CaseSlices(
+        case,
+        patient_id(case),
+        np.stack(images),
+        np.stack(masks) > 0,
+        [image for _, image, _ in rows],
+    )
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """One TIFF file's pixels; an unreadable file is named in the error."""
+    try:
+        return tifffile.imread(path)
+    except (OSError, ValueError) as exc:  # tifffile.TiffFileError is a ValueError
+        raise ValueError(f"{path}: cannot be read as a TIFF image ({exc})") from exc
 
 
 def load_cases(data_dir: Path | str, cases: list[str]) -> list[CaseSlices]:

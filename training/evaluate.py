@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -231,6 +232,30 @@ def selected_cases(args: argparse.Namespace) -> list[str]:
     return cases
 
 
+def _check_writable(path: Path) -> None:
+    """Refuse, before any work, a ``--json`` path that cannot be written."""
+    if path.is_dir():
+        raise ValueError(f"--json {path} is a folder; give a file name such as {path}/metrics.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    with path.open("a", encoding="utf-8"):
+        pass
+    if not existed:
+        path.unlink()
+
+
+def _json_safe(value):
+    """``value`` with every NaN or infinite float as None: a metric without data (no tumor
+    slices in the selection, one class only) is ``null`` in valid JSON, not ``NaN``."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,12 +265,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        report = evaluate(args.data_dir, args.models_dir, selected_cases(args))
-    except (FileNotFoundError, ValueError) as exc:
+        # Everything a run could stumble on is checked before the long part: where the JSON
+        # goes, and every selected case's files (so a bad case late in the list does not throw
+        # away the hour spent on the others).
+        _check_writable(args.json)
+        cases = selected_cases(args)
+        for case in cases:
+            load_case(args.data_dir, case)
+        report = evaluate(args.data_dir, args.models_dir, cases)
+        args.json.write_text(json.dumps(_json_safe(report), indent=1) + "\n", encoding="utf-8")
+    except (OSError, ValueError) as exc:  # FileNotFoundError and PermissionError are OSErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(format_table(report))
     print(f"\nwrote {args.json}")
     return 0

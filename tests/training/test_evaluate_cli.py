@@ -105,3 +105,65 @@ def test_evaluate_reports_a_bad_directory_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and "Kaggle" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _evaluate(data_dir, out, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "training.evaluate", "--data-dir", str(data_dir), "--json", str(out)]
+        + list(extra),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _copy(lgg_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(lgg_dir, copy)
+    return copy
+
+
+def test_a_json_path_that_is_a_folder_is_refused_before_any_work(lgg_dir, tmp_path):
+    result = _evaluate(lgg_dir, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is a folder" in result.stderr
+
+
+def test_a_damaged_slice_in_any_case_is_named_before_the_run(lgg_dir, tmp_path):
+    copy = _copy(lgg_dir, tmp_path)
+    damaged = sorted(copy.rglob("*_3.tif"))[-1]  # a slice of the last case
+    damaged.write_bytes(b"not a tiff at all")
+    out = tmp_path / "metrics.json"
+    result = _evaluate(copy, out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(damaged) in result.stderr and "cannot be read as a TIFF image" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not models_available(), reason="shipped models not in models/")
+def test_upper_case_extensions_and_hidden_files_are_read_as_the_layout(lgg_dir, tmp_path):
+    copy = _copy(lgg_dir, tmp_path)
+    case = sorted(path for path in copy.rglob("*") if path.is_dir() and "TCGA" in path.name)[0]
+    for path in case.glob("*.tif"):
+        path.rename(path.with_suffix(".TIF"))
+    (case / f"._{case.name}_1.TIF").write_bytes(b"macOS metadata")
+    out = tmp_path / "metrics.json"
+    result = _evaluate(copy, out, "--cases", case.name)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["counts"]["patients"] == 1
+    assert report["counts"]["slices"] == len(list(case.glob("*_mask.TIF")))
+
+
+def test_metrics_without_data_are_null_in_the_json():
+    from training.evaluate import _json_safe
+
+    report = {"segmentation": {"dice": float("nan")}, "curve": [1.0, float("inf")], "n": 3}
+    assert json.loads(json.dumps(_json_safe(report), allow_nan=False)) == {
+        "segmentation": {"dice": None},
+        "curve": [1.0, None],
+        "n": 3,
+    }
