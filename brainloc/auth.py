@@ -184,6 +184,10 @@ def load_current_user(session: Session, *, user_id: int) -> CurrentUser | None:
     )
 
 
+#: How far a cookie's issue time may lie ahead of the server's clock (the same clock made it).
+COOKIE_CLOCK_SKEW_SECONDS = 60
+
+
 def _issued_at(expires: float, lifetime_seconds: float) -> float:
     """When a cookie expiring at ``expires`` (a Unix time) was issued.
 
@@ -221,6 +225,10 @@ def user_from_cookie(
     if user is None or expires <= now:
         return LoginResult(ok=False, message="expired or unknown sign-in cookie")
     issued = _issued_at(expires.timestamp(), cookie.lifetime_seconds)
+    if issued > now.timestamp() + COOKIE_CLOCK_SKEW_SECONDS:
+        # Only a forged cookie (someone holding the key) is issued in the future: it would
+        # otherwise pass every revocation.
+        return LoginResult(ok=False, message="sign-in cookie issued in the future")
     revoked = user.sessions_revoked_at
     if revoked is not None and issued <= revoked.timestamp():
         return LoginResult(ok=False, message="sign-in cookie was revoked")

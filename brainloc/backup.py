@@ -6,14 +6,18 @@
 ``backup`` copies the SQLite database with SQLite's online backup API, which gives a
 consistent snapshot while the app keeps running (copying ``brainloc.db`` by hand while it runs
 can miss what is still in ``brainloc.db-wal``), checks the copy (``PRAGMA integrity_check``,
-its schema revision, its row counts), and writes it with the generated ``cookie_key`` and a
-manifest of SHA-256 sums into ``brainloc-backup-<UTC time>.tar.gz`` (mode 0600: it holds
-every patient scan). The archive appears only when it is complete.
+its schema revision, its row counts), and writes it with a manifest of SHA-256 sums into
+``brainloc-backup-<UTC time>.tar.gz`` (mode 0600: it holds every patient scan). The archive
+appears only when it is complete. The sign-in cookie's signing key is left out on purpose:
+whoever holds it can make a "remember me" cookie for any account, past its password and
+two-step sign-in, so a copy of a backup must not carry it. After a restore the app makes a new
+key, and everyone signs in again once.
 
-``restore`` checks every file of an archive against its manifest before it writes anything,
-refuses a data directory that already has a database, then puts the database (and the cookie
-key, when the archive has one) into ``BRAINLOC_DATA_DIR`` and migrates it to this version's
-schema. Stop the app before restoring, and start it afterwards.
+``restore`` checks every file of an archive against its manifest, and that this version knows
+the archive's schema, before it writes anything; it refuses a data directory that already has a
+database, then puts the database into ``BRAINLOC_DATA_DIR`` and migrates it to this version's
+schema (a ``cookie_key`` in an archive of an earlier version is not restored). Stop the app
+before restoring, and start it afterwards.
 
 PostgreSQL deployments back up with ``pg_dump``; both commands say so.
 """
@@ -25,7 +29,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sqlite3
 import sys
 import tarfile
@@ -63,7 +66,6 @@ class Snapshot:
     path: Path
     schema_revision: str
     counts: dict[str, int]
-    with_cookie_key: bool
 
 
 def _sqlite_path(database_url: str) -> Path:
@@ -116,7 +118,7 @@ def check_database(path: Path) -> tuple[str, dict[str, int]]:
 def create_backup(
     database_url: str, data_dir: Path, out_dir: Path, *, now: datetime | None = None
 ) -> Snapshot:
-    """Write a checked archive of the database and the generated cookie key into ``out_dir``."""
+    """Write a checked archive of the database into ``out_dir`` (not the cookie key)."""
     source = _sqlite_path(database_url)
     if not source.is_file():
         raise BackupError(f"there is no database at {source} to back up")
@@ -138,10 +140,6 @@ def create_backup(
             src.close()
         revision, counts = check_database(copy)
         files = [copy]
-        key = data_dir / COOKIE_KEY_FILE
-        if key.is_file():
-            shutil.copyfile(key, work_dir / COOKIE_KEY_FILE)
-            files.append(work_dir / COOKIE_KEY_FILE)
         manifest = {
             "created_at": now.isoformat(),
             "brainloc_version": __version__,
@@ -159,7 +157,7 @@ def create_backup(
             for path in files:
                 tar.add(path, arcname=path.name, filter=_private)
         os.replace(partial, target)
-    return Snapshot(target, revision, counts, with_cookie_key=len(files) == 2)
+    return Snapshot(target, revision, counts)
 
 
 def _private(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -201,11 +199,12 @@ def read_archive(archive: Path) -> tuple[dict, dict[str, bytes]]:
 
 
 def restore_backup(archive: Path, env: Mapping[str, str]) -> tuple[Path, dict]:
-    """Put a checked archive's database (and cookie key) into the configured data directory,
-    then migrate it. Returns the data directory and the manifest.
+    """Put a checked archive's database into the configured data directory, then migrate it.
+    Returns the data directory and the manifest.
 
     Raises:
-        BackupError: a bad archive, a database already in place, or a non-default database URL.
+        BackupError: a bad archive, one from a newer version, a database already in place, or
+            a non-default database URL; nothing is written then.
     """
     data_dir = data_dir_from(env)
     target = data_dir / DATABASE_FILE
@@ -225,13 +224,16 @@ def restore_backup(archive: Path, env: Mapping[str, str]) -> tuple[Path, dict]:
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".restore-") as work:
         staged = Path(work) / DATABASE_FILE
         staged.write_bytes(contents[DATABASE_FILE])
-        check_database(staged)
+        revision, _ = check_database(staged)
+        from db.migrate import known_revisions
+
+        if revision not in known_revisions():
+            raise BackupError(
+                f"the archive's database has schema revision {revision}, which this version of "
+                "BrainLoc does not know: it was made by a newer version; restore it with that "
+                "version or a later one"
+            )
         os.chmod(staged, 0o600)
-        if COOKIE_KEY_FILE in contents:
-            key = Path(work) / COOKIE_KEY_FILE
-            key.write_bytes(contents[COOKIE_KEY_FILE])
-            os.chmod(key, 0o600)
-            os.replace(key, data_dir / COOKIE_KEY_FILE)
         os.replace(staged, target)
     from db.migrate import upgrade_head
 
@@ -291,8 +293,8 @@ def run_backup(args: argparse.Namespace) -> int:
     size_mb = snapshot.path.stat().st_size / 1e6
     print(f"Backup written: {snapshot.path} ({size_mb:.1f} MB)")
     print(f"  {_summary(snapshot.counts)}; schema {snapshot.schema_revision}")
-    if not snapshot.with_cookie_key:
-        print("  no cookie_key file: the key is configured (keep that configuration too)")
+    print("  The sign-in cookie key is not in it (it would sign anyone in): after a restore,")
+    print("  everyone signs in again once.")
     print("Keep it as safe as the database: it holds every patient scan.")
     return 0
 
@@ -306,5 +308,5 @@ def run_restore(args: argparse.Namespace) -> int:
         return 2
     print(f"Restored {args.archive} (made {manifest.get('created_at', '?')}) into {data_dir}")
     print(f"  {_summary(manifest.get('counts', {}))}")
-    print("Start the app now; accounts sign in with their passwords as before.")
+    print("Start the app now; accounts sign in with their passwords (and codes) as before.")
     return 0

@@ -21,6 +21,15 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def known_revisions() -> set[str]:
+    """Every schema revision this version's migrations know (an archive or database from a
+    newer version holds one they do not)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return {revision.revision for revision in script.walk_revisions()}
+
+
 def upgrade_head(url: str) -> None:
     """Bring the database at ``url`` to the newest schema (a no-op when it is current)."""
     command.upgrade(alembic_config(url), "head")

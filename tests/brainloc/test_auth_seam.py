@@ -128,3 +128,21 @@ def test_a_cookie_from_before_a_revocation_stays_refused_across_a_clock_change(
             os.environ["TZ"] = before
         time.tzset()
     assert not result.ok and "revoked" in result.message
+
+
+def test_a_cookie_issued_in_the_future_is_refused(make_account, app_env):
+    # Only someone holding the key makes one; a far-future expiry must not outlive revocations.
+    make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    with session_scope() as session:
+        forged = auth.user_from_cookie(
+            session,
+            token=_token("alice", NOW + timedelta(days=365), cookie),
+            cookie=cookie,
+            clock=lambda: NOW,
+        )
+        honest = auth.user_from_cookie(
+            session, token=_token("alice", NOW, cookie), cookie=cookie, clock=lambda: NOW
+        )
+    assert not forged.ok and "future" in forged.message
+    assert honest.ok

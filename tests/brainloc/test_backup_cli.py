@@ -49,14 +49,15 @@ def test_a_backup_restores_into_an_empty_data_directory(
     assert "1 account(s), 1 analysis(es)" in capsys.readouterr().out
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     manifest, contents = read_archive(archive)
-    assert set(contents) == {"brainloc.db", "cookie_key"}
+    # The cookie key would let whoever holds a copy sign in as anyone: it stays out.
+    assert set(contents) == {"brainloc.db"}
     assert manifest["counts"]["analysis_slices"] == 2
     assert not list((tmp_path / "backups").glob(".brainloc-backup-*"))  # no leftovers
 
     _switch_data_dir(monkeypatch, tmp_path / "restored")
     assert main(["restore", str(archive)]) == 0, capsys.readouterr().err
     assert "Restored" in capsys.readouterr().out
-    assert get_settings().cookie_key == app_env.cookie_key  # remembered sign-ins stay valid
+    assert get_settings().cookie_key != app_env.cookie_key  # a new key: everyone signs in again
     with session_scope() as session:
         assert accounts.check_login(session, username="alice", password=TEST_PASSWORD).ok
         stored = clinical.get_analysis(session, analysis_id=analysis.id, owner_id=user.id)
@@ -101,13 +102,13 @@ def test_restore_refuses_bad_archives_and_writes_nothing(
     make_account("alice")
     archive = _backup(tmp_path, capsys)
     altered = _rewrite(
-        archive, tmp_path, lambda name, data: data + b"x" if name == "cookie_key" else data
+        archive, tmp_path, lambda name, data: data + b"x" if name == "brainloc.db" else data
     )
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not an archive")
     _switch_data_dir(monkeypatch, tmp_path / "empty")
     for path, message in (
-        (altered, "cookie_key in "),
+        (altered, "brainloc.db in "),
         (str(junk), "cannot read"),
         (str(tmp_path / "missing.tar.gz"), "cannot read"),
     ):
@@ -133,3 +134,19 @@ def test_backup_refuses_postgresql_and_a_missing_database(tmp_path):
     with pytest.raises(BackupError, match="no database"):
         create_backup(f"sqlite:///{tmp_path / 'none.db'}", tmp_path, tmp_path / "b")
     assert not (tmp_path / "b").exists() or not list((tmp_path / "b").iterdir())
+
+
+def test_an_archive_of_a_newer_version_is_refused_and_nothing_written(
+    app_env, make_account, tmp_path, capsys, monkeypatch
+):
+    make_account("alice")
+    live = sqlite3.connect(app_env.database_url.removeprefix("sqlite:///"))
+    with live:
+        live.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+    live.close()
+    archive = _backup(tmp_path, capsys)
+    _switch_data_dir(monkeypatch, tmp_path / "empty")
+    assert main(["restore", str(archive)]) == 2
+    err = capsys.readouterr().err
+    assert "0099_from_the_future" in err and "newer version" in err and "Traceback" not in err
+    assert not list((tmp_path / "empty").glob("brainloc.db*"))
