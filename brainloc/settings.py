@@ -205,7 +205,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default ``os.environ``); see the module docstring."""
     env = os.environ if env is None else env
     data_dir = data_dir_from(env)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database and the key
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / DATABASE_FILE}"
     models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()
     return Settings(

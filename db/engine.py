@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -31,14 +34,26 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _private_database_file(path: Path) -> None:
+    """Make the SQLite file readable by this user only (0600, in a 0700 folder when the folder
+    is new): it holds every scan, password hash and two-step secret. SQLite gives its ``-wal``
+    and ``-shm`` files the database file's permissions. A database file that others could read
+    (made by an earlier version) is tightened."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # an empty file is a database
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077:
+            os.chmod(file, 0o600)
+            logger.info("made %s readable by its owner only", file)
+
+
 def make_engine(url: str) -> Engine:
     """Create a new engine for ``url``; prefer :func:`get_engine` outside tests."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            from pathlib import Path
-
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_database_file(Path(parsed.database))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )

@@ -195,3 +195,20 @@ def test_make_engine_works_for_a_new_file_in_a_new_folder(tmp_path):
             assert len(list_categories(session)) == len(PRACTITIONER_CATEGORIES)
     finally:
         engine.dispose()
+
+
+def test_a_new_database_is_readable_by_its_owner_only(tmp_path):
+    import stat
+
+    from db.engine import make_engine
+
+    data = tmp_path / "fresh"
+    url = f"sqlite:///{data / 'brainloc.db'}"
+    upgrade_head(url)
+    make_engine(url).dispose()
+    assert stat.S_IMODE((data / "brainloc.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    # One made world-readable by an earlier version is tightened when it is opened.
+    (data / "brainloc.db").chmod(0o644)
+    make_engine(url).dispose()
+    assert stat.S_IMODE((data / "brainloc.db").stat().st_mode) == 0o600
