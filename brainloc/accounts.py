@@ -17,6 +17,7 @@ import functools
 import re
 import secrets
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 import bcrypt
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from zxcvbn import zxcvbn
 
@@ -113,9 +115,26 @@ def normalise_username(username: str) -> str:
     return username.strip().lower()
 
 
+def clean_text(value: str) -> str:
+    """Typed text as stored: NFKC-normalised (full-width and other compatibility forms folded),
+    without control or invisible formatting characters (zero-width spaces and joiners,
+    direction marks), trimmed. So two entries that look the same are the same."""
+    text = unicodedata.normalize("NFKC", value or "")
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf")).strip()
+
+
 def normalise_email(email: str) -> str:
-    """Emails are stored trimmed and lower-case, so duplicates are found reliably."""
-    return email.strip().lower()
+    """Emails are stored cleaned (:func:`clean_text`) and lower-case, so duplicates are found
+    reliably; a domain in other scripts is stored in its ASCII (IDNA, ``xn--``) form, so a
+    look-alike letter (a Cyrillic 'а' in 'hospitаl.org') shows as the different domain it is."""
+    mail = clean_text(email).lower()
+    local, at, domain = mail.rpartition("@")
+    if at and domain and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return mail  # refused by the address check
+    return f"{local}{at}{domain}"
 
 
 #: Letters and digits that cannot be mistaken for one another when a one-time password is
@@ -242,7 +261,7 @@ def save_with_event(
 
 def _identity_errors(session: Session, *, full_name: str, email: str, username: str) -> dict:
     errors: dict[str, str] = {}
-    if not 2 <= len(full_name.strip()) <= 120:
+    if not 2 <= len(clean_text(full_name)) <= 120:
         errors["full_name"] = "Full name must be between 2 and 120 characters."
     name = normalise_username(username)
     if not USERNAME_RE.match(name):
@@ -253,7 +272,7 @@ def _identity_errors(session: Session, *, full_name: str, email: str, username: 
     elif user_store.get_user_by_username(session, username=name) is not None:
         errors["username"] = "This username is already taken; choose another."
     mail = normalise_email(email)
-    if len(mail) > 254 or not EMAIL_RE.match(mail):
+    if len(mail) > 254 or not mail.isascii() or not EMAIL_RE.match(mail):
         errors["email"] = "Enter a valid email address, like name@hospital.org."
     elif user_store.get_user_by_email(session, email=mail) is not None:
         errors["email"] = "An account with this email already exists."
@@ -278,25 +297,31 @@ def register_practitioner(session: Session, *, form: Registration, clock: Clock 
             "Enter your licence or registration number (3-60 letters, digits, spaces, '.', "
             "'/' or '-')."
         )
-    if not 2 <= len(form.institution.strip()) <= 160:
+    if not 2 <= len(clean_text(form.institution)) <= 160:
         errors["institution"] = "Institution must be between 2 and 160 characters."
     if errors:
         raise AccountError(errors)
     now = clock()
     user = User(
         username=normalise_username(form.username),
-        full_name=form.full_name.strip(),
+        full_name=clean_text(form.full_name),
         email=normalise_email(form.email),
         password_hash=hash_password(form.password),
         role=ROLE_PRACTITIONER,
         status=STATUS_PENDING,
         category_id=category.id,
         licence_number=form.licence_number.strip(),
-        institution=form.institution.strip(),
+        institution=clean_text(form.institution),
         created_at=now,
         updated_at=now,
     )
-    user_store.save_user(session, user=user)  # first, so the event can name the new id
+    try:
+        user_store.save_user(session, user=user)  # first, so the event can name the new id
+    except IntegrityError:
+        # The same username or email registered by someone else in the same moment.
+        raise AccountError(
+            {"username": "This username or email was just registered; choose another."}
+        ) from None
     return save_with_event(session, user=user, action=Action.REGISTER, actor_id=user.id, at=now)
 
 
@@ -310,7 +335,7 @@ def create_admin(
     clock: Clock = utc_now,
 ) -> User:
     """Create an approved administrator (the ``create-admin`` command), or raise."""
-    display_name = full_name.strip() or normalise_username(username)
+    display_name = clean_text(full_name) or normalise_username(username)
     errors = _identity_errors(session, full_name=display_name, email=email, username=username)
     problems = password_problems(password, password, username=username, email=email)
     if problems:

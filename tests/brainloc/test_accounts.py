@@ -98,6 +98,29 @@ def test_registration_rules_give_clear_messages(app_env, change, field, fragment
         assert user_store.count_users(session) == 0  # nothing saved
 
 
+def test_invisible_and_look_alike_characters_do_not_make_a_second_identity(app_env):
+    _register(GOOD)
+    # A zero-width space hidden in the address is dropped: the address is the same one.
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, username="jdoe2", email="jane.doe\u200b@hospital.org"))
+    assert set(caught.value.errors) == {"email"}
+    # A Cyrillic "а" in the domain is stored in its xn-- form, visibly another domain.
+    other = _register(replace(GOOD, username="jdoe3", email="jane.doe@hospit\u0430l.org"))
+    assert other.email.startswith("jane.doe@xn--") and other.email.isascii()
+    # A name of invisible characters is no name; full-width letters are folded.
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, username="jdoe4", email="x@y.org", full_name="\u200b\u200b"))
+    assert set(caught.value.errors) == {"full_name"}
+    wide = _register(
+        replace(GOOD, username="jdoe5", email="z@y.org", full_name="Dr \uff2a\uff41\uff4e\uff45")
+    )
+    assert wide.full_name == "Dr Jane"
+    # A non-ASCII local part cannot be told apart by the administrator: refused.
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, username="jdoe6", email="j\u0430ne@hospital.org"))
+    assert set(caught.value.errors) == {"email"}
+
+
 def test_all_problems_are_reported_at_once(app_env):
     bad = replace(GOOD, email="nope", username="?", password="x", password_repeat="y")
     with pytest.raises(accounts.AccountError) as caught:
