@@ -300,20 +300,28 @@ def run(args: argparse.Namespace) -> int:
 def _run_sequences(args: argparse.Namespace) -> int:
     """One case from three single-sequence series (``--sequences PRE FLAIR POST``)."""
     from brainloc.scan_align import combine_series
-    from brainloc.scans import ALL_SEQUENCES, ScanError, read_paths, sequence_scan
+    from brainloc.scans import (
+        ALL_SEQUENCES,
+        ScanError,
+        read_paths,
+        refuse_repeated_sequences,
+        sequence_scan,
+    )
 
-    series = {}
+    series, contents = {}, {}
     for name, path in zip(ALL_SEQUENCES, args.sequences, strict=True):
         jobs = [job for job in collect_jobs([path]) if job.paths]
         try:
             if len(jobs) != 1:
                 raise ScanError("give one file, or one folder holding one DICOM series")
             series[name] = sequence_scan(name, read_paths(jobs[0].paths))
+            contents[name] = [file.read_bytes() for file in jobs[0].paths]
         except ScanError as exc:
             message = _strip_label(str(exc), jobs[0]) if len(jobs) == 1 else str(exc)
             print(f"error: {name} {path}: {message}", file=sys.stderr)
             return 2
     try:
+        refuse_repeated_sequences(contents)
         scan = combine_series(series)
     except ScanError as exc:
         print(f"error: sequences: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from brainloc.scans import (
     Scan,
     ScanError,
     read_uploads,
+    refuse_repeated_sequences,
     sequence_scan,
 )
 from brainloc.study import series_label, study_case, with_upload_notes
@@ -239,10 +240,11 @@ def analyze_sequences(
     """
     series = {}
     for name in ALL_SEQUENCES:
-        files = list(uploads.get(name) or ())
-        if not files:
+        if not uploads.get(name):
             raise ScanError(f"choose the {name} file(s)")
-        series[name] = sequence_scan(name, read_uploads(files))
+    refuse_repeated_sequences({name: [data for _, data in uploads[name]] for name in ALL_SEQUENCES})
+    for name in ALL_SEQUENCES:
+        series[name] = sequence_scan(name, read_uploads(list(uploads[name])))
     names = [f"{name}: {file}" for name in ALL_SEQUENCES for file, _ in uploads[name]]
     return _analyze_scans(
         pipeline, [combine_series(series)], names, progress=progress, max_slices=max_slices

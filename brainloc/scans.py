@@ -23,11 +23,12 @@ public API, format detection and the normalisation every format shares.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -199,6 +200,21 @@ def _describe_unknown(data: bytes) -> str:
     if sample and all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
         return "a text file, not an image"
     return "not an image in a supported format (TIFF, PNG, JPEG, DICOM, NIfTI)"
+
+
+def refuse_repeated_sequences(files: Mapping[str, Iterable[bytes]]) -> None:
+    """Refuse one upload given for two sequences (the same FLAIR file chosen as pre-contrast,
+    FLAIR and post-contrast would be analysed as a full three-sequence case). ``files``: each
+    sequence's file contents."""
+    seen: dict[frozenset[str], str] = {}
+    for name, contents in files.items():
+        digests = frozenset(hashlib.sha256(bytes(data)).hexdigest() for data in contents)
+        if digests in seen:
+            raise ScanError(
+                f"the {seen[digests]} and {name} uploads are the same file(s); choose each "
+                "sequence's own"
+            )
+        seen[digests] = name
 
 
 @contextmanager

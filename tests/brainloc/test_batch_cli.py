@@ -244,6 +244,12 @@ def test_a_case_given_as_three_sequences_is_combined(tiny_models_dir, tmp_path, 
     assert "post-contrast series has 1 slice(s) and FLAIR 2" in err
     code, _, err = _analyze(capsys, whole, "--sequences", *paths)
     assert code == 2 and "FILE_OR_DIR arguments or --sequences" in err
+    # The FLAIR file given again as post-contrast is refused, not analysed as a full case.
+    code, out, err = _analyze(
+        capsys, "--sequences", paths[0], paths[1], paths[1], "--models-dir", tiny_models_dir
+    )
+    assert code == 2 and not out
+    assert "FLAIR and post-contrast uploads are the same file(s)" in err
 
 
 def test_a_zip_is_analysed_as_the_files_inside_it(tmp_path, capsys):

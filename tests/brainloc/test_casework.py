@@ -322,6 +322,10 @@ def test_a_case_combined_from_three_sequence_uploads_says_so_in_the_report(tiny_
     np.testing.assert_array_equal(np.stack([s.image for s in case.slices]), stack)
     data = _report_without_notes(case, owner.id)
     assert COMBINED_NOTE in data.sequences_note and "Only" not in data.sequences_note
+    # One file chosen for two sequences would pass for a full case: refused, nothing read.
+    parts["post-contrast"] = parts["FLAIR"]
+    with pytest.raises(ScanError, match="FLAIR and post-contrast uploads are the same file"):
+        analyze_sequences(tiny_pipeline, parts)
 
 
 def test_the_source_is_summarised_when_many_files_made_the_case():
