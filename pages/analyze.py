@@ -6,6 +6,7 @@ nothing is saved. The analysis is stored with the scan, mask, results and model 
 then shown from the stored record, exactly as the case page will reopen it.
 """
 
+import hashlib
 import logging
 
 import streamlit as st
@@ -29,6 +30,8 @@ user = require_user()
 
 logger = logging.getLogger(__name__)
 LAST_KEY = "analyze_last_id"
+#: (fingerprint, analysis id) of the last analysis saved from this page (see ``_run``).
+SAVED_KEY = "analyze_saved"
 FILE_TYPES = ["tif", "tiff", "png", "jpg", "jpeg", "dcm", "dicom", "ima", "nii", "gz", "zip"]
 
 st.title("Analyze")
@@ -64,14 +67,42 @@ def _contents(chosen) -> list[tuple[str, bytes]]:
     return [(file.name, file.getvalue()) for file in chosen or ()]
 
 
-def _run(analyse, case_reference: str) -> int | None:
+def _fingerprint(case_reference: str, *parts: object) -> str:
+    """What one press of Analyze would save: the case reference, the mode's choices and the
+    uploaded files' contents (as SHA-256)."""
+    digest = hashlib.sha256(case_reference.strip().encode())
+
+    def add(part: object) -> None:
+        if isinstance(part, list | tuple):
+            for item in part:
+                add(item)
+        elif isinstance(part, bytes):
+            digest.update(b"\0" + hashlib.sha256(part).digest())
+        else:
+            digest.update(b"\0" + str(part).encode())
+
+    add(parts)
+    return digest.hexdigest()
+
+
+def _run(analyse, case_reference: str, fingerprint: str) -> int | None:
     """Analyse and save; returns the new analysis id, or None after showing why not.
 
-    ``analyse(progress, max_slices)`` reads the upload and returns the Outcome.
+    ``analyse(progress, max_slices)`` reads the upload and returns the Outcome. The same
+    files under the same case reference pressed again (the form keeps them, and a double
+    click presses twice) are not saved a second time: the analysis saved for them is shown.
     """
     if not case_reference.strip():
         st.error("Enter a case reference, so you can find this analysis again.")
         return None
+    saved = st.session_state.get(SAVED_KEY)
+    if saved is not None and saved[0] == fingerprint:
+        st.info(
+            f"These files were analysed and saved under this case reference already (analysis "
+            f"#{saved[1]}, below); nothing was saved again. To analyse them once more, change "
+            "the case reference."
+        )
+        return saved[1]
     bar = st.progress(0.0, text="Reading the files...")
 
     def show(share: float) -> None:
@@ -83,6 +114,9 @@ def _run(analyse, case_reference: str) -> int | None:
             analysis_id = save_outcome(
                 session, owner_id=user.id, case_reference=case_reference, outcome=outcome
             )
+        # At once: a second click that interrupts this run finds it saved.
+        st.session_state[SAVED_KEY] = (fingerprint, analysis_id)
+        st.session_state[LAST_KEY] = analysis_id
     except (ScanError, ValueError) as error:
         bar.empty()
         st.error(f"Nothing was saved. {error}")
@@ -187,6 +221,7 @@ if mode == STUDY:
                     pipeline, scans, chosen, names, progress=show, max_slices=limit
                 ),
                 case_reference,
+                _fingerprint(case_reference, mode, sorted(chosen.items()), *_contents(study_files)),
             )
 else:
     with st.form("analyze_form"):
@@ -215,6 +250,7 @@ else:
                     pipeline, uploads, progress=show, max_slices=limit
                 ),
                 case_reference,
+                _fingerprint(case_reference, mode, *sorted(uploads.items())),
             )
         else:
             new_id = _run(
@@ -222,6 +258,7 @@ else:
                     pipeline, _contents(files), progress=show, max_slices=limit
                 ),
                 case_reference,
+                _fingerprint(case_reference, mode, *_contents(files)),
             )
 if new_id is not None:
     st.session_state[LAST_KEY] = new_id

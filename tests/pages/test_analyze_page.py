@@ -349,3 +349,19 @@ def test_a_study_that_cannot_be_read_says_why_and_offers_nothing_to_choose(clini
     assert "study.zip: the ZIP archive is damaged and cannot be read" in _texts(at.error)
     assert not [box for box in at.selectbox if str(box.key).startswith("analyze_study_")]
     assert _analyses(clinic, clinic.alice) == []
+
+
+def test_pressing_analyze_again_on_the_same_files_saves_nothing_twice(clinic):
+    # The form keeps its files and reference after a save; a second press (or a double
+    # click) shows the saved analysis instead of saving a copy.
+    at = _upload(open_page("analyze.py", clinic.alice), [("tumor.png", tumor_png())], "R1")
+    assert [a.case_reference for a in _analyses(clinic, clinic.alice)] == ["R1"]
+    at = at.button(key="analyze_run").click().run()
+    assert not at.exception
+    assert "nothing was saved again" in _texts(at.info)
+    assert len(_analyses(clinic, clinic.alice)) == 1
+    assert "Result: R1" in _texts(at.subheader)
+    # Another case reference is another analysis, as asked.
+    at.text_input(key="analyze_case_ref").set_value("R1-again")
+    at = at.button(key="analyze_run").click().run()
+    assert [a.case_reference for a in _analyses(clinic, clinic.alice)] == ["R1-again", "R1"]
