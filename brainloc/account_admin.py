@@ -111,16 +111,19 @@ def change_password(
 
     This also lifts ``must_change_password``: the password is now one the user chose.
     Remembered sign-ins on other browsers stop working (their cookies predate the change).
-    A wrong current password counts as a failed sign-in towards the lockout, and a locked
-    account is refused, so a session left open is no place to guess the password. Checks of
+    A wrong current password counts as a failed sign-in towards the lockout (and, while the
+    account is locked, is refused as such), so a session left open is no place to guess the
+    password; the right one changes it even while the account is locked. Checks of
     one account take turns (:func:`brainloc.accounts.one_account_at_a_time`); committed
     before it returns.
     """
     with one_account_at_a_time(session, user_id) as found:
         user = found_user(found)
         now = clock()
-        refuse_while_locked(user, at=now, field="current_password")
         if not verify_password(current_password, user.password_hash):
+            # A lock shows only here: the right password still changes it, so whoever locks
+            # the account from the sign-in page cannot stop its owner from changing it.
+            refuse_while_locked(user, at=now, field="current_password")
             refuse_counted(
                 session, user=user, at=now, field="current_password",
                 message="The current password is wrong.", reason="wrong password",

@@ -44,16 +44,22 @@ def _private_database_file(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # an empty file is a database
     for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
         if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077:
-            os.chmod(file, 0o600)
-            logger.info("made %s readable by its owner only", file)
+            try:
+                os.chmod(file, 0o600)
+            except OSError as error:  # not ours (a group-shared file): leave it, say so
+                logger.warning("%s is readable by others and cannot be changed: %s", file, error)
+            else:
+                logger.info("made %s readable by its owner only", file)
 
 
 def make_engine(url: str) -> Engine:
     """Create a new engine for ``url``; prefer :func:`get_engine` outside tests."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            _private_database_file(Path(parsed.database))
+        database = parsed.database or ""
+        # ":memory:" and URI filenames ("file:…") are SQLite's to open.
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_database_file(Path(database))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )

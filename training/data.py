@@ -92,7 +92,7 @@ def load_case(data_dir: Path | str, case: str) -> CaseSlices:
     images = [_read_tiff(image) for _, image, _ in rows]
     # A mask saved in colour (or with an alpha channel) marks tumor wherever any channel does.
     masks = [_read_tiff(mask) for _, _, mask in rows]
-    masks = [mask.max(axis=-1) if mask.ndim == 3 else mask for mask in masks]
+    masks = [_single_channel(mask) for mask in masks]
     for (_, image_path, mask_path_), image, mask in zip(rows, images, masks, strict=True):
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(
@@ -117,11 +117,20 @@ def load_case(data_dir: Path | str, case: str) -> CaseSlices:
     )
 
 
+def _single_channel(mask: np.ndarray) -> np.ndarray:
+    """A mask saved in colour marks tumor wherever a colour channel does; an alpha channel
+    (grey + alpha, RGBA) is left out, since an opaque one would mark every pixel."""
+    if mask.ndim != 3:
+        return mask
+    colours = mask[..., :1] if mask.shape[-1] == 2 else mask[..., :3]
+    return colours.max(axis=-1)
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     """One TIFF file's pixels; an unreadable file is named in the error."""
     try:
         return tifffile.imread(path)
-    except (OSError, ValueError) as exc:  # tifffile.TiffFileError is a ValueError
+    except Exception as exc:  # noqa: BLE001 - any decoder failure (zlib, LZW …) names the file
         raise ValueError(f"{path}: cannot be read as a TIFF image ({exc})") from exc
 
 

@@ -396,12 +396,14 @@ def test_wrong_current_passwords_on_the_account_page_count_towards_the_lockout(m
         assert {event.detail["reason"] for event in failures} == {"wrong password (account page)"}
         assert len(failures) == accounts.MAX_FAILURES
         assert audit.list_events(session, involving=user.id, actions=[audit.Action.ACCOUNT_LOCKED])
-    # Locked: the right password is refused too, here and at sign-in, until the lock ends.
+    # Locked: a further guess is refused as such, and sign-in is refused until the lock ends.
     with pytest.raises(accounts.AccountError, match="try again in 15 minutes"):
-        change(TEST_PASSWORD)
+        change("another-guess")
     assert not _login("alice", TEST_PASSWORD, clock).ok
-    clock.advance(minutes=16)
+    # But the owner, signed in, still changes the password with the right one (whoever locked
+    # the account from the sign-in page must not keep them from it).
     change(TEST_PASSWORD)
+    clock.advance(minutes=16)
     assert _login("alice", "another-long-1", clock).ok
 
 

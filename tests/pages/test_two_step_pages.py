@@ -301,6 +301,12 @@ def test_a_download_built_later_needs_a_session_still_signed_in(
     assert not at.exception
     (build,) = (f for name, f in deferred_downloads.items() if name.endswith((".zip", ".csv")))
     assert len(build()) > 100  # this session may download
+    if page == "case":  # and the download is audited, although built outside the page's run
+        with session_scope() as session:
+            downloads = audit.list_events(
+                session, actor_id=alice.id, actions=[audit.Action.DOWNLOAD]
+            )
+        assert [event.detail.get("what") for event in downloads] == ["nifti_zip"]
     # Someone ends the account's other sessions (a password change in another browser):
     # the file is no longer built for this page, even without a rerun of it.
     with session_scope() as session:

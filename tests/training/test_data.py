@@ -67,3 +67,19 @@ def test_split_file_is_recorded_relative_to_the_repository_when_inside_it(tmp_pa
     )
     outside = tmp_path / "my-split.json"
     assert split_file_label(outside) == str(outside)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_a_mask_in_colour_or_with_alpha_marks_only_its_lesion(tmp_path, channels):
+    import tifffile
+
+    case = tmp_path / "kaggle_3m" / "TCGA_XX_0001_20000101"
+    case.mkdir(parents=True)
+    tifffile.imwrite(case / "TCGA_XX_0001_20000101_1.tif", np.full((8, 8, 3), 90, np.uint8))
+    mask = np.zeros((8, 8, channels), np.uint8)
+    mask[2:4, 2:4, 0] = 255  # the lesion, in the first (red or grey) channel
+    if channels in (2, 4):
+        mask[..., -1] = 255  # an opaque alpha channel
+    tifffile.imwrite(case / "TCGA_XX_0001_20000101_1_mask.tif", mask.squeeze())
+    loaded = load_case(tmp_path, "TCGA_XX_0001_20000101")
+    assert loaded.masks.shape == (1, 8, 8) and int(loaded.masks.sum()) == 4
