@@ -102,30 +102,6 @@ class CurrentUser:
         return self.role == ROLE_ADMIN and self.status == STATUS_APPROVED
 
 
-def session_allows(
-    session: Session,
-    *,
-    user_id: int,
-    signed_in_at: datetime | None,
-    roles: tuple[str, ...],
-) -> bool:
-    """Whether a browser session signed in as ``user_id`` at ``signed_in_at`` may still act as
-    an approved account with one of ``roles``: the account exists, is approved, has that role,
-    needs nothing done on the Account page first, and its sign-ins were not ended since.
-
-    For work done outside the page's own run (a download built when its button is pressed,
-    in a thread without the browser session; see ``ui.state.deferred_guard``), which the page
-    guard cannot check."""
-    user = load_current_user(session, user_id=user_id)
-    return (
-        user is not None
-        and user.status == STATUS_APPROVED
-        and user.role in roles
-        and not user.account_page_only
-        and user.signed_in_still(signed_in_at)
-    )
-
-
 def two_step_required_for(role: str, policy: str) -> bool:
     """Whether an account with ``role`` must use two-step sign-in under ``policy`` (the
     ``BRAINLOC_REQUIRE_TWO_STEP`` setting: "none", "admins" or "everyone")."""

@@ -16,7 +16,7 @@ from db.engine import session_scope
 from db.models import ROLE_ADMIN, STATUSES
 from db.types import utc_now
 from ui.guard import guarded_callback, require_user
-from ui.state import deferred_guard
+from ui.prepared import Prepared, render_prepared_download
 
 admin = require_user(roles=(ROLE_ADMIN,))
 
@@ -224,29 +224,34 @@ st.caption(f"{matching} event(s) match; {shown}.")
 st.dataframe(audit_frame(events, names), hide_index=True, key="admin_audit_table")
 
 
-still_signed_in = deferred_guard(roles=(ROLE_ADMIN,))
-
-
-def _export() -> bytes:
-    """Every matching event as CSV, built when the button is pressed (if this session is still
-    signed in then), and audited."""
-    still_signed_in()
+def _build_export() -> tuple[bytes, str, dict]:
+    """Every matching event as CSV (built by the Prepare button's callback, which checks
+    this session first)."""
     with session_scope() as session:
         rows = audit.list_events(session, **audit_filter.query(), limit=EXPORT_LIMIT)
+    return audit_csv(audit_frame(rows, names)), export_name(utc_now()), {"rows": len(rows)}
+
+
+def _exported(prepared: Prepared) -> None:
+    # Not guarded: the file is in the browser already, and the audit log must have it.
+    with session_scope() as session:
         audit.record_event(
             session, action=audit.Action.EXPORT, actor_id=admin.id,
-            detail={"what": "audit_csv", "rows": len(rows)},
+            detail={"what": "audit_csv", **prepared.detail},
         )  # fmt: skip
-    return audit_csv(audit_frame(rows, names))
 
 
-st.download_button(
-    "Download these events (CSV)",
-    data=_export,
-    file_name=export_name(now),
+render_prepared_download(
+    st,
+    key="admin_audit_csv",
+    fingerprint=audit_filter,
+    build=_build_export,
+    prepare_label="Prepare these events as CSV",
+    download_label="Download these events (CSV)",
     mime="text/csv",
-    icon=":material/download:",
+    on_download=_exported,
+    roles=(ROLE_ADMIN,),
     disabled=matching == 0,
     help=f"All matching events, up to {EXPORT_LIMIT:,}, oldest last.",
-    key="admin_audit_csv",
+    prepare_again=True,
 )

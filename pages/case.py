@@ -19,7 +19,7 @@ from ui.case_view import render_case
 from ui.followup import render_comparison
 from ui.guard import guarded_callback, require_user
 from ui.notes import render_notes
-from ui.state import deferred_guard
+from ui.prepared import Prepared, render_prepared_download
 
 user = require_user()
 
@@ -81,16 +81,11 @@ def _pick(current: int | None) -> int | None:
     return chosen
 
 
-def _nifti(case, still_signed_in) -> bytes:
-    """The whole case as NIfTI, built when the button is pressed (if this session is still
-    signed in then); audited."""
-    still_signed_in()
-    _audit(case.id, Action.DOWNLOAD, what="nifti_zip")
-    return nifti_zip(case)
+def _nifti_downloaded(prepared: Prepared) -> None:
+    _audit(prepared.fingerprint, Action.DOWNLOAD, what="nifti_zip")
 
 
 def _downloads(case, shown) -> None:
-    guard = deferred_guard()
     mask = case.slices[shown.index].mask
     safe = f"case{case.id}_slice{shown.index}"
     left, right, volume = st.columns(3)
@@ -115,17 +110,20 @@ def _downloads(case, shown) -> None:
         key=f"case_dl_overlay_{case.id}",
     )
     problem = export_problem(case)
-    volume.download_button(
-        "Download the case (NIfTI)",
-        data=lambda: _nifti(case, guard),
-        file_name=f"{safe_stem(case)}_nifti.zip",
+    render_prepared_download(
+        volume,
+        key="case_nifti",
+        fingerprint=case.id,
+        build=lambda: (nifti_zip(case), f"{safe_stem(case)}_nifti.zip", {}),
+        prepare_label="Prepare the case as NIfTI",
+        download_label="Download the case (NIfTI)",
         mime="application/zip",
+        on_download=_nifti_downloaded,
         disabled=problem is not None,
         help=f"Not available: {problem}."
         if problem
         else "The three sequences and the predicted mask as NIfTI files in one ZIP, for a "
         "volume viewer such as ITK-SNAP or 3D Slicer (README.txt inside).",
-        key=f"case_dl_nifti_{case.id}",
     )
 
 

@@ -39,12 +39,20 @@ def idle_limit_seconds() -> float | None:
     return minutes * 60.0 if minutes > 0 else None
 
 
+def idle_past(*, limit: float | None, last_activity: float | None, now: float) -> bool:
+    """The one rule: idle past ``limit`` seconds (None: automatic sign-out is off) when the
+    last activity (``time.time()``; None: none recorded yet) is more than that long ago."""
+    return limit is not None and last_activity is not None and now - last_activity > limit
+
+
 def idle_expired() -> bool:
     """Whether this session's last activity is older than the limit (it is about to be
     signed out by :func:`expire_idle_session`)."""
-    limit = idle_limit_seconds()
-    last = st.session_state.get(LAST_ACTIVITY_KEY)
-    return limit is not None and last is not None and time.time() - last > limit
+    return idle_past(
+        limit=idle_limit_seconds(),
+        last_activity=st.session_state.get(LAST_ACTIVITY_KEY),
+        now=time.time(),
+    )
 
 
 def timer_period_seconds(limit: float) -> float:
@@ -74,7 +82,7 @@ def expire_idle_session() -> None:
         return
     now = time.time()
     last = st.session_state.get(LAST_ACTIVITY_KEY)
-    if last is not None and now - last > limit:
+    if idle_past(limit=limit, last_activity=last, now=now):
         with session_scope() as session:
             record_logout(session, user_id=int(user_id), reason="idle")
         st.session_state.pop(USER_ID_KEY, None)
@@ -93,9 +101,7 @@ def timer_should_rerun(
     """Whether the timer reruns the whole app: the session has been idle past ``limit``, or
     its sign-in was ended elsewhere (then the rerun shows the sign-in page, so a tab nobody
     touches does not keep a patient's scan on screen after, say, a password change)."""
-    if not still_signed_in:
-        return True
-    return limit is not None and last_activity is not None and now - last_activity > limit
+    return not still_signed_in or idle_past(limit=limit, last_activity=last_activity, now=now)
 
 
 def render_idle_timer() -> None:

@@ -8,13 +8,10 @@ the signed-in :class:`brainloc.auth.CurrentUser`. Tests sign a user in by settin
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import streamlit as st
 
-from brainloc.auth import CurrentUser, load_current_user, session_allows
+from brainloc.auth import CurrentUser, load_current_user
 from db.engine import session_scope
-from db.models import ROLE_PRACTITIONER
 
 #: The signed-in user's id (int). The only sign-in state the app trusts.
 USER_ID_KEY = "brainloc_user_id"
@@ -72,33 +69,6 @@ def forget_user_state() -> None:
         if name.startswith(("_brainloc_", "brainloc_")) or name in _SIGN_IN_LIBRARY_KEYS:
             continue
         del st.session_state[key]
-
-
-class SessionEnded(PermissionError):
-    """A deferred download was asked for by a session that is no longer signed in."""
-
-
-def deferred_guard(*, roles: tuple[str, ...] = (ROLE_PRACTITIONER,)) -> Callable[[], None]:
-    """A check for a download built when its button is pressed (``st.download_button`` with a
-    callable). Streamlit runs such a callable in another thread, without this browser session,
-    so the page guard cannot run there: the returned function re-checks, from the database, that
-    the session signed in now is still signed in with one of ``roles`` (a password change
-    elsewhere, "End all other sessions" or the account's disabling end it), and raises
-    :class:`SessionEnded` otherwise; Streamlit then shows that the file could not be made."""
-    user_id = st.session_state.get(USER_ID_KEY)
-    signed_in_at = st.session_state.get(SIGNED_IN_AT_KEY)
-
-    def check() -> None:
-        if user_id is None:
-            raise SessionEnded("not signed in")
-        with session_scope() as session:
-            allowed = session_allows(
-                session, user_id=int(user_id), signed_in_at=signed_in_at, roles=roles
-            )
-        if not allowed:
-            raise SessionEnded("this session is no longer signed in")
-
-    return check
 
 
 def current_user() -> CurrentUser | None:

@@ -160,8 +160,11 @@ def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, brows
     _save_note(page, final_note, 2)
 
     # The whole case as NIfTI: BrainLoc's own reader gives back the analysed FLAIR slice.
+    page.get_by_role("button", name="Prepare the case as NIfTI").click()
+    nifti_button = page.get_by_role("button", name="Download the case (NIfTI)")
+    expect(nifti_button).to_be_visible(timeout=UI_TIMEOUT_MS)
     with page.expect_download(timeout=UI_TIMEOUT_MS) as download:
-        page.get_by_role("button", name="Download the case (NIfTI)").click()
+        nifti_button.click()
     with zipfile.ZipFile(download.value.path()) as exported:
         flair = next(name for name in exported.namelist() if name.endswith("_flair.nii.gz"))
         volume = read_nifti(gzip.decompress(exported.read(flair)), flair)

@@ -165,7 +165,7 @@ def test_issued_reports_are_listed_and_keep_their_bytes(clinic):
     assert actions.count(Action.REPORT_ISSUE) == 2
 
 
-def test_image_downloads_are_audited(clinic):
+def test_downloads_are_audited(clinic):
     analysis_id = clinic.add_analysis(clinic.alice, "DOWNLOADS")
     at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
     buttons = {button.key: button for button in at.get("download_button")}
@@ -173,10 +173,20 @@ def test_image_downloads_are_audited(clinic):
     assert not at.exception
     buttons = {button.key: button for button in at.get("download_button")}
     at = buttons[f"case_dl_overlay_{analysis_id}"].click().run()
-    with _session(clinic) as session:
-        items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
-    downloads = [item.detail.get("what") for item in items if item.action == Action.DOWNLOAD]
-    assert sorted(downloads) == ["mask_png", "overlay_png"]
+    # The case as NIfTI: preparing it is not a download; pressing its download button is.
+    at = at.button(key="case_nifti_prepare").click().run()
+    assert not at.exception
+
+    def downloaded() -> list[str]:
+        with _session(clinic) as session:
+            items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
+        return sorted(i.detail.get("what") for i in items if i.action == Action.DOWNLOAD)
+
+    assert downloaded() == ["mask_png", "overlay_png"]
+    buttons = {button.key: button for button in at.get("download_button")}
+    at = buttons["case_nifti_download"].click().run()
+    assert not at.exception
+    assert downloaded() == ["mask_png", "nifti_zip", "overlay_png"]
 
 
 def test_an_administrator_cannot_open_a_case_even_by_the_page_file(clinic, make_account):

@@ -257,62 +257,100 @@ def _security(user_id: int):
         return security_events(session, user_id=user_id)
 
 
-@pytest.fixture
-def deferred_downloads(monkeypatch):
-    """The callables of the downloads built when their button is pressed, as the pages
-    register them with Streamlit (recorded on their way to Streamlit's own media manager)."""
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    recorded = {}
-    register = MediaFileManager.add_deferred
-
-    def record(self, data_callable, mimetype, coordinates, file_name=None, element_id=None):
-        recorded[file_name] = data_callable
-        return register(
-            self, data_callable, mimetype, coordinates, file_name=file_name, element_id=element_id
-        )
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", record)
-    return recorded
-
-
 @pytest.mark.parametrize("page", ["case", "admin"])
-def test_a_download_built_later_needs_a_session_still_signed_in(
-    open_app, make_account, deferred_downloads, page
+def test_a_file_built_on_request_needs_a_session_still_signed_in(
+    open_app, make_account, monkeypatch, page
 ):
+    """The case as NIfTI and the audit CSV are built by a Prepare button. Its callback runs
+    before the page's own check, so it checks the session itself: a tab left open after the
+    account's sessions were ended elsewhere gets no file, and is signed out."""
+    from brainloc import audit_log, case_export
     from brainloc.account_security import end_other_sessions
     from tests.db.clinical_factory import make_analysis
-    from ui.state import SessionEnded
+
+    # The real builders, counted (the pages import them at each run).
+    module, name = (case_export, "nifti_zip") if page == "case" else (audit_log, "audit_csv")
+    real, builds = getattr(module, name), []
+
+    def counted(*args, **kwargs):
+        builds.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
 
     alice = make_account("alice")
     root = make_account("root", role="admin")
     if page == "case":
         with session_scope() as session:
             analysis = make_analysis(session, alice.id, reference="LATER", probabilities=(0.9,))
-        at = open_app(alice)
-        at.query_params["id"] = str(analysis.id)
-        at.switch_page("pages/case.py").run()
-        owner = alice
+        owner, key = alice, "case_nifti"
+
+        def open_page():
+            at = open_app(alice)
+            at.query_params["id"] = str(analysis.id)
+            return at.switch_page("pages/case.py").run()
     else:
         with session_scope() as session:  # an event to export
             end_other_sessions(session, user_id=alice.id)
-        at = open_app(root)
-        owner = root
+        owner, key = root, "admin_audit_csv"
+
+        def open_page():
+            return open_app(root)
+
+    state = f"prepared_download_{key}"
+    # Signed in: the press builds the file and the page then offers it for download.
+    at = open_page()
     assert not at.exception
-    (build,) = (f for name, f in deferred_downloads.items() if name.endswith((".zip", ".csv")))
-    assert len(build()) > 100  # this session may download
-    if page == "case":  # and the download is audited, although built outside the page's run
+    at.button(key=f"{key}_prepare").click().run()
+    assert not at.exception
+    prepared = at.session_state[state]
+    assert len(prepared.data) > 100 and len(builds) == 1
+    assert prepared.file_name.endswith(".zip" if page == "case" else ".csv")
+    assert f"{key}_prepare" not in [button.key for button in at.button]
+    # Pressing the download button is audited (preparing is not).
+    action = audit.Action.DOWNLOAD if page == "case" else audit.Action.EXPORT
+
+    def recorded() -> list[dict]:
         with session_scope() as session:
-            downloads = audit.list_events(
-                session, actor_id=alice.id, actions=[audit.Action.DOWNLOAD]
-            )
-        assert [event.detail.get("what") for event in downloads] == ["nifti_zip"]
-    # Someone ends the account's other sessions (a password change in another browser):
-    # the file is no longer built for this page, even without a rerun of it.
+            events = audit.list_events(session, actor_id=owner.id, actions=[action])
+        return [event.detail for event in events]
+
+    assert recorded() == []
+    (download,) = (b for b in at.get("download_button") if b.key == f"{key}_download")
+    download.click().run()
+    assert not at.exception
+    what = {"what": "nifti_zip"} if page == "case" else {"what": "audit_csv", "rows": 1}
+    assert recorded() == [what]
+    # Another tab, before anything is prepared; then the account's sessions are ended (a
+    # password change in another browser): its press builds nothing and it is signed out.
+    other = open_page()
     with session_scope() as session:
         end_other_sessions(session, user_id=owner.id)
-    with pytest.raises(SessionEnded):
-        build()
+    other.button(key=f"{key}_prepare").click().run()
+    assert not other.exception
+    assert len(builds) == 1 and state not in other.session_state
+    assert _signed_in(other) is None
+
+
+def test_a_prepared_file_is_kept_for_its_case_only(open_app, make_account):
+    """Opening another case drops the first case's prepared NIfTI (it would only hold
+    memory), and shows that case's own Prepare button."""
+    from tests.db.clinical_factory import make_analysis
+
+    alice = make_account("alice")
+    with session_scope() as session:
+        first = make_analysis(session, alice.id, reference="FIRST", probabilities=(0.9,))
+        second = make_analysis(session, alice.id, reference="SECOND", probabilities=(0.1,))
+    at = open_app(alice)
+    at.query_params["id"] = str(first.id)
+    at.switch_page("pages/case.py").run()
+    at.button(key="case_nifti_prepare").click().run()
+    assert at.session_state["prepared_download_case_nifti"].fingerprint == first.id
+    at.query_params["id"] = str(second.id)
+    at.run()
+    assert not at.exception
+    assert "prepared_download_case_nifti" not in at.session_state
+    assert "case_nifti_prepare" in [button.key for button in at.button]
 
 
 def test_the_timer_reruns_an_untouched_session_that_was_ended_or_idle():
