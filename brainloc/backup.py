@@ -41,7 +41,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from brainloc import __version__
-from brainloc.settings import COOKIE_KEY_FILE, DATABASE_FILE, data_dir_from
+from brainloc.settings import COOKIE_KEY_FILE, DATABASE_FILE, data_dir_from, private_data_dir
 
 MANIFEST_FILE = "manifest.json"
 #: Tables counted in the manifest and in the command's summary.
@@ -220,7 +220,7 @@ def restore_backup(archive: Path, env: Mapping[str, str]) -> tuple[Path, dict]:
             f"{data_dir} already has a database; stop the app, move that folder aside, and "
             "restore into an empty one"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(data_dir)
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".restore-") as work:
         staged = Path(work) / DATABASE_FILE
         staged.write_bytes(contents[DATABASE_FILE])
@@ -253,10 +253,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``backup`` and ``restore`` to the ``python -m brainloc`` parser."""
     backup = subparsers.add_parser(
         "backup",
-        help="write a checked archive of the database and cookie key (safe while the app runs)",
+        help="write a checked archive of the database (safe while the app runs)",
         description=(
             "Copy the SQLite database with SQLite's online backup API, check the copy, and "
-            "write it with the generated cookie key into one archive (mode 0600)."
+            "write it with a SHA-256 manifest into one archive (mode 0600). The sign-in "
+            "cookie key is left out: a restored server makes a new one, so old sign-ins end."
         ),
     )
     backup.add_argument(

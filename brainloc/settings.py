@@ -30,6 +30,7 @@ import functools
 import logging
 import os
 import secrets
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ def resolve_cookie_key(env: Mapping[str, str], data_dir: Path) -> str:
     path = data_dir / COOKIE_KEY_FILE
     if path.is_file():
         return _check_key(path.read_text(encoding="ascii").strip(), str(path))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(data_dir)
     key = secrets.token_urlsafe(48)
     # O_EXCL: if two processes start at once, exactly one writes the key, the other reads it.
     try:
@@ -196,6 +197,22 @@ def resolve_cookie_key(env: Mapping[str, str], data_dir: Path) -> str:
     return key
 
 
+def private_data_dir(data_dir: Path) -> Path:
+    """Create ``data_dir`` readable by its owner only (0700), or tighten an existing one that
+    others could read or enter (a folder made by hand or by an earlier ``restore``): it holds
+    the database, the cookie key and the backups. A folder that is not ours is left as it
+    is, with a warning."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(data_dir.stat().st_mode) & 0o077:
+        try:
+            os.chmod(data_dir, 0o700)
+        except OSError as error:
+            logger.warning("%s is open to others and cannot be changed: %s", data_dir, error)
+        else:
+            logger.info("made %s accessible to its owner only", data_dir)
+    return data_dir
+
+
 def data_dir_from(env: Mapping[str, str]) -> Path:
     """``BRAINLOC_DATA_DIR`` (default ``./data``) as an absolute path; nothing is created."""
     return Path(env.get("BRAINLOC_DATA_DIR") or "data").expanduser().resolve()
@@ -205,7 +222,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default ``os.environ``); see the module docstring."""
     env = os.environ if env is None else env
     data_dir = data_dir_from(env)
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database and the key
+    private_data_dir(data_dir)  # the database and the key
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / DATABASE_FILE}"
     models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()
     return Settings(

@@ -57,6 +57,7 @@ def test_a_backup_restores_into_an_empty_data_directory(
     _switch_data_dir(monkeypatch, tmp_path / "restored")
     assert main(["restore", str(archive)]) == 0, capsys.readouterr().err
     assert "Restored" in capsys.readouterr().out
+    assert stat.S_IMODE((tmp_path / "restored").stat().st_mode) == 0o700  # as a new one is
     assert get_settings().cookie_key != app_env.cookie_key  # a new key: everyone signs in again
     with session_scope() as session:
         assert accounts.check_login(session, username="alice", password=TEST_PASSWORD).ok

@@ -32,6 +32,16 @@ def test_generated_cookie_key_is_long_private_and_stable(tmp_path):
     assert other.cookie_key != first.cookie_key
 
 
+def test_a_data_directory_others_can_read_is_tightened(tmp_path):
+    # Made by hand (or by an older `restore`) with the usual umask: 0755.
+    data = tmp_path / "made-by-hand"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    load_settings({"BRAINLOC_DATA_DIR": str(data)})
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / COOKIE_KEY_FILE).stat().st_mode) == 0o600
+
+
 def test_environment_overrides(tmp_path):
     env = {
         "BRAINLOC_DATA_DIR": str(tmp_path),
