@@ -292,6 +292,20 @@ def read_scan(data: bytes, filename: str) -> Scan:
         return reader(data, label)
 
 
+def oversized_upload(files: Iterable[tuple[str, int]], limit_mb: int) -> str | None:
+    """Why the upload is refused when one of its files (``(name, size in bytes)``) is larger
+    than ``limit_mb`` megabytes (``BRAINLOC_MAX_UPLOAD_MB``); None when all fit. The browser
+    refuses such a file already; this holds for a request that did not go through it."""
+    for name, size in files:
+        if size > limit_mb * 1024 * 1024:
+            return (
+                f"{Path(name).name or 'file'} is {size / 1024 / 1024:.1f} MB; the largest "
+                f"file accepted here is {limit_mb} MB. Upload the series as several files or "
+                "ask your administrator (BRAINLOC_MAX_UPLOAD_MB)."
+            )
+    return None
+
+
 def read_scan_path(path: Path | str) -> Scan:
     """Read one file from disk (see :func:`read_scan`)."""
     path = Path(path)

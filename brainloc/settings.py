@@ -14,7 +14,8 @@ in one place (environment variables, optionally ``.streamlit/secrets.toml`` for 
 ``BRAINLOC_REQUIRE_TWO_STEP``  who must use two-step sign-in (an authenticator app's code after
                                the password): ``none`` (default; anyone may turn it on),
                                ``admins`` or ``everyone``
-``BRAINLOC_MAX_UPLOAD_MB``     largest accepted upload per file (default 200)
+``BRAINLOC_MAX_UPLOAD_MB``     largest accepted upload per file (default 200; Streamlit's
+                              ``server.maxUploadSize`` caps it)
 ``BRAINLOC_MAX_IMAGE_PIXELS``  largest accepted image, in pixels per slice (default 16 777 216,
                                i.e. 4096 x 4096; checked before any pixel is decoded)
 ``BRAINLOC_MAX_SLICES``        most slices accepted in one case (default 512)

@@ -18,7 +18,7 @@ from brainloc.casework import (
     load_case,
     save_outcome,
 )
-from brainloc.scans import ALL_SEQUENCES, ScanError, read_uploads
+from brainloc.scans import ALL_SEQUENCES, ScanError, oversized_upload, read_uploads
 from brainloc.settings import get_settings
 from brainloc.study import describe_series, guess_assignment
 from db.engine import session_scope
@@ -65,6 +65,20 @@ mode = st.radio(
 
 def _contents(chosen) -> list[tuple[str, bytes]]:
     return [(file.name, file.getvalue()) for file in chosen or ()]
+
+
+#: The largest file an uploader takes (MB): ``BRAINLOC_MAX_UPLOAD_MB``, within the server's own
+#: ``server.maxUploadSize``, which Streamlit enforces on every upload request.
+UPLOAD_LIMIT_MB = min(get_settings().max_upload_mb, int(st.get_option("server.maxUploadSize")))
+
+
+def _oversized(*chosen) -> bool:
+    """Show why and return True when a chosen file is larger than the limit."""
+    sizes = [(file.name, file.size) for files in chosen for file in files or ()]
+    problem = oversized_upload(sizes, UPLOAD_LIMIT_MB)
+    if problem:
+        st.error(problem)
+    return problem is not None
 
 
 def _fingerprint(case_reference: str, *parts: object) -> str:
@@ -132,7 +146,7 @@ def _run(analyse, case_reference: str, fingerprint: str) -> int | None:
 
 def _study_scans(files):
     """The scans of the uploaded study, read once per upload; None after showing why not."""
-    if not files:
+    if not files or _oversized(files):
         st.session_state.pop(STUDY_KEY, None)
         return None
     upload = tuple(file.file_id for file in files)
@@ -175,7 +189,11 @@ STUDY_KEY = "analyze_study_scans"
 new_id = None
 if mode == STUDY:
     study_files = st.file_uploader(
-        "Study files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_study_files"
+        "Study files",
+        type=FILE_TYPES,
+        accept_multiple_files=True,
+        max_upload_size=UPLOAD_LIMIT_MB,
+        key="analyze_study_files",
     )
     scans = _study_scans(study_files)
     if scans:
@@ -231,18 +249,25 @@ else:
                     f"{SEQUENCE_LABELS[name]} files",
                     type=FILE_TYPES,
                     accept_multiple_files=True,
+                    max_upload_size=UPLOAD_LIMIT_MB,
                     key=f"analyze_files_{name}",
                 )
                 for name in ALL_SEQUENCES
             }
         else:
             files = st.file_uploader(
-                "Scan files", type=FILE_TYPES, accept_multiple_files=True, key="analyze_files"
+                "Scan files",
+                type=FILE_TYPES,
+                accept_multiple_files=True,
+                max_upload_size=UPLOAD_LIMIT_MB,
+                key="analyze_files",
             )
         case_reference, submitted = _reference_and_submit()
     if submitted:
         if not (any(files.values()) if mode == PER_SEQUENCE else files):
             st.error("Choose at least one scan file.")
+        elif _oversized(*(files.values() if mode == PER_SEQUENCE else [files])):
+            pass  # the message is shown; nothing is read or saved
         elif mode == PER_SEQUENCE:
             uploads = {name: _contents(chosen) for name, chosen in files.items()}
             new_id = _run(

@@ -365,3 +365,24 @@ def test_pressing_analyze_again_on_the_same_files_saves_nothing_twice(clinic):
     at.text_input(key="analyze_case_ref").set_value("R1-again")
     at = at.button(key="analyze_run").click().run()
     assert [a.case_reference for a in _analyses(clinic, clinic.alice)] == ["R1-again", "R1"]
+
+
+def test_a_file_over_the_upload_limit_is_refused_with_its_size(clinic, monkeypatch):
+    # BRAINLOC_MAX_UPLOAD_MB applies to each uploader (the browser refuses such a file) and
+    # again to what the server receives: a request that skipped the browser gets this.
+    monkeypatch.setenv("BRAINLOC_MAX_UPLOAD_MB", "1")
+    get_settings.cache_clear()
+    rng = np.random.default_rng(3)
+    big = encode_tiff(rng.integers(0, 255, size=(1100, 1100), dtype=np.uint8))  # 1.15 MB
+    files = [("tumor.png", tumor_png()), ("big.tif", big)]
+    at = _upload(open_page("analyze.py", clinic.alice), files, "CASE-BIG")
+    assert not at.exception
+    assert at.file_uploader(key="analyze_files").proto.max_upload_size_mb == 1
+    assert "big.tif is 1.2 MB; the largest file accepted here is 1 MB" in _texts(at.error)
+    assert _analyses(clinic, clinic.alice) == []
+    # The study mode reads nothing of it either.
+    at.radio(key="analyze_mode").set_value("A study: choose its series").run()
+    at.file_uploader(key="analyze_study_files").set_value([("big.tif", big, "image/tiff")]).run()
+    assert not at.exception
+    assert "big.tif is 1.2 MB" in _texts(at.error)
+    assert not [box for box in at.selectbox if str(box.key).startswith("analyze_study_")]
