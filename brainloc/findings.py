@@ -77,8 +77,8 @@ class CaseFindings:
         n_slices: slices analysed.
         tumor_slices: indices of slices whose mask is not empty.
         total_area_px: tumor pixels over all slices.
-        volume_ml: estimated tumor volume (sum of areas x slice distance), when
-            pixel spacing and slice distance are known.
+        volume_ml: estimated tumor volume (sum of areas x slice distance), for a volume of
+            more than one slice whose pixel spacing and slice distance are known.
         largest_slice: index of the slice with the largest tumor area, or None.
         largest_area_px: that slice's tumor area.
         largest_cross_section: the slice whose tumor has the largest bidimensional product
@@ -228,7 +228,8 @@ def case_findings(
     areas = np.asarray(list(areas_px), dtype=np.int64)
     tumor = tuple(int(k) for k in np.nonzero(areas > 0)[0])
     volume = None
-    if spacing_mm and slice_thickness_mm:
+    # One slice is no volume: its area times the slice thickness says nothing of the tumor's.
+    if spacing_mm and slice_thickness_mm and areas.size > 1:
         cubic_mm = float(areas.sum()) * spacing_mm[0] * spacing_mm[1] * slice_thickness_mm
         volume = cubic_mm / 1000.0
     largest = int(np.argmax(areas)) if tumor else None

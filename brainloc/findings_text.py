@@ -68,8 +68,10 @@ def findings_rows(findings: dict[str, Any]) -> list[tuple[str, str]]:
             ("Side", f"image {findings['side']} (patient {findings.get('patient_side', '?')})")
         )
     if findings.get("bbox"):
+        # Stored as 0-based [top, bottom) and [left, right); shown as the first and last
+        # pixel row and column, counted from 1 like the slices.
         top, left, bottom, right = findings["bbox"]
-        rows.append(("Bounding box", f"rows {top}-{bottom}, columns {left}-{right}"))
+        rows.append(("Bounding box", f"rows {top + 1}-{bottom}, columns {left + 1}-{right}"))
     rows.append(("Separate regions", str(findings.get("regions", 0))))
     calipers = findings.get("calipers")
     if calipers:

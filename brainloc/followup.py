@@ -43,6 +43,8 @@ RANO_LGG_THRESHOLDS = (
 NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded"
 NO_TUMOR = "no tumor detected"
+#: A scan the classifier called tumor whose mask is empty: there is nothing to measure.
+NO_OUTLINE = "tumor called, not outlined"
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ def compare_own(session, *, owner_id: int, analysis_id: int, baseline_id: int):
         follow_up.findings,
         baseline_models=models_label(baseline),
         follow_up_models=models_label(follow_up),
+        baseline_called=baseline.has_tumor,
+        follow_up_called=follow_up.has_tumor,
     )
     return baseline, comparison
 
@@ -178,6 +182,8 @@ def compare(
     *,
     baseline_models: str = "",
     follow_up_models: str = "",
+    baseline_called: bool | None = None,
+    follow_up_called: bool | None = None,
 ) -> Comparison:
     """Compare two analyses by their stored case findings (``Analysis.findings``).
 
@@ -186,19 +192,37 @@ def compare(
         follow_up: the later scan's case findings.
         baseline_models, follow_up_models: the models each analysis ran with, as labels; a
             difference is pointed out, since it can account for part of a change.
+        baseline_called, follow_up_called: each analysis' decision (``Analysis.has_tumor``).
+            A scan called tumor whose mask is empty (the classifier found tumor, the segmenter
+            outlined none) has no size: it reads :data:`NO_OUTLINE`, and no change is
+            computed against it. None: judged from the findings alone.
     """
     notes: list[str] = []
+    called = [
+        bool(flag) if flag is not None else bool(findings.get("tumor_slices"))
+        for flag, findings in ((baseline_called, baseline), (follow_up_called, follow_up))
+    ]
+    outlined = [bool(findings.get("tumor_slices")) for findings in (baseline, follow_up)]
+    unmeasurable = [c and not o for c, o in zip(called, outlined, strict=True)]
+    for name, flag in zip(("baseline", "follow-up"), unmeasurable, strict=True):
+        if flag:
+            notes.append(
+                f"The {name} was called tumor, but the segmenter outlined none, so its size is "
+                "not known and no change is computed against it: compare the images yourself."
+            )
     rows: list[SizeRow] = [_dates(baseline.get("scan_date"), follow_up.get("scan_date"), notes)]
     # An analysis from before diameters has no "largest_cross_section" key at all; one without
     # tumor has it, as None.
     measured = ["largest_cross_section" in findings for findings in (baseline, follow_up)]
     before, after = (findings.get("largest_cross_section") for findings in (baseline, follow_up))
     cells = []
-    for name, was_measured, section in (
-        ("baseline", measured[0], before),
-        ("follow-up", measured[1], after),
+    for name, was_measured, section, no_outline in (
+        ("baseline", measured[0], before, unmeasurable[0]),
+        ("follow-up", measured[1], after, unmeasurable[1]),
     ):
-        if not was_measured:
+        if no_outline:
+            cells.append(NO_OUTLINE)
+        elif not was_measured:
             notes.append(
                 f"The {name} was analysed before diameters were measured; analyse its scan "
                 "again to compare diameters."
@@ -211,7 +235,7 @@ def compare(
             cells.append(f"{size} (slice {int(section['slice']) + 1})")
     product_change = None
     change = "-"
-    if all(measured):
+    if all(measured) and not any(unmeasurable):
         units = {section["unit"] for section in (before, after) if section}
         if "px" in units:
             notes.append(
@@ -234,9 +258,14 @@ def compare(
 
     volumes = [findings.get("volume_ml") for findings in (baseline, follow_up)]
     volume_change = None
-    volume_cells = [NOT_MEASURED if v is None else f"{v:.2f} mL" for v in volumes]
+    volume_cells = [
+        NO_OUTLINE if no_outline else NOT_MEASURED if v is None else f"{v:.2f} mL"
+        for v, no_outline in zip(volumes, unmeasurable, strict=True)
+    ]
     volume_text = "-"
-    if None in volumes:
+    if any(unmeasurable):
+        pass  # said above
+    elif None in volumes:
         notes.append(
             "A volume needs one volume with its geometry (a DICOM series or a NIfTI file) "
             "on both sides."
@@ -259,7 +288,7 @@ def compare(
             f"The two analyses ran with different models ({baseline_models}; "
             f"{follow_up_models}): part of a change may be the models'."
         )
-    if before and not after and measured[1]:
+    if before and not after and measured[1] and not called[1]:
         notes.append(
             "No tumor was detected at follow-up. A negative result does not rule out tumor "
             "(see the model card)."

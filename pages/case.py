@@ -87,7 +87,7 @@ def _nifti_downloaded(prepared: Prepared) -> None:
 
 def _downloads(case, shown) -> None:
     mask = case.slices[shown.index].mask
-    safe = f"case{case.id}_slice{shown.index}"
+    safe = f"case{case.id}_slice{shown.index + 1}"  # slices are counted from 1 on screen
     left, right, volume = st.columns(3)
     left.download_button(
         "Download mask (PNG)",
@@ -96,7 +96,7 @@ def _downloads(case, shown) -> None:
         mime="image/png",
         on_click=_audit,
         args=(case.id, Action.DOWNLOAD),
-        kwargs={"what": "mask_png", "slice": shown.index},
+        kwargs={"what": "mask_png", "slice_number": shown.index + 1},
         key=f"case_dl_mask_{case.id}",
     )
     right.download_button(
@@ -106,7 +106,7 @@ def _downloads(case, shown) -> None:
         mime="image/png",
         on_click=_audit,
         args=(case.id, Action.DOWNLOAD),
-        kwargs={"what": "overlay_png", "slice": shown.index},
+        kwargs={"what": "overlay_png", "slice_number": shown.index + 1},
         key=f"case_dl_overlay_{case.id}",
     )
     problem = export_problem(case)

@@ -227,3 +227,17 @@ def test_the_calipers_are_drawn_in_yellow_on_a_copy():
         max(columns.min() - 1, 0) : columns.max() + 2,
     ] = True
     assert not (yellow & ~near).any()
+
+
+def test_the_bounding_box_names_its_first_and_last_pixel_rows_and_columns():
+    # Counted from 1, as the slices are: one tumor pixel at 0-based (5, 7) is row 6, column 8.
+    one = np.zeros((32, 32), bool)
+    one[5, 7] = True
+    assert dict(findings_rows(slice_findings(one).to_dict()))["Bounding box"] == (
+        "rows 6-6, columns 8-8"
+    )
+    block = np.zeros((32, 32), bool)
+    block[0:4, 10:20] = True
+    assert dict(findings_rows(slice_findings(block).to_dict()))["Bounding box"] == (
+        "rows 1-4, columns 11-20"
+    )

@@ -73,6 +73,14 @@ def test_case_volume_and_largest_slice():
     assert case.to_dict()["tumor_slices"] == [1, 2, 4]
 
 
+def test_one_slice_has_no_volume_even_with_its_thickness():
+    # A single DICOM slice records its thickness, but area x thickness is no tumor volume.
+    one = case_findings([300], spacing_mm=(0.5, 0.5), slice_thickness_mm=5.0)
+    assert one.volume_ml is None and one.largest_area_px == 300
+    two = case_findings([300, 0], spacing_mm=(0.5, 0.5), slice_thickness_mm=5.0)
+    assert two.volume_ml == pytest.approx(300 * 0.25 * 5.0 / 1000)
+
+
 def test_case_without_geometry_or_tumor():
     case = case_findings([0, 0, 0])
     assert case.volume_ml is None

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from sqlmodel import Session
 
-from brainloc.followup import NO_TUMOR, NOT_MEASURED, baseline_choices, compare
+from brainloc.followup import NO_OUTLINE, NO_TUMOR, NOT_MEASURED, baseline_choices, compare
 
 
 def _case(
@@ -139,3 +140,56 @@ def test_earlier_scans_are_offered_first_as_baselines():
     assert choices[4] == "P-7 · #4 · uploaded 2026-11-27 11:00"
     # Without the follow-up's scan date, the latest upload first.
     assert list(baseline_choices(mine, 4)) == [5, 3, 2, 1, 6]
+
+
+def test_a_scan_called_tumor_without_an_outline_is_not_reported_as_tumor_free():
+    # The classifier called the follow-up tumor, the segmenter outlined nothing: its size is
+    # unknown, not zero, so there is no -100 % and no "no tumor detected".
+    baseline = _case(40.0, 30.0, volume=10.0, tumor_slices=[3])
+    unoutlined = _case(volume=0.0)
+    comparison = compare(baseline, unoutlined, baseline_called=True, follow_up_called=True)
+    rows = _rows(comparison)
+    section = rows["Largest cross-section (longest × perpendicular)"]
+    assert (section.follow_up, section.change) == (NO_OUTLINE, "-")
+    assert (rows["Estimated tumor volume"].follow_up, rows["Estimated tumor volume"].change) == (
+        NO_OUTLINE,
+        "-",
+    )
+    assert comparison.product_change is None and comparison.volume_change is None
+    assert "Product of the diameters" not in rows
+    assert not any("No tumor was detected" in note for note in comparison.notes)
+    assert any("follow-up was called tumor" in note for note in comparison.notes)
+    # The same findings with a negative call are a follow-up without tumor, as before.
+    negative = compare(baseline, unoutlined, baseline_called=True, follow_up_called=False)
+    assert negative.product_change == pytest.approx(-1.0)
+    assert any("No tumor was detected" in note for note in negative.notes)
+
+
+def test_compare_own_takes_each_analysis_call_from_the_database(tmp_path):
+    from brainloc.followup import compare_own
+    from db import clinical
+    from tests.db.clinical_factory import make_slice, make_user, migrated_engine
+
+    engine = migrated_engine(tmp_path / "c.db")
+    section = {"slice": 0, "longest": 40.0, "perpendicular": 30.0, "unit": "mm"}
+    with Session(engine) as session:
+        owner = make_user(session, "alice")
+
+        def analysis(probability, area, findings):
+            return clinical.create_analysis(
+                session, owner_id=owner.id, case_reference="P-1",
+                slices=[make_slice(probability, area=area)], source_name="s.dcm",
+                source_format="dicom", classifier=("c", "1"), segmenter=("s", "1"),
+                decision_threshold=0.5, findings=findings,
+            )  # fmt: skip
+
+        before = analysis(0.9, 16, {"n_slices": 1, "tumor_slices": [0],
+                                     "largest_cross_section": section})  # fmt: skip
+        after = analysis(0.93, 0, {"n_slices": 1, "tumor_slices": [],
+                                    "largest_cross_section": None})  # fmt: skip
+        assert after.has_tumor
+        _, comparison = compare_own(
+            session, owner_id=owner.id, analysis_id=after.id, baseline_id=before.id
+        )
+    cells = _rows(comparison)["Largest cross-section (longest × perpendicular)"]
+    assert cells.follow_up == NO_OUTLINE and comparison.product_change is None

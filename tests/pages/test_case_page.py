@@ -165,7 +165,17 @@ def test_issued_reports_are_listed_and_keep_their_bytes(clinic):
     assert actions.count(Action.REPORT_ISSUE) == 2
 
 
-def test_downloads_are_audited(clinic):
+def test_downloads_are_audited(clinic, monkeypatch):
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stored_names = []  # the download file names, on their way into Streamlit's media storage
+    store = MemoryMediaFileStorage.load_and_get_id
+
+    def recorded(self, path_or_data, mimetype, kind, filename=None):
+        stored_names.append(filename)
+        return store(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recorded)
     analysis_id = clinic.add_analysis(clinic.alice, "DOWNLOADS")
     at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
     buttons = {button.key: button for button in at.get("download_button")}
@@ -183,6 +193,12 @@ def test_downloads_are_audited(clinic):
         return sorted(i.detail.get("what") for i in items if i.action == Action.DOWNLOAD)
 
     assert downloaded() == ["mask_png", "overlay_png"]
+    # The files and the log count slices from 1, as the page does ("Findings, slice 1").
+    names = {name for name in stored_names if (name or "").startswith(f"case{analysis_id}_s")}
+    assert names == {f"case{analysis_id}_slice1_mask.png", f"case{analysis_id}_slice1_overlay.png"}
+    with _session(clinic) as session:
+        items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
+    assert {i.detail.get("slice_number") for i in items if i.action == Action.DOWNLOAD} == {1}
     buttons = {button.key: button for button in at.get("download_button")}
     at = buttons["case_nifti_download"].click().run()
     assert not at.exception
