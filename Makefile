@@ -32,16 +32,25 @@ install: $(RUN_STAMP)
 
 install-dev: $(DEV_STAMP)
 
+# Debian ships venv's pip bootstrap (ensurepip) in python3-venv, which a fresh machine may lack.
 $(VPY):
+	@if ! $(PYTHON) -c "import ensurepip" >/dev/null 2>&1; then \
+		echo "Installing python3-venv with apt-get (Python's venv needs it on Debian)"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			python3-venv; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 
-$(RUN_STAMP): requirements.txt | $(VPY)
+# Order-only prerequisites: the stamp's name holds the requirements' hash, so a checkout that
+# only touches the files' dates installs nothing.
+$(RUN_STAMP): | $(VPY)
 	$(PIP) install -r requirements.txt
 	rm -f $(VENV)/.installed-run-*
 	touch $@
 
 # The dev requirements include the runtime ones (-r requirements.txt).
-$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VPY)
+$(DEV_STAMP): | $(VPY)
 	$(PIP) install -r requirements-dev.txt
 	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-run-*
 	touch $@ $(RUN_STAMP)

@@ -135,6 +135,8 @@ def test_the_shipped_nginx_configuration_serves_the_app_over_https(proxied, brow
     assert headers["X-Frame-Options"] == "SAMEORIGIN"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]
+    # Connections (the websocket included) only to this server, not to any wss: host.
+    assert "connect-src 'self';" in headers["Content-Security-Policy"]
 
     context = browser.new_context(
         ignore_https_errors=True, viewport={"width": 1400, "height": 1000}
