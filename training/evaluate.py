@@ -161,7 +161,10 @@ def format_table(report: dict) -> str:
     ]
     lines = [f"{'metric':<30} {'value':>14}  note", "-" * 60]
     for name, value, note in rows:
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        if isinstance(value, float):
+            shown = "-" if math.isnan(value) else f"{value:.4f}"  # nothing to count
+        else:
+            shown = str(value)
         lines.append(f"{name:<30} {shown:>14}  {note}")
     lines += ["", "tumor slices found, by the tumor's share of the slice area"]
     for size in report["classifier"]["sensitivity_by_tumor_size"]:
@@ -221,7 +224,7 @@ def selected_cases(args: argparse.Namespace) -> list[str]:
     missing = sorted(set(args.cases or ()) - set(available))
     if missing:
         raise ValueError(f"not in {args.data_dir}: {', '.join(missing)}")
-    cases = args.cases or available
+    cases = list(dict.fromkeys(args.cases or available))  # a case named twice counts once
     if args.split:
         from training.data import read_split
 

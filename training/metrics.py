@@ -56,8 +56,10 @@ def classification_metrics(
     fn = int(np.sum(~predicted & labels))
     return {
         "accuracy": (tp + tn) / max(1, len(labels)),
-        "sensitivity": tp / max(1, tp + fn),
-        "specificity": tn / max(1, tn + fp),
+        # Undefined (NaN, written as null in JSON) without a tumor slice or a clean one: 0.0
+        # would read as "found none" where there was nothing to find.
+        "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "specificity": tn / (tn + fp) if tn + fp else float("nan"),
         "roc_auc": roc_auc(labels, scores),
         "threshold": threshold,
         "confusion_matrix": {"tp": tp, "fn": fn, "fp": fp, "tn": tn},
@@ -166,7 +168,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
     def youden(t: float) -> float:
         metrics = classification_metrics(labels, scores, float(t))
-        return metrics["sensitivity"] + metrics["specificity"]
+        return float(np.nan_to_num(metrics["sensitivity"]) + np.nan_to_num(metrics["specificity"]))
 
     return float(max(THRESHOLD_GRID, key=youden))
 

@@ -151,7 +151,7 @@ def test_upper_case_extensions_and_hidden_files_are_read_as_the_layout(lgg_dir, 
         path.rename(path.with_suffix(".TIF"))
     (case / f"._{case.name}_1.TIF").write_bytes(b"macOS metadata")
     out = tmp_path / "metrics.json"
-    result = _evaluate(copy, out, "--cases", case.name)
+    result = _evaluate(copy, out, "--cases", case.name, case.name)  # named twice, counted once
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["counts"]["patients"] == 1

@@ -38,6 +38,13 @@ def test_classification_metrics_confusion():
     assert m["specificity"] == pytest.approx(2 / 3)
 
 
+def test_sensitivity_without_a_tumor_slice_is_undefined_not_zero():
+    clean = classification_metrics(np.zeros(4, bool), np.array([0.1, 0.2, 0.7, 0.1]), 0.5)
+    assert np.isnan(clean["sensitivity"]) and clean["specificity"] == pytest.approx(0.75)
+    tumor = classification_metrics(np.ones(2, bool), np.array([0.9, 0.2]), 0.5)
+    assert np.isnan(tumor["specificity"]) and tumor["sensitivity"] == pytest.approx(0.5)
+
+
 def test_segmentation_metrics_per_volume():
     truth = np.zeros((3, 4, 4), bool)
     truth[1, :2] = True
