@@ -17,11 +17,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, func
+from sqlalchemy import Boolean, exists, func
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
 from db import audit
 from db.arrays import array_to_bytes, sha256_hex
+from db.engine import SQLITE_CASEFOLD
 from db.models import Analysis, AnalysisSlice, AuditEvent, NoteVersion
 
 #: Audit target type of every clinical event.
@@ -191,6 +194,33 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+class _contains_folded(FunctionElement):  # noqa: N801 (an SQL function's name)
+    """``_contains_folded(column, pattern)``: the column matches the ``LIKE`` pattern (escape
+    character ``\\``) whatever the letters' case, in any script.
+
+    PostgreSQL (and any other database) gets ``ILIKE``, whose folding is Unicode-aware; SQLite
+    folds ASCII only, so there both sides go through :data:`db.engine.SQLITE_CASEFOLD` first
+    ("łódź" finds "ŁÓDŹ-17", "οδος" finds "ΟΔΟΣ").
+    """
+
+    type = Boolean()
+    inherit_cache = True
+    name = "contains_folded"
+
+
+@compiles(_contains_folded)
+def _compile_contains_folded(element, compiler, **kw):
+    column, pattern = element.clauses.clauses
+    return compiler.process(column.ilike(pattern, escape="\\"), **kw)
+
+
+@compiles(_contains_folded, "sqlite")
+def _compile_contains_folded_sqlite(element, compiler, **kw):
+    column, pattern = element.clauses.clauses
+    fold = getattr(func, SQLITE_CASEFOLD)
+    return compiler.process(fold(column).like(fold(pattern), escape="\\"), **kw)
+
+
 #: The most analyses a picker (Case page, follow-up baseline) lists, newest first.
 PICKER_LIMIT = 5_000
 #: The most analyses the History page shows and exports at once.
@@ -213,8 +243,9 @@ def list_analyses(
 ) -> list[Analysis]:
     """The owner's analyses matching every given filter.
 
-    ``created_to`` is exclusive. ``text`` matches, case-insensitively, the case reference or
-    the current (newest) version of the note.
+    ``created_to`` is exclusive. ``text`` matches, case-insensitively in any script (Polish,
+    Greek, Cyrillic...), the case reference or the current (newest) version of the note; its
+    ``%`` and ``_`` are literal.
 
     Raises:
         ValueError: an unknown sort column, a limit below 1 or an inverted range.
@@ -240,8 +271,8 @@ def list_analyses(
     if text and text.strip():
         pattern = _like_pattern(text.strip())
         statement = statement.where(
-            col(Analysis.case_reference).ilike(pattern, escape="\\")
-            | _latest_note_body().ilike(pattern, escape="\\")
+            _contains_folded(col(Analysis.case_reference), pattern)
+            | _contains_folded(_latest_note_body(), pattern)
         )
     order = SORT_COLUMNS[sort_by]
     order = col(order).desc() if descending else col(order).asc()

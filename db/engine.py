@@ -1,7 +1,8 @@
 """The engine (one per process and database URL) and short per-action sessions.
 
-SQLite connections get WAL journaling (readers never block the writer), foreign keys and a
-busy timeout through a connect event, so the same code runs unchanged on PostgreSQL.
+SQLite connections get WAL journaling (readers never block the writer), foreign keys, a
+busy timeout and a Unicode case-folding SQL function (:data:`SQLITE_CASEFOLD`) through a
+connect event, so the same code runs unchanged on PostgreSQL.
 :func:`get_engine` is cached per URL for the life of the process, which is what
 ``st.cache_resource`` would give the app, without tying this package to Streamlit.
 """
@@ -23,9 +24,18 @@ from sqlmodel import Session, create_engine
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: Name of the SQL function every SQLite connection gets: Python's ``str.casefold`` (NULL and
+#: non-text values pass through). SQLite's own ``lower()``, ``LIKE`` and ``NOCASE`` fold ASCII
+#: letters only, so case-insensitive search compares folded text (``db.clinical``).
+SQLITE_CASEFOLD = "brainloc_casefold"
+
+
+def _casefold(value):
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _on_sqlite_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.create_function(SQLITE_CASEFOLD, 1, _casefold, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -164,6 +164,52 @@ def test_list_filters_sort_and_text_search(engine):
             ids(min_probability=0.9, max_probability=0.1)
 
 
+def test_text_search_folds_case_beyond_ascii(engine):
+    """Polish, Greek (final sigma too) and Cyrillic text matches whatever its case, in the case
+    reference and in the current note (SQLite's own LIKE folds ASCII letters only)."""
+    from db.clinical_notes import add_note_version
+
+    with Session(engine, expire_on_commit=False) as session:
+        alice = make_user(session, "alice")
+        lodz = make_analysis(session, alice.id, "ŁÓDŹ-17")
+        athens = make_analysis(session, alice.id, "ΑΘΉΝΑ-ΟΔΟΣ")
+        moscow = make_analysis(session, alice.id, "МОСКВА-3")
+        noted = make_analysis(session, alice.id, "N-1")
+        add_note_version(
+            session,
+            analysis_id=noted.id,
+            owner_id=alice.id,
+            body="Zmiana w PŁACIE CZOŁOWYM; ΌΓΚΟΣ; ОПУХОЛЬ",
+            base_version=None,
+        )
+        session.commit()
+
+        def ids(text):
+            return [a.id for a in clinical.list_analyses(session, owner_id=alice.id, text=text)]
+
+        assert ids("łódź") == ids("ŁÓDŹ") == ids("Łódź-1") == [lodz.id]
+        assert ids("αθήνα-οδος") == ids("οδοσ") == ids("ΟΔΟς") == [athens.id]
+        assert ids("москва") == [moscow.id]
+        assert ids("czołowym") == ids("płacie") == [noted.id]
+        assert ids("όγκος") == ids("опухоль") == [noted.id]
+        # Wildcards stay literal after folding.
+        assert ids("łó%17") == [] and ids("ŁÓDŹ_17") == []
+
+
+def test_text_search_keeps_ilike_on_postgresql():
+    """PostgreSQL's ILIKE folds Unicode itself: the SQLite-only casefold function is not used."""
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlmodel import col
+
+    from db.models import Analysis
+
+    clause = clinical._contains_folded(col(Analysis.case_reference), "%łódź%")
+    on_postgresql = str(clause.compile(dialect=postgresql.dialect()))
+    on_sqlite = str(clause.compile(dialect=sqlite.dialect()))
+    assert "ILIKE" in on_postgresql and "brainloc_casefold" not in on_postgresql
+    assert on_sqlite.count("brainloc_casefold(") == 2 and "ILIKE" not in on_sqlite
+
+
 def test_recent_activity_is_newest_first_and_links_cases(engine):
     with Session(engine, expire_on_commit=False) as session:
         alice = make_user(session, "alice")
