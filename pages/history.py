@@ -116,12 +116,16 @@ event = st.dataframe(
     },
     key="history_table",
 )
-selected_rows = event.selection.rows if event is not None else []
+selected_rows = list(event.selection.rows) if event is not None else []
 ids = frame["id"].tolist()
 labels = dict(zip(ids, frame["case_reference"], strict=True))
-if selected_rows:
-    st.session_state["history_open"] = ids[selected_rows[0]]
-elif st.session_state.get("history_open") not in labels:
+# The table reports its selection on every rerun while a row stays selected: only a new
+# selection picks the case below, so a case chosen in the picker afterwards stays chosen.
+if selected_rows != st.session_state.get("history_table_seen"):
+    st.session_state["history_table_seen"] = selected_rows
+    if selected_rows and selected_rows[0] < len(ids):
+        st.session_state["history_open"] = ids[selected_rows[0]]
+if st.session_state.get("history_open") not in labels:
     st.session_state["history_open"] = None
 left, right = st.columns([3, 2])
 chosen = left.selectbox(

@@ -73,6 +73,33 @@ def test_history_sorts_opens_a_case_exports_csv_and_charts(clinic):
     assert items[0].action == Action.EXPORT and items[0].detail["rows"] == 2
 
 
+def test_history_table_selection_opens_a_case_without_overriding_the_picker(clinic):
+    first = clinic.add_analysis(clinic.alice, "A-FIRST")
+    second = clinic.add_analysis(clinic.alice, "B-SECOND", clear_png())
+    at = open_page("history.py", clinic.alice)
+    at = at.selectbox(key="history_sort").set_value("case_reference").run()
+    at = at.toggle(key="history_desc").set_value(False).run()
+    assert list(_table(at)["id"]) == [first, second]
+    # Streamlit's programmatic selection: the state the browser sends while a row is selected.
+    at.session_state["history_table"] = {"selection": {"rows": [0]}}
+    at = at.run()
+    assert at.selectbox(key="history_open").value == first
+    # The row stays selected in the table; choosing another case here must stick.
+    at = at.selectbox(key="history_open").set_value(second).run()
+    assert at.selectbox(key="history_open").value == second
+    at = at.text_input(key="history_text").set_value("-").run()
+    assert at.selectbox(key="history_open").value == second
+    assert f"id={second}" in at.get("page_link")[-1].proto.query_string
+    # A new selection in the table is applied again.
+    at.session_state["history_table"] = {"selection": {"rows": [1]}}
+    at = at.run()
+    assert at.selectbox(key="history_open").value == second
+    at.session_state["history_table"] = {"selection": {"rows": [0]}}
+    at = at.run()
+    assert not at.exception
+    assert at.selectbox(key="history_open").value == first
+
+
 def test_history_without_analyses_says_so(clinic):
     at = open_page("history.py", clinic.bob)
     assert not at.exception
