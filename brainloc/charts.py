@@ -98,7 +98,8 @@ def case_chart(
 
 def weekly_chart(frame: pd.DataFrame) -> go.Figure:
     """Analyses per week (bars) and the share called positive (line), from
-    :func:`brainloc.history.weekly_summary`."""
+    :func:`brainloc.history.weekly_summary`; the line has a gap at a week without analyses
+    (its share is NaN: undefined, not 0 %)."""
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(
         go.Bar(

@@ -97,7 +97,8 @@ def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         columns ``week`` (date), ``analyses`` (int), ``share_positive`` (0..1); weeks without
-        analyses between the first and last one are included with zero analyses.
+        analyses between the first and last one are included with zero analyses and a
+        ``share_positive`` of NaN (no share: the chart leaves a gap there, not "0 %").
     """
     if frame.empty:
         return pd.DataFrame({"week": [], "analyses": [], "share_positive": []})
@@ -111,11 +112,11 @@ def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:
         .agg(["size", "mean"])
     )
     full = pd.date_range(grouped.index.min(), grouped.index.max(), freq="7D")
-    grouped = grouped.reindex(full, fill_value=0)
+    grouped = grouped.reindex(full)  # empty weeks: NaN count and NaN share
     return pd.DataFrame(
         {
             "week": [stamp.date() for stamp in grouped.index],
-            "analyses": grouped["size"].astype(int).to_numpy(),
+            "analyses": grouped["size"].fillna(0).astype(int).to_numpy(),
             "share_positive": grouped["mean"].astype(float).to_numpy(),
         }
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
@@ -41,8 +42,22 @@ def test_weekly_summary_counts_weeks_and_fills_gaps():
     weekly = weekly_summary(history_frame(rows, {}))
     assert weekly["week"].tolist() == [date(2026, 11, 2), date(2026, 11, 9), date(2026, 11, 16)]
     assert weekly["analyses"].tolist() == [2, 0, 1]
-    assert weekly["share_positive"].tolist() == [0.5, 0.0, 1.0]
+    # A week without analyses has no share positive (not "0 % positive").
+    share = weekly["share_positive"].tolist()
+    assert share[0] == 0.5 and math.isnan(share[1]) and share[2] == 1.0
     assert weekly_summary(history_frame([], {})).empty
+
+
+def test_weekly_chart_leaves_a_gap_for_a_week_without_analyses():
+    rows = [
+        _analysis(1, datetime(2026, 11, 2, 9, tzinfo=UTC), False),
+        _analysis(2, datetime(2026, 11, 17, tzinfo=UTC), True),
+    ]
+    bars, line = charts.weekly_chart(weekly_summary(history_frame(rows, {}))).data
+    assert list(bars.y) == [1, 0, 1]
+    share = list(line.y)
+    assert share[0] == 0.0 and math.isnan(share[1]) and share[2] == 100.0
+    assert not line.connectgaps  # plotly draws no line through the empty week
 
 
 def test_csv_holds_notes_and_iso_times():
