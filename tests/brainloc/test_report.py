@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -148,3 +149,43 @@ def test_long_header_values_wrap_inside_the_page():
     holding = [line for line in lines if "ACC00" in line or "ACC002" in line]
     assert len(holding) >= 2
     assert all(f"ACC{number:04d}" in " ".join(lines) for number in range(30))
+
+
+def _note_line_heights(pdf: bytes, lines: Sequence[str]) -> dict[str, float]:
+    """The baseline height on the first page of each text run that is one of ``lines``."""
+    heights: dict[str, float] = {}
+
+    def visit(text, cm, tm, _font, _size):
+        if text.strip() in lines:  # the text matrix's origin, through the current transform
+            heights.setdefault(text.strip(), tm[4] * cm[1] + tm[5] * cm[3] + cm[5])
+
+    PdfReader(io.BytesIO(pdf)).pages[0].extract_text(visitor_text=visit)
+    return heights
+
+
+def test_a_note_at_the_length_limit_prints_every_line_and_blank_runs_collapse():
+    from db.clinical_notes import MAX_NOTE_CHARS
+
+    lines = [f"line {number:04d}" for number in range(MAX_NOTE_CHARS // 10)]
+    note = "\n".join(lines) + "\n"
+    assert len(note) == MAX_NOTE_CHARS
+    text, pages = _text(build_report(_data(notes=note)))
+    positions = [text.find(line) for line in lines]
+    assert -1 not in positions and positions == sorted(positions)
+    assert pages < 50  # about 60 lines a page
+    # Runs of blank lines print as one blank line (they printed as pages of nothing).
+    spaced = "\n\nFirst finding" + "\n" * 3000 + "Second finding\n \n\t\n\nThird finding\n\n"
+    pdf = build_report(_data(notes=spaced))
+    assert pdf == build_report(_data(notes="First finding\n\nSecond finding\n\nThird finding"))
+    text, pages = _text(pdf)
+    assert pages <= 2 and "First finding Second finding Third finding" in text
+
+
+def test_note_lines_and_a_blank_line_keep_their_spacing():
+    lines = ["First line", "Second line", "After a blank line"]
+    note = f"{lines[0]}\n{lines[1]}\n\n{lines[2]}"
+    heights = _note_line_heights(build_report(_data(notes=note)), lines)
+    first, second, third = (heights[line] for line in lines)
+    leading = first - second
+    assert leading == pytest.approx(12)  # the body style's leading, as one paragraph had
+    assert second - third == pytest.approx(2 * leading)
