@@ -46,7 +46,7 @@ class Author:
 
 
 def report_filename(case: StoredCase, issued_at: datetime) -> str:
-    """A safe file name such as ``brainloc_CASE-1_20261125-1005.pdf``."""
+    """A safe file name such as ``brainloc_CASE-1_20261125-100512.pdf``."""
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case.case_reference)
     return f"brainloc_{safe[:60] or case.id}_{issued_at:%Y%m%d-%H%M%S}.pdf"
 
