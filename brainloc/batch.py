@@ -88,8 +88,11 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
                 series[file.parent].append(file)
             else:
                 jobs.append(Job(str(file), (file,)))
-        jobs = [
-            Job(job.label, tuple(series[Path(job.label)])) if not job.paths else job for job in jobs
+        # Fill this folder's DICOM placeholders; earlier folders' jobs (an empty folder's
+        # job has no paths either) are left as they are.
+        jobs[before:] = [
+            Job(job.label, tuple(series[Path(job.label)])) if not job.paths else job
+            for job in jobs[before:]
         ]
         if len(jobs) == before:
             jobs.append(Job(str(path), ()))  # an empty folder is reported, not silently skipped

@@ -91,6 +91,28 @@ def test_empty_folder_is_an_error(tmp_path, tiny_models_dir, capsys):
     assert err.strip() == f"error: {tmp_path / 'empty'}: no scan files found in this folder"
 
 
+def test_an_empty_folder_before_other_folders_is_reported_in_order(
+    kaggle_dir, tiny_models_dir, tmp_path, capsys
+):
+    from tests.brainloc.scan_factory import encode_dicom
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    series = tmp_path / "series"
+    series.mkdir()
+    for z in (0.0, 1.0):
+        pixels = synthetic_slice(seed=int(z))[..., 1].astype(np.uint16) * 16
+        (series / f"IM{int(z)}.dcm").write_bytes(encode_dicom(pixels, position_z=z))
+    code, out, err = _analyze(
+        capsys, empty, series, kaggle_dir, empty, "--json", "--models-dir", tiny_models_dir
+    )
+    assert code == 2
+    message = f"error: {empty}: no scan files found in this folder"
+    assert err.splitlines() == [message, message]
+    files = [json.loads(line)["file"] for line in out.splitlines()]
+    assert files[:2] == [str(series)] * 2 and len(files) == 5
+
+
 def test_out_writes_overlay_and_mask_pngs(kaggle_dir, tiny_models_dir, tmp_path, capsys):
     out_dir = tmp_path / "pictures"
     good = next(kaggle_dir.rglob("*_2.tif"))
