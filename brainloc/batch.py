@@ -14,6 +14,12 @@ without tumor), ``models`` and ``arithmetic``). A file that cannot be read print
 ``error: FILE: reason`` on stderr and the rest still run; the exit code is 2
 if any file failed, 1 if the models are missing, 0 otherwise.
 
+``--out DIR`` writes ``<name>_overlay.png`` and ``<name>_mask.png`` (``<name>_s<n>_...`` for
+each slice of a multi-slice scan). It is created when missing and checked before any model is
+loaded: a file, or a folder that cannot be written, is refused (exit 2). No existing file is
+ever overwritten: a picture name the run would write that is already there is refused before
+anything is read (exit 2, naming it), and one met only while writing stops the run there.
+
 Directories are walked recursively in natural order (``case_2`` before
 ``case_10``); Kaggle ``*_mask.*`` files and files without a scan extension are
 skipped, except DICOM files without any extension (a PACS export's ``IM0001``),
@@ -122,16 +128,89 @@ def _output_stem(job: Job, used: set[str]) -> str:
     return candidate
 
 
-def _write_pictures(out_dir: Path, stem: str, image, result) -> dict:
+class OutputError(Exception):
+    """``--out`` cannot take the run's pictures; the message is printed as ``error: ...``."""
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create ``--out`` when missing and check that files can be made in it (before any model
+    is loaded or scan read); raises :class:`OutputError` saying why not."""
+    import tempfile
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir}: it is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".brainloc-write-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"--out {out_dir}: cannot write there ({_os_reason(exc)})") from exc
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+#: Picture names of one input: ``<stem>``, ``<stem>_<n>`` (a ZIP's or study's further scans,
+#: or a name met before), each maybe with ``_s<slice>``, then the kind.
+_PICTURE_RE = r"(_\d+)?(_s\d+)?_(overlay|mask)\.png"
+
+
+def refuse_existing_pictures(out_dir: Path, jobs: list[Job]) -> None:
+    """Refuse (:class:`OutputError`, naming the file) when ``--out`` already holds a picture
+    the run would write, before anything is read or written. The names are foreseen from the
+    inputs' names; :func:`_write_png` still refuses any existing file at write time."""
+    existing = {path.name for path in out_dir.iterdir()}
+    used: set[str] = set()
+    for job in jobs:
+        if not job.paths:
+            continue
+        stem = _output_stem(job, used)
+        pattern = re.compile(re.escape(stem) + _PICTURE_RE)
+        for name in sorted(existing):
+            if pattern.fullmatch(name):
+                raise _exists_error(out_dir / name)
+
+
+def _exists_error(path: Path) -> OutputError:
+    return OutputError(
+        f"--out {path.parent}: {path.name} already exists and is not overwritten "
+        "(choose another folder)"
+    )
+
+
+def _write_png(path: Path, array) -> None:
+    """Write one PNG, never over an existing file; the bytes are encoded first, so a failure
+    leaves no partial file."""
+    import io
+
     from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    try:
+        with path.open("xb") as handle:
+            try:
+                handle.write(buffer.getvalue())
+            except OSError:
+                handle.close()
+                path.unlink(missing_ok=True)
+                raise
+    except FileExistsError as exc:
+        raise _exists_error(path) from exc
+    except OSError as exc:
+        reason = _os_reason(exc)
+        raise OutputError(f"--out {path.parent}: cannot write {path.name} ({reason})") from exc
+
+
+def _write_pictures(out_dir: Path, stem: str, image, result) -> dict:
     from brainloc.overlay import mask_png_array, render
 
     overlay_path = out_dir / f"{stem}_overlay.png"
     mask_path = out_dir / f"{stem}_mask.png"
     picture = render(image, result.mask, sequence="FLAIR", style="fill+outline", opacity=0.35)
-    Image.fromarray(picture).save(overlay_path)
-    Image.fromarray(mask_png_array(result.mask)).save(mask_path)
+    _write_png(overlay_path, picture)
+    _write_png(mask_path, mask_png_array(result.mask))
     return {"overlay_png": str(overlay_path), "mask_png": str(mask_path)}
 
 
@@ -260,22 +339,33 @@ class _Runner:
 def run(args: argparse.Namespace) -> int:
     """Analyse every input; see the module docstring for output and exit codes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from brainloc.scans import ScanError, read_paths
-    from brainloc.study import study_case
-
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return 2
     if bool(args.paths) == bool(args.sequences):
         print("error: give FILE_OR_DIR arguments or --sequences PRE FLAIR POST", file=sys.stderr)
         return 2
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-    if args.sequences:
-        return _run_sequences(args)
+    try:
+        if args.out is not None:
+            prepare_out_dir(args.out)
+        jobs = [_sequences_job(args)] if args.sequences else collect_jobs(list(args.paths))
+        if args.out is not None:
+            refuse_existing_pictures(args.out, jobs)
+        if args.sequences:
+            return _run_sequences(args)
+        return _run_jobs(args, jobs)
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_jobs(args: argparse.Namespace, jobs: list[Job]) -> int:
+    from brainloc.scans import ScanError, read_paths
+    from brainloc.study import study_case
+
     failed = False
     runner = _Runner(args)
-    for job in collect_jobs(list(args.paths)):
+    for job in jobs:
         if not job.paths:
             runner.flush()
             print(f"error: {job.label}: no scan files found in this folder", file=sys.stderr)
@@ -330,10 +420,15 @@ def _run_sequences(args: argparse.Namespace) -> int:
         print(f"error: sequences: {exc}", file=sys.stderr)
         return 2
     runner = _Runner(args)
-    if not runner.add(Job(str(args.sequences[1]), tuple(args.sequences)), scan):
+    if not runner.add(_sequences_job(args), scan):
         return 1
     runner.flush()
     return 0
+
+
+def _sequences_job(args: argparse.Namespace) -> Job:
+    """The one job of ``--sequences``: named after the FLAIR series."""
+    return Job(str(args.sequences[1]), tuple(args.sequences))
 
 
 def _strip_label(message: str, job: Job) -> str:
@@ -374,7 +469,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per slice and line")
     parser.add_argument(
-        "--out", type=Path, help="write <name>_overlay.png and <name>_mask.png here"
+        "--out",
+        type=Path,
+        help="write <name>_overlay.png and <name>_mask.png here (never over an existing file)",
     )
     parser.add_argument(
         "--models-dir",

@@ -130,6 +130,56 @@ def test_out_writes_overlay_and_mask_pngs(kaggle_dir, tiny_models_dir, tmp_path,
     assert red.sum() > 0.9 * record["tumor_area_px"]
 
 
+def test_out_that_cannot_be_a_folder_is_refused_before_anything_runs(kaggle_dir, tmp_path, capsys):
+    good = next(kaggle_dir.rglob("*_2.tif"))
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep me")
+    missing_models = tmp_path / "no-models"  # models would be exit 1: --out is checked first
+    code, out, err = _analyze(capsys, good, "--out", a_file, "--models-dir", missing_models)
+    assert (code, out) == (2, "")
+    assert err.strip() == f"error: --out {a_file}: it is a file, not a folder"
+    assert a_file.read_text() == "keep me"
+    below = a_file / "pictures"
+    code, out, err = _analyze(capsys, good, "--out", below, "--models-dir", missing_models)
+    assert (code, out) == (2, "")
+    assert err.strip() == f"error: --out {below}: cannot write there (Not a directory)"
+
+
+def test_out_never_overwrites_a_file(tiny_models_dir, tmp_path, capsys):
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    for number in (2, 10):
+        Image.fromarray(tumor_like_slice(seed=number)).save(folder / f"case_{number}.png")
+    truth = folder / "case_10_mask.png"  # the ground truth beside its scan
+    truth.write_bytes(b"ground truth")
+    before = sorted(folder.iterdir())
+    args = ["--out", folder, "--models-dir", tiny_models_dir]
+    code, out, err = _analyze(capsys, folder, *args)
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        f"error: --out {folder}: case_10_mask.png already exists and is not overwritten "
+        "(choose another folder)"
+    )
+    assert sorted(folder.iterdir()) == before and truth.read_bytes() == b"ground truth"
+    # Names met only at write time are refused there too: a three-page x.tif writes
+    # x_s001_*.png, which a file named x_s001.tif would write again.
+    pages = np.stack([synthetic_slice(seed=0), tumor_like_slice(seed=1), synthetic_slice(seed=2)])
+    (tmp_path / "x.tif").write_bytes(encode_tiff(pages))
+    (tmp_path / "x_s001.tif").write_bytes(encode_tiff(synthetic_slice(seed=3)))
+    out_dir = tmp_path / "pictures"
+    code, out, err = _analyze(
+        capsys, tmp_path / "x.tif", tmp_path / "x_s001.tif", "--out", out_dir, "--json",
+        "--models-dir", tiny_models_dir,
+    )  # fmt: skip
+    assert code == 2 and len(out.splitlines()) == 3
+    assert err.strip() == (
+        f"error: --out {out_dir}: x_s001_overlay.png already exists and is not overwritten "
+        "(choose another folder)"
+    )
+    overlay = np.asarray(Image.open(out_dir / "x_s001_overlay.png"))
+    assert (overlay[..., 0] > overlay[..., 1] + 50).any()  # still the tumor slice's picture
+
+
 def test_multi_page_tiff_gives_one_line_per_slice(tiny_models_dir, tmp_path, capsys):
     pages = np.stack([synthetic_slice(seed=0), tumor_like_slice(seed=1), synthetic_slice(seed=2)])
     path = tmp_path / "case.tif"
