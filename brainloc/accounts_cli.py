@@ -30,10 +30,9 @@ from sqlmodel import Session
 
 from brainloc.account_admin import reset_password_from_console
 from brainloc.accounts import AccountError, create_admin
-from brainloc.settings import get_settings
+from brainloc.cli import command_settings, migrate_database
 from brainloc.two_step import reset_from_console
 from db.engine import session_scope
-from db.migrate import upgrade_head
 
 PASSWORD_ENV = "BRAINLOC_ADMIN_PASSWORD"
 T = TypeVar("T")
@@ -108,9 +107,10 @@ def _refused(error: AccountError) -> int:
 def _on_database(change: Callable[[Session], T]) -> T:
     """Run ``change`` in one transaction on the configured database, migrated first, and
     return its result (rows stay readable afterwards); an :class:`AccountError` it raises
-    rolls everything back and propagates."""
-    settings = get_settings()
-    upgrade_head(settings.database_url)
+    rolls everything back and propagates. A wrong setting or a database that cannot be used
+    raises :class:`brainloc.cli.CommandError`."""
+    settings = command_settings()
+    migrate_database(settings.database_url)
     with session_scope(settings.database_url) as session:
         return change(session)
 

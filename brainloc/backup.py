@@ -41,7 +41,13 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from brainloc import __version__
-from brainloc.settings import COOKIE_KEY_FILE, DATABASE_FILE, data_dir_from, private_data_dir
+from brainloc.settings import (
+    COOKIE_KEY_FILE,
+    DATABASE_FILE,
+    data_dir_from,
+    database_url_from,
+    private_data_dir,
+)
 
 MANIFEST_FILE = "manifest.json"
 #: Tables counted in the manifest and in the command's summary.
@@ -281,14 +287,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    """0 and a summary on success, 2 and a message otherwise."""
-    from brainloc.settings import get_settings
-
-    settings = get_settings()
+    """0 and a summary on success, 2 and a message otherwise. The settings are read without
+    side effects: a mistyped data directory is reported, not created (nor a cookie key in it).
+    """
     try:
-        out = args.out if args.out is not None else settings.data_dir / "backups"
-        snapshot = create_backup(settings.database_url, settings.data_dir, out)
-    except (BackupError, OSError, sqlite3.Error) as error:
+        data_dir = data_dir_from(os.environ)
+        database_url = database_url_from(os.environ, data_dir)
+        out = args.out if args.out is not None else data_dir / "backups"
+        snapshot = create_backup(database_url, data_dir, out)
+    except (BackupError, ValueError, OSError, sqlite3.Error) as error:
         print(f"error: backup failed: {error}", file=sys.stderr)
         return 2
     size_mb = snapshot.path.stat().st_size / 1e6

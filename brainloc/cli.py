@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import sys
 from collections.abc import Sequence
 
 #: Subcommand modules, in the order their commands are listed in ``--help``.
@@ -20,6 +21,33 @@ SUBCOMMAND_MODULES = (
     "brainloc.demo",  # demo
     "brainloc.backup",  # backup, restore
 )
+
+
+class CommandError(Exception):
+    """A subcommand that cannot go on: :func:`main` prints ``error: <message>`` on stderr and
+    returns exit code 2."""
+
+
+def command_settings():
+    """The settings for a subcommand; a wrong setting or an unusable data folder raises
+    :class:`CommandError` with the setting's own message."""
+    from brainloc.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def migrate_database(url: str) -> None:
+    """Bring the database to this version's schema, or raise :class:`CommandError` when it is
+    not a database, cannot be opened, or was made by a newer version (nothing changed then)."""
+    from db.migrate import DatabaseStateError, upgrade_known
+
+    try:
+        upgrade_known(url)
+    except DatabaseStateError as error:
+        raise CommandError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,4 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

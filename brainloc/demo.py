@@ -19,14 +19,13 @@ import sys
 from pathlib import Path
 
 from brainloc.accounts import end_sign_ins, hash_password, normalise_username, one_time_password
+from brainloc.cli import command_settings, migrate_database
 from brainloc.kaggle_layout import layout_root, scan_slices
-from brainloc.settings import get_settings
 from brainloc.two_step import clear_two_step
 from db import clinical
 from db import users as user_store
 from db.audit import TARGET_USER, record_event
 from db.engine import session_scope
-from db.migrate import upgrade_head
 from db.models import STATUS_APPROVED, User
 from db.types import utc_now
 
@@ -130,7 +129,8 @@ def run_demo(args: argparse.Namespace) -> int:
             f"error: no case folders with <case>_<n>.tif slices in {args.source}", file=sys.stderr
         )
         return 2
-    settings = get_settings()
+    settings = command_settings()
+    migrate_database(settings.database_url)
     try:
         from brainloc.inference import Pipeline
 
@@ -138,7 +138,6 @@ def run_demo(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    upgrade_head(settings.database_url)
     try:
         with session_scope(settings.database_url) as session:
             user, password = ensure_demo_user(session, username=args.username)

@@ -219,26 +219,83 @@ def data_dir_from(env: Mapping[str, str]) -> Path:
     return Path(env.get("BRAINLOC_DATA_DIR") or "data").expanduser().resolve()
 
 
+def database_url_from(env: Mapping[str, str], data_dir: Path) -> str:
+    """``DATABASE_URL``, or the SQLite file in ``data_dir``; nothing is created.
+
+    Raises:
+        ValueError: ``DATABASE_URL`` is not a URL SQLAlchemy can use.
+    """
+    configured = env.get("DATABASE_URL")
+    if not configured:
+        return f"sqlite:///{data_dir / DATABASE_FILE}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    # The value is not repeated in the message: it may hold a password.
+    try:
+        url = make_url(configured)
+    except ArgumentError:
+        raise ValueError(
+            "DATABASE_URL is not a database URL (such as sqlite:////path/brainloc.db or "
+            "postgresql+psycopg://user@host/brainloc)"
+        ) from None
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(
+            f"DATABASE_URL names a database kind SQLAlchemy does not know: {url.drivername!r}"
+        ) from None
+    return configured
+
+
+def _usable_data_dir(data_dir: Path) -> None:
+    """:func:`private_data_dir`, with an unusable folder reported as a ValueError that says so."""
+    try:
+        private_data_dir(data_dir)
+    except OSError as error:
+        raise ValueError(_data_dir_problem(data_dir, error)) from None
+
+
+def _data_dir_problem(data_dir: Path, error: OSError) -> str:
+    if data_dir.exists() and not data_dir.is_dir():
+        return f"BRAINLOC_DATA_DIR {data_dir} is a file, not a folder"
+    named = error.filename and str(error.filename) != str(data_dir)
+    where = f" ({error.filename})" if named else ""
+    return f"BRAINLOC_DATA_DIR {data_dir} cannot be used: {error.strerror or error}{where}"
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read the settings from ``env`` (default ``os.environ``); see the module docstring."""
+    """Read the settings from ``env`` (default ``os.environ``); see the module docstring.
+
+    Raises:
+        ValueError: a setting is wrong, or the data folder cannot be made or written (the
+            message says which and why).
+    """
     env = os.environ if env is None else env
     data_dir = data_dir_from(env)
-    private_data_dir(data_dir)  # the database and the key
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / DATABASE_FILE}"
     models_dir = Path(env.get("BRAINLOC_MODELS_DIR") or REPO_ROOT / "models").expanduser()
+    # Every value is checked before the data folder or the cookie key is made.
+    checked = {
+        "database_url": database_url_from(env, data_dir),
+        "cookie_hours": _number(env, "BRAINLOC_COOKIE_HOURS", 12.0, 0.25, 24.0 * 30),
+        "max_upload_mb": int(_number(env, "BRAINLOC_MAX_UPLOAD_MB", 200, 1, 2000)),
+        "scan_limits": scan_limits(env),
+        "bcrypt_rounds": int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
+        "inference_precision": inference_precision(env),
+        "idle_minutes": _number(env, "BRAINLOC_IDLE_MINUTES", 30.0, 0.0, 24.0 * 60),
+        "require_two_step": two_step_policy(env),
+    }
+    _usable_data_dir(data_dir)  # the database and the key
+    try:
+        cookie_key = resolve_cookie_key(env, data_dir)
+    except OSError as error:
+        raise ValueError(_data_dir_problem(data_dir, error)) from None
     return Settings(
         data_dir=data_dir,
-        database_url=database_url,
         cookie_name=COOKIE_NAME,
-        cookie_key=resolve_cookie_key(env, data_dir),
-        cookie_hours=_number(env, "BRAINLOC_COOKIE_HOURS", 12.0, 0.25, 24.0 * 30),
-        max_upload_mb=int(_number(env, "BRAINLOC_MAX_UPLOAD_MB", 200, 1, 2000)),
-        scan_limits=scan_limits(env),
+        cookie_key=cookie_key,
         models_dir=models_dir.resolve(),
-        bcrypt_rounds=int(_number(env, "BRAINLOC_BCRYPT_ROUNDS", 12, 4, 16)),
-        inference_precision=inference_precision(env),
-        idle_minutes=_number(env, "BRAINLOC_IDLE_MINUTES", 30.0, 0.0, 24.0 * 60),
-        require_two_step=two_step_policy(env),
+        **checked,
     )
 
 

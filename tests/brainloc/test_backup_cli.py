@@ -151,3 +151,21 @@ def test_an_archive_of_a_newer_version_is_refused_and_nothing_written(
     err = capsys.readouterr().err
     assert "0099_from_the_future" in err and "newer version" in err and "Traceback" not in err
     assert not list((tmp_path / "empty").glob("brainloc.db*"))
+
+
+def test_backup_of_a_mistyped_or_misconfigured_data_directory_creates_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    typo = tmp_path / "dta"
+    _switch_data_dir(monkeypatch, typo)
+    assert main(["backup"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: backup failed: there is no database at {typo / 'brainloc.db'} to back up\n"
+    )
+    assert not typo.exists()  # neither the folder nor a cookie key in it
+    monkeypatch.setenv("DATABASE_URL", "foo")
+    assert main(["backup"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: backup failed: DATABASE_URL is not a database URL")
+    assert not typo.exists()

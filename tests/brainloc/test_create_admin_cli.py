@@ -24,9 +24,11 @@ def _run(
     password: str | None = None,
     stdin: str = "",
     command: str = "create-admin",
+    env: dict[str, str] | None = None,
 ):
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINLOC_", "DATABASE_"))}
-    env |= {"BRAINLOC_DATA_DIR": str(data_dir), "BRAINLOC_BCRYPT_ROUNDS": "4"}
+    env |= {"BRAINLOC_DATA_DIR": str(data_dir), "BRAINLOC_BCRYPT_ROUNDS": "4"} | extra
     if password is not None:
         env["BRAINLOC_ADMIN_PASSWORD"] = password
     return subprocess.run(
@@ -117,3 +119,52 @@ def test_reset_password_of_an_unknown_account_fails_clearly(tmp_path):
     assert done.returncode == 2
     assert "no account named 'nobody'" in done.stderr and "Traceback" not in done.stderr
     assert "One-time password" not in done.stdout
+
+
+def _refused(done, message: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: {message}\n" and done.stdout == ""
+
+
+def test_bad_settings_and_data_directories_are_one_line_errors(tmp_path):
+    a_file = tmp_path / "data-as-file"
+    a_file.write_text("not a folder")
+    admin = ("--username", "chief", "--email", "c@clinic.org")
+    done = _run(a_file, *admin, password="long-enough-1")
+    _refused(done, f"BRAINLOC_DATA_DIR {a_file} is a file, not a folder")
+    done = _run(a_file / "below", "--username", "chief", command="reset-two-step")
+    _refused(done, f"BRAINLOC_DATA_DIR {a_file / 'below'} cannot be used: Not a directory")
+    fresh = tmp_path / "fresh"
+    done = _run(fresh, "--username", "chief", command="reset-password",
+                env={"BRAINLOC_COOKIE_HOURS": "abc"})  # fmt: skip
+    _refused(done, "BRAINLOC_COOKIE_HOURS must be a number, got 'abc'")
+    assert not fresh.exists()  # a wrong setting creates nothing, not even the data folder
+    done = _run(fresh, *admin, password="long-enough-1", env={"DATABASE_URL": "foo"})
+    assert done.returncode == 2 and done.stderr.startswith(
+        "error: DATABASE_URL is not a database URL"
+    )
+    assert "Traceback" not in done.stderr and not fresh.exists()
+
+
+def test_a_database_of_a_newer_version_or_not_a_database_is_refused(tmp_path):
+    import sqlite3
+
+    admin = ("--username", "chief", "--email", "c@clinic.org")
+    assert _run(tmp_path, *admin, password="long-enough-1").returncode == 0
+    database = tmp_path / "brainloc.db"
+    with sqlite3.connect(database) as live:
+        live.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+    live.close()
+    done = _run(tmp_path, "--username", "chief", command="reset-password")
+    _refused(
+        done,
+        f"the database {database} has schema revision 0099_from_the_future, which this version "
+        "of BrainLoc does not know: it was made by a newer version; use that version or a "
+        "later one",
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "brainloc.db").write_bytes(b"these are notes, not a database\n" * 200)
+    done = _run(other, *admin, password="long-enough-1")
+    _refused(done, f"the database {other / 'brainloc.db'} cannot be opened: file is not a database")
+    assert (other / "brainloc.db").read_bytes() == b"these are notes, not a database\n" * 200

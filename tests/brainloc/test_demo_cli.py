@@ -95,3 +95,27 @@ def test_demo_never_takes_over_a_real_account(demo_env, tmp_path, make_account, 
     make_account("demo")
     assert main(["demo", "--from", str(_kaggle_folder(tmp_path / "lgg"))]) == 2
     assert "not a demo account" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_database_of_a_newer_version(demo_env, tmp_path, capsys):
+    import sqlite3
+
+    database = demo_env.data_dir / "brainloc.db"
+    with sqlite3.connect(database) as live:
+        live.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+    live.close()
+    assert main(["demo", "--from", str(_kaggle_folder(tmp_path / "lgg"))]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"error: the database {database} has schema revision 0099_from_the_future, which this "
+        "version of BrainLoc does not know: it was made by a newer version; use that version or "
+        "a later one\n"
+    )
+    assert captured.out == ""
+
+
+def test_demo_reports_a_bad_setting(demo_env, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BRAINLOC_MAX_SLICES", "abc")
+    get_settings.cache_clear()
+    assert main(["demo", "--from", str(_kaggle_folder(tmp_path / "lgg"))]) == 2
+    assert capsys.readouterr().err == "error: BRAINLOC_MAX_SLICES must be a number, got 'abc'\n"

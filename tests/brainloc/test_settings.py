@@ -72,3 +72,31 @@ def test_environment_overrides(tmp_path):
 def test_bad_values_get_clear_messages(tmp_path, name, value, message):
     with pytest.raises(ValueError, match=message):
         load_settings({"BRAINLOC_DATA_DIR": str(tmp_path), name: value})
+
+
+def test_a_wrong_value_creates_nothing(tmp_path):
+    data = tmp_path / "data"
+    with pytest.raises(ValueError, match="BRAINLOC_IDLE_MINUTES must be a number"):
+        load_settings({"BRAINLOC_DATA_DIR": str(data), "BRAINLOC_IDLE_MINUTES": "soon"})
+    assert not data.exists()  # neither the folder nor a cookie key
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("foo", "DATABASE_URL is not a database URL"),
+        ("foo://db/x", "DATABASE_URL names a database kind SQLAlchemy does not know: 'foo'"),
+    ],
+)
+def test_an_unusable_database_url_is_a_clear_error(tmp_path, url, message):
+    with pytest.raises(ValueError, match=message):
+        load_settings({"BRAINLOC_DATA_DIR": str(tmp_path), "DATABASE_URL": url})
+
+
+def test_a_data_directory_that_is_a_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "data"
+    path.write_text("a file")
+    with pytest.raises(ValueError, match=f"BRAINLOC_DATA_DIR {path} is a file, not a folder"):
+        load_settings({"BRAINLOC_DATA_DIR": str(path)})
+    with pytest.raises(ValueError, match="cannot be used: Not a directory"):
+        load_settings({"BRAINLOC_DATA_DIR": str(path / "below")})
