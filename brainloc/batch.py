@@ -12,7 +12,9 @@ with ``file``, ``slice``, ``tumor_probability``, ``has_tumor``,
 ``tumor_area_px``, a few findings, ``diameters`` (longest and perpendicular, with their unit; None
 without tumor), ``models`` and ``arithmetic``). A file that cannot be read prints
 ``error: FILE: reason`` on stderr and the rest still run; the exit code is 2
-if any file failed, 1 if the models are missing, 0 otherwise.
+if any file failed, 1 if the models are missing, 0 otherwise. A wrong setting the readers or the
+models use (``BRAINLOC_MAX_SLICES``, ``BRAINLOC_MAX_IMAGE_PIXELS``,
+``BRAINLOC_INFERENCE_PRECISION``) is reported as itself before anything is read (exit 2).
 
 ``--out DIR`` writes ``<name>_overlay.png`` and ``<name>_mask.png`` (``<name>_s<n>_...`` for
 each slice of a multi-slice scan). It is created when missing and checked before any model is
@@ -344,6 +346,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if bool(args.paths) == bool(args.sequences):
         print("error: give FILE_OR_DIR arguments or --sequences PRE FLAIR POST", file=sys.stderr)
+        return 2
+    from brainloc.settings import inference_precision, scan_limits
+
+    try:
+        # The settings the readers and the models use, checked once before anything runs: a
+        # wrong value is reported as itself, not as a scan that cannot be read.
+        scan_limits()
+        inference_precision()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         if args.out is not None:

@@ -194,6 +194,28 @@ def test_multi_page_tiff_gives_one_line_per_slice(tiny_models_dir, tmp_path, cap
     assert (tmp_path / "o" / "case_s001_overlay.png").is_file()
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("BRAINLOC_MAX_SLICES", "abc", "BRAINLOC_MAX_SLICES must be a number, got 'abc'"),
+        ("BRAINLOC_MAX_IMAGE_PIXELS", "5", "BRAINLOC_MAX_IMAGE_PIXELS must be between"),
+        ("BRAINLOC_INFERENCE_PRECISION", "fp8", "BRAINLOC_INFERENCE_PRECISION must be one of"),
+    ],
+)
+def test_a_wrong_setting_is_reported_as_itself(
+    kaggle_dir, tiny_models_dir, tmp_path, capsys, monkeypatch, name, value, message
+):
+    monkeypatch.setenv(name, value)
+    good = next(kaggle_dir.rglob("*_2.tif"))
+    for args in ([good], ["--sequences", good, good, good]):
+        code, out, err = _analyze(
+            capsys, *args, "--out", tmp_path / "o", "--models-dir", tiny_models_dir
+        )
+        assert (code, out) == (2, "")
+        assert err.startswith(f"error: {message}") and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_models_exit_1(kaggle_dir, tmp_path, capsys):
     code, out, err = _analyze(capsys, kaggle_dir, "--models-dir", tmp_path / "empty")
     assert code == 1
