@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.request import pathname2url
 
 from sqlalchemy.engine import make_url
 
@@ -47,6 +48,7 @@ from brainloc.settings import (
     data_dir_from,
     database_url_from,
     private_data_dir,
+    sqlite_url,
 )
 
 MANIFEST_FILE = "manifest.json"
@@ -84,6 +86,12 @@ def _sqlite_path(database_url: str) -> Path:
     return Path(url.database)
 
 
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI opening ``path`` read-only; its characters are escaped (a ``#`` or ``?``
+    in a folder name would otherwise end the file name)."""
+    return "file:" + pathname2url(str(path)) + "?mode=ro"
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -98,7 +106,7 @@ def check_database(path: Path) -> tuple[str, dict[str, int]]:
     Raises:
         BackupError: the file is damaged or is not a BrainLoc database.
     """
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
         if verdict != "ok":
@@ -137,7 +145,7 @@ def create_backup(
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".brainloc-backup-") as work:
         work_dir = Path(work)
         copy = work_dir / DATABASE_FILE
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        src = sqlite3.connect(_read_only_uri(source), uri=True)
         dst = sqlite3.connect(copy)
         try:
             src.backup(dst)
@@ -243,7 +251,7 @@ def restore_backup(archive: Path, env: Mapping[str, str]) -> tuple[Path, dict]:
         os.replace(staged, target)
     from db.migrate import upgrade_head
 
-    upgrade_head(f"sqlite:///{target}")
+    upgrade_head(sqlite_url(target))
     return data_dir, manifest
 
 

@@ -219,6 +219,15 @@ def data_dir_from(env: Mapping[str, str]) -> Path:
     return Path(env.get("BRAINLOC_DATA_DIR") or "data").expanduser().resolve()
 
 
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite file at ``path`` (``sqlite:////abs/path/file.db`` for
+    an ordinary path); a ``#``, ``?`` or ``%`` in the path is escaped, so the URL names that
+    very file."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+
+
 def database_url_from(env: Mapping[str, str], data_dir: Path) -> str:
     """``DATABASE_URL``, or the SQLite file in ``data_dir``; nothing is created.
 
@@ -227,7 +236,7 @@ def database_url_from(env: Mapping[str, str], data_dir: Path) -> str:
     """
     configured = env.get("DATABASE_URL")
     if not configured:
-        return f"sqlite:///{data_dir / DATABASE_FILE}"
+        return sqlite_url(data_dir / DATABASE_FILE)
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 

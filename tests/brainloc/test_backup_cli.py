@@ -169,3 +169,27 @@ def test_backup_of_a_mistyped_or_misconfigured_data_directory_creates_nothing(
     err = capsys.readouterr().err
     assert err.startswith("error: backup failed: DATABASE_URL is not a database URL")
     assert not typo.exists()
+
+
+def test_data_directories_with_url_characters_in_their_names(tmp_path, capsys, monkeypatch):
+    # '#', '?' and '%' end or escape a URL's path; each must stay part of the folder's name.
+    source = tmp_path / "clinic #1? 100%20 data"
+    _switch_data_dir(monkeypatch, source)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("BRAINLOC_BCRYPT_ROUNDS", "4")
+    monkeypatch.setenv("BRAINLOC_ADMIN_PASSWORD", TEST_PASSWORD)
+    assert main(["create-admin", "--username", "chief", "--email", "c@clinic.example"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]  # nothing beside it
+    assert stat.S_IMODE((source / "brainloc.db").stat().st_mode) == 0o600
+    assert main(["backup"]) == 0, capsys.readouterr().err
+    (archive,) = (source / "backups").glob("brainloc-backup-*.tar.gz")
+    assert "1 account(s)" in capsys.readouterr().out
+    target = tmp_path / "restored #2? %41"
+    _switch_data_dir(monkeypatch, target)
+    assert main(["restore", str(archive)]) == 0, capsys.readouterr().err
+    assert (target / "brainloc.db").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, target.name])
+    with session_scope() as session:
+        assert accounts.check_login(session, username="chief", password=TEST_PASSWORD).ok
+    get_engine.cache_clear()
+    get_settings.cache_clear()

@@ -100,3 +100,23 @@ def test_a_data_directory_that_is_a_file_is_a_clear_error(tmp_path):
         load_settings({"BRAINLOC_DATA_DIR": str(path)})
     with pytest.raises(ValueError, match="cannot be used: Not a directory"):
         load_settings({"BRAINLOC_DATA_DIR": str(path / "below")})
+
+
+def test_the_default_database_url_names_the_file_whatever_its_folder_is_called(tmp_path):
+    from sqlalchemy.engine import make_url
+
+    from db.engine import make_engine
+
+    plain = load_settings({"BRAINLOC_DATA_DIR": str(tmp_path / "plain")})
+    assert plain.database_url == f"sqlite:///{tmp_path / 'plain' / 'brainloc.db'}"  # as before
+    data = tmp_path / "ward #3? 50%25 off"
+    settings = load_settings({"BRAINLOC_DATA_DIR": str(data)})
+    assert make_url(settings.database_url).database == str(data / "brainloc.db")
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+    assert stat.S_IMODE((data / "brainloc.db").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["plain", data.name])
