@@ -106,7 +106,31 @@ def check_database(path: Path) -> tuple[str, dict[str, int]]:
     Raises:
         BackupError: the file is damaged or is not a BrainLoc database.
     """
-    connection = sqlite3.connect(_read_only_uri(path), uri=True)
+    return _check_connection(sqlite3.connect(_read_only_uri(path), uri=True))
+
+
+def check_database_bytes(data: bytes) -> tuple[str, dict[str, int]]:
+    """:func:`check_database` on a database file's bytes, read in memory (nothing is written).
+
+    Raises:
+        BackupError: the bytes are damaged or are not a BrainLoc database.
+    """
+    image = bytearray(data)
+    # A database in WAL mode (bytes 18-19 of its header are 2) cannot be opened from memory;
+    # this in-memory copy is read in rollback-journal mode (1) instead, the pages unchanged.
+    if image[18:20] == b"\x02\x02":
+        image[18:20] = b"\x01\x01"
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.deserialize(bytes(image))
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise BackupError(f"not a readable SQLite database ({error})") from None
+    return _check_connection(connection)
+
+
+def _check_connection(connection: sqlite3.Connection) -> tuple[str, dict[str, int]]:
+    """The checks of :func:`check_database`; closes ``connection``."""
     try:
         verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
         if verdict != "ok":
@@ -234,20 +258,22 @@ def restore_backup(archive: Path, env: Mapping[str, str]) -> tuple[Path, dict]:
             f"{data_dir} already has a database; stop the app, move that folder aside, and "
             "restore into an empty one"
         )
+    revision, _ = check_database_bytes(contents[DATABASE_FILE])
+    from db.migrate import known_revisions
+
+    if revision not in known_revisions():
+        raise BackupError(
+            f"the archive's database has schema revision {revision}, which this version of "
+            "BrainLoc does not know: it was made by a newer version; restore it with that "
+            "version or a later one"
+        )
+    # Every check passed: only now is the data directory made (0700).
     private_data_dir(data_dir)
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".restore-") as work:
         staged = Path(work) / DATABASE_FILE
-        staged.write_bytes(contents[DATABASE_FILE])
-        revision, _ = check_database(staged)
-        from db.migrate import known_revisions
-
-        if revision not in known_revisions():
-            raise BackupError(
-                f"the archive's database has schema revision {revision}, which this version of "
-                "BrainLoc does not know: it was made by a newer version; restore it with that "
-                "version or a later one"
-            )
-        os.chmod(staged, 0o600)
+        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(contents[DATABASE_FILE])
         os.replace(staged, target)
     from db.migrate import upgrade_head
 

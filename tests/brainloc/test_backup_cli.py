@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from brainloc import accounts
-from brainloc.backup import BackupError, create_backup, read_archive
+from brainloc.backup import BackupError, check_database_bytes, create_backup, read_archive
 from brainloc.cli import main
 from brainloc.settings import get_settings
 from db import clinical
@@ -150,7 +150,9 @@ def test_an_archive_of_a_newer_version_is_refused_and_nothing_written(
     assert main(["restore", str(archive)]) == 2
     err = capsys.readouterr().err
     assert "0099_from_the_future" in err and "newer version" in err and "Traceback" not in err
-    assert not list((tmp_path / "empty").glob("brainloc.db*"))
+    assert not (tmp_path / "empty").exists()  # not even the data directory
+    with pytest.raises(BackupError, match="not a readable SQLite database"):
+        check_database_bytes(b"notes, not a database\n" * 200)
 
 
 def test_backup_of_a_mistyped_or_misconfigured_data_directory_creates_nothing(
