@@ -63,6 +63,10 @@ LOGIN_FAILED_MESSAGE = (
 )
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{2,31}$")
+#: What :data:`USERNAME_RE` asks for, said to whoever chose a name it refuses.
+USERNAME_RULE = (
+    "Username must be 3-32 characters: a letter first, then letters, digits, '.', '_' or '-'."
+)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 LICENCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ./-]{2,59}$")
 
@@ -265,10 +269,7 @@ def _identity_errors(session: Session, *, full_name: str, email: str, username: 
         errors["full_name"] = "Full name must be between 2 and 120 characters."
     name = normalise_username(username)
     if not USERNAME_RE.match(name):
-        errors["username"] = (
-            "Username must be 3-32 characters: a letter first, then letters, digits, '.', "
-            "'_' or '-'."
-        )
+        errors["username"] = USERNAME_RULE
     elif user_store.get_user_by_username(session, username=name) is not None:
         errors["username"] = "This username is already taken; choose another."
     mail = normalise_email(email)

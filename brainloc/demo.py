@@ -7,8 +7,10 @@ or ``DIR/<case>/...``; the README says where to get the dataset). The command cr
 approved practitioner (or reuses it), sets a newly generated password and prints it (the
 account must choose its own at the next sign-in: ``users.must_change_password``), then
 analyses the first few cases with the installed models and stores each case as one analysis
-of that practitioner. Cases it imported before are skipped. It never runs by itself: nothing
-in the app calls it.
+of that practitioner. Cases it imported before are skipped; a case that cannot be read is
+skipped with a message, and when no case could be imported (and none was before) the exit code
+is 2. ``--username`` follows the registration rule (:data:`brainloc.accounts.USERNAME_RE`). It
+never runs by itself: nothing in the app calls it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import logging
 import sys
 from pathlib import Path
 
-from brainloc.accounts import end_sign_ins, hash_password, normalise_username, one_time_password
+from brainloc.accounts import (
+    USERNAME_RE,
+    USERNAME_RULE,
+    end_sign_ins,
+    hash_password,
+    normalise_username,
+    one_time_password,
+)
 from brainloc.cli import command_settings, migrate_database
 from brainloc.kaggle_layout import layout_root, scan_slices
 from brainloc.two_step import clear_two_step
@@ -70,9 +79,10 @@ def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
     """Create or reuse the approved demo practitioner; returns it with a new one-time password.
 
     Raises:
-        ValueError: the username belongs to an account that is not a demo practitioner.
+        ValueError: the username does not follow the registration rule (:data:`USERNAME_RE`),
+            or belongs to an account that is not a demo practitioner.
     """
-    username = normalise_username(username)
+    username = _checked_username(username)
     password = one_time_password()
     user = user_store.get_user_by_username(session, username=username)
     if user is not None and (user.role != "practitioner" or user.institution != DEMO_INSTITUTION):
@@ -107,18 +117,32 @@ def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
     return user, password
 
 
+def _checked_username(username: str) -> str:
+    """The username as stored (trimmed, lower-case), if registration would accept it."""
+    name = normalise_username(username)
+    if not USERNAME_RE.match(name):
+        raise ValueError(f"--username {username!r}: {USERNAME_RULE}")
+    return name
+
+
 def _already_imported(session, owner_id: int, reference: str) -> bool:
     matches = clinical.list_analyses(session, owner_id=owner_id, text=reference)
     return any(analysis.case_reference == reference for analysis in matches)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Create the demo account and import cases; 0 on success, 2 with a message otherwise."""
+    """Create the demo account and import cases; 0 on success, 2 with a message otherwise
+    (also when no case could be imported and none was imported before)."""
     from brainloc.casework import analyze_uploads, save_outcome
     from brainloc.scans import ScanError
 
     if args.cases < 1:
         print("error: --cases must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        _checked_username(args.username)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     if not args.source.is_dir():
         print(f"error: {args.source} is not a folder", file=sys.stderr)
@@ -145,11 +169,12 @@ def run_demo(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    imported = 0
+    imported = already = 0
     for reference, paths in cases:
         with session_scope(settings.database_url) as session:
             if _already_imported(session, user_id, reference):
                 print(f"{reference}: already imported, skipped")
+                already += 1
                 continue
         files = [
             (path.name, path.read_bytes()) for path in paths[: settings.scan_limits.max_slices]
@@ -167,4 +192,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Demo practitioner: {username}")
     print(f"One-time password: {password}")
     print("Change it on the Account page after signing in. Imported cases:", imported)
+    if not imported and not already:
+        # The account is ready (its password is printed above), but it has nothing to show.
+        print(f"error: no case in {args.source} could be imported", file=sys.stderr)
+        return 2
     return 0

@@ -119,3 +119,36 @@ def test_demo_reports_a_bad_setting(demo_env, tmp_path, capsys, monkeypatch):
     get_settings.cache_clear()
     assert main(["demo", "--from", str(_kaggle_folder(tmp_path / "lgg"))]) == 2
     assert capsys.readouterr().err == "error: BRAINLOC_MAX_SLICES must be a number, got 'abc'\n"
+
+
+def test_demo_fails_when_no_case_could_be_imported(demo_env, tmp_path, capsys):
+    source = tmp_path / "lgg"
+    for case in ("CASE_A_1", "CASE_B_2"):
+        folder = source / "kaggle_3m" / case
+        folder.mkdir(parents=True)
+        (folder / f"{case}_1.tif").write_bytes(b"II*\x00 truncated")
+    assert main(["demo", "--from", str(source)]) == 2
+    captured = capsys.readouterr()
+    assert "CASE_A_1: skipped" in captured.err and "CASE_B_2: skipped" in captured.err
+    assert captured.err.endswith(f"error: no case in {source} could be imported\n")
+    assert "One-time password:" in captured.out  # the account's new password is still given
+    # Once a case is in, a later run that adds nothing new is not a failure.
+    good = _kaggle_folder(tmp_path / "good", cases=("CASE_A_1",))
+    assert main(["demo", "--from", str(good)]) == 0
+    assert main(["demo", "--from", str(good)]) == 0
+    assert "CASE_A_1: already imported, skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("username", ["  ", "bad name!", "x"])
+def test_demo_refuses_a_username_registration_would_refuse(demo_env, tmp_path, capsys, username):
+    assert (
+        main(["demo", "--from", str(_kaggle_folder(tmp_path / "lgg")), "--username", username]) == 2
+    )
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"error: --username {username!r}: Username must be 3-32 characters: a letter first, then "
+        "letters, digits, '.', '_' or '-'.\n"
+    )
+    assert captured.out == ""
+    with Session(get_engine(demo_env.database_url)) as session:
+        assert get_user_by_username(session, username=username.strip().lower()) is None
