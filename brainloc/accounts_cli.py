@@ -89,8 +89,12 @@ def _read_password() -> str | None:
             file=sys.stderr,
         )
         return None
-    first = getpass.getpass("New administrator password: ")
-    second = getpass.getpass("Repeat the password: ")
+    try:
+        first = getpass.getpass("New administrator password: ")
+        second = getpass.getpass("Repeat the password: ")
+    except EOFError:  # Ctrl-D at the prompt
+        print("\nerror: no password given (end of input); nothing was created", file=sys.stderr)
+        return None
     if first != second:
         print("error: the two passwords do not match", file=sys.stderr)
         return None

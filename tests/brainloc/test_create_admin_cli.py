@@ -168,3 +168,32 @@ def test_a_database_of_a_newer_version_or_not_a_database_is_refused(tmp_path):
     done = _run(other, *admin, password="long-enough-1")
     _refused(done, f"the database {other / 'brainloc.db'} cannot be opened: file is not a database")
     assert (other / "brainloc.db").read_bytes() == b"these are notes, not a database\n" * 200
+
+
+def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path):
+    """Ctrl-D at the interactive prompt (a terminal: a pseudo-terminal here)."""
+    master, terminal = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINLOC_", "DATABASE_"))}
+    env |= {"BRAINLOC_DATA_DIR": str(tmp_path / "data"), "BRAINLOC_BCRYPT_ROUNDS": "4"}
+    command = [sys.executable, "-m", "brainloc", "create-admin", "--username", "chief",
+               "--email", "c@clinic.org"]  # fmt: skip
+    # A new session has no controlling terminal, so getpass reads the pseudo-terminal on stdin.
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdin=terminal, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    os.close(terminal)
+    try:
+        prompt = b""
+        while b"password: " not in prompt:  # the prompt comes once the terminal is set up
+            chunk = os.read(process.stderr.fileno(), 1024)
+            assert chunk, prompt
+            prompt += chunk
+        os.write(master, b"\x04")  # Ctrl-D
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        os.close(master)
+    assert process.returncode == 2
+    assert err.decode().strip() == "error: no password given (end of input); nothing was created"
+    assert out == b"" and not (tmp_path / "data").exists()
