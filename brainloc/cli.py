@@ -1,8 +1,11 @@
 """The ``python -m brainloc`` command line: one argparse parser, one subcommand per module.
 
 Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
-``func`` to a function taking the parsed arguments and returning an exit code. Modules that
-are not in this checkout yet are skipped, so the dispatcher works while features land.
+``func`` to a function taking the parsed arguments and returning an exit code; one that cannot
+go on (a wrong setting, an unusable data directory or database) may raise
+:class:`CommandError`, which :func:`main` prints as ``error: <message>`` with exit code 2.
+Modules that are not in this checkout yet are skipped, so the dispatcher works while features
+land.
 """
 
 from __future__ import annotations
