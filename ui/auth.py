@@ -42,7 +42,7 @@ from brainloc.auth import cookie_config, load_credentials, record_logout, user_f
 from brainloc.settings import get_settings
 from brainloc.two_step import check_second_step
 from db.engine import session_scope
-from db.migrate import upgrade_head
+from db.migrate import DatabaseStateError, upgrade_known
 from db.types import utc_now
 from ui.state import (
     AUTHENTICATOR_KEY,
@@ -63,8 +63,10 @@ logger = logging.getLogger(__name__)
 
 @st.cache_resource(show_spinner=False)
 def prepare_database(url: str) -> bool:
-    """Migrate the database to the newest schema, once per server process."""
-    upgrade_head(url)
+    """Migrate the database to the newest schema, once per server process (a database this
+    version cannot use raises :class:`db.migrate.DatabaseStateError`, and the next run tries
+    again)."""
+    upgrade_known(url)
     return True
 
 
@@ -196,8 +198,15 @@ def _restore_from_cookie(
 
 
 def start_run() -> stauth.Authenticate:
-    """Everything sign-in related that must happen before the navigation is built."""
-    prepare_database(get_settings().database_url)
+    """Everything sign-in related that must happen before the navigation is built. A setting
+    or a database the server cannot use stops the run with the operator's message, on every
+    page alike (a page file may run without app.py)."""
+    try:
+        prepare_database(get_settings().database_url)
+    except (ValueError, DatabaseStateError) as error:
+        logger.error("cannot start: %s", error)
+        st.error(f"BrainLoc cannot start: {error}. Fix it and restart the server.")
+        st.stop()
     # Before the accounts are read: a sign-in in this run counts from here (_session_started).
     credentials_read_at = utc_now()
     authenticator = build_authenticator()
