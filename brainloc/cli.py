@@ -85,3 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: one line, not a traceback. Each command writes its files whole or not at all
+        # (and database changes in one transaction), so an interrupted run leaves no half file.
+        print("\nerror: interrupted", file=sys.stderr)
+        return 130

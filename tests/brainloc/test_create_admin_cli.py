@@ -4,10 +4,12 @@ temporary data dir."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session
 
 from brainloc.accounts import verify_password
@@ -170,8 +172,9 @@ def test_a_database_of_a_newer_version_or_not_a_database_is_refused(tmp_path):
     assert (other / "brainloc.db").read_bytes() == b"these are notes, not a database\n" * 200
 
 
-def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path):
-    """Ctrl-D at the interactive prompt (a terminal: a pseudo-terminal here)."""
+@pytest.mark.parametrize("key", ["ctrl-d", "ctrl-c"])
+def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path, key):
+    """Ctrl-D or Ctrl-C at the interactive prompt (a terminal: a pseudo-terminal here)."""
     master, terminal = os.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINLOC_", "DATABASE_"))}
     env |= {"BRAINLOC_DATA_DIR": str(tmp_path / "data"), "BRAINLOC_BCRYPT_ROUNDS": "4"}
@@ -189,11 +192,20 @@ def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path):
             chunk = os.read(process.stderr.fileno(), 1024)
             assert chunk, prompt
             prompt += chunk
-        os.write(master, b"\x04")  # Ctrl-D
+        if key == "ctrl-d":
+            os.write(master, b"\x04")
+        else:  # the terminal sends SIGINT to the program in front
+            process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     finally:
         process.kill()
         os.close(master)
-    assert process.returncode == 2
-    assert err.decode().strip() == "error: no password given (end of input); nothing was created"
+    if key == "ctrl-d":
+        assert process.returncode == 2
+        assert err.decode().strip() == (
+            "error: no password given (end of input); nothing was created"
+        )
+    else:
+        assert process.returncode == 130
+        assert err.decode().strip() == "error: interrupted"
     assert out == b"" and not (tmp_path / "data").exists()
