@@ -165,11 +165,12 @@ def hash_password(password: str, *, rounds: int | None = None) -> str:
 
 
 def verify_password(password: str, password_hash: str) -> bool:
-    """True when ``password`` matches the bcrypt ``password_hash``."""
+    """True when ``password`` matches the bcrypt ``password_hash``. A password longer than
+    bcrypt takes (:data:`MAX_PASSWORD_BYTES`; no stored one is) never matches, but costs a full
+    check all the same, so its timing tells nothing."""
     data = password.encode("utf-8")
-    if len(data) > MAX_PASSWORD_BYTES:
-        return False
-    return bcrypt.checkpw(data, password_hash.encode("ascii"))
+    matched = bcrypt.checkpw(data[:MAX_PASSWORD_BYTES], password_hash.encode("ascii"))
+    return matched and len(data) <= MAX_PASSWORD_BYTES
 
 
 @functools.cache
@@ -179,7 +180,7 @@ def _dummy_hash(rounds: int) -> str:
 
 def _spend_hash_time(password: str) -> None:
     """Cost the same as a real check, so timing does not tell whether a username exists."""
-    verify_password(password[:MAX_PASSWORD_BYTES], _dummy_hash(get_settings().bcrypt_rounds))
+    verify_password(password, _dummy_hash(get_settings().bcrypt_rounds))
 
 
 def password_problems(password: str, repeat: str, *, username: str, email: str) -> list[str]:
@@ -386,7 +387,7 @@ def check_login(
         _spend_hash_time(password)
         record_event(
             session, action=Action.LOGIN_FAILED, actor_id=None, at=now,
-            detail={"username": name[:64], "reason": "unknown username"},
+            detail={"username": typed_name_hint(name), "reason": "unknown username"},
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
     with one_account_at_a_time(session, found.id) as user:
@@ -395,6 +396,13 @@ def check_login(
         return _decide_password(
             session, user=user, name=name, password=password, verify=verify, at=clock()
         )
+
+
+def typed_name_hint(name: str) -> str:
+    """What the audit log keeps of a name typed at sign-in that is no account: its first two
+    characters and its length (``"ad… (5 characters)"``), enough to see the same name tried
+    again and again. Not the whole: people type their password into the username field."""
+    return f"{name[:2]}… ({len(name)} characters)"
 
 
 def _decide_password(
@@ -414,7 +422,9 @@ def _decide_password(
             target_type=TARGET_USER, target_id=user.id, detail={"reason": "account locked"},
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
-    if verify is None:
+    if verify is None or len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        # Too long for bcrypt: the library's check would refuse it at once (it raises), which
+        # an unknown username does not; checked here at full cost, it is a wrong password.
         ok = verify_password(password, user.password_hash)
     else:
         ok = bool(verify(name, password))

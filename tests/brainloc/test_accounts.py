@@ -222,7 +222,12 @@ def test_every_failure_is_audited(make_account):
         ("login_failed", user.id, "wrong password"),
         ("login", user.id, None),
     ]
-    assert events[-1].detail == {"username": "nobody", "reason": "unknown username"}
+    assert events[-1].detail == {"username": "no… (6 characters)", "reason": "unknown username"}
+    # A password typed into the username field is not kept whole for administrators to read.
+    _login("correct-horse-battery-9", "x", clock)
+    with session_scope() as session:
+        (typed,) = audit.list_events(session, limit=1)
+    assert typed.detail["username"] == "co… (23 characters)"
 
 
 def test_verify_callback_is_not_called_for_unknown_or_locked_accounts(make_account):
@@ -428,3 +433,41 @@ def test_simultaneous_wrong_passwords_get_no_more_tries_than_the_lockout_allows(
     reasons = sorted(event.detail["reason"] for event in failures)
     assert reasons.count("wrong password") == accounts.MAX_FAILURES
     assert reasons.count("account locked") == guesses - accounts.MAX_FAILURES
+
+
+@pytest.mark.parametrize("password", ["x" * 73, "ż" * 40])  # 73 and 80 bytes
+def test_a_password_too_long_for_bcrypt_costs_one_full_check_whoever_is_named(
+    make_account, monkeypatch, password
+):
+    # bcrypt takes 72 bytes. The sign-in library's own check raises at once on more, while an
+    # unknown username costs a full hash: the time taken told whether the username existed.
+    import bcrypt
+    from streamlit_authenticator.utilities.hasher import Hasher
+
+    user = make_account("alice")
+    checks = []
+    real = bcrypt.checkpw
+
+    def counted(secret, hashed):
+        checks.append(len(secret))
+        return real(secret, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counted)
+    clock = FakeClock()
+
+    def library_check(name, secret):
+        return Hasher.check_pw(secret, user.password_hash)
+
+    results = []
+    for name in ("alice", "nobody"):
+        with session_scope() as session:
+            results.append(
+                accounts.check_login(
+                    session, username=name, password=password, verify=library_check, clock=clock
+                )
+            )
+    assert checks == [72, 72]  # one full check each, on what bcrypt can take
+    assert [r.message for r in results] == [accounts.LOGIN_FAILED_MESSAGE] * 2
+    with session_scope() as session:
+        reasons = [e.detail.get("reason") for e in audit.list_events(session)]
+    assert sorted(reasons) == ["unknown username", "wrong password"]
