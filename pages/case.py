@@ -19,7 +19,7 @@ from ui.case_view import render_case
 from ui.followup import render_comparison
 from ui.guard import guarded_callback, require_user
 from ui.notes import render_notes
-from ui.prepared import Prepared, render_prepared_download
+from ui.prepared import render_prepared_download
 
 user = require_user()
 
@@ -81,8 +81,12 @@ def _pick(current: int | None) -> int | None:
     return chosen
 
 
-def _nifti_downloaded(prepared: Prepared) -> None:
-    _audit(prepared.fingerprint, Action.DOWNLOAD, what="nifti_zip")
+def _nifti(case) -> tuple[bytes, str, dict]:
+    """The whole case as NIfTI (the Prepare button's build, audited as a download: from now on
+    the browser can fetch it)."""
+    data = nifti_zip(case)
+    _audit(case.id, Action.DOWNLOAD, what="nifti_zip")
+    return data, f"{safe_stem(case)}_nifti.zip", {}
 
 
 def _downloads(case, shown) -> None:
@@ -114,11 +118,10 @@ def _downloads(case, shown) -> None:
         volume,
         key="case_nifti",
         fingerprint=case.id,
-        build=lambda: (nifti_zip(case), f"{safe_stem(case)}_nifti.zip", {}),
+        build=lambda: _nifti(case),
         prepare_label="Prepare the case as NIfTI",
         download_label="Download the case (NIfTI)",
         mime="application/zip",
-        on_download=_nifti_downloaded,
         disabled=problem is not None,
         help=f"Not available: {problem}."
         if problem

@@ -4,7 +4,7 @@ Some files are too costly to build on every run of a page (the whole case as NIf
 log as CSV). Streamlit 1.67 can build a file only when its download button is pressed
 (``st.download_button(data=callable)``), but it ties the file it builds to no session, so the
 end of *any* session's run marks it as unused and the next one deletes it. On a server that
-other people use (every signed-in tab's idle timer runs every few seconds), the file could be
+other people use (every signed-in tab's idle timer runs at least once a minute), the file could be
 gone before the browser fetched it, and the press brought nothing.
 
 Here the *Prepare* button builds the file in its callback, which checks the session like every
@@ -13,7 +13,9 @@ browser session's state. The download button then gets the bytes themselves, so 
 the file to this session and serves it for as long as the page shows the button. One prepared
 file per button key is kept; it is dropped when the page shows that button for something else
 (another case, another filter), and at every sign-in and sign-out
-(:func:`ui.state.forget_user_state`).
+(:func:`ui.state.forget_user_state`). The build records the export in the audit log: the
+file's address reaches the browser with the download button, and the browser can fetch it
+without the button being pressed.
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ def render_prepared_download(
     prepare_label: str,
     download_label: str,
     mime: str,
-    on_download: Callable[[Prepared], None],
     roles: Sequence[str] = (ROLE_PRACTITIONER,),
     disabled: bool = False,
     help: str | None = None,
@@ -73,11 +74,11 @@ def render_prepared_download(
     """Show the *Prepare* button or, once the file is built, its download button.
 
     ``build`` returns ``(data, file name, detail)``; it runs in the *Prepare* button's
-    callback, only while this session is still signed in with one of ``roles``.
-    ``on_download(prepared)`` runs when the download button is pressed (to audit it; it is
-    deliberately not guarded, so a download is recorded whatever the session's state).
-    With ``prepare_again`` a small button builds the file anew (for content that grows, such
-    as the audit log). Returns the prepared file, if any.
+    callback, only while this session is still signed in with one of ``roles``, and records
+    the export in the audit log itself: from then on the file's address is in the browser,
+    which can fetch it without pressing the download button. With ``prepare_again`` a small
+    button builds the file anew (for content that grows, such as the audit log). Returns the
+    prepared file, if any.
     """
     state_key = _STATE_PREFIX + key
 
@@ -108,8 +109,7 @@ def render_prepared_download(
         data=held.data,
         file_name=held.file_name,
         mime=mime,
-        on_click=on_download,
-        args=(held,),
+        on_click="ignore",  # nothing to do: the file is there, and audited when it was built
         icon=icon,
         help=help,
         key=f"{key}_download",

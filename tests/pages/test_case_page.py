@@ -183,7 +183,7 @@ def test_downloads_are_audited(clinic, monkeypatch):
     assert not at.exception
     buttons = {button.key: button for button in at.get("download_button")}
     at = buttons[f"case_dl_overlay_{analysis_id}"].click().run()
-    # The case as NIfTI: preparing it is not a download; pressing its download button is.
+    # The case as NIfTI: preparing it is the download (its address is in the browser then).
     at = at.button(key="case_nifti_prepare").click().run()
     assert not at.exception
 
@@ -192,13 +192,14 @@ def test_downloads_are_audited(clinic, monkeypatch):
             items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
         return sorted(i.detail.get("what") for i in items if i.action == Action.DOWNLOAD)
 
-    assert downloaded() == ["mask_png", "overlay_png"]
+    assert downloaded() == ["mask_png", "nifti_zip", "overlay_png"]
     # The files and the log count slices from 1, as the page does ("Findings, slice 1").
     names = {name for name in stored_names if (name or "").startswith(f"case{analysis_id}_s")}
     assert names == {f"case{analysis_id}_slice1_mask.png", f"case{analysis_id}_slice1_overlay.png"}
     with _session(clinic) as session:
         items = clinical_activity.recent_activity(session, owner_id=clinic.alice)
-    assert {i.detail.get("slice_number") for i in items if i.action == Action.DOWNLOAD} == {1}
+    pictures = [i for i in items if i.detail.get("what") in ("mask_png", "overlay_png")]
+    assert {i.detail.get("slice_number") for i in pictures} == {1}
     buttons = {button.key: button for button in at.get("download_button")}
     at = buttons["case_nifti_download"].click().run()
     assert not at.exception
