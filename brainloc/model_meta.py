@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from brainloc.decision import check_extend_threshold
-from brainloc.preprocessing import SCALING_SCHEMES
+from brainloc.preprocessing import CHANNELS, SCALING_SCHEMES
 
 #: Where the shipped models live, relative to the repository root.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -120,6 +120,13 @@ def load_spec(models_dir: Path | str, stem: str) -> ModelSpec:
         raise ValueError(f"{meta_path}: {exc}") from None
     if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
         raise ValueError(f"{meta_path}: input.shape must be [S, S, 3], got {shape}")
+    if spec.channels != CHANNELS:
+        # Every reader and brainloc.preprocessing give the channels in this order; a model
+        # trained on another would read FLAIR as a T1 without a word.
+        raise ValueError(
+            f"{meta_path}: input.channels must be {list(CHANNELS)} (the order BrainLoc feeds), "
+            f"got {list(spec.channels)}"
+        )
     for member in spec.members:
         if member.scaling not in SCALING_SCHEMES:
             raise ValueError(

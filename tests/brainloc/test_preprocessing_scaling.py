@@ -68,3 +68,18 @@ def test_unknown_scaling_is_refused_at_use_and_in_metadata(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="input.scaling 'z-score' is not one of"):
         load_spec(models, CLASSIFIER_NAME)
+
+
+def test_metadata_with_another_channel_order_is_refused(tmp_path):
+    # Inference feeds pre-contrast, FLAIR, post-contrast; a model that says it was trained on
+    # another order is refused rather than given FLAIR where it expects a T1.
+    models = Path(tmp_path)
+    for path in Path(DEFAULT_MODELS_DIR).glob(f"{CLASSIFIER_NAME}.*"):
+        shutil.copy(path, models / path.name)
+    meta_path = models / f"{CLASSIFIER_NAME}.json"
+    meta = json.loads(meta_path.read_text())
+    assert load_spec(models, CLASSIFIER_NAME).channels == tuple(meta["input"]["channels"])
+    meta["input"]["channels"] = list(reversed(meta["input"]["channels"]))
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="input.channels must be"):
+        load_spec(models, CLASSIFIER_NAME)
