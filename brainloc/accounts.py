@@ -264,27 +264,53 @@ def save_with_event(
     return user
 
 
-def _identity_errors(session: Session, *, full_name: str, email: str, username: str) -> dict:
+USERNAME_TAKEN = "This username is already taken; choose another."
+EMAIL_TAKEN = "An account with this email already exists."
+
+
+def _identity_errors(
+    session: Session, *, full_name: str, email: str, username: str, check_taken: bool = True
+) -> dict:
+    """What is wrong with the name, username and email; with ``check_taken``, also a username
+    or email another account has (else see :func:`_taken`)."""
     errors: dict[str, str] = {}
     if not 2 <= len(clean_text(full_name)) <= 120:
         errors["full_name"] = "Full name must be between 2 and 120 characters."
     name = normalise_username(username)
     if not USERNAME_RE.match(name):
         errors["username"] = USERNAME_RULE
-    elif user_store.get_user_by_username(session, username=name) is not None:
-        errors["username"] = "This username is already taken; choose another."
     mail = normalise_email(email)
     if len(mail) > 254 or not mail.isascii() or not EMAIL_RE.match(mail):
         errors["email"] = "Enter a valid email address, like name@hospital.org."
-    elif user_store.get_user_by_email(session, email=mail) is not None:
-        errors["email"] = "An account with this email already exists."
+    if check_taken:
+        errors = _taken(session, username=name, email=mail) | errors
     return errors
 
 
+def _taken(session: Session, *, username: str, email: str) -> dict[str, str]:
+    """The username and email of ``username``/``email`` (normalised) that an account has."""
+    taken = {}
+    if user_store.get_user_by_username(session, username=username) is not None:
+        taken["username"] = USERNAME_TAKEN
+    if user_store.get_user_by_email(session, email=email) is not None:
+        taken["email"] = EMAIL_TAKEN
+    return taken
+
+
 def register_practitioner(session: Session, *, form: Registration, clock: Clock = utc_now) -> User:
-    """Create a **pending** practitioner account, or raise :class:`AccountError`."""
+    """Create a **pending** practitioner account, or raise :class:`AccountError`.
+
+    Whether the username or the email is taken is checked only once every field is valid, and
+    such a refusal is audited (``register_refused``, committed before the error is raised):
+    a registration form must say a username is taken, but it should not be a free lookup of
+    who has an account, and an administrator sees repeated tries.
+    """
     errors = _identity_errors(
-        session, full_name=form.full_name, email=form.email, username=form.username
+        session,
+        full_name=form.full_name,
+        email=form.email,
+        username=form.username,
+        check_taken=False,
     )
     problems = password_problems(
         form.password, form.password_repeat, username=form.username, email=form.email
@@ -304,6 +330,16 @@ def register_practitioner(session: Session, *, form: Registration, clock: Clock 
     if errors:
         raise AccountError(errors)
     now = clock()
+    taken = _taken(
+        session, username=normalise_username(form.username), email=normalise_email(form.email)
+    )
+    if taken:
+        record_event(
+            session, action=Action.REGISTER_REFUSED, actor_id=None, at=now,
+            detail={"reason": " and ".join(f"{field} taken" for field in sorted(taken))},
+        )  # fmt: skip
+        session.commit()
+        raise AccountError(taken)
     user = User(
         username=normalise_username(form.username),
         full_name=clean_text(form.full_name),

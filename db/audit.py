@@ -30,6 +30,8 @@ class Action:
     LOGOUT = "logout"
     ACCOUNT_LOCKED = "account_locked"
     REGISTER = "register"
+    #: A complete registration refused because its username or email has an account.
+    REGISTER_REFUSED = "register_refused"
     STATUS_CHANGE = "status_change"
     PASSWORD_CHANGE = "password_change"
     PASSWORD_RESET = "password_reset"

@@ -138,6 +138,23 @@ def test_duplicate_username_and_email_are_refused_case_insensitively(app_env):
     assert set(caught.value.errors) == {"email"}
 
 
+def test_a_taken_email_is_told_only_to_a_complete_registration_and_audited(app_env):
+    # A form left incomplete on purpose is no free lookup of who has an account.
+    _register(GOOD)
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, username="jdoe2", licence_number="", password="x"))
+    assert set(caught.value.errors) == {"licence_number", "password"}
+    with session_scope() as session:
+        assert audit.list_events(session, actions=[audit.Action.REGISTER_REFUSED]) == []
+    # A complete one learns it, and the administrator sees the refusal in the audit log.
+    with pytest.raises(accounts.AccountError) as caught:
+        _register(replace(GOOD, username="jdoe2"))
+    assert caught.value.errors == {"email": accounts.EMAIL_TAKEN}
+    with session_scope() as session:
+        (refused,) = audit.list_events(session, actions=[audit.Action.REGISTER_REFUSED])
+    assert refused.detail == {"reason": "email taken"} and refused.actor_id is None
+
+
 def test_create_admin_is_approved_and_follows_the_password_policy(app_env):
     with session_scope() as session:
         admin = accounts.create_admin(
