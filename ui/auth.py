@@ -32,7 +32,7 @@ enabled (no ``api_key``), so nothing is sent to a third-party server.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -135,13 +135,39 @@ def keep_this_session() -> None:
     st.session_state[SIGNED_IN_AT_KEY] = utc_now()
 
 
+def served_over_https() -> bool:
+    """Whether this browser session reached the app over HTTPS (its address in the browser, or
+    the reverse proxy's ``X-Forwarded-Proto``)."""
+    url = st.context.url or ""
+    forwarded = str(st.context.headers.get("X-Forwarded-Proto") or "")
+    return url.startswith("https://") or forwarded.lower() == "https"
+
+
+def set_remember_cookie(authenticator: stauth.Authenticate) -> None:
+    """Set the "remember me" cookie, as the library's ``set_cookie`` does, but ``Secure`` when
+    the app is served over HTTPS, so the browser never sends it over plain HTTP (a first
+    ``http://`` visit before the redirect). The library sets it from the page's script, so it
+    cannot be ``HttpOnly``; it is ``SameSite=Strict``."""
+    model = authenticator.cookie_controller.cookie_model
+    if model.cookie_expiry_days == 0:
+        return
+    model.exp_date = model._set_exp_date()
+    model.cookie_manager.set(
+        model.cookie_name,
+        model._token_encode(),
+        expires_at=datetime.now() + timedelta(days=model.cookie_expiry_days),
+        secure=served_over_https(),
+        same_site="strict",
+    )
+
+
 def _signed_in(
     authenticator: stauth.Authenticate, user_id: int | None, *, credentials_read_at: datetime
 ) -> None:
     """Sign ``user_id`` in for this browser session and set its "remember me" cookie."""
     _session_started(user_id, credentials_read_at=credentials_read_at)
     st.session_state["logout"] = None
-    authenticator.cookie_controller.set_cookie()
+    set_remember_cookie(authenticator)
 
 
 def _finish_second_step(authenticator: stauth.Authenticate) -> None:
@@ -296,7 +322,7 @@ def renew_cookie() -> None:
     anything else that refuses every older cookie; see :func:`keep_this_session`)."""
     authenticator = st.session_state.get(AUTHENTICATOR_KEY)
     if authenticator is not None and st.session_state.get("username"):
-        authenticator.cookie_controller.set_cookie()
+        set_remember_cookie(authenticator)
 
 
 def _on_logout() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from brainloc.settings import COOKIE_NAME
 from tests.e2e.browser import REPO, UI_TIMEOUT_MS, free_port, sign_in, wait_idle
 from tests.e2e.test_workflow_browser import (
     ANALYSIS_TIMEOUT_MS,
@@ -169,5 +170,8 @@ def test_the_shipped_nginx_configuration_serves_the_app_over_https(proxied, brow
     cookies = {cookie["name"]: cookie for cookie in context.cookies()}
     xsrf = cookies["_streamlit_xsrf"]
     assert xsrf["secure"] and xsrf["sameSite"] == "Strict", xsrf
+    # The "remember me" cookie, set by the page's script, is Secure too over HTTPS.
+    remembered = cookies[COOKIE_NAME]
+    assert remembered["secure"] and remembered["sameSite"] == "Strict", remembered
     assert not blocked, blocked
     context.close()
