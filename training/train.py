@@ -28,7 +28,10 @@ measured can be repeated on all patients without peeking at any of them.
 Each run writes into ``--run-dir`` (default ``training/runs/<model>``): its own
 arguments (``args.json``), a CSV log, ``best.keras`` (plateau: the best by
 validation loss; cosine: the last epoch) and a backup that lets an interrupted
-run resume where it stopped (run the same command again). Weights are copied to
+run resume where it stopped (run the same command again). The resumed epochs draw the
+batches, augmentation and dropout the uninterrupted run would have, and the checkpoint,
+learning-rate and early-stopping callbacks keep their best loss and counters
+(:class:`TrainingMemory`), so the run ends as if never interrupted. Weights are copied to
 ``models/`` by ``training.export`` after evaluation, not here.
 
 The script uses Keras only (no TensorFlow calls), so it runs on any Keras
@@ -83,12 +86,16 @@ class ClassifierBatches(keras.utils.PyDataset):
     With ``weights`` (one loss weight per slice) each batch is (image, has_tumor, weight).
     """
 
-    def __init__(self, images, labels, batch_size: int, seed: int, jitter=STANDARD, weights=None):
+    def __init__(
+        self, images, labels, batch_size: int, seed: int, jitter=STANDARD, weights=None, epoch=0
+    ):
         super().__init__()
         self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
         self.jitter, self.weights = jitter, weights
-        self.epoch = 0
-        self.order = np.random.default_rng((seed, 0)).permutation(len(images))
+        # ``epoch``: the first epoch these batches serve (a resumed run's start), so its order
+        # and augmentation are those an uninterrupted run would draw at that epoch.
+        self.epoch = epoch
+        self.order = np.random.default_rng((seed, epoch)).permutation(len(images))
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -110,11 +117,19 @@ class SegmenterBatches(keras.utils.PyDataset):
     """Augmented (image, mask) batches drawing tumor and clean slices at a fixed ratio.
 
     The network sees enough lesions yet learns to return an empty mask on a slice
-    the classifier wrongly passes on.
+    the classifier wrongly passes on. ``epoch`` is the first epoch served (see
+    :class:`ClassifierBatches`).
     """
 
     def __init__(
-        self, images, masks, batch_size: int, seed: int, negative_share=0.3, jitter=STANDARD
+        self,
+        images,
+        masks,
+        batch_size: int,
+        seed: int,
+        negative_share=0.3,
+        jitter=STANDARD,
+        epoch=0,
     ):
         super().__init__()
         self.images, self.masks, self.batch_size, self.seed = images, masks, batch_size, seed
@@ -123,7 +138,7 @@ class SegmenterBatches(keras.utils.PyDataset):
         self.positive, self.negative = np.flatnonzero(positive), np.flatnonzero(~positive)
         self.negative_share = negative_share
         self.steps = math.ceil(len(self.positive) / (1 - negative_share) / batch_size)
-        self.epoch = 0
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.steps
@@ -140,6 +155,93 @@ class SegmenterBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
+
+
+#: What each watching callback remembers between epochs (Keras resets it when training begins).
+_CALLBACK_MEMORY = {
+    keras.callbacks.ModelCheckpoint: ("best",),
+    keras.callbacks.ReduceLROnPlateau: ("best", "wait", "cooldown_counter"),
+    keras.callbacks.EarlyStopping: ("best", "wait", "best_epoch"),
+}
+
+
+def backed_up_epoch(backup_dir: Path) -> int:
+    """The epoch an interrupted run resumes at: the number of epochs its backup holds
+    (``BackupAndRestore``'s metadata), 0 without a backup."""
+    try:
+        return int(json.loads((backup_dir / "training_metadata.json").read_text())["epoch"])
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: cannot read the backup in {backup_dir}: {exc}") from None
+
+
+def _plain(value):
+    """``value`` (None, a count or a loss, maybe a NumPy scalar) as JSON can hold it."""
+    if value is None or isinstance(value, int | np.integer):
+        return None if value is None else int(value)
+    return float(value)
+
+
+class TrainingMemory(keras.callbacks.Callback):
+    """Carries across an interruption what Keras' ``BackupAndRestore`` does not: what the
+    checkpoint, learning-rate and early-stopping callbacks remember (best validation loss,
+    epochs waited) and the state of the layers' random streams (dropout).
+
+    The backup keeps the weights and the optimizer only: a resumed run would otherwise save
+    its first epoch as ``best.keras`` however bad, wait afresh before lowering the learning
+    rate or stopping, and replay the first epoch's dropout. After each epoch this state is
+    written to ``path`` (in the backup folder, so it goes with it), keyed by the number of
+    epochs done; when training begins at ``start_epoch`` > 0 the state saved at that epoch is
+    put back. Put it after the callbacks it watches and before ``BackupAndRestore``, whose
+    metadata then never names an epoch this file lacks.
+    """
+
+    def __init__(self, path: Path, watched: list, start_epoch: int = 0):
+        super().__init__()
+        self.path, self.start_epoch = path, start_epoch
+        self.watched = [c for c in watched if type(c) in _CALLBACK_MEMORY]
+
+    def _streams(self) -> list:
+        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def on_train_begin(self, logs=None):
+        if not self.start_epoch:
+            return
+        saved = self._read().get(str(self.start_epoch))
+        if saved is None:
+            log.warning(
+                "no training state saved at epoch %d: callbacks start afresh", self.start_epoch
+            )
+            return
+        for callback, state in zip(self.watched, saved["callbacks"], strict=True):
+            for name, value in state.items():
+                setattr(callback, name, value)
+        for variable, value in zip(self._streams(), saved["random"], strict=True):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+        log.info("callbacks' state at epoch %d restored: %s", self.start_epoch, saved["callbacks"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = {
+            "callbacks": [
+                {name: _plain(getattr(c, name)) for name in _CALLBACK_MEMORY[type(c)]}
+                for c in self.watched
+            ],
+            "random": [keras.ops.convert_to_numpy(v).tolist() for v in self._streams()],
+        }
+        # Keep the previous epoch's too: an interruption between this write and the backup's
+        # leaves the backup one epoch behind.
+        kept = {k: v for k, v in self._read().items() if k == str(epoch)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".part")
+        partial.write_text(json.dumps(kept | {str(epoch + 1): state}))
+        partial.replace(self.path)
 
 
 def _labels(masks: np.ndarray) -> np.ndarray:
@@ -168,10 +270,12 @@ def classifier_datasets(
     scaling: str,
     jitter=STANDARD,
     small_tumor_weight: float = 1.0,
+    epoch: int = 0,
 ):
     """Training batches and validation arrays of (image, has_tumor) for the classifier.
 
-    ``small_tumor_weight`` (1: off) weights the loss of small tumor sections.
+    ``small_tumor_weight`` (1: off) weights the loss of small tumor sections; ``epoch`` is
+    the epoch the batches start at (a resumed run's).
     """
     x_train, m_train = stack(train)
     x_train, y_train = prepare_images(x_train, size, scaling), _labels(m_train)
@@ -189,16 +293,19 @@ def classifier_datasets(
         x_val, m_val = stack(val)
         validation = (prepare_images(x_val, size, scaling), _labels(m_val))
         log.info("classifier: %d val slices", len(x_val))
-    batches = ClassifierBatches(x_train, y_train, batch_size, seed, jitter=jitter, weights=weights)
+    batches = ClassifierBatches(
+        x_train, y_train, batch_size, seed, jitter=jitter, weights=weights, epoch=epoch
+    )
     return batches, validation
 
 
 def segmenter_datasets(
-    train, val, size: int, batch_size: int, seed: int, scaling: str, jitter=STANDARD
+    train, val, size: int, batch_size: int, seed: int, scaling: str, jitter=STANDARD, epoch=0
 ):
     """Training batches and validation arrays of (image, mask) for the segmenter.
 
-    Validation uses every slice of the validation patients.
+    Validation uses every slice of the validation patients; ``epoch`` is the epoch the
+    batches start at (a resumed run's).
     """
     x_train, m_train = stack(train)
     batches = SegmenterBatches(
@@ -207,6 +314,7 @@ def segmenter_datasets(
         batch_size,
         seed,
         jitter=jitter,
+        epoch=epoch,
     )
     log.info(
         "segmenter: %d tumor + %d clean train slices, %d steps/epoch",
@@ -402,14 +510,16 @@ def main(argv=None) -> int:
     make, extra = segmenter_datasets, {}
     if args.model == "classifier":
         make, extra = classifier_datasets, {"small_tumor_weight": args.small_tumor_weight}
+    backup = run_dir / "backup"
+    start_epoch = backed_up_epoch(backup)
+    if start_epoch:
+        log.info("resuming the interrupted run at epoch %d", start_epoch)
     batches, validation = make(
-        train, val, size, args.batch_size, args.seed, args.scaling, jitter, **extra
-    )
+        train, val, size, args.batch_size, args.seed, args.scaling, jitter,
+        epoch=start_epoch, **extra,
+    )  # fmt: skip
 
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-    ]
+    callbacks = [keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True)]
     if args.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             args.learning_rate, decay_steps=args.epochs * len(batches), alpha=0.01
@@ -426,12 +536,21 @@ def main(argv=None) -> int:
             ),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
         ]
+    # Last, once every other callback has finished the epoch: the backup (weights, optimizer,
+    # epoch) and, just before it, what the backup lacks (see TrainingMemory).
+    callbacks += [
+        TrainingMemory(backup / "memory.json", callbacks, start_epoch),
+        keras.callbacks.BackupAndRestore(str(backup)),
+    ]
     compile_for_training(model, args.model, learning_rate)
     model.fit(
         batches,
         validation_data=validation,
         validation_batch_size=args.batch_size * 4,
         epochs=args.epochs,
+        # The batches shuffle themselves, seeded by epoch; Keras' own shuffle of their order
+        # draws from Python's global random state, which a resumed run does not get back.
+        shuffle=False,
         callbacks=callbacks,
         verbose=2,
     )
