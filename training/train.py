@@ -31,8 +31,11 @@ validation loss; cosine: the last epoch) and a backup that lets an interrupted
 run resume where it stopped (run the same command again). The resumed epochs draw the
 batches, augmentation and dropout the uninterrupted run would have, and the checkpoint,
 learning-rate and early-stopping callbacks keep their best loss and counters
-(:class:`TrainingMemory`), so the run ends as if never interrupted. Weights are copied to
-``models/`` by ``training.export`` after evaluation, not here.
+(:class:`TrainingMemory`), so the run ends as if never interrupted; log rows of the epochs
+it repeats are dropped, so ``log.csv`` holds each epoch once. A folder holding a finished run
+(a log and no backup) is refused (exit 2): ``--fresh`` deletes its log, ``best.keras`` and any
+backup and starts over. Weights are copied to ``models/`` by ``training.export`` after
+evaluation, not here.
 
 The script uses Keras only (no TensorFlow calls), so it runs on any Keras
 backend: ``KERAS_BACKEND=jax`` on a GPU machine trains the same graphs.
@@ -41,9 +44,12 @@ backend: ``KERAS_BACKEND=jax`` on a GPU machine trains the same graphs.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import math
+import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -163,6 +169,48 @@ _CALLBACK_MEMORY = {
     keras.callbacks.ReduceLROnPlateau: ("best", "wait", "cooldown_counter"),
     keras.callbacks.EarlyStopping: ("best", "wait", "best_epoch"),
 }
+
+
+def logged_epochs(log_file: Path) -> list[int]:
+    """The epochs a run's ``log.csv`` holds rows for (none without the file)."""
+    try:
+        with log_file.open(newline="") as rows:
+            return [int(row["epoch"]) for row in csv.DictReader(rows)]
+    except FileNotFoundError:
+        return []
+
+
+def drop_logged_epochs(log_file: Path, start_epoch: int) -> None:
+    """Delete the rows of epochs ``start_epoch`` and after from ``log_file``: a run interrupted
+    after logging an epoch but before backing it up repeats that epoch when resumed."""
+    if not log_file.exists():
+        return
+    with log_file.open(newline="") as rows:
+        reader = csv.DictReader(rows)
+        fields, kept = reader.fieldnames, [r for r in reader if int(r["epoch"]) < start_epoch]
+    if fields is None:
+        return
+    with log_file.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fields)
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+def prepare_run_dir(run_dir: Path, fresh: bool) -> None:
+    """Refuse (exit 2) a folder holding a finished run unless ``fresh``, which clears it."""
+    log_file, backup = run_dir / "log.csv", run_dir / "backup"
+    if fresh:
+        for old in (log_file, run_dir / "best.keras"):
+            old.unlink(missing_ok=True)
+        shutil.rmtree(backup, ignore_errors=True)
+        return
+    if not backup.exists() and (epochs := logged_epochs(log_file)):
+        print(
+            f"error: {run_dir} holds a finished run ({len(epochs)} epochs in log.csv, no backup "
+            "to resume from); give another --run-dir, or --fresh to delete it and start over",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
 
 
 def backed_up_epoch(backup_dir: Path) -> int:
@@ -416,6 +464,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "of the slice (1: off)",
     )
     parser.add_argument("--run-dir", type=Path, help="default: training/runs/<model>")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over in a run folder holding a finished or interrupted run (deletes its "
+        "log, best.keras and backup)",
+    )
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -480,7 +534,8 @@ def main(argv=None) -> int:
     keras.utils.set_random_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).resolve().parent / "runs" / args.model
     run_dir.mkdir(parents=True, exist_ok=True)
-    recorded = {k: str(v) for k, v in vars(args).items()}
+    prepare_run_dir(run_dir, args.fresh)
+    recorded = {k: str(v) for k, v in vars(args).items() if k != "fresh"}
     recorded["split_file"] = split_file_label(args.split_file)
     (run_dir / "args.json").write_text(json.dumps(recorded, indent=1))
     log.info("Keras %s on the %s backend", keras.__version__, keras.backend.backend())
@@ -512,8 +567,9 @@ def main(argv=None) -> int:
         make, extra = classifier_datasets, {"small_tumor_weight": args.small_tumor_weight}
     backup = run_dir / "backup"
     start_epoch = backed_up_epoch(backup)
-    if start_epoch:
+    if backup.exists():
         log.info("resuming the interrupted run at epoch %d", start_epoch)
+        drop_logged_epochs(run_dir / "log.csv", start_epoch)
     batches, validation = make(
         train, val, size, args.batch_size, args.seed, args.scaling, jitter,
         epoch=start_epoch, **extra,
