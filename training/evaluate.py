@@ -17,6 +17,12 @@ per patient, lowest Dice first, so a missed patient stands out) and writes JSON 
 cross-section, :mod:`brainloc.calipers`) agree with the truth masks' own
 (``measurement.largest_cross_section``), and per-patient detail (``per_case``: slices, tumor
 slices, tumor slices called, false-positive slices, Dice per volume, both cross-sections).
+
+Each patient is tagged with its portion of ``training/splits.json`` (``per_case[].split``:
+``train``, ``validation``, ``test``, or ``unseen`` for a case the split does not name), and
+``counts.by_split`` counts patients per portion. The shipped models were trained on the train
+and validation patients, so their numbers are optimistic: when any is included, a warning
+line says how many, above the table.
 """
 
 from __future__ import annotations
@@ -46,6 +52,35 @@ from training.metrics import (
 log = logging.getLogger("training.evaluate")
 
 
+#: Portions of ``training/splits.json``, as ``per_case[].split`` names them.
+SPLIT_PORTIONS = {"train": "train", "val": "validation", "test": "test"}
+UNSEEN = "unseen"
+
+
+def split_portions(cases: list[str], split: dict | None = None) -> dict[str, str]:
+    """Each case's portion of ``split`` (default: the committed ``training/splits.json``):
+    ``train``, ``validation``, ``test``, or ``unseen`` when the split does not name it."""
+    from training.data import read_split
+
+    split = read_split() if split is None else split
+    portion = {case: name for key, name in SPLIT_PORTIONS.items() for case in split[key]}
+    return {case: portion.get(case, UNSEEN) for case in cases}
+
+
+def development_warning(report: dict) -> str | None:
+    """The warning line for a report including patients the shipped models were trained on
+    (train or validation portion), or None."""
+    by_split = report["counts"]["by_split"]
+    used = by_split["train"] + by_split["validation"]
+    if not used:
+        return None
+    return (
+        f"warning: {used} of {report['counts']['patients']} patients were used to train the "
+        f"shipped models ({by_split['train']} train, {by_split['validation']} validation); "
+        "their numbers are optimistic (evaluate --split test for held-out patients only)"
+    )
+
+
 def evaluate(
     data_dir: Path,
     models_dir: Path,
@@ -68,6 +103,7 @@ def evaluate(
     from brainloc.inference import Pipeline
 
     pipeline = pipeline or Pipeline.load(models_dir)
+    portions = split_portions(cases)
     labels, scores, calls, tumor_fraction = [], [], [], []
     truth_by_case, predicted_by_case, per_case, sections = {}, {}, [], []
     seconds, slices = 0.0, 0
@@ -100,6 +136,7 @@ def evaluate(
         per_case.append(
             {
                 "case": case,
+                "split": portions[case],
                 "slices": len(data.images),
                 "tumor_slices": int(case_labels.sum()),
                 "tumor_slices_called": int((case_labels & case_calls).sum()),
@@ -125,6 +162,10 @@ def evaluate(
             "patients": len(cases),
             "slices": slices,
             "tumor_slices": int(labels.sum()),
+            "by_split": {
+                name: sum(p == name for p in portions.values())
+                for name in (*SPLIT_PORTIONS.values(), UNSEEN)
+            },
         },
         "timing": {"seconds_per_slice": seconds / max(1, slices)},
         "measurement": {"largest_cross_section": cross_section_agreement(sections)},
@@ -280,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # FileNotFoundError and PermissionError are OSErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    warning = development_warning(report)
+    if warning:
+        print(warning)
     print(format_table(report))
+    if warning:
+        print(f"\n{warning}")
     print(f"\nwrote {args.json}")
     return 0
 

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from brainloc.model_meta import models_available
+from training.evaluate import split_portions
 
-from .conftest import REPO
+from .conftest import CASES, REPO, RESTORE
 
 
 @pytest.mark.skipif(not models_available(), reason="shipped models not in models/")
@@ -49,7 +50,11 @@ def test_evaluate_writes_the_agreed_keys_with_real_numbers(lgg_dir, tmp_path):
         "patients": 2,
         "slices": 44,
         "tumor_slices": report["counts"]["tumor_slices"],
+        # Both patients are held-out test patients: no warning about optimistic numbers.
+        "by_split": {"train": 0, "validation": 0, "test": 2, "unseen": 0},
     }
+    assert [case["split"] for case in report["per_case"]] == ["test", "test"]
+    assert "were used to train" not in result.stdout
     for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
         assert 0.0 <= report["classifier"][key] <= 1.0
     # Real models on real patients: far better than chance, and not a constant answer.
@@ -166,4 +171,55 @@ def test_metrics_without_data_are_null_in_the_json():
         "segmentation": {"dice": None},
         "curve": [1.0, None],
         "n": 3,
+    }
+
+
+#: A train-split and a validation-split patient of training/splits.json (20 slices each).
+DEVELOPMENT_CASES = ("TCGA_CS_4943_20000902", "TCGA_CS_4942_19970222")
+
+
+@pytest.mark.skipif(not models_available(), reason="shipped models not in models/")
+def test_patients_the_models_were_trained_on_are_tagged_and_warned_about(lgg_dir, tmp_path):
+    data = tmp_path / "lgg"
+    subprocess.run(
+        [sys.executable, str(RESTORE), str(data), "--only", *DEVELOPMENT_CASES],
+        check=True,
+        capture_output=True,
+    )
+    (data / "kaggle_3m" / CASES[0]).symlink_to(lgg_dir / "kaggle_3m" / CASES[0])
+    out = tmp_path / "metrics.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", "--data-dir", str(data), "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"BRAINLOC_INFERENCE_PRECISION": "float32"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    portions = {case["case"]: case["split"] for case in report["per_case"]}
+    assert portions == {
+        DEVELOPMENT_CASES[0]: "train",
+        DEVELOPMENT_CASES[1]: "validation",
+        CASES[0]: "test",
+    }
+    assert report["counts"]["patients"] == 3
+    assert report["counts"]["by_split"] == {"train": 1, "validation": 1, "test": 1, "unseen": 0}
+    warning = "2 of 3 patients were used to train the shipped models"
+    assert result.stdout.startswith(f"warning: {warning}") and "optimistic" in result.stdout
+
+
+def test_a_case_the_split_does_not_name_is_unseen():
+    split = {"train": ["a"], "val": ["b"], "test": ["c"]}
+    assert split_portions(["c", "a", "z", "b"], split) == {
+        "c": "test",
+        "a": "train",
+        "z": "unseen",
+        "b": "validation",
+    }
+    # The committed split names every development patient; another name is unseen.
+    assert split_portions([CASES[0], "TCGA_XX_0000_20000101"]) == {
+        CASES[0]: "test",
+        "TCGA_XX_0000_20000101": "unseen",
     }
