@@ -23,7 +23,9 @@
    with ``--crossval``, each fold's validation numbers and, from
    ``--classifier-crossval``'s ``crossval.json``, the out-of-fold pipeline numbers.
 4. Runs ``training.evaluate`` on the test patients and records those numbers in
-   both metadata files (they are reported, never tuned on).
+   both metadata files (they are reported, never tuned on), with ``"precision":
+   "float32"``: every evaluation here runs the models in float32, whatever
+   ``BRAINLOC_INFERENCE_PRECISION`` or the machine's ``auto`` would pick.
 """
 
 from __future__ import annotations
@@ -148,6 +150,15 @@ def choose_classifier_threshold(
     path.write_text(json.dumps(cls_meta, indent=1) + "\n")
 
 
+def _evaluate_float32(models_dir: Path, data_dir: Path, cases: list[str]) -> dict:
+    """``training.evaluate`` of the models (as their metadata now stand) in float32, the
+    arithmetic the model card's numbers are stated in (``auto`` may pick bfloat16)."""
+    from brainloc.inference import Pipeline
+
+    pipeline = Pipeline.load(models_dir, precision="float32")
+    return evaluate(data_dir, models_dir, cases, pipeline=pipeline)
+
+
 def choose_min_region(args: argparse.Namespace, seg_meta: dict, val_cases: list[str]) -> None:
     """Pick the smallest kept mask region (pixels) by pipeline Dice per volume on val patients.
 
@@ -160,7 +171,7 @@ def choose_min_region(args: argparse.Namespace, seg_meta: dict, val_cases: list[
         seg_meta["decision"]["min_region_px"] = min_region
         path = args.models_dir / f"{SEGMENTER_NAME}.json"
         path.write_text(json.dumps(seg_meta, indent=1) + "\n")
-        report = evaluate(args.data_dir, args.models_dir, val_cases)
+        report = _evaluate_float32(args.models_dir, args.data_dir, val_cases)
         scores[min_region] = report["segmentation"]["dice_per_volume_mean"]
         log.info("min_region_px=%d: val Dice per volume %.4f", min_region, scores[min_region])
     best = max(scores, key=lambda size: (round(scores[size], 3), -size))
@@ -387,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, meta in ((CLASSIFIER_NAME, cls_meta), (SEGMENTER_NAME, seg_meta)):
         (args.models_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
 
-    report = evaluate(args.data_dir, args.models_dir, test_cases)
+    report = _evaluate_float32(args.models_dir, args.data_dir, test_cases)
     test_block = {
         "patients": report["counts"]["patients"],
         "slices": report["counts"]["slices"],
         "tumor_slices": report["counts"]["tumor_slices"],
         "seconds_per_slice": report["timing"]["seconds_per_slice"],
+        "precision": report["models"]["precision"],
     }
     cls_meta["metrics"]["test"] = {**test_block, **report["classifier"]}
     seg_meta["metrics"] = {

@@ -364,7 +364,7 @@ def test_summary_keeps_0_5_unless_youden_scores_better_out_of_fold():
     assert tie["threshold"] == 0.5
 
 
-def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path):
+def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path, monkeypatch):
     """training/recipe.sh for real, at one epoch: two patient folds plus the final pair."""
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": [CASES[0]], "val": [CASES[1]], "test": []}))
@@ -423,6 +423,9 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     assert not models.exists()
     # Weights an earlier export left for an ensemble member go; other files stay.
     models.mkdir()
+    # The app's arithmetic setting does not reach the recorded metrics: export measures them
+    # in float32, as the model card states.
+    monkeypatch.setenv("BRAINLOC_INFERENCE_PRECISION", "bfloat16")
     (models / "segmenter_old.keras").write_bytes(b"an earlier export's member")
     (models / "notes.txt").write_text("the clinic's own notes")
     assert export.main(args) == 0
@@ -445,6 +448,7 @@ def test_recipe_cross_validates_and_exports_a_final_pair(pack, lgg_dir, tmp_path
     assert "2-fold patient cross-validation" in cards["segmenter"]
     test = cls_meta["metrics"]["test"]
     assert test["patients"] == 1 and test["slices"] == 24 and 0.0 <= test["accuracy"] <= 1.0
+    assert test["precision"] == seg_meta["metrics"]["test"]["precision"] == "float32"
     assert 0.0 <= seg_meta["metrics"]["test"]["dice_per_volume_mean"] <= 1.0
     assert "ensemble" not in seg_meta and len(Pipeline.load(models).segmenters) == 1
     # No out-of-fold block was measured at a hand-set 0.42, so no out-of-fold Dice is claimed.
