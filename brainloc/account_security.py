@@ -92,6 +92,8 @@ def describe(event: AuditEvent) -> SecurityEvent:
         alert = reason == "wrong two-step code"
     elif action == Action.LOGOUT:
         text = "Signed out after inactivity" if detail.get("reason") == "idle" else "Signed out"
+        if detail.get("cookie") == "refused":
+            text += " (a remembered sign-in was refused)"
     elif action in (Action.PASSWORD_RESET, Action.TWO_STEP_DISABLED):
         what = (
             "Password reset" if action == Action.PASSWORD_RESET else "Two-step sign-in turned off"

@@ -112,6 +112,9 @@ class LoginResult:
     #: The two-step code can no longer finish this sign-in (locked, too late): ask for the
     #: password again.
     start_over: bool = False
+    #: A remembered sign-in refused because the account was idle past the limit
+    #: (:func:`brainloc.auth.user_from_cookie`): the sign-in page says so.
+    idle: bool = False
 
 
 def normalise_username(username: str) -> str:
@@ -503,9 +506,12 @@ def one_account_at_a_time(session: Session, user_id: int) -> Iterator[User | Non
 
 
 def record_sign_in(session: Session, *, user: User, at: datetime, detail: dict) -> LoginResult:
-    """Sign ``user`` in at ``at``: the last sign-in time, any (expired) lock cleared, and a
-    ``login`` event whose ``detail`` says how (``{"method": "password"}`` …)."""
+    """Sign ``user`` in at ``at``: the last sign-in time (also the last activity, for the idle
+    sign-out), any (expired) lock cleared, and a ``login`` event whose ``detail`` says how
+    (``{"method": "password"}`` …)."""
     user.last_login_at = at
+    if user.last_active_at is None or user.last_active_at < at:
+        user.last_active_at = at
     user.locked_until = None
     save_with_event(session, user=user, action=Action.LOGIN, actor_id=user.id, at=at, detail=detail)
     return LoginResult(ok=True, user_id=user.id)

@@ -11,6 +11,9 @@ session-state keys and its JWT "remember me" cookie). The Streamlit side of that
   library would accept any unexpired cookie with a valid signature; we also refuse cookies
   issued before the user's last sign-out (``users.sessions_revoked_at``), because the library
   cannot reliably delete the browser's cookie on sign-out.
+  It also refuses a cookie of an account left without activity past the idle limit
+  (``BRAINLOC_IDLE_MINUTES``; ``users.last_active_at``, kept by :func:`record_activity`), as
+  the idle sign-out would have ended that sign-in had its tab stayed open.
 * :func:`record_logout` revokes the user's remembered sign-ins and audits the sign-out.
 
 The library's own failed-login counter is not used (it is per process, in memory and never
@@ -178,20 +181,43 @@ def _issued_at(expires: float, lifetime_seconds: float) -> float:
     return (local_expiry - timedelta(seconds=lifetime_seconds)).timestamp()
 
 
+def idle_limit(minutes: float) -> timedelta | None:
+    """The idle limit of ``BRAINLOC_IDLE_MINUTES`` (``minutes``), or None when it is off (0)."""
+    return timedelta(minutes=minutes) if minutes > 0 else None
+
+
+def record_activity(session: Session, *, user_id: int, at: datetime) -> None:
+    """Record that someone used the account at ``at`` (``users.last_active_at``), so that
+    its remembered sign-ins stay valid for the idle limit from then. ``ui.idle`` calls it
+    for the runs a person caused, at most about once a minute per browser session; every
+    sign-in records it too (:func:`brainloc.accounts.record_sign_in`)."""
+    user_store.touch_last_active(session, user_id=user_id, at=at)
+
+
 def user_from_cookie(
     session: Session,
     *,
     token: dict[str, Any],
     cookie: CookieConfig,
     clock: Clock = utc_now,
+    idle_minutes: float | None = None,
 ) -> LoginResult:
     """Accept or refuse a decoded "remember me" cookie ``{"username", "exp_date"}``.
 
     The signature was checked by the library. The token carries only its expiry, so its
     issue time is the expiry minus the configured lifetime; a token issued before the user's
     last sign-out, password change or disabling is refused.
+
+    With the idle sign-out on (``idle_minutes``, by default ``BRAINLOC_IDLE_MINUTES``; 0 is
+    off), a cookie is also refused when the account's last activity in any browser session
+    (``users.last_active_at``) is longer ago than the limit: its tab was closed instead of
+    being signed out by the idle timer. That refusal is the idle sign-out the closed tab
+    missed: audited as ``logout`` with reason ``idle`` (and ``cookie: refused``), and every
+    remembered sign-in of the account is revoked (:func:`record_logout`).
     """
     now = clock()
+    minutes = get_settings().idle_minutes if idle_minutes is None else idle_minutes
+    limit = idle_limit(minutes)
     username = str(token.get("username") or "")
     try:
         expires = datetime.fromtimestamp(float(token.get("exp_date", 0)), tz=UTC)
@@ -208,6 +234,15 @@ def user_from_cookie(
     revoked = user.sessions_revoked_at
     if revoked is not None and issued <= revoked.timestamp():
         return LoginResult(ok=False, message="sign-in cookie was revoked")
+    last_active = user.last_active_at
+    if limit is not None and last_active is not None and now - last_active > limit:
+        record_logout(
+            session, user_id=user.id, reason="idle", clock=lambda: now,
+            detail={"cookie": "refused"},
+        )  # fmt: skip
+        return LoginResult(
+            ok=False, message="idle past the limit since the last activity", idle=True
+        )
     if user.locked_until is not None and now < user.locked_until:
         return LoginResult(ok=False, message="account is locked")
     # Reached only when no lock holds, so clearing the lock changes nothing here.
@@ -215,16 +250,22 @@ def user_from_cookie(
 
 
 def record_logout(
-    session: Session, *, user_id: int, reason: str | None = None, clock: Clock = utc_now
+    session: Session,
+    *,
+    user_id: int,
+    reason: str | None = None,
+    clock: Clock = utc_now,
+    detail: dict[str, Any] | None = None,
 ) -> None:
-    """Audit a sign-out (with its ``reason`` when the user did not ask for it, e.g. "idle")
-    and refuse every "remember me" cookie issued before it."""
+    """Audit a sign-out (with its ``reason`` when the user did not ask for it, e.g. "idle",
+    and any further ``detail``) and refuse every "remember me" cookie issued before it."""
     now = clock()
     user = user_store.get_user(session, user_id=user_id)
     if user is None:
         return
     user.sessions_revoked_at = now
+    described = ({"reason": reason} if reason else {}) | (detail or {})
     save_with_event(
         session, user=user, action=Action.LOGOUT, actor_id=user.id, at=now,
-        detail={"reason": reason} if reason else None,
+        detail=described or None,
     )  # fmt: skip

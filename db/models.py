@@ -118,6 +118,11 @@ class User(SQLModel, table=True):
     # remembered ones: set when the password is changed or reset, when two-step sign-in is
     # turned on or reset, and by "End all other sessions" (:func:`brainloc.accounts.end_sign_ins`).
     sessions_ended_at: datetime | None = _ts(nullable=True)
+    # The account's last activity in any browser session (a sign-in, or a run someone caused,
+    # written at most about once a minute per session; :mod:`ui.idle`). A remembered sign-in
+    # is refused once the idle limit has passed since then (``brainloc.auth.user_from_cookie``),
+    # so closing the tab does not escape the idle sign-out.
+    last_active_at: datetime | None = _ts(nullable=True)
     # Set when someone other than the user chose the password (the demo command's generated
     # one); until the user picks their own, every page but the Account page refuses them.
     must_change_password: bool = Field(default=False)

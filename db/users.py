@@ -6,6 +6,8 @@ Keyword-only functions that take a session; they never commit (the caller's
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import or_, update
 from sqlmodel import Session, func, select
 
@@ -61,6 +63,19 @@ def claim_totp_step(session: Session, *, user_id: int, step: int) -> bool:
         .values(totp_last_step=step)
     )
     return session.exec(statement).rowcount == 1
+
+
+def touch_last_active(session: Session, *, user_id: int, at: datetime) -> None:
+    """Record activity of the account at ``at`` (``users.last_active_at``), unless a later
+    one is recorded already (another browser session of the account wrote meanwhile). One
+    conditional ``UPDATE``, so the time never goes back."""
+    statement = (
+        update(User)
+        .where(User.id == user_id)
+        .where(or_(User.last_active_at.is_(None), User.last_active_at < at))
+        .values(last_active_at=at)
+    )
+    session.exec(statement)
 
 
 def get_user_by_username(session: Session, *, username: str) -> User | None:

@@ -12,7 +12,9 @@ interaction, so the navigation that follows already reflects the new state:
 * a pressed sign-out button: the database revokes the user's remembered sign-ins, then the
   library clears its session keys and deletes the cookie, again without a rerun; if the
   browser keeps the cookie anyway, the revocation makes it worthless;
-* a returning browser: its cookie is checked against the database before it signs anyone in;
+* a returning browser: its cookie is checked against the database before it signs anyone in
+  (also against the idle limit: a cookie of an account idle past it is refused and the
+  sign-in page says why, as after the idle timer's sign-out; :mod:`ui.idle`);
 * every sign-in records when it happened (``SIGNED_IN_AT_KEY``: when this run read the
   accounts, before the password or cookie was checked), so that a session is signed out when
   its account's sign-ins are ended elsewhere, even in the same moment
@@ -44,6 +46,7 @@ from brainloc.two_step import check_second_step
 from db.engine import session_scope
 from db.migrate import DatabaseStateError, upgrade_known
 from db.types import utc_now
+from ui.idle import IDLE_NOTICE_KEY
 from ui.state import (
     AUTHENTICATOR_KEY,
     CODE_ATTEMPT_KEY,
@@ -218,6 +221,8 @@ def _restore_from_cookie(
         _session_started(result.user_id, credentials_read_at=credentials_read_at)
     else:
         logger.info("refused a sign-in cookie: %s", result.message)
+        if result.idle:
+            st.session_state[IDLE_NOTICE_KEY] = get_settings().idle_minutes
         authenticator.cookie_controller.delete_cookie()
         # The browser keeps sending the cookie for the rest of this session; stop reading it.
         st.session_state["logout"] = True

@@ -10,15 +10,25 @@ remembered sign-ins are revoked, so a reload does not sign it in again) and the 
 says why. The timer's own runs are not activity. The same timer also notices a session whose
 sign-in was ended elsewhere (a password change, "End all other sessions"; ``ui.state``) and
 reruns the app, which then shows the sign-in page, within one period even in an untouched tab.
+
+The timer lives in the browser tab, so it stops when the tab is closed, and the browser's
+"remember me" cookie would sign it in again later. So the activity is kept on the server too
+(``users.last_active_at``, :func:`brainloc.auth.record_activity`) and a cookie of an account
+idle past the limit is refused (:func:`brainloc.auth.user_from_cookie`). It is written at most
+every :func:`activity_save_seconds` per session (a minute at the default limit), not on every
+click; so the server's time may lag by that much and a cookie may be refused that much early.
+It is the account's last activity in any of its sessions: a browser left alone is not refused
+while the same account is in use in another.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import streamlit as st
 
-from brainloc.auth import record_logout
+from brainloc.auth import record_activity, record_logout
 from brainloc.settings import get_settings
 from db.engine import session_scope
 from ui.state import LOGOUT_PENDING_KEY, USER_ID_KEY, current_user
@@ -31,6 +41,8 @@ TIMER_RUN_KEY = "_brainloc_idle_timer_run"
 IDLE_NOTICE_KEY = "_brainloc_idle_signed_out"
 #: How often the timer looks when automatic sign-out is off (only for sessions ended elsewhere).
 SESSION_CHECK_SECONDS = 60.0
+#: (user id, time.time()) of this session's last activity written to the database.
+ACTIVITY_SAVED_KEY = "_brainloc_activity_saved"
 
 
 def idle_limit_seconds() -> float | None:
@@ -60,6 +72,23 @@ def timer_period_seconds(limit: float) -> float:
     return min(60.0, max(1.0, limit / 4))
 
 
+def activity_save_seconds(limit: float) -> float:
+    """How often a session writes its activity to the database: a tenth of the limit, between
+    1 s and 60 s (so a cookie is refused at most that much before the limit is really up)."""
+    return min(60.0, max(1.0, limit / 10))
+
+
+def _save_activity(user_id: int, *, now: float, limit: float) -> None:
+    """Write this run's activity to ``users.last_active_at``, unless this session wrote it
+    less than :func:`activity_save_seconds` ago."""
+    saved = st.session_state.get(ACTIVITY_SAVED_KEY)
+    if saved is not None and saved[0] == user_id and now - saved[1] < activity_save_seconds(limit):
+        return
+    with session_scope() as session:
+        record_activity(session, user_id=user_id, at=datetime.fromtimestamp(now, tz=UTC))
+    st.session_state[ACTIVITY_SAVED_KEY] = (user_id, now)
+
+
 def idle_notice() -> str | None:
     """The sign-in page's explanation after an automatic sign-out, if there was one."""
     minutes = st.session_state.get(IDLE_NOTICE_KEY)
@@ -73,12 +102,14 @@ def idle_notice() -> str | None:
 
 def expire_idle_session() -> None:
     """Sign the session out when its last activity is older than the limit; otherwise record
-    this run as activity (unless the timer caused it). Call before ``ui.auth.start_run``."""
+    this run as activity (unless the timer caused it), in the session and, at most every
+    :func:`activity_save_seconds`, in the database. Call before ``ui.auth.start_run``."""
     timer_run = st.session_state.pop(TIMER_RUN_KEY, False)
     limit = idle_limit_seconds()
     user_id = st.session_state.get(USER_ID_KEY)
     if user_id is None or limit is None:
         st.session_state.pop(LAST_ACTIVITY_KEY, None)
+        st.session_state.pop(ACTIVITY_SAVED_KEY, None)
         return
     now = time.time()
     last = st.session_state.get(LAST_ACTIVITY_KEY)
@@ -87,11 +118,13 @@ def expire_idle_session() -> None:
             record_logout(session, user_id=int(user_id), reason="idle")
         st.session_state.pop(USER_ID_KEY, None)
         st.session_state.pop(LAST_ACTIVITY_KEY, None)
+        st.session_state.pop(ACTIVITY_SAVED_KEY, None)
         st.session_state[LOGOUT_PENDING_KEY] = True  # start_run clears the library's state
         st.session_state[IDLE_NOTICE_KEY] = get_settings().idle_minutes
         return
     if last is None or not timer_run:
         st.session_state[LAST_ACTIVITY_KEY] = now
+        _save_activity(int(user_id), now=now, limit=limit)
     st.session_state.pop(IDLE_NOTICE_KEY, None)
 
 

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import bcrypt
 from streamlit_authenticator.utilities import Hasher
 
-from brainloc import auth
+from brainloc import account_security, accounts, auth
 from db import audit
+from db import users as user_store
 from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
 
@@ -146,3 +147,77 @@ def test_a_cookie_issued_in_the_future_is_refused(make_account, app_env):
         )
     assert not forged.ok and "future" in forged.message
     assert honest.ok
+
+
+def _present(username: str, issued: datetime, cookie: auth.CookieConfig, at: datetime, **kw):
+    """The browser comes back at ``at`` with the cookie issued at ``issued``."""
+    with session_scope() as session:
+        return auth.user_from_cookie(
+            session, token=_token(username, issued, cookie), cookie=cookie, clock=lambda: at, **kw
+        )
+
+
+def _sign_in_with_password(username: str, at: datetime):
+    with session_scope() as session:
+        return accounts.check_login(
+            session, username=username, password=TEST_PASSWORD, clock=lambda: at
+        )
+
+
+def test_a_cookie_is_refused_once_the_account_was_idle_past_the_limit(make_account, app_env):
+    # The tab was closed 31 minutes after the last click (the default limit is 30), so the
+    # idle timer never ran: the cookie must not bring the session back.
+    user = make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    assert _sign_in_with_password("alice", NOW).ok  # the cookie is issued with this sign-in
+    within = _present("alice", NOW, cookie, NOW + timedelta(minutes=29))
+    assert within.ok  # a reload within the limit: signed in, and that counts as activity
+    late = NOW + timedelta(minutes=29 + 31)
+    refused = _present("alice", NOW, cookie, late)
+    assert not refused.ok and refused.idle
+    with session_scope() as session:
+        events = audit.list_events(session, actor_id=user.id)
+        stored = user_store.get_user(session, user_id=user.id)
+    assert (events[0].action, events[0].detail) == (
+        "logout",
+        {"reason": "idle", "cookie": "refused"},
+    )
+    assert [e.detail.get("method") for e in events[1:]] == ["cookie", "password"]
+    assert account_security.describe(events[0]).description == (
+        "Signed out after inactivity (a remembered sign-in was refused)"
+    )
+    # As the idle sign-out does: every remembered sign-in is revoked, also once more activity
+    # would otherwise make this cookie look fresh; the revocation is audited once.
+    assert stored.sessions_revoked_at == late
+    again = _present("alice", NOW, cookie, late + timedelta(seconds=5))
+    assert not again.ok and "revoked" in again.message
+    with session_scope() as session:
+        assert len(audit.list_events(session, actor_id=user.id)) == len(events)
+    # A fresh sign-in gets a fresh cookie that works.
+    fresh = late + timedelta(minutes=1)
+    assert _sign_in_with_password("alice", fresh).ok
+    assert _present("alice", fresh, cookie, fresh + timedelta(minutes=10)).ok
+
+
+def test_activity_in_any_session_keeps_the_cookie_valid(make_account, app_env):
+    user = make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    assert _sign_in_with_password("alice", NOW).ok
+    for minutes in (20, 40, 60):  # clicks in an open tab, saved by ui.idle
+        with session_scope() as session:
+            auth.record_activity(session, user_id=user.id, at=NOW + timedelta(minutes=minutes))
+    with session_scope() as session:  # a late write from a slower session never goes back
+        auth.record_activity(session, user_id=user.id, at=NOW + timedelta(minutes=5))
+    assert _present("alice", NOW, cookie, NOW + timedelta(minutes=85), idle_minutes=30).ok
+    # Then nothing for longer than the limit.
+    gone = _present("alice", NOW, cookie, NOW + timedelta(minutes=85 + 31), idle_minutes=30)
+    assert not gone.ok and gone.idle
+
+
+def test_without_the_idle_limit_a_cookie_is_not_refused_for_inactivity(make_account, app_env):
+    # BRAINLOC_IDLE_MINUTES=0: nothing changes, the cookie lives its 12 hours.
+    make_account("alice")
+    cookie = auth.cookie_config(app_env)
+    assert _sign_in_with_password("alice", NOW).ok
+    result = _present("alice", NOW, cookie, NOW + timedelta(hours=11), idle_minutes=0)
+    assert result.ok and not result.idle

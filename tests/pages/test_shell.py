@@ -16,7 +16,7 @@ from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
 from tests.pages.test_account_pages import change_password
 from ui.guard import PASSWORD_CHANGE_NEEDED
-from ui.idle import LAST_ACTIVITY_KEY, TIMER_RUN_KEY
+from ui.idle import ACTIVITY_SAVED_KEY, LAST_ACTIVITY_KEY, TIMER_RUN_KEY
 from ui.state import USER_ID_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -279,13 +279,38 @@ def test_activity_keeps_the_session_and_the_timer_is_not_activity(open_app, make
     assert at.session_state[LAST_ACTIVITY_KEY] > earlier + 19 * 60
 
 
+def _last_active(user_id: int):
+    with session_scope() as session:
+        return user_store.get_user(session, user_id=user_id).last_active_at
+
+
+def test_activity_is_kept_on_the_server_at_most_once_a_minute(open_app, make_account):
+    # A closed tab's timer stops; the server's record of the activity is what refuses its
+    # cookie later (brainloc.auth.user_from_cookie). Written by runs a person caused only.
+    user = make_account("alice")
+    at = open_app(user)
+    first = _last_active(user.id)
+    assert first is not None
+    assert first.timestamp() == pytest.approx(time.time(), abs=60)
+    at.run()  # a click within the minute: no write
+    assert _last_active(user.id) == first
+    at.session_state[ACTIVITY_SAVED_KEY] = (user.id, time.time() - 61)
+    at.session_state[TIMER_RUN_KEY] = True
+    at.run()  # the timer's own run is not activity
+    assert _last_active(user.id) == first
+    at.run()  # a click a minute after the last write: written
+    assert _last_active(user.id) > first
+
+
 def test_idle_sign_out_can_be_turned_off(open_app, make_account, monkeypatch):
     monkeypatch.setenv("BRAINLOC_IDLE_MINUTES", "0")
     get_settings.cache_clear()
-    at = open_app(make_account("alice"))
+    user = make_account("alice")
+    at = open_app(user)
     at.session_state[LAST_ACTIVITY_KEY] = time.time() - 24 * 3600
     at.run()
     assert at.session_state[USER_ID_KEY]
+    assert _last_active(user.id) is None  # and no activity is written to the database
     monkeypatch.setenv("BRAINLOC_IDLE_MINUTES", "-1")
     get_settings.cache_clear()
     with pytest.raises(ValueError, match="BRAINLOC_IDLE_MINUTES must be between 0 and 1440"):
