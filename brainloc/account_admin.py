@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from brainloc.accounts import (
+    ONE_TIME_PASSWORD_LIFETIME,
     AccountError,
     Clock,
     end_sign_ins,
@@ -109,7 +110,9 @@ def change_password(
 ) -> User:
     """Change a user's own password after checking the current one, audited.
 
-    This also lifts ``must_change_password``: the password is now one the user chose.
+    This also lifts ``must_change_password`` and the one-time password's limits: the
+    password is now one the user chose. A one-time password that has signed in is still
+    accepted here as the current one: this is how its session replaces it.
     Remembered sign-ins on other browsers stop working (their cookies predate the change).
     A wrong current password counts as a failed sign-in towards the lockout (and, while the
     account is locked, is refused as such), so a session left open is no place to guess the
@@ -137,6 +140,8 @@ def change_password(
             raise AccountError({"new_password": " ".join(problems)})
         user.password_hash = hash_password(new_password)
         user.must_change_password = False
+        user.one_time_password_expires_at = None
+        user.one_time_password_used_at = None
         user.updated_at = now
         end_sign_ins(user, at=now)
         save_with_event(session, user=user, action=Action.PASSWORD_CHANGE, actor_id=user.id, at=now)
@@ -148,14 +153,18 @@ def _issue_one_time_password(
 ) -> tuple[User, str]:
     """Give ``user`` a new generated password they must replace at their next sign-in.
 
-    Their sessions and remembered sign-ins end, and a lockout ends too: failed attempts before
-    the reset no longer count towards the next one (``check_login`` counts failures after
+    It signs in once, within :data:`brainloc.accounts.ONE_TIME_PASSWORD_LIFETIME` (24 hours);
+    then the user sets their own in that session, or asks for a new reset. Their sessions and
+    remembered sign-ins end, and a lockout ends too: failed attempts before the reset no
+    longer count towards the next one (``check_login`` counts failures after
     ``locked_until``). The password itself is returned once and stored only as its hash.
     """
     now = clock()
     password = one_time_password()
     user.password_hash = hash_password(password)
     user.must_change_password = True
+    user.one_time_password_expires_at = now + ONE_TIME_PASSWORD_LIFETIME
+    user.one_time_password_used_at = None
     end_sign_ins(user, at=now)
     user.locked_until = now
     user.updated_at = now

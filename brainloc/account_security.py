@@ -53,6 +53,8 @@ _FAILURES = {
     "wrong two-step code (account page)": "Wrong two-step code typed on the Account page",
     "wrong password (account page)": "Wrong password typed on the Account page",
     "account locked": "Sign-in refused: the account was locked",
+    "one-time password already used": "Sign-in refused: the one-time password was used already",
+    "one-time password expired": "Sign-in refused: the one-time password had expired",
 }
 _BY = {"admin page": "by an administrator", "command line": "by the server's operator"}
 _SIMPLE = {

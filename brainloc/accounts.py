@@ -61,6 +61,15 @@ LOGIN_FAILED_MESSAGE = (
     "Sign-in failed: the username or password is wrong, or the account is temporarily "
     "locked after repeated failed attempts (try again in 15 minutes)."
 )
+#: How long the one-time password of a password reset signs in (once) after the reset.
+ONE_TIME_PASSWORD_HOURS = 24
+ONE_TIME_PASSWORD_LIFETIME = timedelta(hours=ONE_TIME_PASSWORD_HOURS)
+#: Shown for the right one-time password that no longer signs in (used already or expired).
+#: Only whoever knows that password sees it, so it may say more than :data:`LOGIN_FAILED_MESSAGE`.
+ONE_TIME_PASSWORD_SPENT_MESSAGE = (
+    "Sign-in failed: this one-time password no longer works. It signs in only once, within "
+    f"{ONE_TIME_PASSWORD_HOURS} hours of the reset. Ask your administrator for a new one."
+)
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{2,31}$")
 #: What :data:`USERNAME_RE` asks for, said to whoever chose a name it refuses.
@@ -154,7 +163,8 @@ def one_time_password(*, groups: int = 4, group_size: int = 4) -> str:
 
     Four groups of four from 31 characters carry about 79 bits of randomness (``secrets``).
     It satisfies the password policy, and whoever receives it must replace it
-    (``users.must_change_password``).
+    (``users.must_change_password``); a reset's also signs in only once and only for
+    :data:`ONE_TIME_PASSWORD_LIFETIME` (:func:`one_time_password_refusal`).
     """
     return "-".join(
         "".join(secrets.choice(ONE_TIME_ALPHABET) for _ in range(group_size)) for _ in range(groups)
@@ -238,6 +248,40 @@ def user_named(session: Session, *, username: str) -> User:
     if user is None:
         raise AccountError({"username": f"There is no account named '{username}'."})
     return user
+
+
+def one_time_password_refusal(user: User, *, at: datetime) -> str | None:
+    """Why the account's one-time password (a reset's) no longer signs in at ``at``:
+    ``"already used"`` after its first sign-in, ``"expired"`` once
+    :data:`ONE_TIME_PASSWORD_LIFETIME` has passed since the reset; None while it still
+    does, and for an account without one."""
+    if user.one_time_password_expires_at is None:
+        return None
+    if user.one_time_password_used_at is not None:
+        return "already used"
+    if at >= user.one_time_password_expires_at:
+        return "expired"
+    return None
+
+
+def spend_one_time_password(user: User, *, at: datetime) -> None:
+    """Mark the account's one-time password (if it has one) as used by a sign-in at ``at``:
+    it signs in no more, and the user chooses their own in this session (the Account page's
+    password change still takes it as the current password)."""
+    if user.one_time_password_expires_at is not None and user.one_time_password_used_at is None:
+        user.one_time_password_used_at = at
+
+
+def refuse_spent_one_time_password(
+    session: Session, *, user: User, at: datetime, why: str
+) -> LoginResult:
+    """Refuse the right one-time password that no longer signs in (``why``: see
+    :func:`one_time_password_refusal`): a failed sign-in like any other, audited
+    (``one-time password already used`` / ``… expired``) and counted towards the lockout."""
+    locked_now = record_login_failure(session, user=user, at=at, reason=f"one-time password {why}")
+    return LoginResult(
+        ok=False, message=ONE_TIME_PASSWORD_SPENT_MESSAGE, locked_now=locked_now, start_over=True
+    )
 
 
 def end_sign_ins(user: User, *, at: datetime) -> None:
@@ -418,6 +462,11 @@ def check_login(
     For an account with two-step sign-in a right password gives ``second_step=True`` and
     signs nobody in (audited as ``second_step_asked``): :func:`brainloc.two_step.check_second_step`
     finishes (and audits) it.
+
+    A reset's one-time password signs in once, within :data:`ONE_TIME_PASSWORD_LIFETIME`
+    (that sign-in spends it). Used again or too late it is refused with
+    :data:`ONE_TIME_PASSWORD_SPENT_MESSAGE`, as a failed sign-in (audited, counted towards the
+    lockout); checked with the stored hash, so the library's session is never marked signed in.
     """
     now = clock()
     name = normalise_username(username)
@@ -461,7 +510,12 @@ def _decide_password(
             target_type=TARGET_USER, target_id=user.id, detail={"reason": "account locked"},
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
-    if verify is None or len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+    spent = one_time_password_refusal(user, at=at)
+    if spent is not None and verify_password(password, user.password_hash):
+        return refuse_spent_one_time_password(session, user=user, at=at, why=spent)
+    if spent is not None:
+        ok = False  # a wrong password (the one-time one is the only one the account has)
+    elif verify is None or len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
         # Too long for bcrypt: the library's check would refuse it at once (it raises), which
         # an unknown username does not; checked here at full cost, it is a wrong password.
         ok = verify_password(password, user.password_hash)
@@ -476,6 +530,7 @@ def _decide_password(
         )  # fmt: skip
         return LoginResult(ok=True, user_id=user.id, second_step=True)
     if ok:
+        spend_one_time_password(user, at=at)
         return record_sign_in(session, user=user, at=at, detail={"method": "password"})
     locked_now = record_login_failure(session, user=user, at=at, reason="wrong password")
     return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=locked_now)

@@ -29,7 +29,7 @@ from typing import TypeVar
 from sqlmodel import Session
 
 from brainloc.account_admin import reset_password_from_console
-from brainloc.accounts import AccountError, create_admin
+from brainloc.accounts import ONE_TIME_PASSWORD_HOURS, AccountError, create_admin
 from brainloc.cli import command_settings, migrate_database
 from brainloc.two_step import reset_from_console
 from db.engine import session_scope
@@ -152,7 +152,10 @@ def run_reset_password(args: argparse.Namespace) -> int:
         return _refused(error)
     print(f"Password of '{user.username}' reset; its sessions and remembered sign-ins have ended.")
     print(f"One-time password: {password}")
-    print("The account must choose its own password at the next sign-in.")
+    print(
+        f"It signs in once, within {ONE_TIME_PASSWORD_HOURS} hours; the account must choose its "
+        "own password in that session."
+    )
     return 0
 
 

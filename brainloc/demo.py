@@ -103,6 +103,9 @@ def ensure_demo_user(session, *, username: str) -> tuple[User, str]:
     now = utc_now()
     user.password_hash = hash_password(password)
     user.must_change_password = True  # generated here, so the presenter must replace it
+    # Not a reset's one-time password: it is not limited to one sign-in or a day.
+    user.one_time_password_expires_at = None
+    user.one_time_password_used_at = None
     user.status = STATUS_APPROVED
     user.locked_until = None
     # A new presenter: the previous one's sessions end, and their two-step sign-in (their

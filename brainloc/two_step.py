@@ -53,11 +53,14 @@ from brainloc.accounts import (
     found_user,
     one_account_at_a_time,
     one_time_password,
+    one_time_password_refusal,
     record_login_failure,
     record_sign_in,
     refuse_counted,
+    refuse_spent_one_time_password,
     refuse_while_locked,
     save_with_event,
+    spend_one_time_password,
     user_named,
     verify_password,
 )
@@ -338,7 +341,9 @@ def check_second_step(
     towards the lockout; every failure shows the same message as a wrong password. A locked
     account, an account whose two-step sign-in was turned off meanwhile or whose sign-ins were
     ended after ``password_checked_at`` (its password changed, say), or a password checked
-    more than :data:`SECOND_STEP_MINUTES` ago is refused without looking at the code.
+    more than :data:`SECOND_STEP_MINUTES` ago is refused without looking at the code; so is a
+    reset's one-time password that expired or was used meanwhile (as a failed sign-in,
+    :func:`brainloc.accounts.refuse_spent_one_time_password`). Success spends it.
     Requests for one account take turns; the result is committed before it returns.
     """
     with one_account_at_a_time(session, user_id) as user:
@@ -351,6 +356,9 @@ def check_second_step(
             return LoginResult(ok=False, message=CHANGED_MEANWHILE, start_over=True)
         if user.locked_until is not None and now < user.locked_until:
             return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
+        spent = one_time_password_refusal(user, at=now)
+        if spent is not None:  # it expired meanwhile, or another sign-in used it
+            return refuse_spent_one_time_password(session, user=user, at=now, why=spent)
         kind = _accept(session, user, code, at=now)
         if kind is None:
             locked_now = record_login_failure(
@@ -361,6 +369,7 @@ def check_second_step(
                     ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=True, start_over=True
                 )
             return LoginResult(ok=False, message=WRONG_SIGN_IN_CODE)
+        spend_one_time_password(user, at=now)
         detail: dict[str, object] = {"method": f"password+{kind}"}
         if kind == "recovery code":
             detail["recovery_codes_left"] = recovery_codes_left(user)

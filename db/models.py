@@ -123,9 +123,16 @@ class User(SQLModel, table=True):
     # is refused once the idle limit has passed since then (``brainloc.auth.user_from_cookie``),
     # so closing the tab does not escape the idle sign-out.
     last_active_at: datetime | None = _ts(nullable=True)
-    # Set when someone other than the user chose the password (the demo command's generated
-    # one); until the user picks their own, every page but the Account page refuses them.
+    # Set when someone other than the user chose the password (a reset's one-time password,
+    # the demo command's generated one); until the user picks their own, every page but the
+    # Account page refuses them.
     must_change_password: bool = Field(default=False)
+    # A password reset's one-time password (:func:`brainloc.account_admin.reset_password`)
+    # signs in until this moment, and only once: the first sign-in with it sets
+    # ``one_time_password_used_at``. Both are None when the password is the user's own (or the
+    # demo command's, which has no such limits).
+    one_time_password_expires_at: datetime | None = _ts(nullable=True)
+    one_time_password_used_at: datetime | None = _ts(nullable=True)
     # Two-step sign-in (TOTP, RFC 6238; :mod:`brainloc.two_step`). The base32 secret the
     # user's authenticator app shares; None while two-step sign-in is off.
     totp_secret: str | None = Field(default=None, max_length=64)

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from brainloc.account_admin import AccountError, allowed_decisions, decide, reset_password
+from brainloc.accounts import ONE_TIME_PASSWORD_HOURS
 from brainloc.audit_log import AuditFilter, audit_csv, audit_frame, export_name
 from brainloc.two_step import reset_by_admin
 from db import audit
@@ -91,8 +92,10 @@ def _show_one_time_password(username: str, password: str) -> None:
     )
     st.code(password, language=None)
     st.caption(
-        "Pass this one-time password on in person or by calling back a number on record, not "
-        "by e-mail. It is not stored and is not shown again once hidden."
+        f"It signs in once, within {ONE_TIME_PASSWORD_HOURS} hours; then they choose their own "
+        "in that session (if it expires or they sign out first, reset it again). Pass this "
+        "one-time password on in person or by calling back a number on record, not by e-mail. "
+        "It is not stored and is not shown again once hidden."
     )
     st.button("Hide the password", key="admin_reset_hide", on_click=_hide_password)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from brainloc import account_admin, accounts
+from brainloc import account_admin, account_security, accounts
 from db import audit
 from db import users as user_store
 from db.engine import session_scope
@@ -372,6 +372,95 @@ def test_a_reset_password_must_be_replaced_and_the_replacement_lifts_the_flag(ma
             new_password="my-own-secret-1", new_password_repeat="my-own-secret-1",
         )  # fmt: skip
         assert not changed.must_change_password
+
+
+def _reset(admin, user, clock):
+    with session_scope() as session:
+        _, password = account_admin.reset_password(
+            session, admin_id=admin.id, user_id=user.id, clock=clock
+        )
+    return password
+
+
+def _failures(user_id: int) -> list[str]:
+    with session_scope() as session:
+        events = audit.list_events(session, actor_id=user_id, actions=[audit.Action.LOGIN_FAILED])
+    return [event.detail["reason"] for event in reversed(events)]
+
+
+def test_a_one_time_password_signs_in_once(make_account):
+    # Three sign-ins with it used to succeed: whoever overheard it could come back later.
+    admin = make_account("root", role="admin")
+    user = make_account("alice")
+    clock = FakeClock()
+    password = _reset(admin, user, clock)
+    clock.advance(minutes=10)
+    assert _login("alice", password, clock).ok
+    with session_scope() as session:
+        stored = user_store.get_user(session, user_id=user.id)
+    assert stored.one_time_password_used_at == clock.now and stored.must_change_password
+    for _ in range(2):
+        clock.advance(minutes=1)
+        again = _login("alice", password, clock)
+        assert not again.ok and again.message == accounts.ONE_TIME_PASSWORD_SPENT_MESSAGE
+        assert "ask your administrator for a new one" in again.message.lower()
+    # A wrong password is still just that, with the generic message.
+    assert _login("alice", "not-it-at-all", clock).message == accounts.LOGIN_FAILED_MESSAGE
+    assert _failures(user.id) == [
+        "one-time password already used", "one-time password already used", "wrong password",
+    ]  # fmt: skip
+    # The session it signed in sets the user's own password with it; that one works as ever.
+    with session_scope() as session:
+        changed = account_admin.change_password(
+            session, user_id=user.id, current_password=password,
+            new_password="my-own-secret-1", new_password_repeat="my-own-secret-1", clock=clock,
+        )  # fmt: skip
+    assert changed.one_time_password_expires_at is None
+    assert changed.one_time_password_used_at is None
+    for _ in range(2):
+        clock.advance(minutes=1)
+        assert _login("alice", "my-own-secret-1", clock).ok
+
+
+def test_a_one_time_password_expires_after_24_hours(make_account):
+    admin = make_account("root", role="admin")
+    user = make_account("alice")
+    bob = make_account("bob")
+    clock = FakeClock()
+    late = _reset(admin, user, clock)
+    in_time = _reset(admin, bob, clock)
+    assert timedelta(hours=24) == accounts.ONE_TIME_PASSWORD_LIFETIME
+    clock.advance(hours=23, minutes=59)
+    assert _login("bob", in_time, clock).ok
+    clock.advance(minutes=1)
+    expired = _login("alice", late, clock)
+    assert not expired.ok and expired.message == accounts.ONE_TIME_PASSWORD_SPENT_MESSAGE
+    assert _failures(user.id) == ["one-time password expired"]
+    with session_scope() as session:
+        (event,) = audit.list_events(session, actor_id=user.id, actions=[audit.Action.LOGIN_FAILED])
+    assert account_security.describe(event).description == (
+        "Sign-in refused: the one-time password had expired"
+    )
+    # A new reset gives a new one that works.
+    clock.advance(minutes=5)
+    assert _login("alice", _reset(admin, user, clock), clock).ok
+
+
+def test_spent_one_time_passwords_count_towards_the_lockout(make_account):
+    admin = make_account("root", role="admin")
+    user = make_account("alice")
+    clock = FakeClock()
+    password = _reset(admin, user, clock)
+    clock.advance(days=30)
+    results = [_login("alice", password, clock) for _ in range(accounts.MAX_FAILURES)]
+    assert [r.locked_now for r in results] == [False] * (accounts.MAX_FAILURES - 1) + [True]
+    # Locked: the generic message, as for any locked account.
+    assert _login("alice", password, clock).message == accounts.LOGIN_FAILED_MESSAGE
+    with session_scope() as session:
+        assert audit.list_events(session, involving=user.id, actions=[audit.Action.ACCOUNT_LOCKED])
+    # The administrator's new reset lifts the lock and gives a working one.
+    clock.advance(minutes=1)
+    assert _login("alice", _reset(admin, user, clock), clock).ok
 
 
 def test_password_resets_are_refused_clearly(make_account):

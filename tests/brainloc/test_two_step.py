@@ -508,3 +508,33 @@ def test_end_other_sessions_ends_older_sessions_and_keeps_later_ones(make_accoun
     assert event.description == "Ended all other sessions"
     # Remembered sign-ins end too.
     assert _user(alice.id).sessions_revoked_at == START
+
+
+def test_a_reset_one_time_password_with_two_step_sign_in_signs_in_once(make_account):
+    # The code is asked after it (a reset leaves two-step sign-in on); the sign-in its code
+    # finishes spends it, and a second browser that checked it meanwhile cannot finish.
+    admin = make_account("root", role="admin")
+    alice = make_account("alice")
+    clock = Clock()
+    secret, _ = _enable(alice.id, "alice", clock)
+    clock.advance(minutes=1)
+    with session_scope() as session:
+        _, password = account_admin.reset_password(
+            session, admin_id=admin.id, user_id=alice.id, clock=clock
+        )
+    clock.advance(minutes=1)
+    here, there = _login("alice", clock, password), _login("alice", clock, password)
+    assert here.second_step and there.second_step
+    assert _second(alice.id, _code(secret, clock()), clock).ok
+    assert _user(alice.id).one_time_password_used_at == clock()
+    clock.advance(seconds=30)
+    late = _second(
+        alice.id, _code(secret, clock()), clock, checked_at=clock() - timedelta(seconds=30)
+    )
+    assert not late.ok and late.start_over
+    assert late.message == accounts.ONE_TIME_PASSWORD_SPENT_MESSAGE
+    again = _login("alice", clock, password)
+    assert not again.ok and not again.second_step
+    assert again.message == accounts.ONE_TIME_PASSWORD_SPENT_MESSAGE
+    reasons = [e.detail["reason"] for e in _events(alice.id, audit.Action.LOGIN_FAILED)]
+    assert reasons == ["one-time password already used"] * 2
