@@ -55,6 +55,9 @@ _FAILURES = {
     "account locked": "Sign-in refused: the account was locked",
     "one-time password already used": "Sign-in refused: the one-time password was used already",
     "one-time password expired": "Sign-in refused: the one-time password had expired",
+    "sign-in cookie was revoked": "A remembered sign-in that had been ended was presented again",
+    "sign-in cookie issued in the future": "A forged remembered sign-in was refused",
+    "account is locked": "A remembered sign-in was refused: the account was locked",
 }
 _BY = {"admin page": "by an administrator", "command line": "by the server's operator"}
 _SIMPLE = {
@@ -91,7 +94,7 @@ def describe(event: AuditEvent) -> SecurityEvent:
     elif action == Action.LOGIN_FAILED:
         reason = detail.get("reason", "")
         text = _FAILURES.get(reason, "Sign-in refused")
-        alert = reason == "wrong two-step code"
+        alert = reason in ("wrong two-step code", "sign-in cookie issued in the future")
     elif action == Action.LOGOUT:
         text = "Signed out after inactivity" if detail.get("reason") == "idle" else "Signed out"
         if detail.get("cookie") == "refused":

@@ -31,7 +31,7 @@ from sqlmodel import Session
 from brainloc.accounts import Clock, LoginResult, record_sign_in, save_with_event
 from brainloc.settings import Settings, get_settings
 from db import users as user_store
-from db.audit import Action
+from db.audit import TARGET_USER, Action, record_event
 from db.models import ROLE_ADMIN, ROLE_PRACTITIONER, STATUS_APPROVED
 from db.types import utc_now
 
@@ -230,10 +230,10 @@ def user_from_cookie(
     if issued > now.timestamp() + COOKIE_CLOCK_SKEW_SECONDS:
         # Only a forged cookie (someone holding the key) is issued in the future: it would
         # otherwise pass every revocation.
-        return LoginResult(ok=False, message="sign-in cookie issued in the future")
+        return _refused_cookie(session, user, now, "sign-in cookie issued in the future")
     revoked = user.sessions_revoked_at
     if revoked is not None and issued <= revoked.timestamp():
-        return LoginResult(ok=False, message="sign-in cookie was revoked")
+        return _refused_cookie(session, user, now, "sign-in cookie was revoked")
     last_active = user.last_active_at
     if limit is not None and last_active is not None and now - last_active > limit:
         record_logout(
@@ -244,9 +244,21 @@ def user_from_cookie(
             ok=False, message="idle past the limit since the last activity", idle=True
         )
     if user.locked_until is not None and now < user.locked_until:
-        return LoginResult(ok=False, message="account is locked")
+        return _refused_cookie(session, user, now, "account is locked")
     # Reached only when no lock holds, so clearing the lock changes nothing here.
     return record_sign_in(session, user=user, at=now, detail={"method": "cookie"})
+
+
+def _refused_cookie(session: Session, user, now: datetime, reason: str) -> LoginResult:
+    """Refuse a well-signed cookie of an existing account, audited as a failed sign-in (not
+    counted towards the lockout): a revoked cookie presented again can be a stolen one, and
+    one issued in the future is forged. The account's owner sees it in their security record.
+    (An expired cookie is routine and not recorded.)"""
+    record_event(
+        session, action=Action.LOGIN_FAILED, actor_id=None, at=now, target_type=TARGET_USER,
+        target_id=user.id, detail={"reason": reason, "method": "cookie"},
+    )  # fmt: skip
+    return LoginResult(ok=False, message=reason)
 
 
 def record_logout(

@@ -79,6 +79,21 @@ def test_cookie_issued_before_sign_out_is_refused(make_account, app_env):
     assert not old.ok and "revoked" in old.message
     assert new.ok
     assert actions == ["login", "logout"]
+    # The revoked cookie presented again (it may have been stolen) is on the record, for the
+    # administrator and in the owner's security record, without counting towards a lockout.
+    with session_scope() as session:
+        refused = audit.list_events(
+            session, target=("user", user.id), actions=[audit.Action.LOGIN_FAILED]
+        )
+        record = [e.description for e in account_security.security_events(session, user_id=user.id)]
+        counted = audit.list_events(
+            session, actor_id=user.id, actions=[audit.Action.LOGIN_FAILED]
+        )  # what the lockout counts
+    assert counted == []
+    assert [e.detail for e in refused] == [
+        {"reason": "sign-in cookie was revoked", "method": "cookie"}
+    ]
+    assert "A remembered sign-in that had been ended was presented again" in record
 
 
 def test_expired_unknown_and_garbled_cookies_are_refused(make_account, app_env):
@@ -147,6 +162,9 @@ def test_a_cookie_issued_in_the_future_is_refused(make_account, app_env):
         )
     assert not forged.ok and "future" in forged.message
     assert honest.ok
+    with session_scope() as session:
+        (refused,) = audit.list_events(session, actions=[audit.Action.LOGIN_FAILED])
+    assert refused.detail["reason"] == "sign-in cookie issued in the future"
 
 
 def _present(username: str, issued: datetime, cookie: auth.CookieConfig, at: datetime, **kw):
