@@ -181,9 +181,12 @@ def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path, key):
     command = [sys.executable, "-m", "brainloc", "create-admin", "--username", "chief",
                "--email", "c@clinic.org"]  # fmt: skip
     # A new session has no controlling terminal, so getpass reads the pseudo-terminal on stdin.
+    # Ctrl-C as a terminal delivers it: a program started in the background of a
+    # non-interactive shell (a CI job, nohup) inherits SIGINT ignored; a person's terminal not.
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdin=terminal, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     os.close(terminal)
     try:
