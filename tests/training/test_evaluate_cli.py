@@ -112,7 +112,7 @@ def test_evaluate_reports_a_bad_directory_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def _evaluate(data_dir, out, *extra):
+def _evaluate(data_dir, out, *extra, env=None):
     return subprocess.run(
         [sys.executable, "-m", "training.evaluate", "--data-dir", str(data_dir), "--json", str(out)]
         + list(extra),
@@ -120,6 +120,7 @@ def _evaluate(data_dir, out, *extra):
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
 
 
@@ -188,14 +189,7 @@ def test_patients_the_models_were_trained_on_are_tagged_and_warned_about(lgg_dir
     )
     (data / "kaggle_3m" / CASES[0]).symlink_to(lgg_dir / "kaggle_3m" / CASES[0])
     out = tmp_path / "metrics.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "training.evaluate", "--data-dir", str(data), "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=os.environ | {"BRAINLOC_INFERENCE_PRECISION": "float32"},
-    )
+    result = _evaluate(data, out, env=os.environ | {"BRAINLOC_INFERENCE_PRECISION": "float32"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
     portions = {case["case"]: case["split"] for case in report["per_case"]}
