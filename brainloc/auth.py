@@ -186,6 +186,13 @@ def idle_limit(minutes: float) -> timedelta | None:
     return timedelta(minutes=minutes) if minutes > 0 else None
 
 
+def idle_past(*, limit, last_activity, now) -> bool:
+    """The one idle rule, for the browser session (``ui.idle``: seconds from ``time.time()``)
+    and the account (here: datetimes and a timedelta): idle past ``limit`` (None: automatic
+    sign-out is off) when the last activity (None: none recorded yet) is longer ago than it."""
+    return limit is not None and last_activity is not None and now - last_activity > limit
+
+
 def record_activity(session: Session, *, user_id: int, at: datetime) -> None:
     """Record that someone used the account at ``at`` (``users.last_active_at``), so that
     its remembered sign-ins stay valid for the idle limit from then. ``ui.idle`` calls it
@@ -234,8 +241,7 @@ def user_from_cookie(
     revoked = user.sessions_revoked_at
     if revoked is not None and issued <= revoked.timestamp():
         return _refused_cookie(session, user, now, "sign-in cookie was revoked")
-    last_active = user.last_active_at
-    if limit is not None and last_active is not None and now - last_active > limit:
+    if idle_past(limit=limit, last_activity=user.last_active_at, now=now):
         record_logout(
             session, user_id=user.id, reason="idle", clock=lambda: now,
             detail={"cookie": "refused"},

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from brainloc.auth import record_activity, record_logout
+from brainloc.auth import idle_limit, idle_past, record_activity, record_logout
 from brainloc.settings import get_settings
 from db.engine import session_scope
 from ui.state import LOGOUT_PENDING_KEY, USER_ID_KEY, current_user
@@ -47,14 +47,8 @@ ACTIVITY_SAVED_KEY = "_brainloc_activity_saved"
 
 def idle_limit_seconds() -> float | None:
     """The configured limit in seconds, or None when automatic sign-out is off."""
-    minutes = get_settings().idle_minutes
-    return minutes * 60.0 if minutes > 0 else None
-
-
-def idle_past(*, limit: float | None, last_activity: float | None, now: float) -> bool:
-    """The one rule: idle past ``limit`` seconds (None: automatic sign-out is off) when the
-    last activity (``time.time()``; None: none recorded yet) is more than that long ago."""
-    return limit is not None and last_activity is not None and now - last_activity > limit
+    limit = idle_limit(get_settings().idle_minutes)
+    return None if limit is None else limit.total_seconds()
 
 
 def idle_expired() -> bool:
