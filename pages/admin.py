@@ -227,7 +227,7 @@ st.caption(f"{matching} event(s) match; {shown}.")
 st.dataframe(audit_frame(events, names), hide_index=True, key="admin_audit_table")
 
 
-def _build_export() -> tuple[bytes, str, dict]:
+def _build_export() -> tuple[bytes, str]:
     """Every matching event as CSV (built by the Prepare button's callback, which checks
     this session first), audited as an export: from now on the browser can fetch it."""
     with session_scope() as session:
@@ -236,7 +236,7 @@ def _build_export() -> tuple[bytes, str, dict]:
             session, action=audit.Action.EXPORT, actor_id=admin.id,
             detail={"what": "audit_csv", "rows": len(rows)},
         )  # fmt: skip
-    return audit_csv(audit_frame(rows, names)), export_name(utc_now()), {"rows": len(rows)}
+    return audit_csv(audit_frame(rows, names)), export_name(utc_now())
 
 
 render_prepared_download(

@@ -81,12 +81,12 @@ def _pick(current: int | None) -> int | None:
     return chosen
 
 
-def _nifti(case) -> tuple[bytes, str, dict]:
+def _nifti(case) -> tuple[bytes, str]:
     """The whole case as NIfTI (the Prepare button's build, audited as a download: from now on
     the browser can fetch it)."""
     data = nifti_zip(case)
     _audit(case.id, Action.DOWNLOAD, what="nifti_zip")
-    return data, f"{safe_stem(case)}_nifti.zip", {}
+    return data, f"{safe_stem(case)}_nifti.zip"
 
 
 def _downloads(case, shown) -> None:

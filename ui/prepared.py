@@ -41,7 +41,6 @@ class Prepared:
     data: bytes
     file_name: str
     made_at: datetime
-    detail: dict[str, Any]
 
 
 def prepared_file(key: str, fingerprint: Hashable) -> Prepared | None:
@@ -61,19 +60,18 @@ def render_prepared_download(
     *,
     key: str,
     fingerprint: Hashable,
-    build: Callable[[], tuple[bytes, str, dict[str, Any]]],
+    build: Callable[[], tuple[bytes, str]],
     prepare_label: str,
     download_label: str,
     mime: str,
     roles: Sequence[str] = (ROLE_PRACTITIONER,),
     disabled: bool = False,
     help: str | None = None,
-    icon: str | None = None,
     prepare_again: bool = False,
 ) -> Prepared | None:
     """Show the *Prepare* button or, once the file is built, its download button.
 
-    ``build`` returns ``(data, file name, detail)``; it runs in the *Prepare* button's
+    ``build`` returns ``(data, file name)``; it runs in the *Prepare* button's
     callback, only while this session is still signed in with one of ``roles``, and records
     the export in the audit log itself: from then on the file's address is in the browser,
     which can fetch it without pressing the download button. With ``prepare_again`` a small
@@ -84,13 +82,9 @@ def render_prepared_download(
 
     @guarded_callback(roles=roles)
     def _prepare() -> None:
-        data, file_name, detail = build()
+        data, file_name = build()
         st.session_state[state_key] = Prepared(
-            fingerprint=fingerprint,
-            data=data,
-            file_name=file_name,
-            made_at=datetime.now(UTC),
-            detail=detail,
+            fingerprint=fingerprint, data=data, file_name=file_name, made_at=datetime.now(UTC)
         )
 
     held = prepared_file(key, fingerprint)
@@ -100,7 +94,7 @@ def render_prepared_download(
             on_click=_prepare,
             disabled=disabled,
             help=help,
-            icon=":material/build:" if icon is None else icon,
+            icon=":material/build:",
             key=f"{key}_prepare",
         )
         return None
@@ -110,7 +104,6 @@ def render_prepared_download(
         file_name=held.file_name,
         mime=mime,
         on_click="ignore",  # nothing to do: the file is there, and audited when it was built
-        icon=icon,
         help=help,
         key=f"{key}_download",
     )
