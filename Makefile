@@ -1,8 +1,8 @@
 # BrainLoc: two commands do all the set-up on a fresh Debian machine with Python 3.11.
 #   make run   - create .venv if missing, install requirements.txt, start the app
 #   make test  - create .venv if missing, install requirements-dev.txt (+ chromium,
-#                poppler-utils and nginx from apt when missing), lint, then run the whole
-#                test suite
+#                poppler-utils, nginx and postgresql from apt when missing), lint, then run
+#                the whole test suite
 # Installs are keyed on a hash of the requirements files (a stamp file inside .venv), so a
 # second run with unchanged requirements installs nothing.
 
@@ -57,8 +57,10 @@ $(DEV_STAMP): | $(VPY)
 
 # The browser tests drive Debian's chromium (never a downloaded browser); the report
 # tests render PDFs with poppler's pdftoppm; the reverse-proxy test runs the shipped nginx
-# configuration with Debian's nginx. nginx is installed only when missing, and the service
-# the package starts is stopped and disabled again: the test runs an nginx of its own.
+# configuration with Debian's nginx; the database tests run on SQLite and on a private
+# PostgreSQL server started from Debian's postgresql programs (tests/databases.py). nginx and
+# postgresql are installed only when missing, and the service each package starts is stopped
+# and disabled again: the tests run servers of their own.
 system-deps:
 	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1; then \
 		echo "Installing chromium and poppler-utils with apt-get"; \
@@ -73,5 +75,14 @@ system-deps:
 			nginx && \
 		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
 			$(SUDO) systemctl disable --now nginx; \
+		fi; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+		echo "Installing postgresql with apt-get (the database tests run on it too; its service is disabled)"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			postgresql && \
+		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+			$(SUDO) systemctl disable --now postgresql; \
 		fi; \
 	fi

@@ -198,9 +198,12 @@ class _contains_folded(FunctionElement):  # noqa: N801 (an SQL function's name)
     """``_contains_folded(column, pattern)``: the column matches the ``LIKE`` pattern (escape
     character ``\\``) whatever the letters' case, in any script.
 
-    PostgreSQL (and any other database) gets ``ILIKE``, whose folding is Unicode-aware; SQLite
-    folds ASCII only, so there both sides go through :data:`db.engine.SQLITE_CASEFOLD` first
-    ("łódź" finds "ŁÓDŹ-17", "οδος" finds "ΟΔΟΣ").
+    Both sides are folded the same way before ``LIKE`` ("łódź" finds "ŁÓDŹ-17", "οδος" finds
+    "ΟΔΟΣ", "weiß" finds "WEISS"). SQLite's own ``LIKE`` folds ASCII only, so there both go
+    through :data:`db.engine.SQLITE_CASEFOLD` (Python's ``str.casefold``). Elsewhere
+    (PostgreSQL) they go through ``lower()``, which is Unicode-aware in a UTF-8 database, plus
+    the foldings ``casefold`` adds to it for letters real names use (:data:`_FOLD_AFTER_LOWER`):
+    plain ``ILIKE`` lowers "Σ" to "σ" and so misses a final "ς", and keeps "ß" apart from "ss".
     """
 
     type = Boolean()
@@ -208,10 +211,21 @@ class _contains_folded(FunctionElement):  # noqa: N801 (an SQL function's name)
     name = "contains_folded"
 
 
+#: What ``str.casefold`` folds beyond ``lower()``, for the letters real names and notes use:
+#: final sigma, long s and the micro sign (one letter each, ``translate``), and sharp s ("ss").
+_FOLD_AFTER_LOWER = ("ςſµ", "σsμ", "ß", "ss")
+
+
+def _fold_like_casefold(value):
+    one_from, one_to, two_from, two_to = _FOLD_AFTER_LOWER
+    return func.replace(func.translate(func.lower(value), one_from, one_to), two_from, two_to)
+
+
 @compiles(_contains_folded)
 def _compile_contains_folded(element, compiler, **kw):
     column, pattern = element.clauses.clauses
-    return compiler.process(column.ilike(pattern, escape="\\"), **kw)
+    folded = _fold_like_casefold(column).like(_fold_like_casefold(pattern), escape="\\")
+    return compiler.process(folded, **kw)
 
 
 @compiles(_contains_folded, "sqlite")

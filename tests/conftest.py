@@ -3,6 +3,12 @@
 ``app_env`` points BRAINLOC_DATA_DIR at a temporary folder (so the settings, the engine and
 the cookie key all live there), migrates it with Alembic and lowers the bcrypt cost so
 account tests stay fast. ``make_account`` creates users through the same code as the app.
+
+Every test that uses ``app_env`` or ``empty_database_url`` (directly or through another
+fixture) runs twice: ``[sqlite]``, on a SQLite file in the data directory, and
+``[postgresql]``, on a database of its own on a private PostgreSQL server
+(``tests/databases.py``; ``DATABASE_URL`` points there). A test of something only SQLite has
+(its file, WAL, the file backup) is marked ``sqlite_only``.
 """
 
 from __future__ import annotations
@@ -18,18 +24,67 @@ from db.engine import get_engine
 from db.migrate import upgrade_head
 from db.models import User
 from db.users import get_category_by_code, save_user
+from tests.databases import PostgresServer, server_programs
 
 #: The password every factory-made account gets (it satisfies the policy).
 TEST_PASSWORD = "correct-horse-battery-9"
 
 
+#: The databases every database test runs on (``database_backend``).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    if "database_backend" in metafunc.fixturenames:
+        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        backends = ("sqlite",) if sqlite_only else DATABASE_BACKENDS
+        metafunc.parametrize("database_backend", backends, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the run (skips its tests when none is installed)."""
+    programs = server_programs()
+    if programs is None:
+        pytest.skip("PostgreSQL's server is not installed (make test installs it with apt-get)")
+    server = PostgresServer(programs)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def app_env(tmp_path, monkeypatch) -> Iterator[Settings]:
-    """Settings for a fresh, migrated data directory under ``tmp_path``."""
+def database_backend(request) -> str:
+    """``"sqlite"`` or ``"postgresql"`` (see the module docstring)."""
+    return request.param
+
+
+@pytest.fixture
+def empty_database_url(database_backend, tmp_path, request) -> Iterator[str]:
+    """The URL of a new, empty database: ``tmp_path/data/brainloc.db`` (not created yet) on
+    SQLite, a database of its own on the test PostgreSQL server (dropped afterwards)."""
+    if database_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'brainloc.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    get_engine.cache_clear()
+    server.drop_database(url)
+
+
+@pytest.fixture
+def app_env(empty_database_url, database_backend, tmp_path, monkeypatch) -> Iterator[Settings]:
+    """Settings for a fresh, migrated data directory under ``tmp_path`` (and, on PostgreSQL,
+    ``DATABASE_URL`` naming a fresh database)."""
     monkeypatch.setenv("BRAINLOC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("BRAINLOC_BCRYPT_ROUNDS", "4")
     for name in ("DATABASE_URL", "BRAINLOC_COOKIE_KEY", "BRAINLOC_MODELS_DIR"):
         monkeypatch.delenv(name, raising=False)
+    if database_backend == "postgresql":
+        monkeypatch.setenv("DATABASE_URL", empty_database_url)
     get_settings.cache_clear()
     settings = get_settings()
     upgrade_head(settings.database_url)

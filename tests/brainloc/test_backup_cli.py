@@ -18,6 +18,9 @@ from db.engine import get_engine, session_scope
 from tests.conftest import TEST_PASSWORD
 from tests.db.clinical_factory import make_analysis
 
+# The backup copies the SQLite file; on PostgreSQL it refuses and names pg_dump (tested below).
+pytestmark = pytest.mark.sqlite_only
+
 
 def _backup(tmp_path, capsys):
     assert main(["backup", "--out", str(tmp_path / "backups")]) == 0, capsys.readouterr().err

@@ -21,8 +21,8 @@ from tests.db.clinical_factory import make_user, migrated_engine
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = migrated_engine(tmp_path / "casework.db")
+def engine(empty_database_url):
+    engine = migrated_engine(empty_database_url)
     yield engine
     engine.dispose()
 

@@ -97,13 +97,22 @@ def test_demo_never_takes_over_a_real_account(demo_env, tmp_path, make_account, 
     assert "not a demo account" in capsys.readouterr().err
 
 
-def test_demo_refuses_a_database_of_a_newer_version(demo_env, tmp_path, capsys):
-    import sqlite3
+def test_demo_refuses_a_database_of_a_newer_version(demo_env, database_backend, tmp_path, capsys):
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
 
-    database = demo_env.data_dir / "brainloc.db"
-    with sqlite3.connect(database) as live:
-        live.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
-    live.close()
+    from db.engine import make_engine
+
+    engine = make_engine(demo_env.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    engine.dispose()
+    # The operator is told which database: the file, or the server's URL without a password.
+    database = (
+        demo_env.data_dir / "brainloc.db"
+        if database_backend == "sqlite"
+        else make_url(demo_env.database_url).render_as_string(hide_password=True)
+    )
     assert main(["demo", "--from", str(_kaggle_folder(tmp_path / "lgg"))]) == 2
     captured = capsys.readouterr()
     assert captured.err == (

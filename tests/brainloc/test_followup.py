@@ -165,12 +165,12 @@ def test_a_scan_called_tumor_without_an_outline_is_not_reported_as_tumor_free():
     assert any("No tumor was detected" in note for note in negative.notes)
 
 
-def test_compare_own_takes_each_analysis_call_from_the_database(tmp_path):
+def test_compare_own_takes_each_analysis_call_from_the_database(empty_database_url):
     from brainloc.followup import compare_own
     from db import clinical
     from tests.db.clinical_factory import make_slice, make_user, migrated_engine
 
-    engine = migrated_engine(tmp_path / "c.db")
+    engine = migrated_engine(empty_database_url)
     section = {"slice": 0, "longest": 40.0, "perpendicular": 30.0, "unit": "mm"}
     with Session(engine) as session:
         owner = make_user(session, "alice")

@@ -1,4 +1,4 @@
-"""Factories for the clinical db tests: a migrated SQLite database, users, slices, analyses."""
+"""Factories for the clinical db tests: a migrated database, users, slices, analyses."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from db.migrate import upgrade_head
 from db.models import Analysis, User
 
 
-def migrated_engine(path) -> Engine:
-    """A fresh SQLite database at ``path``, brought to the newest schema by Alembic."""
-    url = f"sqlite:///{path}"
+def migrated_engine(url: str) -> Engine:
+    """The empty database at ``url`` (the ``empty_database_url`` fixture: SQLite or
+    PostgreSQL), brought to the newest schema by Alembic; an engine on it."""
     upgrade_head(url)
     return make_engine(url)
 

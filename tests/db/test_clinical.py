@@ -18,8 +18,8 @@ from tests.db.clinical_factory import make_analysis, make_slice, make_user, migr
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = migrated_engine(tmp_path / "clinical.db")
+def engine(empty_database_url):
+    engine = migrated_engine(empty_database_url)
     yield engine
     engine.dispose()
 
@@ -65,8 +65,8 @@ def test_another_users_analysis_by_id_returns_nothing(engine):
         assert clinical.get_analysis(session, analysis_id=analysis.id, owner_id=alice.id)
 
 
-def test_a_failure_mid_save_leaves_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path / 'atomic.db'}"
+def test_a_failure_mid_save_leaves_nothing(empty_database_url):
+    url = empty_database_url
     upgrade_head(url)
     with session_scope(url) as session:
         owner_id = make_user(session, "alice").id
@@ -165,14 +165,16 @@ def test_list_filters_sort_and_text_search(engine):
 
 
 def test_text_search_folds_case_beyond_ascii(engine):
-    """Polish, Greek (final sigma too) and Cyrillic text matches whatever its case, in the case
-    reference and in the current note (SQLite's own LIKE folds ASCII letters only)."""
+    """Polish, Greek (final sigma too), German and Cyrillic text matches whatever its case, in the
+    case reference and in the current note (SQLite's own LIKE folds ASCII letters only, and
+    PostgreSQL's ILIKE misses a final sigma), on both databases."""
     from db.clinical_notes import add_note_version
 
     with Session(engine, expire_on_commit=False) as session:
         alice = make_user(session, "alice")
         lodz = make_analysis(session, alice.id, "ŁÓDŹ-17")
         athens = make_analysis(session, alice.id, "ΑΘΉΝΑ-ΟΔΟΣ")
+        weiss = make_analysis(session, alice.id, "WEISS-2")
         moscow = make_analysis(session, alice.id, "МОСКВА-3")
         noted = make_analysis(session, alice.id, "N-1")
         add_note_version(
@@ -190,24 +192,11 @@ def test_text_search_folds_case_beyond_ascii(engine):
         assert ids("łódź") == ids("ŁÓDŹ") == ids("Łódź-1") == [lodz.id]
         assert ids("αθήνα-οδος") == ids("οδοσ") == ids("ΟΔΟς") == [athens.id]
         assert ids("москва") == [moscow.id]
+        assert ids("weiß") == ids("Weiss-2") == [weiss.id]
         assert ids("czołowym") == ids("płacie") == [noted.id]
         assert ids("όγκος") == ids("опухоль") == [noted.id]
         # Wildcards stay literal after folding.
         assert ids("łó%17") == [] and ids("ŁÓDŹ_17") == []
-
-
-def test_text_search_keeps_ilike_on_postgresql():
-    """PostgreSQL's ILIKE folds Unicode itself: the SQLite-only casefold function is not used."""
-    from sqlalchemy.dialects import postgresql, sqlite
-    from sqlmodel import col
-
-    from db.models import Analysis
-
-    clause = clinical._contains_folded(col(Analysis.case_reference), "%łódź%")
-    on_postgresql = str(clause.compile(dialect=postgresql.dialect()))
-    on_sqlite = str(clause.compile(dialect=sqlite.dialect()))
-    assert "ILIKE" in on_postgresql and "brainloc_casefold" not in on_postgresql
-    assert on_sqlite.count("brainloc_casefold(") == 2 and "ILIKE" not in on_sqlite
 
 
 def test_recent_activity_is_newest_first_and_links_cases(engine):

@@ -24,8 +24,8 @@ PDF = b"%PDF-1.4 fake but starts right\n%%EOF"
 
 
 @pytest.fixture
-def case(tmp_path):
-    engine = migrated_engine(tmp_path / "notes.db")
+def case(empty_database_url):
+    engine = migrated_engine(empty_database_url)
     with Session(engine, expire_on_commit=False) as session:
         alice, bob = make_user(session, "alice"), make_user(session, "bob")
         analysis = make_analysis(session, alice.id)

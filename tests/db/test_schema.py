@@ -47,6 +47,7 @@ def test_upgrade_is_idempotent_and_categories_are_seeded_once(app_env):
     assert {"Neuroradiologist", "Medical researcher / lab researcher"} <= labels
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(app_env):
     with get_engine(app_env.database_url).connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -132,9 +133,9 @@ def test_array_codec_refuses_pickles_and_foreign_bytes():
         array_from_bytes(b"not an npz file")
 
 
-def test_upgrading_keeps_existing_accounts_free_of_the_password_change(tmp_path):
+def test_upgrading_keeps_existing_accounts_free_of_the_password_change(empty_database_url):
     # A database made by release 0001 with an account in it, then brought to head.
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = empty_database_url
     command.upgrade(alembic_config(url), "0001")
     engine = make_engine(url)
     with engine.begin() as connection:
@@ -148,14 +149,16 @@ def test_upgrading_keeps_existing_accounts_free_of_the_password_change(tmp_path)
         )
     upgrade_head(url)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT must_change_password FROM users")).all() == [(0,)]
+        assert connection.execute(text("SELECT must_change_password FROM users")).all() == [
+            (False,)
+        ]
     engine.dispose()
 
 
-def test_upgrading_keeps_old_analyses_with_their_arithmetic_not_recorded(tmp_path):
+def test_upgrading_keeps_old_analyses_with_their_arithmetic_not_recorded(empty_database_url):
     from brainloc.casework import load_case
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = empty_database_url
     command.upgrade(alembic_config(url), "0002")
     engine = make_engine(url)
     stamp = "'2026-01-01 00:00:00.000000'"
@@ -165,8 +168,9 @@ def test_upgrading_keeps_old_analyses_with_their_arithmetic_not_recorded(tmp_pat
                 "INSERT INTO users (username, full_name, email, password_hash, role, status, "
                 "licence_number, institution, created_at, updated_at, must_change_password) "
                 f"VALUES ('old', 'Dr Old', 'old@clinic.example', 'x', 'practitioner', "
-                f"'approved', 'R-1', 'H', {stamp}, {stamp}, 0)"
-            )
+                f"'approved', 'R-1', 'H', {stamp}, {stamp}, :no)"
+            ),
+            {"no": False},
         )
         connection.execute(
             text(
@@ -174,9 +178,10 @@ def test_upgrading_keeps_old_analyses_with_their_arithmetic_not_recorded(tmp_pat
                 "source_format, slice_count, classifier_name, classifier_version, "
                 "segmenter_name, segmenter_version, decision_threshold, tumor_probability, "
                 f"has_tumor, findings) VALUES (1, 'OLD-1', {stamp}, 'a.tif', 'tiff', 0, "
-                "'brainloc-classifier', '2.2.0', 'brainloc-segmenter', '2.2.0', 0.5, 0.1, 0, "
+                "'brainloc-classifier', '2.2.0', 'brainloc-segmenter', '2.2.0', 0.5, 0.1, :no, "
                 "'{}')"
-            )
+            ),
+            {"no": False},
         )
     upgrade_head(url)
     with Session(engine) as session:

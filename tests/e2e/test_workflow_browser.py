@@ -3,7 +3,8 @@
 Sign in -> upload a tumor slice restored from ../shared/lgg -> probability and overlay appear
 -> add a note, edit it -> the history lists the case -> issue and download the PDF, whose text
 holds the note and the probability -> sign out. A second practitioner, in another browser
-context, cannot reach the case by URL or by any widget.
+context, cannot reach the case by URL or by any widget. The day runs twice: with the database
+in the data directory (SQLite) and on a PostgreSQL server (``DATABASE_URL``).
 
 Runs with the shipped models (skipped until they exist). ``BRAINLOC_E2E_MODELS_DIR`` points
 the server at another models folder in the shipped format, to run the flow against them.
@@ -79,8 +80,7 @@ def _tumor_slice(tmp_path: Path) -> Path:
     return best.with_name(best.name.replace("_mask.tif", ".tif"))
 
 
-def _add_practitioners(data_dir: Path, *usernames: str) -> None:
-    url = f"sqlite:///{data_dir / 'brainloc.db'}"
+def _add_practitioners(url: str, *usernames: str) -> None:
     upgrade_head(url)
     engine = make_engine(url)
     try:
@@ -124,12 +124,14 @@ def _save_note(page: Page, text: str, version: int) -> None:
     )
 
 
-def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(app_server, browser, tmp_path):
+def test_a_practitioners_day_and_a_colleague_who_cannot_see_it(
+    app_server, browser, tmp_path, empty_database_url
+):
+    # Run on SQLite (the data directory's file) and on PostgreSQL (DATABASE_URL).
     models = _models_dir()
     scan = _tumor_slice(tmp_path)
-    data_dir = tmp_path / "data"
-    _add_practitioners(data_dir, "alice", "bob")
-    server = app_server(BRAINLOC_MODELS_DIR=str(models))
+    _add_practitioners(empty_database_url, "alice", "bob")
+    server = app_server(BRAINLOC_MODELS_DIR=str(models), DATABASE_URL=empty_database_url)
     alice = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     requested = record_requests(alice)
     page = alice.new_page()

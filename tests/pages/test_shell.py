@@ -231,20 +231,22 @@ def test_a_database_of_a_newer_version_is_named_instead_of_a_traceback(app_env, 
     # A data directory restored by hand from a newer BrainLoc: its schema revision is unknown
     # here. Migrating it would fail half-way; the server says why, on app.py and on a page
     # file run on its own alike, and touches nothing.
-    import sqlite3
+    from sqlalchemy import text
 
-    database = app_env.data_dir / "brainloc.db"
-    with sqlite3.connect(database) as connection:
-        connection.execute("UPDATE alembic_version SET version_num = 'ffff9999'")
+    from db.engine import make_engine
+
+    engine = make_engine(app_env.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
     at = AppTest.from_file(str(REPO / (page or "app.py")), default_timeout=60).run()
     assert not at.exception
     (error,) = at.error
     assert "schema revision ffff9999" in error.value and "newer version" in error.value
     assert not at.text_input
-    with sqlite3.connect(database) as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            ("ffff9999",)
-        ]
+    with engine.connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    engine.dispose()
+    assert versions == [("ffff9999",)]
 
 
 def test_an_idle_session_is_signed_out_and_the_sign_in_page_says_why(open_app, make_account):
