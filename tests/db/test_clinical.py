@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy.exc import StatementError
 from sqlmodel import Session
 
 from db import clinical, clinical_activity
@@ -70,15 +73,10 @@ def test_a_failure_mid_save_leaves_nothing(empty_database_url):
     upgrade_head(url)
     with session_scope(url) as session:
         owner_id = make_user(session, "alice").id
-    # An object array passes the shape checks and fails only when slice 1 is encoded,
-    # after the analysis row and slice 0 were flushed.
-    bad = clinical.SliceInput(
-        image=np.empty((8, 8, 3), dtype=object),
-        mask=np.zeros((8, 8), bool),
-        tumor_probability=0.1,
-        has_tumor=False,
-    )
-    with pytest.raises(ValueError, match="object arrays"), session_scope(url) as session:
+    # Findings that cannot be stored as JSON pass every check and fail only when slice 1 is
+    # inserted, after the analysis row was flushed.
+    bad = replace(make_slice(seed=1), findings={"area_px": object()})
+    with pytest.raises(StatementError, match="JSON"), session_scope(url) as session:
         clinical.create_analysis(
             session, owner_id=owner_id, case_reference="X", slices=[make_slice(), bad]
         )
@@ -86,6 +84,51 @@ def test_a_failure_mid_save_leaves_nothing(empty_database_url):
         assert clinical.count_analyses(session, owner_id=owner_id) == 0
         assert session.get(AnalysisSlice, 1) is None
         assert clinical_activity.recent_activity(session, owner_id=owner_id) == []
+
+
+class _LockProbe:
+    """A scan that, whenever it is read as an array (to check or encode it), notes whether
+    another connection could write to the database at that moment."""
+
+    def __init__(self, array: np.ndarray, path, seen: list[bool]) -> None:
+        self.array, self.path, self.seen = array, path, seen
+        self.shape = array.shape
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        other = sqlite3.connect(self.path, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.rollback()
+            self.seen.append(False)
+        except sqlite3.OperationalError:  # "database is locked": the save holds the lock
+            self.seen.append(True)
+        finally:
+            other.close()
+        return self.array
+
+
+def test_scans_are_encoded_before_the_save_takes_the_write_lock(tmp_path):
+    """SQLite has one write lock, held from a transaction's first write to its commit.
+    Compressing a large case's scans while holding it (about 9 s for 512 slices of 512 x 512)
+    made other users' sign-ins and saves wait past the busy timeout and fail with "database
+    is locked"; the scans are encoded first."""
+    path = tmp_path / "lock.db"
+    engine = migrated_engine(path)
+    seen: list[bool] = []
+    slices = [make_slice(seed=seed) for seed in range(3)]
+    probed = [replace(item, image=_LockProbe(item.image, path, seen)) for item in slices]
+    with Session(engine, expire_on_commit=False) as session:
+        owner_id = make_user(session, "alice").id
+        session.commit()
+        analysis = clinical.create_analysis(
+            session, owner_id=owner_id, case_reference="BIG", slices=probed
+        )
+        session.commit()
+        rows = clinical.get_slices(session, analysis_id=analysis.id, owner_id=owner_id)
+    engine.dispose()
+    assert seen and not any(seen), seen
+    for row, original in zip(rows, slices, strict=True):
+        np.testing.assert_array_equal(array_from_bytes(row.image), original.image)
 
 
 def test_a_malformed_mask_is_refused_with_its_slice_number(engine):
