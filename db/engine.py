@@ -2,7 +2,8 @@
 
 SQLite connections get WAL journaling (readers never block the writer), foreign keys, a
 busy timeout and a Unicode case-folding SQL function (:data:`SQLITE_CASEFOLD`) through a
-connect event, so the same code runs unchanged on PostgreSQL.
+connect event, and a savepoint nests inside the session's transaction as it does elsewhere
+(:func:`_begin_before_savepoint`), so the same code runs unchanged on PostgreSQL.
 :func:`get_engine` is cached per URL for the life of the process, which is what
 ``st.cache_resource`` would give the app, without tying this package to Streamlit.
 """
@@ -44,6 +45,20 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _begin_before_savepoint(connection, _name) -> None:
+    """Open the transaction before a savepoint when nothing was written in it yet.
+
+    Python's sqlite3 driver begins a transaction only before an INSERT, UPDATE or DELETE, and
+    SQLite takes a ``SAVEPOINT`` outside a transaction as the transaction itself, whose
+    ``RELEASE`` commits. A savepoint as a session's first write (a note version,
+    :mod:`db.clinical_notes`) was therefore committed on its own, before the rest of the
+    caller's transaction, which a later error could no longer take back.
+    """
+    driver_connection = connection.connection.driver_connection
+    if not driver_connection.in_transaction:
+        driver_connection.execute("BEGIN")
+
+
 def _private_database_file(path: Path) -> None:
     """Make the SQLite file readable by this user only (0600, in a 0700 folder when the folder
     is new): it holds every scan, password hash and two-step secret. SQLite gives its ``-wal``
@@ -74,6 +89,7 @@ def make_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
         event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "savepoint", _begin_before_savepoint)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

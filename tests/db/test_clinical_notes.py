@@ -204,3 +204,21 @@ def test_a_save_that_loses_the_race_at_insert_time_is_refused_too(case):
         session.commit()  # still usable: the savepoint was rolled back, not the transaction
         history = note_history(session, analysis_id=analysis, owner_id=alice)
         assert [n.body for n in history] == ["first"]
+
+
+def test_a_saved_note_is_part_of_the_callers_transaction(case):
+    """A note version and its audit event are saved together or not at all. SQLite took the
+    savepoint that guards the version number as the transaction itself, and its release
+    committed the note on its own: rolled back afterwards (the audit event's write failing,
+    say), the caller kept a note that no ``note_edit`` event recorded."""
+    engine, alice, _, analysis = case
+    with Session(engine, expire_on_commit=False) as session:
+        add_note_version(
+            session, analysis_id=analysis, owner_id=alice, body="Lesion left.", base_version=None
+        )
+        with Session(engine) as other:  # another browser session reads meanwhile
+            assert note_history(other, analysis_id=analysis, owner_id=alice) == []
+        session.rollback()
+        assert note_history(session, analysis_id=analysis, owner_id=alice) == []
+        activity = clinical_activity.recent_activity(session, owner_id=alice)
+        assert Action.NOTE_EDIT not in [item.action for item in activity]
