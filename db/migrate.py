@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -32,7 +36,43 @@ def known_revisions() -> set[str]:
 
 def upgrade_head(url: str) -> None:
     """Bring the database at ``url`` to the newest schema (a no-op when it is current)."""
-    command.upgrade(alembic_config(url), "head")
+    with one_migration_at_a_time(url):
+        command.upgrade(alembic_config(url), "head")
+
+
+@contextmanager
+def one_migration_at_a_time(url: str) -> Iterator[None]:
+    """Hold, until the block ends, a lock that every process migrating the SQLite file at
+    ``url`` takes first (other databases: no lock).
+
+    The app and the commands (``create-admin`` …) each migrate at start, and the first start
+    of the app and ``create-admin`` in a second terminal come together. SQLite runs Alembic's
+    statements one by one, not in one transaction, so two processes both found no schema and
+    one failed ("table alembic_version already exists", "database is locked"). With the lock
+    the second finds the schema current and changes nothing. It is an ``flock`` of the
+    database's folder, which nothing else locks: opening and closing the database file
+    itself would drop the locks SQLite holds on it in this process.
+
+    Raises:
+        OSError: the folder cannot be created or opened.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        yield
+        return
+    if database.startswith("file:"):  # an SQLite URI; its path ends at the query
+        database = database.removeprefix("file:").split("?")[0]
+    folder = Path(database).parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # which releases the lock
 
 
 class DatabaseStateError(Exception):
@@ -48,9 +88,6 @@ def upgrade_known(url: str) -> None:
         DatabaseStateError: the database is refused; nothing in it was changed.
     """
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.engine import make_engine
 
     parsed = make_url(url)
     where = (
@@ -58,6 +95,22 @@ def upgrade_known(url: str) -> None:
         if parsed.get_backend_name() == "sqlite" and parsed.database
         else parsed.render_as_string(hide_password=True)
     )
+    with ExitStack() as lock:
+        try:
+            lock.enter_context(one_migration_at_a_time(url))
+        except OSError as error:
+            raise DatabaseStateError(
+                f"the database {where} cannot be opened: {error.strerror or error}"
+            ) from None
+        _upgrade_known(url, where)
+
+
+def _upgrade_known(url: str, where: str) -> None:
+    """:func:`upgrade_known` while its lock is held."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.engine import make_engine
+
     try:
         engine = make_engine(url)
         try:
@@ -82,7 +135,7 @@ def upgrade_known(url: str) -> None:
             "later one"
         )
     try:
-        upgrade_head(url)
+        command.upgrade(alembic_config(url), "head")
     except SQLAlchemyError as error:
         reason = getattr(error, "orig", None) or error
         raise DatabaseStateError(f"the database {where} cannot be migrated: {reason}") from None

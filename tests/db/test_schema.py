@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -15,7 +16,7 @@ from sqlmodel import Session, SQLModel
 
 from db.arrays import array_from_bytes, array_to_bytes, sha256_hex
 from db.engine import get_engine, make_engine, session_scope
-from db.migrate import alembic_config, upgrade_head
+from db.migrate import DatabaseStateError, alembic_config, upgrade_head, upgrade_known
 from db.models import PRACTITIONER_CATEGORIES, User
 from db.users import list_categories
 
@@ -45,6 +46,45 @@ def test_upgrade_is_idempotent_and_categories_are_seeded_once(app_env):
     assert [(c.code, c.label) for c in categories] == list(PRACTITIONER_CATEGORIES)
     labels = {c.label for c in categories}
     assert {"Neuroradiologist", "Medical researcher / lab researcher"} <= labels
+
+
+def _migrate_when_all_are_ready(url: str, ready, results) -> None:
+    """One process starting BrainLoc (the app, or a command such as ``create-admin``)."""
+    ready.wait()
+    try:
+        upgrade_known(url)
+    except DatabaseStateError as error:
+        results.put(str(error))
+    else:
+        results.put("ok")
+
+
+def test_processes_starting_at_once_on_a_new_database_all_migrate_it(tmp_path):
+    """The app's first start and ``create-admin`` in a second terminal migrate the new database
+    at the same moment. They took turns at nothing: one failed with "table alembic_version
+    already exists" or "database is locked" (8 tries in 10); now they wait for each other."""
+    spawn = multiprocessing.get_context("spawn")
+    for attempt in range(2):
+        path = tmp_path / f"start{attempt}" / "brainloc.db"
+        url = f"sqlite:///{path}"
+        ready, results = spawn.Barrier(3), spawn.Queue()
+        starts = [
+            spawn.Process(target=_migrate_when_all_are_ready, args=(url, ready, results))
+            for _ in range(3)
+        ]
+        for start in starts:
+            start.start()
+        outcomes = [results.get(timeout=120) for _ in starts]
+        for start in starts:
+            start.join(timeout=60)
+        assert outcomes == ["ok"] * 3, outcomes
+        engine = make_engine(url)
+        with Session(engine) as session:
+            assert len(list_categories(session)) == len(PRACTITIONER_CATEGORIES)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, SQLModel.metadata) == []
+        engine.dispose()
 
 
 @pytest.mark.sqlite_only
