@@ -23,9 +23,10 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
 from db import audit
+from db import users as user_store
 from db.arrays import array_to_bytes, sha256_hex
 from db.engine import SQLITE_CASEFOLD
-from db.models import Analysis, AnalysisSlice, AuditEvent, NoteVersion
+from db.models import STATUS_APPROVED, Analysis, AnalysisSlice, AuditEvent, NoteVersion
 
 #: Audit target type of every clinical event.
 TARGET_ANALYSIS = "analysis"
@@ -104,7 +105,8 @@ def create_analysis(
     slice is.
 
     Raises:
-        ValueError: no slices, an empty case reference, or a malformed slice.
+        ValueError: no slices, an empty case reference, a malformed slice, or an owner whose
+            account is not approved (any more).
     """
     case_reference = case_reference.strip()
     if not case_reference:
@@ -138,6 +140,13 @@ def create_analysis(
     )
     session.add(analysis)
     session.flush()
+    # The page checked the account when the analysis began; an administrator may have
+    # disabled or rejected it while the models ran. Read now, after the first write took
+    # SQLite's write lock (on PostgreSQL, with the account's row locked), a change committed
+    # earlier is seen, and a later one waits until this save has committed.
+    owner = user_store.get_user_locked(session, user_id=owner_id)
+    if owner is None or owner.status != STATUS_APPROVED:
+        raise ValueError("this account is not approved (any more), so no analysis is stored")
     for index, (item, (image_bytes, image_sha256, mask_bytes)) in enumerate(
         zip(slices, encoded, strict=True)
     ):

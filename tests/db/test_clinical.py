@@ -16,7 +16,7 @@ from db.arrays import array_from_bytes
 from db.audit import Action
 from db.engine import session_scope
 from db.migrate import upgrade_head
-from db.models import AnalysisSlice, AuditEvent
+from db.models import AnalysisSlice, AuditEvent, User
 from tests.db.clinical_factory import make_analysis, make_slice, make_user, migrated_engine
 
 
@@ -256,3 +256,24 @@ def test_recent_activity_is_newest_first_and_links_cases(engine):
         assert [item.action for item in items] == [Action.VIEW, Action.UPLOAD]
         assert all(item.analysis_id == analysis.id for item in items)
         assert items[0].case_reference == "ACT-1"
+
+
+@pytest.mark.parametrize("status", ["disabled", "rejected", "pending"])
+def test_an_analysis_finishing_after_its_owner_was_disabled_is_not_stored(engine, status):
+    """The Analyze page checks the account when the button is pressed, then runs the models
+    (minutes for a large case). An administrator who disabled the account meanwhile did not
+    stop the save: the case was stored, and audited, for a disabled account. The owner's
+    status is read again once the save holds the write lock, so a change committed before it
+    refuses the save, and one after it waits for the save."""
+    with Session(engine, expire_on_commit=False) as session:
+        owner_id = make_user(session, "alice").id
+        session.commit()
+    with Session(engine) as admin_page:  # while the models run
+        admin_page.get(User, owner_id).status = status
+        admin_page.commit()
+    with Session(engine, expire_on_commit=False) as session:
+        with pytest.raises(ValueError, match="not approved"):
+            make_analysis(session, owner_id)
+        session.rollback()
+        assert clinical.count_analyses(session, owner_id=owner_id) == 0
+        assert clinical_activity.recent_activity(session, owner_id=owner_id) == []
