@@ -72,7 +72,9 @@ def decide(
     """Apply ``decision`` (approve, reject, disable, re-enable) to an account, audited.
 
     Disabling also revokes the account's remembered sign-ins. Administrators cannot change
-    their own account, so the last administrator cannot lock everyone out by mistake.
+    their own account, so the last administrator cannot lock everyone out by mistake. A
+    decision applies only to the status it was checked against: when another administrator
+    changed the account meanwhile, it is refused and nothing is saved.
     """
     if decision not in DECISIONS:
         raise ValueError(f"unknown decision {decision!r}; expected one of {sorted(DECISIONS)}")
@@ -85,6 +87,14 @@ def decide(
         raise AccountError({"user": f"Cannot {decision} an account that is {user.status}."})
     now = clock()
     previous = user.status
+    if not user_store.claim_status(session, user_id=user.id, expected=previous, status=target):
+        # Another administrator decided since the status was read: this decision was taken
+        # on what the account no longer is.
+        current = user_store.get_user_locked(session, user_id=user.id)
+        now_status = current.status if current else "removed"
+        raise AccountError(
+            {"user": f"The account was changed meanwhile: it is {now_status} now. Look again."}
+        )
     user.status = target
     user.status_changed_at = now
     user.status_changed_by_id = admin.id

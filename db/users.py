@@ -65,6 +65,16 @@ def claim_totp_step(session: Session, *, user_id: int, step: int) -> bool:
     return session.exec(statement).rowcount == 1
 
 
+def claim_status(session: Session, *, user_id: int, expected: str, status: str) -> bool:
+    """Set the account's status to ``status`` if it is still ``expected``; True if it was.
+    One conditional ``UPDATE``, so of two decisions taken on the same status (two
+    administrators at once) only the first applies, on any database."""
+    statement = (
+        update(User).where(User.id == user_id, User.status == expected).values(status=status)
+    )
+    return session.exec(statement).rowcount == 1
+
+
 def touch_last_active(session: Session, *, user_id: int, at: datetime) -> None:
     """Record activity of the account at ``at`` (``users.last_active_at``), unless a later
     one is recorded already (another browser session of the account wrote meanwhile). One

@@ -298,6 +298,39 @@ def test_admin_decisions(make_account):
     ]
 
 
+def test_two_administrators_deciding_on_one_account_at_once_cannot_both_succeed(make_account):
+    """One administrator disables a pending account while another approves it (two Admin
+    pages, or a page opened before the first decision). Both read "pending" before either
+    wrote: the later save silently replaced the first decision (approved although its
+    administrator was told it was disabled), and the log had both changes start from
+    "pending". The decision now applies only to the status it was checked against."""
+    first, second = make_account("root", role="admin"), make_account("chief", role="admin")
+    pending = make_account("bob", status="pending")
+    at = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+    def other_admin_disables_meanwhile() -> datetime:
+        # Called by decide() once it has checked the status, before it saves.
+        with session_scope() as session:
+            account_admin.decide(
+                session, admin_id=second.id, user_id=pending.id, decision="disable",
+                clock=lambda: at,
+            )  # fmt: skip
+        return at
+
+    with (
+        pytest.raises(accounts.AccountError, match="changed meanwhile.*disabled"),
+        session_scope() as session,
+    ):
+        account_admin.decide(
+            session, admin_id=first.id, user_id=pending.id, decision="approve",
+            clock=other_admin_disables_meanwhile,
+        )  # fmt: skip
+    with session_scope() as session:
+        assert user_store.get_user(session, user_id=pending.id).status == "disabled"
+        changes = audit.list_events(session, actions=[audit.Action.STATUS_CHANGE])
+    assert [(e.detail["from"], e.detail["to"]) for e in changes] == [("pending", "disabled")]
+
+
 def test_change_password(make_account):
     user = make_account("alice")
     wrong = pytest.raises(accounts.AccountError, match="current password is wrong")
