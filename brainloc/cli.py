@@ -17,6 +17,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import OperationalError
+
 #: Subcommand modules, in the order their commands are listed in ``--help``.
 SUBCOMMAND_MODULES = (
     "brainloc.accounts_cli",  # create-admin, reset-password, reset-two-step
@@ -84,6 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OperationalError as error:
+        if "locked" not in str(error.orig):
+            raise
+        # Another process (the app saving a large case, a backup) held SQLite's write lock
+        # past the busy timeout. The command's transaction was rolled back: one line, not a
+        # traceback of the SQL with the new password's hash in its parameters.
+        print(
+            "error: the database is busy (another process kept it locked too long); nothing "
+            "was changed, try again",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         # Ctrl-C: one line, not a traceback. Each command writes its files whole or not at all

@@ -212,3 +212,35 @@ def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path, key):
         assert process.returncode == 130
         assert err.decode().strip() == "error: interrupted"
     assert out == b"" and not (tmp_path / "data").exists()
+
+
+def test_a_database_kept_locked_by_another_process_is_a_one_line_error(
+    make_account, app_env, monkeypatch, capsys
+):
+    """The app holds SQLite's write lock (saving a large case) past the busy timeout while
+    the operator resets a password: the command printed a traceback whose SQL parameters held
+    the new password's hash. Now one line, exit code 2, and nothing changed."""
+    import sqlite3
+
+    import db.engine
+    from brainloc.cli import main
+    from db.engine import get_engine
+
+    make_account("chief", role="admin")
+    get_engine(app_env.database_url).dispose()
+    get_engine.cache_clear()
+    monkeypatch.setattr(db.engine, "SQLITE_BUSY_TIMEOUT_MS", 200)  # the test need not wait 10 s
+    app = sqlite3.connect(app_env.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    app.execute("BEGIN IMMEDIATE")
+    try:
+        code = main(["reset-password", "--username", "chief"])
+    finally:
+        app.execute("ROLLBACK")
+        app.close()
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err and "$2b$" not in err + out
+    assert err.strip().splitlines() == [
+        "error: the database is busy (another process kept it locked too long); nothing was "
+        "changed, try again"
+    ]
+    assert "One-time password" not in out
