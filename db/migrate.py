@@ -40,26 +40,38 @@ def upgrade_head(url: str) -> None:
         command.upgrade(alembic_config(url), "head")
 
 
+#: The PostgreSQL advisory lock key migrations take (any number; the same in every process).
+POSTGRESQL_MIGRATION_LOCK = 0x42524C4D  # "BRLM"
+
+
 @contextmanager
 def one_migration_at_a_time(url: str) -> Iterator[None]:
-    """Hold, until the block ends, a lock that every process migrating the SQLite file at
-    ``url`` takes first (other databases: no lock).
+    """Hold, until the block ends, a lock that every process migrating the database at ``url``
+    takes first.
 
     The app and the commands (``create-admin`` …) each migrate at start, and the first start
-    of the app and ``create-admin`` in a second terminal come together. SQLite runs Alembic's
-    statements one by one, not in one transaction, so two processes both found no schema and
-    one failed ("table alembic_version already exists", "database is locked"). With the lock
-    the second finds the schema current and changes nothing. It is an ``flock`` of the
-    database's folder, which nothing else locks: opening and closing the database file
-    itself would drop the locks SQLite holds on it in this process.
+    of the app and ``create-admin`` in a second terminal come together. Two processes both
+    found no schema and one failed: on SQLite ("table alembic_version already exists",
+    "database is locked"; Alembic's statements run one by one there), and on PostgreSQL, where
+    the second's ``CREATE TABLE`` waited for the first's transaction and then broke a unique
+    constraint of the catalog (6 of 10 tries with three processes). With the lock the second
+    finds the schema current and changes nothing. On SQLite it is an ``flock`` of the
+    database's folder, which nothing else locks: opening and closing the database file itself
+    would drop the locks SQLite holds on it in this process. On PostgreSQL it is an advisory
+    lock (:data:`POSTGRESQL_MIGRATION_LOCK`) on a connection of its own. Other databases: none.
 
     Raises:
-        OSError: the folder cannot be created or opened.
+        OSError: the SQLite folder cannot be created or opened.
+        sqlalchemy.exc.SQLAlchemyError: the PostgreSQL server cannot be reached.
     """
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     database = parsed.database or ""
+    if parsed.get_backend_name() == "postgresql":
+        with _postgresql_migration_lock(url):
+            yield
+        return
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         yield
         return
@@ -73,6 +85,24 @@ def one_migration_at_a_time(url: str) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)  # which releases the lock
+
+
+@contextmanager
+def _postgresql_migration_lock(url: str) -> Iterator[None]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            lock = {"key": POSTGRESQL_MIGRATION_LOCK}
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), lock)
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
+    finally:
+        engine.dispose()
 
 
 class DatabaseStateError(Exception):
@@ -95,6 +125,8 @@ def upgrade_known(url: str) -> None:
         if parsed.get_backend_name() == "sqlite" and parsed.database
         else parsed.render_as_string(hide_password=True)
     )
+    from sqlalchemy.exc import SQLAlchemyError
+
     with ExitStack() as lock:
         try:
             lock.enter_context(one_migration_at_a_time(url))
@@ -102,6 +134,9 @@ def upgrade_known(url: str) -> None:
             raise DatabaseStateError(
                 f"the database {where} cannot be opened: {error.strerror or error}"
             ) from None
+        except SQLAlchemyError as error:
+            reason = getattr(error, "orig", None) or error
+            raise DatabaseStateError(f"the database {where} cannot be opened: {reason}") from None
         _upgrade_known(url, where)
 
 

@@ -214,6 +214,7 @@ def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path, key):
     assert out == b"" and not (tmp_path / "data").exists()
 
 
+@pytest.mark.sqlite_only
 def test_a_database_kept_locked_by_another_process_is_a_one_line_error(
     make_account, app_env, monkeypatch, capsys
 ):

@@ -59,14 +59,19 @@ def _migrate_when_all_are_ready(url: str, ready, results) -> None:
         results.put("ok")
 
 
-def test_processes_starting_at_once_on_a_new_database_all_migrate_it(tmp_path):
+def test_processes_starting_at_once_on_a_new_database_all_migrate_it(
+    database_backend, tmp_path, request
+):
     """The app's first start and ``create-admin`` in a second terminal migrate the new database
     at the same moment. They took turns at nothing: one failed with "table alembic_version
-    already exists" or "database is locked" (8 tries in 10); now they wait for each other."""
+    already exists" or "database is locked" (8 tries in 10 on SQLite); now they wait for each
+    other, on SQLite and on PostgreSQL."""
     spawn = multiprocessing.get_context("spawn")
-    for attempt in range(2):
-        path = tmp_path / f"start{attempt}" / "brainloc.db"
-        url = f"sqlite:///{path}"
+    for attempt in range(4):
+        if database_backend == "sqlite":
+            url = f"sqlite:///{tmp_path / f'start{attempt}' / 'brainloc.db'}"
+        else:
+            url = request.getfixturevalue("postgres_server").create_database()
         ready, results = spawn.Barrier(3), spawn.Queue()
         starts = [
             spawn.Process(target=_migrate_when_all_are_ready, args=(url, ready, results))
