@@ -74,10 +74,17 @@ def _pixels(ds, label: str) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if photometric.startswith("MONOCHROME"):
-        if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+        modality_lut = "RescaleSlope" in ds or "ModalityLUTSequence" in ds
+        if modality_lut:
             array = apply_modality_lut(array, ds)
-        if photometric == "MONOCHROME1":  # MONOCHROME1 shows low values as white.
-            array = array.max() - array
+        if photometric == "MONOCHROME1":
+            # MONOCHROME1 shows low values as white. Inverting about the range the header
+            # allows (not each file's own maximum) keeps one stored value one intensity in
+            # every slice of a series.
+            low, high = _stored_range(ds)
+            if modality_lut:
+                low, high = (float(v) for v in apply_modality_lut(np.array([low, high]), ds))
+            array = low + high - array
     elif photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
@@ -85,6 +92,15 @@ def _pixels(ds, label: str) -> np.ndarray:
     if frames == 1:
         array = array[np.newaxis]
     return array
+
+
+def _stored_range(ds) -> tuple[int, int]:
+    """The smallest and largest stored pixel value the header allows (BitsStored, signed or
+    unsigned by PixelRepresentation)."""
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    if int(ds.get("PixelRepresentation") or 0) == 1:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
 
 
 def _spacing(ds) -> tuple[float, float] | None:

@@ -296,3 +296,20 @@ def test_numbered_slices_of_one_case_become_one_ordered_volume():
     assert apart.names == ("CASE_A_10.tif",) and apart.n_slices == 1
     assert png.names == ("other.png",) and odd.names == ("CASE_A_3.tif",)
     assert single.names == ("CASE_B_1.tif",) and single.n_slices == 1
+
+
+def test_a_monochrome1_series_keeps_one_stored_value_one_intensity_in_every_slice():
+    # The same background (stored 1000) in every slice, slices of different brightest pixel
+    # and a square that is darker (higher stored value) from slice to slice.
+    files = []
+    for k in range(3):
+        pixels = np.full((64, 64), 1000, dtype=np.uint16)
+        pixels[16:48, 16:48] = 200 + 300 * k
+        pixels[0, 0] = 1000 + 1000 * k
+        data = encode_dicom(pixels, position_z=5.0 * k, instance=k + 1, photometric="MONOCHROME1")
+        files.append((f"IM{k}.dcm", data))
+    scan = read_uploads(files)[0]
+    backgrounds = [int(scan.slices[k, 40, 8, 1]) for k in range(3)]
+    squares = [int(scan.slices[k, 32, 32, 1]) for k in range(3)]
+    assert len(set(backgrounds)) == 1
+    assert squares[0] > squares[1] > squares[2], "a lower stored value shows brighter"
