@@ -268,7 +268,7 @@ def read_scan(data: bytes, filename: str) -> Scan:
             kind = detect_format(data)
             if kind != "nifti":
                 raise ScanError(f"{label}: the compressed content is not a NIfTI volume")
-        if kind is None and suffix in (".dcm", ".dicom", ".ima", ""):
+        if kind is None and _may_be_raw_dicom(label):
             # DICOM written without the 128-byte preamble is rare but legal.
             kind = "dicom" if scan_readers.looks_like_raw_dicom(data) else None
         if kind is None:
@@ -278,7 +278,7 @@ def read_scan(data: bytes, filename: str) -> Scan:
                 raise ScanError(f"{label}: not a valid {FORMAT_NAMES[expected]} file; it is {what}")
             raise ScanError(f"{label}: {what}")
         expected = EXTENSIONS.get(suffix)
-        if suffix and expected is None:
+        if suffix and expected is None and not (kind == "dicom" and _may_be_raw_dicom(label)):
             raise ScanError(
                 f"{label}: the content is {FORMAT_NAMES[kind]} but the name ends in "
                 f"'{suffix}'; rename it with a {FORMAT_NAMES[kind]} extension"
@@ -621,9 +621,16 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
     )
 
 
+def _may_be_raw_dicom(name: str) -> bool:
+    """Whether a file of this name may be DICOM without the preamble: a DICOM extension, none
+    (a PACS export's ``IM0001``) or a number (UID-named files, ``1.2.840.113619.2.55.3.7``)."""
+    suffix = _suffix(name)
+    return suffix in (".dcm", ".dicom", ".ima", "") or suffix[1:].isdigit()
+
+
 def _is_dicom(data: bytes, name: str) -> bool:
     from brainloc import scan_readers
 
     if detect_format(data) == "dicom":
         return True
-    return _suffix(name) in (".dcm", ".dicom", ".ima") and scan_readers.looks_like_raw_dicom(data)
+    return _may_be_raw_dicom(name) and scan_readers.looks_like_raw_dicom(data)

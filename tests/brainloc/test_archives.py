@@ -115,3 +115,18 @@ def test_a_password_protected_archive_says_so():
         archive[start + offset] |= 0x1
     with pytest.raises(ScanError, match="password-protected; unpack it"):
         read_uploads([("locked.zip", bytes(archive))])
+
+
+@pytest.mark.parametrize(
+    "names", [["IM0001", "IM0002", "IM0003"], ["1.2.840.7.1", "1.2.840.7.2", "1.2.840.7.3"]]
+)
+def test_dicom_without_preamble_named_like_a_pacs_export_forms_one_series(names):
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    files = [
+        (name, encode_dicom(pixels + 10 * k, position_z=5.0 * k, instance=k + 1, preamble=False))
+        for k, name in enumerate(names)
+    ]
+    for upload in (files, [("study.zip", encode_zip(dict(files)))]):
+        scans = read_uploads(upload)
+        assert [scan.n_slices for scan in scans] == [3]
+        assert scans[0].slice_thickness_mm == 5.0
