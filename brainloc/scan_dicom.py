@@ -219,6 +219,52 @@ def _instance(ds) -> int | None:
         return None
 
 
+#: Slice normals closer than this (1 - cosine, about 2.5 degrees) count as one orientation.
+_PARALLEL = 1e-3
+#: Slice positions along the normal closer than this (mm) are the same slice position.
+_SAME_POSITION_MM = 0.01
+
+
+class NotOneStack(ScanError):
+    """A series whose images are not one stack of slices (the reason, in words)."""
+
+
+def _without_copies(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], int]:
+    """The (name, dataset) pairs with repeated files of one image (the same SOPInstanceUID,
+    e.g. a study exported twice) left out, and how many were left out."""
+    seen: set[str] = set()
+    kept = []
+    for name, ds in items:
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+        if uid and uid in seen:
+            continue
+        seen.add(uid)
+        kept.append((name, ds))
+    return kept, len(items) - len(kept)
+
+
+def _check_one_stack(items: list[tuple[str, object]]) -> None:
+    """Refuse images of one series that are not one stack: slices in several orientations
+    (a three-plane localizer) or several images at one position (echoes, b-values, time
+    points). Ordering by position and the slice distance mean nothing for them."""
+    normals = [_normal(ds) for _, ds in items]
+    if all(normal is not None for normal in normals):
+        units = [normal / (np.linalg.norm(normal) or 1.0) for normal in normals]
+        if any(1.0 - abs(float(unit @ units[0])) > _PARALLEL for unit in units):
+            planes = sorted({_header(ds).plane or "oblique" for _, ds in items})
+            raise NotOneStack(
+                f"its slices lie in different orientations ({', '.join(planes)}), as in a localizer"
+            )
+    positions = sorted(p for p in (_position(ds) for _, ds in items) if p is not None)
+    if len(positions) == len(items) and np.any(np.diff(positions) < _SAME_POSITION_MM):
+        close = np.diff(positions) < _SAME_POSITION_MM
+        shared = int(np.count_nonzero(np.concatenate([[False], close]) | np.append(close, False)))
+        raise NotOneStack(
+            f"{shared} of its {len(items)} images share slice positions (several echoes, "
+            "b-values or time points in one series)"
+        )
+
+
 def _order(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], float | None]:
     """Sort (name, dataset) pairs; return them and the slice distance from positions."""
     positions = [_position(ds) for _, ds in items]
@@ -239,8 +285,10 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
     multi-frame file.
 
     When the files hold several series (a study), a series with more slices than a case may
-    have (``BRAINLOC_MAX_SLICES``; e.g. a perfusion series' time points) is left out and
-    named in a note on the first scan instead of refusing the whole upload.
+    have (``BRAINLOC_MAX_SLICES``; e.g. a perfusion series' time points), or one that is not
+    one stack of slices (a three-plane localizer, several echoes at each position), is left out
+    and named in a note on the first scan instead of refusing the whole upload; a lone such
+    series is refused. Repeated files of one image (the same SOPInstanceUID) are read once.
     """
     from brainloc.scans import MAX_ARCHIVE_MEMBERS
 
@@ -266,26 +314,43 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
         groups.setdefault(series, []).append((name, ds))
     max_slices = scan_limits().max_slices
     several = len(groups) + len(multiframe) > 1
-    scans, left_out = [], []
+    scans, left_out, not_stacks = [], [], []
     for items in groups.values():
+        items, copies = _without_copies(items)
+        described = _header(items[0][1]).description
+        named = f"'{described}'" if described else f"a series ({items[0][0]} …)"
         if several and len(items) > max_slices:
-            described = _header(items[0][1]).description
-            label = f"'{described}'" if described else f"a series ({items[0][0]} …)"
-            left_out.append(f"{label} ({len(items)} files)")
+            left_out.append(f"{named} ({len(items)} files)")
             continue
-        with readable(f"DICOM series of {items[0][0]} ({len(items)} files)"):
-            scans.append(_series_scan(items))
+        label = f"DICOM series of {items[0][0]} ({len(items)} files)"
+        try:
+            _check_one_stack(items)
+        except NotOneStack as exc:
+            if not several:
+                raise ScanError(f"{label}: {exc}; upload one stack of slices") from exc
+            not_stacks.append(f"{named} ({exc})")
+            continue
+        with readable(label):
+            scan = _series_scan(items)
+        if copies:
+            note = f"{copies} repeated file(s) of the same image (same SOPInstanceUID) left out"
+            scan = replace(scan, notes=(*scan.notes, note))
+        scans.append(scan)
     for name, data in multiframe:
         with readable(name):
             scans.append(read_dicom(data, name))
+    notes = []
     if left_out:
-        note = (
+        notes.append(
             f"DICOM series left out, with more than {max_slices} slices (the most one case may "
             f"have): {', '.join(left_out)}"
         )
+    if not_stacks:
+        notes.append(f"DICOM series left out, not one stack of slices: {'; '.join(not_stacks)}")
+    if notes:
         if not scans:
-            raise ScanError(note)
-        scans[0] = replace(scans[0], notes=(*scans[0].notes, note))
+            raise ScanError("; ".join(notes))
+        scans[0] = replace(scans[0], notes=(*scans[0].notes, *notes))
     return scans
 
 

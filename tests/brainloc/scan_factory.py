@@ -160,18 +160,20 @@ def encode_study(
     """A PACS-style study export: {member name: DICOM bytes} for several series.
 
     ``series`` maps a SeriesDescription to its (N, H, W) slices (one series each, slices
-    5 mm apart from z = ``first_z``, 0 unless given); ``options[description]`` holds
-    ``first_z`` and more :func:`encode_dicom` options for it.
+    5 mm apart along their normal from ``position``, else (0, 0, ``first_z``), z 0 unless
+    given); ``options[description]`` holds those and more :func:`encode_dicom` options for it.
     Members are named like a PACS export, ``S<k>/IM<n>`` without an extension.
     """
     members = {}
     for k, (description, volume) in enumerate(series.items()):
         extra = {"description": description} | (options or {}).get(description, {})
-        first_z = extra.pop("first_z", 0.0)
+        start = np.asarray(extra.pop("position", (0.0, 0.0, extra.pop("first_z", 0.0))))
+        orientation = np.asarray(extra.get("orientation", (1, 0, 0, 0, 1, 0)), dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:])
         for n, pixels in enumerate(volume):
             members[f"S{k:02d}/IM{n:04d}"] = encode_dicom(
                 pixels,
-                position_z=first_z + 5.0 * n,
+                position=tuple(float(v) for v in start + 5.0 * n * normal),
                 instance=n + 1,
                 series_uid=f"1.2.826.0.1.3680043.8.498.{900 + k}",
                 **extra,

@@ -10,6 +10,7 @@ import pytest
 from brainloc.scans import (
     ALL_SEQUENCES,
     FLAIR_ONLY,
+    ScanError,
     read_paths,
     read_scan,
     read_scan_path,
@@ -313,3 +314,39 @@ def test_a_monochrome1_series_keeps_one_stored_value_one_intensity_in_every_slic
     squares = [int(scan.slices[k, 32, 32, 1]) for k in range(3)]
     assert len(set(backgrounds)) == 1
     assert squares[0] > squares[1] > squares[2], "a lower stored value shows brighter"
+
+
+def test_a_file_given_twice_is_one_slice_of_the_series():
+    from brainloc.findings import case_findings
+
+    files = _series(3, 5.0)
+    scans = read_uploads([*files, ("copy/" + files[0][0], files[0][1])])
+    assert [scan.n_slices for scan in scans] == [3]
+    assert "1 repeated file(s) of the same image (same SOPInstanceUID) left out" in scans[0].notes
+    # Each slice's tumor is counted once in the volume: 3 slices of 100 px, 0.5 x 0.75 x 5 mm.
+    findings = case_findings([100] * scans[0].n_slices, scans[0].spacing_mm, 5.0)
+    assert findings.volume_ml == pytest.approx(0.5625)
+
+
+@pytest.mark.parametrize(
+    ("orientations", "positions", "reason"),
+    [
+        # A three-plane localizer: one series, one matrix, three orientations.
+        ([(1, 0, 0, 0, 1, 0), (0, 1, 0, 0, 0, -1), (1, 0, 0, 0, 0, -1)], [0, 0, 0], "orientations"),
+        # Two echoes at each of two positions.
+        ([(1, 0, 0, 0, 1, 0)] * 4, [0, 0, 5, 5], "4 of its 4 images share slice positions"),
+    ],
+)
+def test_a_series_that_is_not_one_stack_is_refused_alone_and_left_out_of_a_study(
+    orientations, positions, reason
+):
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    odd = [
+        (f"odd{k}.dcm", encode_dicom(pixels, position_z=z, instance=k + 1, orientation=o))
+        for k, (o, z) in enumerate(zip(orientations, positions, strict=True))
+    ]
+    with pytest.raises(ScanError, match=f"{reason}.*; upload one stack of slices"):
+        read_uploads(odd)
+    scans = read_uploads(odd + _series(3, 5.0, series_uid="1.2.3.9"))
+    assert [scan.n_slices for scan in scans] == [3]
+    assert any(note.startswith("DICOM series left out, not one stack") for note in scans[0].notes)
