@@ -19,6 +19,7 @@ from datetime import datetime
 
 import numpy as np
 
+from brainloc.scan_enhanced import frame_headers, is_enhanced
 from brainloc.scan_normalize import build_scan, check_dimensions
 from brainloc.scans import Scan, ScanError, SeriesHeader, readable
 from brainloc.settings import scan_limits
@@ -123,9 +124,15 @@ def _thickness(ds) -> float | None:
 
 
 def read_dicom(data: bytes, label: str) -> Scan:
-    """Read one DICOM file (a multi-frame file gives several slices)."""
+    """Read one DICOM file (a multi-frame file gives several slices).
+
+    An enhanced multi-frame file is read like a series of its frames
+    (:func:`_enhanced_scan`): ordered by position, with the geometry of its functional groups.
+    """
     ds = _dataset(data, label)
     _, _, frames = _check_image(ds, label)
+    if frames > 1 and is_enhanced(ds):
+        return _enhanced_scan(ds, label, frames)
     array = _pixels(ds, label)
     names = (label,) if frames == 1 else tuple(f"{label} [frame {k + 1}]" for k in range(frames))
     return build_scan(
@@ -135,10 +142,31 @@ def read_dicom(data: bytes, label: str) -> Scan:
         names=names,
         spacing_mm=_spacing(ds),
         slice_thickness_mm=_thickness(ds),
-        # A multi-frame file keeps its frames' positions in per-frame groups: not read here.
+        # A classic multi-frame file records no position per frame.
         positions_mm=(position,) if frames == 1 and (position := _patient_position(ds)) else None,
         header=_header(ds),
     )
+
+
+def _enhanced_scan(ds, label: str, frames: int) -> Scan:
+    """An enhanced multi-frame file's frames as one stack, ordered by position along the slice
+    normal, each scaled by its own RescaleSlope/Intercept (:mod:`brainloc.scan_enhanced`)."""
+    from pydicom.pixels import apply_modality_lut
+
+    items = [
+        (f"{label} [frame {k + 1}]", header) for k, header in enumerate(frame_headers(ds, frames))
+    ]
+    _check_one_stack(items, label)
+    index = {id(header): k for k, (_, header) in enumerate(items)}
+    ordered, distance = _order(items)
+    stored = _pixels(ds, label)
+    arrays = []
+    for _, header in ordered:
+        pixels = stored[index[id(header)]]
+        if "RescaleSlope" in header and "RescaleSlope" not in ds:
+            pixels = apply_modality_lut(pixels, header).astype(np.float32)
+        arrays.append(pixels)
+    return _stack_scan(arrays, ordered, distance, label)
 
 
 _PLANES = ("sagittal", "coronal", "axial")
@@ -226,7 +254,15 @@ _SAME_POSITION_MM = 0.01
 
 
 class NotOneStack(ScanError):
-    """A series whose images are not one stack of slices (the reason, in words)."""
+    """A series (or enhanced file) whose images are not one stack of slices.
+
+    Attributes:
+        reason: why, in words, without the file's name.
+    """
+
+    def __init__(self, label: str, reason: str) -> None:
+        super().__init__(f"{label}: {reason}; upload one stack of slices")
+        self.reason = reason
 
 
 def _without_copies(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], int]:
@@ -243,7 +279,7 @@ def _without_copies(items: list[tuple[str, object]]) -> tuple[list[tuple[str, ob
     return kept, len(items) - len(kept)
 
 
-def _check_one_stack(items: list[tuple[str, object]]) -> None:
+def _check_one_stack(items: list[tuple[str, object]], label: str) -> None:
     """Refuse images of one series that are not one stack: slices in several orientations
     (a three-plane localizer) or several images at one position (echoes, b-values, time
     points). Ordering by position and the slice distance mean nothing for them."""
@@ -253,15 +289,18 @@ def _check_one_stack(items: list[tuple[str, object]]) -> None:
         if any(1.0 - abs(float(unit @ units[0])) > _PARALLEL for unit in units):
             planes = sorted({_header(ds).plane or "oblique" for _, ds in items})
             raise NotOneStack(
-                f"its slices lie in different orientations ({', '.join(planes)}), as in a localizer"
+                label,
+                f"its slices lie in different orientations ({', '.join(planes)}), as in a "
+                "localizer",
             )
     positions = sorted(p for p in (_position(ds) for _, ds in items) if p is not None)
     if len(positions) == len(items) and np.any(np.diff(positions) < _SAME_POSITION_MM):
         close = np.diff(positions) < _SAME_POSITION_MM
         shared = int(np.count_nonzero(np.concatenate([[False], close]) | np.append(close, False)))
         raise NotOneStack(
+            label,
             f"{shared} of its {len(items)} images share slice positions (several echoes, "
-            "b-values or time points in one series)"
+            "b-values or time points in one series)",
         )
 
 
@@ -324,11 +363,11 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
             continue
         label = f"DICOM series of {items[0][0]} ({len(items)} files)"
         try:
-            _check_one_stack(items)
+            _check_one_stack(items, label)
         except NotOneStack as exc:
             if not several:
-                raise ScanError(f"{label}: {exc}; upload one stack of slices") from exc
-            not_stacks.append(f"{named} ({exc})")
+                raise
+            not_stacks.append(f"{named} ({exc.reason})")
             continue
         with readable(label):
             scan = _series_scan(items)
@@ -337,8 +376,13 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
             scan = replace(scan, notes=(*scan.notes, note))
         scans.append(scan)
     for name, data in multiframe:
-        with readable(name):
-            scans.append(read_dicom(data, name))
+        try:
+            with readable(name):
+                scans.append(read_dicom(data, name))
+        except NotOneStack as exc:
+            if not several:
+                raise
+            not_stacks.append(f"{name} ({exc.reason})")
     notes = []
     if left_out:
         notes.append(
@@ -383,6 +427,15 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
         # Stored integers stay as they are (the rescale note then names their bit depth);
         # a modality LUT's float64 is halved to float32, which holds a slice exactly enough.
         arrays.append(pixels.astype(np.float32) if pixels.dtype == np.float64 else pixels)
+    return _stack_scan(arrays, items, distance, label)
+
+
+def _stack_scan(
+    arrays: list[np.ndarray], items: list[tuple[str, object]], distance: float | None, label: str
+) -> Scan:
+    """One Scan of a stack's slice pixels and their (name, header) pairs, in slice order; the
+    geometry is the first slice's, the slice distance ``distance`` when the positions gave one."""
+    first = items[0][1]
     positions = [_patient_position(ds) for _, ds in items]
     return build_scan(
         np.stack(arrays),

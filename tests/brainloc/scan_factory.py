@@ -122,6 +122,71 @@ def encode_dicom(
     return data if preamble else data[132:]
 
 
+def encode_enhanced_dicom(
+    frames: np.ndarray,
+    positions_z: list[float],
+    *,
+    spacing: tuple[float, float] = (0.5, 0.75),
+    thickness: float = 5.0,
+    slopes: list[float] | None = None,
+    description: str = "AX FLAIR",
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+) -> bytes:
+    """An Enhanced MR Image file of (F, H, W) stored values, as Siemens XA or Philips write
+    it: PixelSpacing, SliceThickness and ImageOrientationPatient in the shared functional
+    groups, each frame's ImagePositionPatient (0, 0, ``positions_z[k]``) and, with
+    ``slopes``, its RescaleSlope in the per-frame groups; nothing of these at the top level."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    enhanced_mr = "1.2.840.10008.5.1.4.1.1.4.1"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = enhanced_mr
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = enhanced_mr
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesDescription = description
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames, ds.Rows, ds.Columns = frames.shape
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    measures = Dataset()
+    measures.PixelSpacing = list(spacing)
+    measures.SliceThickness = thickness
+    plane = Dataset()
+    plane.ImageOrientationPatient = list(orientation)
+    shared = Dataset()
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PlaneOrientationSequence = Sequence([plane])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for k, z in enumerate(positions_z):
+        position = Dataset()
+        position.ImagePositionPatient = [0.0, 0.0, float(z)]
+        group = Dataset()
+        group.PlanePositionSequence = Sequence([position])
+        if slopes is not None:
+            scaling = Dataset()
+            scaling.RescaleSlope = slopes[k]
+            scaling.RescaleIntercept = 0
+            scaling.RescaleType = "US"
+            group.PixelValueTransformationSequence = Sequence([scaling])
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = np.asarray(frames).astype("<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def encode_nifti(
     volume: np.ndarray, zooms: tuple[float, float, float] = (0.9, 0.8, 3.0), gz: bool = False
 ) -> bytes:

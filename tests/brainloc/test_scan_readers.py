@@ -18,6 +18,7 @@ from brainloc.scans import (
 )
 from tests.brainloc.scan_factory import (
     encode_dicom,
+    encode_enhanced_dicom,
     encode_nifti,
     encode_pil,
     encode_tiff,
@@ -350,3 +351,34 @@ def test_a_series_that_is_not_one_stack_is_refused_alone_and_left_out_of_a_study
     scans = read_uploads(odd + _series(3, 5.0, series_uid="1.2.3.9"))
     assert [scan.n_slices for scan in scans] == [3]
     assert any(note.startswith("DICOM series left out, not one stack") for note in scans[0].notes)
+
+
+def test_an_enhanced_mr_file_is_read_like_a_series_of_its_frames():
+    # Frame k shows intensity level k at z = 6k mm; stored out of order, each with its own
+    # RescaleSlope (stored value = level / slope), as Philips writes enhanced MR.
+    levels = [
+        synthetic_slice((64, 64), seed=k)[..., 1].astype(np.float64) + 100 * k for k in range(4)
+    ]
+    stored_order, slopes = [2, 0, 3, 1], [2.0, 1.0, 4.0, 0.5]
+    frames = np.stack([levels[k] / slope for k, slope in zip(stored_order, slopes, strict=True)])
+    data = encode_enhanced_dicom(
+        np.round(frames), [6.0 * k for k in stored_order], spacing=(0.5, 0.75), slopes=slopes
+    )
+    scan = read_scan(data, "enhanced.dcm")
+    assert scan.names == tuple(f"enhanced.dcm [frame {k}]" for k in (2, 4, 1, 3))
+    assert scan.spacing_mm == (0.5, 0.75)
+    assert scan.slice_thickness_mm == pytest.approx(6.0)
+    assert scan.positions_mm == tuple((0.0, 0.0, 6.0 * k) for k in range(4))
+    assert scan.header.plane == "axial" and scan.header.description == "AX FLAIR"
+    means = scan.slices[..., 1].reshape(4, -1).mean(axis=1)
+    assert np.all(np.diff(means) > 20), "in slice order, each frame scaled by its own slope"
+
+
+def test_an_enhanced_file_of_two_echoes_per_position_is_not_one_stack():
+    pixels = np.stack([synthetic_slice((64, 64), seed=k)[..., 1] for k in range(4)])
+    data = encode_enhanced_dicom(pixels.astype(np.uint16), [0.0, 0.0, 5.0, 5.0])
+    with pytest.raises(ScanError, match="4 of its 4 images share slice positions"):
+        read_scan(data, "echoes.dcm")
+    scans = read_uploads([("echoes.dcm", data), *_series(3, 5.0)])
+    assert [scan.n_slices for scan in scans] == [3]
+    assert "echoes.dcm (4 of its 4 images share" in scans[0].notes[-1]
