@@ -191,7 +191,11 @@ def read_nifti(data: bytes, label: str):
             f"{label}: the NIfTI image has shape {shape}; only one 3-D volume (or a 2-D slice) "
             "is supported"
         )
-    check_dimensions(label, shape[1], shape[0], shape[2])
+    # The slices shown are the axial ones of the volume reoriented below, whichever axis the
+    # file stores them along: check their size, not that of the stored axes.
+    axes = list(nib.io_orientation(image.affine)[:, 0])
+    shown = [shape[axes.index(axis)] for axis in range(3)] if sorted(axes) == [0, 1, 2] else shape
+    check_dimensions(label, shown[1], shown[0], shown[2])
     dtype = image.header.get_data_dtype()
     if dtype.fields is not None or dtype.kind not in "uifb":
         raise ScanError(f"{label}: unsupported NIfTI voxel type {dtype}")

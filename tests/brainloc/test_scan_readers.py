@@ -382,3 +382,19 @@ def test_an_enhanced_file_of_two_echoes_per_position_is_not_one_stack():
     scans = read_uploads([("echoes.dcm", data), *_series(3, 5.0)])
     assert [scan.n_slices for scan in scans] == [3]
     assert "echoes.dcm (4 of its 4 images share" in scans[0].notes[-1]
+
+
+def test_a_nifti_stored_with_its_slice_axis_first_is_read_like_one_stored_last():
+    import nibabel as nib
+
+    volume = volume_xyz(n_slices=3, size=64)
+    as_stored = read_scan(encode_nifti(volume, zooms=(0.9, 0.8, 3.0)), "last.nii")
+    # The same volume stored as (z, x, y), as a NumPy (slice, row, column) array is, with the
+    # affine that says so: axis 0 is superior, axis 1 right, axis 2 anterior.
+    affine = np.zeros((4, 4))
+    affine[0, 1], affine[1, 2], affine[2, 0], affine[3, 3] = 0.9, 0.8, 3.0, 1.0
+    first = nib.Nifti1Image(volume.transpose(2, 0, 1), affine).to_bytes()
+    scan = read_scan(first, "first.nii")
+    np.testing.assert_array_equal(scan.slices, as_stored.slices)
+    assert scan.spacing_mm == as_stored.spacing_mm
+    assert scan.slice_thickness_mm == as_stored.slice_thickness_mm
