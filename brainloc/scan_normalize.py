@@ -93,8 +93,13 @@ def _to_uint8(volume: np.ndarray, label: str) -> tuple[np.ndarray, str | None]:
     if volume.dtype.kind not in _NUMERIC_KINDS or volume.dtype.itemsize > 8:
         raise ScanError(f"{label}: unsupported pixel type {volume.dtype}")
     data = volume.astype(np.float32)
-    if not np.isfinite(data).all():
-        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    finite = np.isfinite(data)
+    if not finite.all():
+        # NaN marks "no signal" (outside the brain mask of a processed NIfTI): the darkest
+        # value, not 0, which lies mid-grey in z-scored or otherwise signed data.
+        low = float(data[finite].min()) if finite.any() else 0.0
+        high = float(data[finite].max()) if finite.any() else 0.0
+        data = np.nan_to_num(data, nan=low, posinf=high, neginf=low)
     out = np.empty(data.shape, dtype=np.uint8)
     # Percentiles on a strided sample keep this fast on large volumes.
     for channel in range(data.shape[-1]):

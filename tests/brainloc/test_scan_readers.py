@@ -398,3 +398,15 @@ def test_a_nifti_stored_with_its_slice_axis_first_is_read_like_one_stored_last()
     np.testing.assert_array_equal(scan.slices, as_stored.slices)
     assert scan.spacing_mm == as_stored.spacing_mm
     assert scan.slice_thickness_mm == as_stored.slice_thickness_mm
+
+
+def test_nan_outside_the_brain_of_a_z_scored_nifti_is_background_not_mid_grey():
+    volume = volume_xyz(n_slices=3, size=64).astype(np.float32)
+    brain = volume > 0
+    scored = (volume - volume[brain].mean()) / volume[brain].std()
+    scored[~brain] = np.nan
+    scan = read_scan(encode_nifti(scored), "zscored.nii")
+    raw = read_scan(encode_nifti(volume), "raw.nii")
+    outside = raw.slices[..., 1] == 0
+    assert np.all(scan.slices[..., 1][outside] == 0)
+    assert scan.slices[..., 1][~outside].mean() > 60
