@@ -81,8 +81,24 @@ def read_tiff(data: bytes, label: str):
                 raise
             if page.axes.startswith("S") and array.ndim == 3:
                 array = np.moveaxis(array, 0, -1)
-            arrays.append(array)
+            arrays.append(_tiff_photometric(page, array))
     return _tiff_scan(arrays, label)
+
+
+def _tiff_photometric(page, array: np.ndarray) -> np.ndarray:
+    """Pixels as they are meant to be seen: tifffile returns a palette image's indices and a
+    min-is-white image's stored values, as Pillow does not."""
+    from tifffile import PHOTOMETRIC
+
+    if page.photometric == PHOTOMETRIC.PALETTE and page.colormap is not None and array.ndim == 2:
+        # The colour map is (3, 2**bits) 16-bit red, green and blue; a grey one gives three
+        # equal channels, read as one sequence.
+        return np.moveaxis(page.colormap[:, array], 0, -1)
+    if page.photometric == PHOTOMETRIC.MINISWHITE:
+        if array.dtype.kind == "u":
+            return (2**page.bitspersample - 1) - array
+        return -array.astype(np.float32) if array.dtype.kind == "f" else ~array
+    return array
 
 
 def _tiff_scan(arrays: list[np.ndarray], label: str):

@@ -410,3 +410,23 @@ def test_nan_outside_the_brain_of_a_z_scored_nifti_is_background_not_mid_grey():
     outside = raw.slices[..., 1] == 0
     assert np.all(scan.slices[..., 1][outside] == 0)
     assert scan.slices[..., 1][~outside].mean() > 60
+
+
+@pytest.mark.parametrize("photometric", ["palette", "miniswhite"])
+def test_a_tiff_is_read_as_it_is_meant_to_be_seen(photometric):
+    import io
+
+    import tifffile
+
+    grey = synthetic_slice((64, 64))[..., 1]
+    buffer = io.BytesIO()
+    if photometric == "palette":
+        # An inverted grey palette: index 0 is white.
+        colormap = np.repeat((np.arange(255, -1, -1) * 257).astype(np.uint16)[np.newaxis], 3, 0)
+        tifffile.imwrite(buffer, 255 - grey, photometric="palette", colormap=colormap)
+    else:
+        tifffile.imwrite(buffer, 255 - grey, photometric="miniswhite")
+    scan = read_scan(buffer.getvalue(), f"{photometric}.tif")
+    shown = scan.slices[0, ..., 1].astype(float)
+    assert np.corrcoef(shown.ravel(), grey.astype(float).ravel())[0, 1] > 0.99
+    assert scan.sequences_present == FLAIR_ONLY
