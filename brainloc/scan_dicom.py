@@ -21,7 +21,7 @@ import numpy as np
 
 from brainloc.scan_enhanced import frame_headers, is_enhanced
 from brainloc.scan_normalize import build_scan, check_dimensions
-from brainloc.scans import Scan, ScanError, SeriesHeader, readable
+from brainloc.scans import SPACING_TOLERANCE, Scan, ScanError, SeriesHeader, readable
 from brainloc.settings import scan_limits
 
 logger = logging.getLogger(__name__)
@@ -410,6 +410,7 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
     label = first_name if len(items) == 1 else f"DICOM series ({len(items)} files)"
     size = (int(first.Rows), int(first.Columns))
     check_dimensions(label, size[0], size[1], len(items))
+    spacing_first = _spacing(first)
     arrays = []
     for name, ds in items:
         if (int(ds.Rows), int(ds.Columns)) != size:
@@ -417,8 +418,18 @@ def _series_scan(items: list[tuple[str, object]]) -> Scan:
                 f"{name}: {ds.Columns} x {ds.Rows} pixels, but the series' first slice "
                 f"{first_name} is {size[1]} x {size[0]}; all slices of a series must match"
             )
+        spacing = _spacing(ds)
         with readable(name):
             pixels = _pixels(ds, name)[0]
+        # Measurements use the first slice's spacing: a slice on another grid would be
+        # measured wrongly (e.g. a 1 mm slice measured as 0.5 mm, a quarter of its area).
+        both_known = spacing and spacing_first
+        if both_known and not np.allclose(spacing, spacing_first, rtol=SPACING_TOLERANCE):
+            raise ScanError(
+                f"{name}: a pixel spacing of {spacing[0]} x {spacing[1]} mm, but the series' "
+                f"first slice {first_name} has {spacing_first[0]} x {spacing_first[1]} mm; all "
+                "slices of a series must match"
+            )
         if arrays and pixels.shape != arrays[0].shape:
             raise ScanError(
                 f"{name}: its pixels are {_described(pixels)}, but the series' first slice "

@@ -295,3 +295,13 @@ def test_default_slice_limit_is_4096_squared():
     assert scan_limits({}).max_image_pixels == 4096 * 4096
     with pytest.raises(ValueError, match="BRAINLOC_MAX_SLICES must be between"):
         scan_limits({"BRAINLOC_MAX_SLICES": "0"})
+
+
+def test_a_slice_of_another_pixel_spacing_in_a_series_is_refused_with_both_named():
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    files = [
+        (f"IM{k}.dcm", encode_dicom(pixels, position_z=5.0 * k, spacing=spacing))
+        for k, spacing in enumerate([(0.5, 0.5), (0.5, 0.5), (1.0, 1.0)])
+    ]
+    with pytest.raises(ScanError, match=r"IM2.dcm: a pixel spacing of 1.0 x 1.0 mm.*IM0.dcm"):
+        read_uploads(files)
