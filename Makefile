@@ -68,21 +68,17 @@ system-deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 			chromium poppler-utils; \
 	fi
-	@if [ ! -x /usr/sbin/nginx ]; then \
-		echo "Installing nginx with apt-get (for the reverse-proxy test; its service is disabled)"; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-			nginx && \
-		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
-			$(SUDO) systemctl disable --now nginx; \
-		fi; \
+	@if [ ! -x /usr/sbin/nginx ]; then $(call apt_service,nginx,the reverse-proxy test); fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+		! command -v initdb >/dev/null 2>&1; then \
+		$(call apt_service,postgresql,the database tests: they run on it too); \
 	fi
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
-		echo "Installing postgresql with apt-get (the database tests run on it too; its service is disabled)"; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-			postgresql && \
-		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
-			$(SUDO) systemctl disable --now postgresql; \
-		fi; \
+
+# $(call apt_service,PACKAGE,WHY): install PACKAGE with apt-get, then stop and disable the
+# service the package starts where systemd runs (the tests start servers of their own).
+apt_service = echo "Installing $(1) with apt-get (for $(2); its service is disabled)"; \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(1) && \
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+		$(SUDO) systemctl disable --now $(1); \
 	fi

@@ -125,19 +125,26 @@ def upgrade_known(url: str) -> None:
         if parsed.get_backend_name() == "sqlite" and parsed.database
         else parsed.render_as_string(hide_password=True)
     )
+    with ExitStack() as lock:
+        with _opening(where):
+            lock.enter_context(one_migration_at_a_time(url))
+        _upgrade_known(url, where)
+
+
+@contextmanager
+def _opening(where: str) -> Iterator[None]:
+    """Turn an error opening the database (a file, a server) into :class:`DatabaseStateError`."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    with ExitStack() as lock:
-        try:
-            lock.enter_context(one_migration_at_a_time(url))
-        except OSError as error:
-            raise DatabaseStateError(
-                f"the database {where} cannot be opened: {error.strerror or error}"
-            ) from None
-        except SQLAlchemyError as error:
-            reason = getattr(error, "orig", None) or error
-            raise DatabaseStateError(f"the database {where} cannot be opened: {reason}") from None
-        _upgrade_known(url, where)
+    try:
+        yield
+    except OSError as error:
+        raise DatabaseStateError(
+            f"the database {where} cannot be opened: {error.strerror or error}"
+        ) from None
+    except SQLAlchemyError as error:
+        reason = getattr(error, "orig", None) or error
+        raise DatabaseStateError(f"the database {where} cannot be opened: {reason}") from None
 
 
 def _upgrade_known(url: str, where: str) -> None:
@@ -146,7 +153,7 @@ def _upgrade_known(url: str, where: str) -> None:
 
     from db.engine import make_engine
 
-    try:
+    with _opening(where):
         engine = make_engine(url)
         try:
             with engine.connect() as connection:
@@ -155,13 +162,6 @@ def _upgrade_known(url: str, where: str) -> None:
                 heads = MigrationContext.configure(connection).get_current_heads()
         finally:
             engine.dispose()
-    except OSError as error:
-        raise DatabaseStateError(
-            f"the database {where} cannot be opened: {error.strerror or error}"
-        ) from None
-    except SQLAlchemyError as error:
-        reason = getattr(error, "orig", None) or error
-        raise DatabaseStateError(f"the database {where} cannot be opened: {reason}") from None
     unknown = sorted(set(heads) - known_revisions())
     if unknown:
         raise DatabaseStateError(
