@@ -103,7 +103,7 @@ def proxied(app_server, tmp_path):
          "/CN=localhost", "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    _add_practitioners(tmp_path / "data", "alice")
+    _add_practitioners(f"sqlite:///{tmp_path / 'data' / 'brainloc.db'}", "alice")
     server = app_server(BRAINLOC_MODELS_DIR=str(_models_dir()))
     http_port, https_port = free_port(), free_port()
     root = tmp_path / "nginx"
