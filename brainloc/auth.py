@@ -72,6 +72,10 @@ class CurrentUser:
     two_step_required: bool = False
     #: Sign-ins made before this moment have ended (``users.sessions_ended_at``).
     sessions_ended_at: datetime | None = None
+    #: When this browser session signed in (``ui.state.current_user``; None: unknown). A
+    #: save passes it on, so one that finishes after the account's sign-ins were ended stores
+    #: nothing (:func:`db.clinical.create_analysis`).
+    signed_in_at: datetime | None = None
 
     def signed_in_still(self, signed_in_at: datetime | None) -> bool:
         """Whether a browser session that signed in at ``signed_in_at`` (None: unknown) may

@@ -363,14 +363,26 @@ def _scan_date(scans: Sequence[Scan]) -> str | None:
     return days.pop() if len(days) == 1 else None
 
 
-def save_outcome(session, *, owner_id: int, case_reference: str, outcome: Outcome) -> int:
+def save_outcome(
+    session,
+    *,
+    owner_id: int,
+    case_reference: str,
+    outcome: Outcome,
+    signed_in_at: datetime | None = None,
+) -> int:
     """Store an outcome for its owner (all or nothing, in the caller's transaction).
+
+    ``signed_in_at``: when the browser session saving it signed in (None: no browser
+    session); a session whose account's sign-ins were ended since saves nothing
+    (:func:`db.clinical.create_analysis`).
 
     Returns:
         The new analysis id.
 
     Raises:
-        ValueError: e.g. an empty case reference (nothing is stored).
+        ValueError: e.g. an empty case reference, or a session signed out meanwhile (nothing
+            is stored).
     """
     slices = [
         clinical.SliceInput(
@@ -402,6 +414,7 @@ def save_outcome(session, *, owner_id: int, case_reference: str, outcome: Outcom
         decision_threshold=outcome.threshold,
         findings=findings,
         arithmetic=outcome.arithmetic,
+        signed_in_at=signed_in_at,
     )
     return int(analysis.id)
 

@@ -63,6 +63,22 @@ class SliceInput:
     slice_thickness_mm: float | None = None
 
 
+#: Why a save from a browser session whose sign-ins were ended while its models ran stores
+#: nothing (the Analyze page shows it after "Nothing was saved.").
+SIGNED_OUT_MEANWHILE = (
+    "this session was signed out while the analysis ran: the account's sign-ins were ended "
+    "(its password or two-step sign-in was changed, or all its sessions were ended), so no "
+    "analysis is stored. Sign in again and analyse the files once more."
+)
+
+
+def _signed_out_since(ended_at: datetime | None, signed_in_at: datetime | None) -> bool:
+    """Whether a session signed in at ``signed_in_at`` (None: no browser session) has ended:
+    the account's sign-ins were ended at ``ended_at`` or later, the rule of
+    :meth:`brainloc.auth.CurrentUser.signed_in_still`."""
+    return signed_in_at is not None and ended_at is not None and ended_at >= signed_in_at
+
+
 def _check_slice(index: int, item: SliceInput) -> None:
     image, mask = np.asarray(item.image), np.asarray(item.mask)
     if image.ndim < 2:
@@ -95,18 +111,22 @@ def create_analysis(
     decision_threshold: float = 0.5,
     findings: Mapping[str, Any] | None = None,
     arithmetic: str = "",
+    signed_in_at: datetime | None = None,
 ) -> Analysis:
     """Store an analysis, its slices (scan and mask losslessly) and an ``upload`` audit event.
 
     Everything is added to the caller's transaction; nothing is committed here, so an error
     in any slice leaves nothing behind. ``classifier``/``segmenter`` are (name, version);
-    ``arithmetic`` is what the models ran in ("float32" or "bfloat16").
+    ``arithmetic`` is what the models ran in ("float32" or "bfloat16"). ``signed_in_at`` is
+    when the browser session saving it signed in (None: not saved from one, as by the demo
+    command); a session signed in before the account's sign-ins were ended
+    (``users.sessions_ended_at``) saves nothing.
     The case probability is the highest slice probability; the case is positive when any
     slice is.
 
     Raises:
-        ValueError: no slices, an empty case reference, a malformed slice, or an owner whose
-            account is not approved (any more).
+        ValueError: no slices, an empty case reference, a malformed slice, an owner whose
+            account is not approved (any more), or a session that was signed out meanwhile.
     """
     case_reference = case_reference.strip()
     if not case_reference:
@@ -141,12 +161,15 @@ def create_analysis(
     session.add(analysis)
     session.flush()
     # The page checked the account when the analysis began; an administrator may have
-    # disabled or rejected it while the models ran. Read now, after the first write took
-    # SQLite's write lock (on PostgreSQL, with the account's row locked), a change committed
-    # earlier is seen, and a later one waits until this save has committed.
+    # disabled or rejected it while the models ran, or its sign-ins may have been ended from
+    # another tab or browser (a password change, "End all other sessions"). Read now, after
+    # the first write took SQLite's write lock (on PostgreSQL, with the account's row locked),
+    # a change committed earlier is seen, and a later one waits until this save has committed.
     owner = user_store.get_user_locked(session, user_id=owner_id)
     if owner is None or owner.status != STATUS_APPROVED:
         raise ValueError("this account is not approved (any more), so no analysis is stored")
+    if _signed_out_since(owner.sessions_ended_at, signed_in_at):
+        raise ValueError(SIGNED_OUT_MEANWHILE)
     for index, (item, (image_bytes, image_sha256, mask_bytes)) in enumerate(
         zip(slices, encoded, strict=True)
     ):

@@ -125,8 +125,14 @@ def _run(analyse, case_reference: str, fingerprint: str) -> int | None:
     try:
         outcome = analyse(show, get_settings().scan_limits.max_slices)
         with session_scope() as session:
+            # A save finishing after this session was signed out elsewhere (a password
+            # change in another tab while the models ran) is refused with a ValueError.
             analysis_id = save_outcome(
-                session, owner_id=user.id, case_reference=case_reference, outcome=outcome
+                session,
+                owner_id=user.id,
+                case_reference=case_reference,
+                outcome=outcome,
+                signed_in_at=user.signed_in_at,
             )
         # At once: a second click that interrupts this run finds it saved.
         st.session_state[SAVED_KEY] = (fingerprint, analysis_id)

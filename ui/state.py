@@ -8,6 +8,8 @@ the signed-in :class:`brainloc.auth.CurrentUser`. Tests sign a user in by settin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from brainloc.auth import CurrentUser, load_current_user
@@ -85,11 +87,12 @@ def current_user() -> CurrentUser | None:
     if user is None:
         st.session_state.pop(USER_ID_KEY, None)
         return None
-    if not user.signed_in_still(st.session_state.get(SIGNED_IN_AT_KEY)):
+    signed_in_at = st.session_state.get(SIGNED_IN_AT_KEY)
+    if not user.signed_in_still(signed_in_at):
         st.session_state.pop(USER_ID_KEY, None)
         st.session_state.pop(SIGNED_IN_AT_KEY, None)
         # The next run clears the library's state and this session's data.
         st.session_state[LOGOUT_PENDING_KEY] = ENDED_ELSEWHERE
         st.session_state[ENDED_NOTICE_KEY] = True
         return None
-    return user
+    return replace(user, signed_in_at=signed_in_at)

@@ -386,3 +386,36 @@ def test_a_file_over_the_upload_limit_is_refused_with_its_size(clinic, monkeypat
     assert not at.exception
     assert "big.tif is 1.2 MB" in _texts(at.error)
     assert not [box for box in at.selectbox if str(box.key).startswith("analyze_study_")]
+
+
+def test_a_session_ended_in_another_tab_while_the_models_ran_saves_nothing(clinic, monkeypatch):
+    """The password is changed in another tab after this page checked the session and before
+    the save (done here as the models finish): the page says that nothing was saved and why,
+    and the next interaction shows the sign-in page's notice."""
+    import brainloc.casework
+    from brainloc.account_security import end_other_sessions
+    from db.engine import session_scope
+    from db.types import utc_now
+    from ui.state import SESSION_ENDED_NOTICE, SIGNED_IN_AT_KEY
+
+    at = open_page("analyze.py", clinic.alice)
+    at.session_state[SIGNED_IN_AT_KEY] = utc_now()  # as the sign-in records it
+    real_analysis = brainloc.casework.analyze_uploads
+
+    def analysis_while_another_tab_ends_the_sessions(*args, **kwargs):
+        outcome = real_analysis(*args, **kwargs)
+        with session_scope(clinic.settings.database_url) as session:
+            end_other_sessions(session, user_id=clinic.alice)
+        return outcome
+
+    monkeypatch.setattr(
+        brainloc.casework, "analyze_uploads", analysis_while_another_tab_ends_the_sessions
+    )
+    at = _upload(at.run(), [("tumor.png", tumor_png())], "CASE-ENDED")
+    assert not at.exception
+    message = _texts(at.error)
+    assert "Nothing was saved" in message and "signed out while the analysis ran" in message
+    assert _analyses(clinic, clinic.alice) == []
+    at = at.run()
+    assert not at.exception
+    assert SESSION_ENDED_NOTICE in _texts(at.info)
