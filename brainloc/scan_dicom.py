@@ -1,30 +1,27 @@
 """DICOM decoding with pydicom: one file (single or multi-frame) or a series.
 
-A series is ordered by slice position along the slice normal
-(ImagePositionPatient projected on the cross product of
-ImageOrientationPatient's row and column directions), falling back to
-InstanceNumber, then to the file name. Pixel spacing (PixelSpacing, row then
-column, mm) and the distance between slices are kept for the findings; slice
-positions and orientation for combining series (:mod:`brainloc.scan_align`); the
-series description, plane and contrast agent for recognising a study's sequences
+A series (or an enhanced multi-frame file's frames) must be one stack of slices and is
+ordered by slice position along the slice normal, falling back to InstanceNumber, then to
+the file name; those rules live in :mod:`brainloc.scan_stack`. Pixel spacing (PixelSpacing,
+row then column, mm) and the distance between slices are kept for the findings; slice
+positions and orientation for combining series (:mod:`brainloc.scan_align`); the series
+description, plane and contrast agent for recognising a study's sequences
 (:mod:`brainloc.study`).
 """
 
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
 
+from brainloc import scan_stack
 from brainloc.scan_enhanced import frame_headers, is_enhanced
 from brainloc.scan_normalize import build_scan, check_dimensions
 from brainloc.scans import SPACING_TOLERANCE, Scan, ScanError, SeriesHeader, readable
 from brainloc.settings import scan_limits
-
-logger = logging.getLogger(__name__)
 
 
 def looks_like_raw_dicom(data: bytes) -> bool:
@@ -135,6 +132,7 @@ def read_dicom(data: bytes, label: str) -> Scan:
         return _enhanced_scan(ds, label, frames)
     array = _pixels(ds, label)
     names = (label,) if frames == 1 else tuple(f"{label} [frame {k + 1}]" for k in range(frames))
+    position = scan_stack.patient_position(ds)
     return build_scan(
         array,
         label=label,
@@ -143,7 +141,7 @@ def read_dicom(data: bytes, label: str) -> Scan:
         spacing_mm=_spacing(ds),
         slice_thickness_mm=_thickness(ds),
         # A classic multi-frame file records no position per frame.
-        positions_mm=(position,) if frames == 1 and (position := _patient_position(ds)) else None,
+        positions_mm=(position,) if frames == 1 and position else None,
         header=_header(ds),
     )
 
@@ -156,9 +154,9 @@ def _enhanced_scan(ds, label: str, frames: int) -> Scan:
     items = [
         (f"{label} [frame {k + 1}]", header) for k, header in enumerate(frame_headers(ds, frames))
     ]
-    _check_one_stack(items, label)
+    scan_stack.check_one_stack(items, label)
     index = {id(header): k for k, (_, header) in enumerate(items)}
-    ordered, distance = _order(items)
+    ordered, distance = scan_stack.order(items)
     stored = _pixels(ds, label)
     arrays = []
     for _, header in ordered:
@@ -169,9 +167,6 @@ def _enhanced_scan(ds, label: str, frames: int) -> Scan:
     return _stack_scan(arrays, ordered, distance, label)
 
 
-_PLANES = ("sagittal", "coronal", "axial")
-
-
 def _header(ds) -> SeriesHeader:
     """What the series says it shows: description, plane and whether contrast was given."""
     description = None
@@ -180,14 +175,11 @@ def _header(ds) -> SeriesHeader:
         if value:
             description = value[:120]
             break
-    plane = None
-    orientation, normal = _orientation(ds), _normal(ds)
-    if normal is not None and np.any(normal):
-        plane = _PLANES[int(np.argmax(np.abs(normal)))]
+    orientation = scan_stack.orientation(ds)
     agent = str(ds.get("ContrastBolusAgent") or "").strip()
     return SeriesHeader(
         description=description,
-        plane=plane,
+        plane=scan_stack.plane(ds),
         contrast_agent=bool(agent),
         orientation=None if orientation is None else tuple(float(v) for v in orientation),
         acquired=_acquired(ds),
@@ -203,120 +195,6 @@ def _acquired(ds) -> str | None:
         except ValueError:
             continue
     return None
-
-
-def _orientation(ds) -> np.ndarray | None:
-    """ImageOrientationPatient as 6 finite floats, or None."""
-    try:
-        orientation = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
-    except (AttributeError, TypeError, ValueError):
-        return None
-    if orientation.shape != (6,) or not np.all(np.isfinite(orientation)):
-        return None
-    return orientation
-
-
-def _normal(ds) -> np.ndarray | None:
-    """The slice normal (row × column direction of ImageOrientationPatient), or None."""
-    orientation = _orientation(ds)
-    return None if orientation is None else np.cross(orientation[:3], orientation[3:])
-
-
-def _position(ds) -> float | None:
-    """The slice's position along its normal (mm), for ordering a series."""
-    position = _patient_position(ds)
-    normal = _normal(ds)
-    if normal is None or position is None:
-        return None
-    return float(np.asarray(position) @ normal)
-
-
-def _patient_position(ds) -> tuple[float, float, float] | None:
-    """ImagePositionPatient (mm), or None when missing or malformed."""
-    try:
-        position = tuple(float(v) for v in ds.ImagePositionPatient)
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return position if len(position) == 3 and all(np.isfinite(position)) else None
-
-
-def _instance(ds) -> int | None:
-    try:
-        return int(ds.InstanceNumber)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-#: Slice normals closer than this (1 - cosine, about 2.5 degrees) count as one orientation.
-_PARALLEL = 1e-3
-#: Slice positions along the normal closer than this (mm) are the same slice position.
-_SAME_POSITION_MM = 0.01
-
-
-class NotOneStack(ScanError):
-    """A series (or enhanced file) whose images are not one stack of slices.
-
-    Attributes:
-        reason: why, in words, without the file's name.
-    """
-
-    def __init__(self, label: str, reason: str) -> None:
-        super().__init__(f"{label}: {reason}; upload one stack of slices")
-        self.reason = reason
-
-
-def _without_copies(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], int]:
-    """The (name, dataset) pairs with repeated files of one image (the same SOPInstanceUID,
-    e.g. a study exported twice) left out, and how many were left out."""
-    seen: set[str] = set()
-    kept = []
-    for name, ds in items:
-        uid = str(ds.get("SOPInstanceUID", "") or "")
-        if uid and uid in seen:
-            continue
-        seen.add(uid)
-        kept.append((name, ds))
-    return kept, len(items) - len(kept)
-
-
-def _check_one_stack(items: list[tuple[str, object]], label: str) -> None:
-    """Refuse images of one series that are not one stack: slices in several orientations
-    (a three-plane localizer) or several images at one position (echoes, b-values, time
-    points). Ordering by position and the slice distance mean nothing for them."""
-    normals = [_normal(ds) for _, ds in items]
-    if all(normal is not None for normal in normals):
-        units = [normal / (np.linalg.norm(normal) or 1.0) for normal in normals]
-        if any(1.0 - abs(float(unit @ units[0])) > _PARALLEL for unit in units):
-            planes = sorted({_header(ds).plane or "oblique" for _, ds in items})
-            raise NotOneStack(
-                label,
-                f"its slices lie in different orientations ({', '.join(planes)}), as in a "
-                "localizer",
-            )
-    positions = sorted(p for p in (_position(ds) for _, ds in items) if p is not None)
-    if len(positions) == len(items) and np.any(np.diff(positions) < _SAME_POSITION_MM):
-        close = np.diff(positions) < _SAME_POSITION_MM
-        shared = int(np.count_nonzero(np.concatenate([[False], close]) | np.append(close, False)))
-        raise NotOneStack(
-            label,
-            f"{shared} of its {len(items)} images share slice positions (several echoes, "
-            "b-values or time points in one series)",
-        )
-
-
-def _order(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], float | None]:
-    """Sort (name, dataset) pairs; return them and the slice distance from positions."""
-    positions = [_position(ds) for _, ds in items]
-    if all(p is not None for p in positions):
-        order = sorted(range(len(items)), key=lambda k: positions[k])
-        steps = np.diff(sorted(positions))
-        distance = float(np.median(steps)) if len(steps) and np.median(steps) > 0 else None
-        return [items[k] for k in order], distance
-    instances = [_instance(ds) for _, ds in items]
-    if all(n is not None for n in instances):
-        return [items[k] for k in sorted(range(len(items)), key=lambda k: instances[k])], None
-    logger.info("DICOM series without positions or instance numbers; ordered by file name")
-    return sorted(items, key=lambda item: item[0]), None
 
 
 def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
@@ -355,7 +233,7 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
     several = len(groups) + len(multiframe) > 1
     scans, left_out, not_stacks = [], [], []
     for items in groups.values():
-        items, copies = _without_copies(items)
+        items, copies = scan_stack.without_copies(items)
         described = _header(items[0][1]).description
         named = f"'{described}'" if described else f"a series ({items[0][0]} …)"
         if several and len(items) > max_slices:
@@ -363,8 +241,8 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
             continue
         label = f"DICOM series of {items[0][0]} ({len(items)} files)"
         try:
-            _check_one_stack(items, label)
-        except NotOneStack as exc:
+            scan_stack.check_one_stack(items, label)
+        except scan_stack.NotOneStack as exc:
             if not several:
                 raise
             not_stacks.append(f"{named} ({exc.reason})")
@@ -379,7 +257,7 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
         try:
             with readable(name):
                 scans.append(read_dicom(data, name))
-        except NotOneStack as exc:
+        except scan_stack.NotOneStack as exc:
             if not several:
                 raise
             not_stacks.append(f"{name} ({exc.reason})")
@@ -405,7 +283,7 @@ def _described(pixels: np.ndarray) -> str:
 
 
 def _series_scan(items: list[tuple[str, object]]) -> Scan:
-    items, distance = _order(items)
+    items, distance = scan_stack.order(items)
     first_name, first = items[0]
     label = first_name if len(items) == 1 else f"DICOM series ({len(items)} files)"
     size = (int(first.Rows), int(first.Columns))
@@ -447,7 +325,7 @@ def _stack_scan(
     """One Scan of a stack's slice pixels and their (name, header) pairs, in slice order; the
     geometry is the first slice's, the slice distance ``distance`` when the positions gave one."""
     first = items[0][1]
-    positions = [_patient_position(ds) for _, ds in items]
+    positions = [scan_stack.patient_position(ds) for _, ds in items]
     return build_scan(
         np.stack(arrays),
         label=label,

@@ -7,7 +7,8 @@ RescaleIntercept) in functional group macros instead: shared by every frame
 (SharedFunctionalGroupsSequence) or given per frame (PerFrameFunctionalGroupsSequence), and
 the frames need not be stored in slice order. :func:`frame_headers` flattens those macros
 into one plain header per frame, so that the code reading a series of classic files
-(:mod:`brainloc.scan_dicom`) orders, checks and measures the frames the same way.
+(:mod:`brainloc.scan_dicom`, :mod:`brainloc.scan_stack`) orders, checks and measures the
+frames the same way.
 """
 
 from __future__ import annotations
