@@ -26,6 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from brainloc.casework import StoredCase, StoredSlice
+from brainloc.scan_stack import GAP_MARK
 
 SEQUENCE_FILES = ("t1", "flair", "t1c")
 
@@ -68,6 +69,10 @@ def export_problem(case: StoredCase) -> str | None:
         return "its slices differ in size, so they do not form one volume"
     if len({s.spacing_mm for s in case.slices}) > 1:
         return "its slices differ in pixel spacing, so they do not form one volume"
+    # Written evenly spaced, a series with slices missing would close the gap (or, with no
+    # slice distance, put the slices 1 mm apart), and a viewer would measure a wrong volume.
+    if any(note.startswith(GAP_MARK) for note in case.findings.get("scan_notes") or []):
+        return "slices are missing from its series (a gap), so they do not form one volume"
     return None
 
 

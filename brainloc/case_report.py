@@ -24,6 +24,7 @@ from brainloc.findings_text import (
 from brainloc.followup import RANO_LGG_THRESHOLDS, compare_own
 from brainloc.report import ReportData, build_report
 from brainloc.scan_align import RESAMPLED_MARK
+from brainloc.scan_stack import GAP_MARK
 from brainloc.scans import COMBINED_NOTE
 from brainloc.study import RECOGNISED_PREFIX
 from db import clinical_notes
@@ -104,6 +105,9 @@ def report_data(
             if note.startswith((RECOGNISED_PREFIX, CHOSEN_PREFIX)) or RESAMPLED_MARK in note
         ]
         sequences_note += "".join(f" {note[0].upper()}{note[1:]}." for note in told)
+    # Slices missing from the series: what the result cannot speak of, and why no volume.
+    gaps = [f"{note[0].upper()}{note[1:]}." for note in scan_notes if note.startswith(GAP_MARK)]
+    sequences_note = " ".join(filter(None, (sequences_note, *gaps)))
     return ReportData(
         practitioner_name=author.full_name,
         practitioner_category=author.category,

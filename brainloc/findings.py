@@ -78,7 +78,8 @@ class CaseFindings:
         tumor_slices: indices of slices whose mask is not empty.
         total_area_px: tumor pixels over all slices.
         volume_ml: estimated tumor volume (sum of areas x slice distance), for a volume of
-            more than one slice whose pixel spacing and slice distance are known.
+            more than one slice whose pixel spacing and slice distance are known (a series
+            with slices missing has no slice distance, so no volume).
         largest_slice: index of the slice with the largest tumor area, or None.
         largest_area_px: that slice's tumor area.
         largest_cross_section: the slice whose tumor has the largest bidimensional product

@@ -267,8 +267,8 @@ def compare(
         pass  # said above
     elif None in volumes:
         notes.append(
-            "A volume needs one volume with its geometry (a DICOM series or a NIfTI file) "
-            "on both sides."
+            "A volume needs one volume with its geometry (a DICOM series without a gap or a "
+            "NIfTI file) on both sides."
         )
     else:
         volume_text, volume_change = _change(*volumes)

@@ -76,7 +76,9 @@ class ReportData:
         notes: the current note text ("" when none).
         note_version: the note version printed (None when there is no note).
         models: model labels, e.g. "brainloc-classifier v1.0.0".
-        sequences_note: which MRI sequences were really present, if not all three.
+        sequences_note: what the reader must know of the input: which MRI sequences were
+            really present, if not all three, how they were combined, and slices missing
+            from the series.
         probability_label: how the probability is named ("Highest slice tumor probability"
             for a case).
         comparison_title: for a follow-up report, which analysis is the baseline ("" for none).

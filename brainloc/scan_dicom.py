@@ -323,16 +323,21 @@ def _stack_scan(
     arrays: list[np.ndarray], items: list[tuple[str, object]], distance: float | None, label: str
 ) -> Scan:
     """One Scan of a stack's slice pixels and their (name, header) pairs, in slice order; the
-    geometry is the first slice's, the slice distance ``distance`` when the positions gave one."""
+    geometry is the first slice's, the slice distance ``distance`` when the positions gave one,
+    and none when they show a gap (:func:`brainloc.scan_stack.gap_note`, noted)."""
     first = items[0][1]
     positions = [scan_stack.patient_position(ds) for _, ds in items]
+    gap = scan_stack.gap_note(items, distance)
     return build_scan(
         np.stack(arrays),
         label=label,
         source_format="dicom",
         names=tuple(name for name, _ in items),
         spacing_mm=_spacing(first),
-        slice_thickness_mm=distance or _thickness(first),
+        # With slices missing there is no one distance between slices, and none is made up
+        # from the header: a tumor volume summed over the slices would leave the gap out.
+        slice_thickness_mm=None if gap else distance or _thickness(first),
+        notes=(gap,) if gap else (),
         positions_mm=tuple(positions) if all(p is not None for p in positions) else None,
         header=_header(first),
     )

@@ -20,6 +20,12 @@ header a pydicom dataset.
   distance is the median step between neighbouring positions; else by InstanceNumber when
   every image has one, else by file name, both without a slice distance (the reader falls
   back to the header's SpacingBetweenSlices or SliceThickness).
+- **Gaps.** A step between neighbouring positions more than 1.5 times the median step means
+  slices are missing there (not exported, or not acquired): :func:`gap_note` names each gap
+  by the slices on either side. Such a stack has no one slice distance, and what lay in the
+  gap was never seen, so the reader gives it none and no tumor volume is estimated for it
+  (summing areas times a slice distance would leave the gap out, or, weighting each slice by
+  its neighbours' distance, fill it with a guess).
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ _PARALLEL = 1e-3
 #: Slice positions along the normal closer than this (mm) are the same slice position.
 _SAME_POSITION_MM = 0.01
 _PLANES = ("sagittal", "coronal", "axial")
+#: A step between neighbouring slices more than this many times the median step is a gap.
+GAP_FACTOR = 1.5
+#: How the note on a stack with a gap begins (the PDF report picks the note out by it).
+GAP_MARK = "slices missing"
 
 
 def orientation(ds) -> np.ndarray | None:
@@ -154,3 +164,29 @@ def order(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], fl
         return [items[k] for k in sorted(range(len(items)), key=lambda k: instances[k])], None
     logger.info("DICOM series without positions or instance numbers; ordered by file name")
     return sorted(items, key=lambda item: item[0]), None
+
+
+def gap_note(items: list[tuple[str, object]], distance: float | None) -> str | None:
+    """The note naming where slices are missing in an ordered stack, or None without a gap.
+
+    Args:
+        items: (name, dataset) pairs in slice order (:func:`order`).
+        distance: the stack's median slice distance in mm (:func:`order`), None when the
+            positions gave none (then nothing can be said about gaps).
+    """
+    positions = [position_along_normal(ds) for _, ds in items]
+    if distance is None or None in positions:
+        return None
+    gaps = [
+        f"{after - before:.1f} mm between {items[k][0]} (slice position {before:.1f} mm) and "
+        f"{items[k + 1][0]} ({after:.1f} mm)"
+        for k, (before, after) in enumerate(zip(positions, positions[1:], strict=False))
+        if after - before > GAP_FACTOR * distance
+    ]
+    if not gaps:
+        return None
+    return (
+        f"{GAP_MARK}: the series has {'a gap' if len(gaps) == 1 else f'{len(gaps)} gaps'} of "
+        f"{'; '.join(gaps)}, where its other slices lie {distance:.1f} mm apart; what lies in "
+        "a gap was not imaged, so tumor there is not seen and no tumor volume is estimated"
+    )

@@ -125,7 +125,9 @@ class Scan:
             RGB Kaggle slice, ``("FLAIR",)`` for a single-channel image.
         spacing_mm: (row, column) pixel spacing in mm, when the file says so (a zero,
             negative or non-finite value, as a malformed header can hold, counts as unknown).
-        slice_thickness_mm: distance between slices in mm, when known (the same rule).
+        slice_thickness_mm: distance between slices in mm, when known (the same rule); None
+            for a DICOM series with slices missing, which has no one distance (its note
+            names the gap, :mod:`brainloc.scan_stack`).
         notes: plain-language remarks about conversions that were made.
         positions_mm: each slice's position in patient coordinates (mm): DICOM
             ImagePositionPatient, when every slice of a series records it, or a NIfTI

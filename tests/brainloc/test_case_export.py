@@ -84,6 +84,9 @@ def test_slices_that_do_not_form_one_volume_are_refused_with_the_reason():
     )
     assert "pixel spacing" in export_problem(respaced)
     assert export_problem(case) is None
+    gap = "slices missing: the series has a gap of 15.0 mm between s1.dcm (…) and s2.dcm (…)"
+    gapped = replace(case, findings={"scan_notes": [gap]})
+    assert "slices are missing from its series" in export_problem(gapped)
 
 
 def test_file_names_keep_only_safe_characters():

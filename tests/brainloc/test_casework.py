@@ -421,6 +421,39 @@ def test_a_case_resampled_onto_the_flair_slices_says_so_in_the_report(tiny_pipel
     )
 
 
+def test_a_gap_in_a_dicom_series_is_named_on_the_case_and_in_the_report_without_a_volume(
+    tiny_pipeline, engine
+):
+    from brainloc.scan_stack import GAP_MARK
+    from tests.brainloc.scan_factory import encode_dicom
+
+    # Tumor on the slices at 10 and 25 mm; the slices at 15 and 20 mm are missing.
+    files = []
+    for k, z in enumerate([0.0, 5.0, 10.0, 25.0, 30.0]):
+        pixels = synthetic_slice((64, 64), seed=k)[..., 1].astype(np.uint16) * 10
+        if z in (10.0, 25.0):
+            pixels[20:30, 20:40] = 4000
+        files.append((f"im{k}.dcm", encode_dicom(pixels, position_z=z, instance=k + 1)))
+    outcome = analyze_uploads(tiny_pipeline, files)
+    assert [s.result.has_tumor for s in outcome.slices] == [False, False, True, True, False]
+    # 2 slices x 200 px x 0.5 x 0.75 mm x 5 mm would be 0.75 mL, with 10 mm unseen between.
+    assert outcome.summary.volume_ml is None
+    assert outcome.slices[2].result.findings.area_mm2 == pytest.approx(200 * 0.5 * 0.75)
+    (gap,) = [note for note in outcome.notes if note.startswith(GAP_MARK)]
+    assert "15.0 mm between im2.dcm (slice position 10.0 mm) and im3.dcm (25.0 mm)" in gap
+    with Session(engine, expire_on_commit=False) as session:
+        owner = make_user(session, "alice")
+        analysis_id = save_outcome(
+            session, owner_id=owner.id, case_reference="GAP", outcome=outcome
+        )
+        case = load_case(session, owner_id=owner.id, analysis_id=analysis_id)
+    assert gap in case.findings["scan_notes"]
+    assert "Estimated tumor volume" not in dict(case_rows(case))
+    data = _report_without_notes(case, owner.id)
+    assert f"{gap[0].upper()}{gap[1:]}." in data.sequences_note
+    assert "Only FLAIR was present" in data.sequences_note
+
+
 def test_the_scan_date_is_kept_when_the_files_agree_on_it(tiny_pipeline, engine):
     from tests.brainloc.scan_factory import encode_dicom
 

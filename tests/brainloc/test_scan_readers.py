@@ -374,6 +374,51 @@ def test_an_enhanced_mr_file_is_read_like_a_series_of_its_frames():
     assert np.all(np.diff(means) > 20), "in slice order, each frame scaled by its own slope"
 
 
+def _series_at(positions_z: list[float]) -> list[tuple[str, bytes]]:
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    return [
+        (f"IM{k}.dcm", encode_dicom(pixels, position_z=z, instance=k + 1))
+        for k, z in enumerate(positions_z)
+    ]
+
+
+def test_a_gap_in_a_dicom_series_is_named_and_gives_no_slice_distance():
+    from brainloc.scan_stack import GAP_MARK
+
+    # Slices at z = 0, 5, 10, 25, 30 mm: the two at 15 and 20 mm are missing. Read as five
+    # slices 5 mm apart, a tumor there was left out unnoticed and its volume taken as whole.
+    scan = read_uploads(_series_at([0, 5, 10, 25, 30]))[0]
+    assert scan.n_slices == 5
+    assert scan.slice_thickness_mm is None
+    (gap,) = [note for note in scan.notes if note.startswith(GAP_MARK)]
+    assert "a gap of 15.0 mm between IM2.dcm (slice position 10.0 mm) and IM3.dcm (25.0 mm)" in gap
+    assert "other slices lie 5.0 mm apart" in gap and "no tumor volume is estimated" in gap
+    two = read_uploads(_series_at([0, 5, 10, 25, 30, 35, 50]))[0]
+    assert "2 gaps of 15.0 mm between IM2.dcm" in two.notes[0]
+    assert "; 15.0 mm between IM5.dcm (slice position 35.0 mm)" in two.notes[0]
+
+
+def test_an_evenly_spaced_series_or_a_slightly_uneven_one_has_no_gap():
+    from brainloc.scan_stack import GAP_MARK
+
+    # 7 mm is 1.4 times the 5 mm step: a rounding or table position, not a missing slice.
+    for positions in ([0, 5, 10, 15], [0, 5, 12, 17, 22]):
+        scan = read_uploads(_series_at(positions))[0]
+        assert scan.slice_thickness_mm == pytest.approx(5.0)
+        assert not any(note.startswith(GAP_MARK) for note in scan.notes)
+
+
+def test_a_gap_between_the_frames_of_an_enhanced_file_is_named():
+    pixels = np.stack([synthetic_slice((64, 64), seed=k)[..., 1] for k in range(4)])
+    data = encode_enhanced_dicom(pixels.astype(np.uint16), [12.0, 0.0, 4.0, 16.0])
+    scan = read_scan(data, "enhanced.dcm")
+    assert scan.slice_thickness_mm is None
+    assert (
+        "a gap of 8.0 mm between enhanced.dcm [frame 3] (slice position 4.0 mm) and "
+        "enhanced.dcm [frame 1] (12.0 mm)" in scan.notes[0]
+    )
+
+
 def test_an_enhanced_file_of_two_echoes_per_position_is_not_one_stack():
     pixels = np.stack([synthetic_slice((64, 64), seed=k)[..., 1] for k in range(4)])
     data = encode_enhanced_dicom(pixels.astype(np.uint16), [0.0, 0.0, 5.0, 5.0])
