@@ -48,7 +48,11 @@ def _unsupported_codec(label: str, page, exc: Exception) -> ScanError:
 
 
 def read_tiff(data: bytes, label: str):
-    """Read a TIFF; several pages of the same size make a case."""
+    """Read a TIFF; several pages of the same size make a case.
+
+    Each page is shown as its Orientation tag says (turned or mirrored, as a JPEG by its EXIF
+    orientation and a TIFF decoded by Pillow are), and the sizes compared are those shown.
+    """
     import tifffile
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
@@ -59,10 +63,10 @@ def read_tiff(data: bytes, label: str):
         for page in pages:
             if getattr(page, "imagedepth", 1) > 1:
                 raise ScanError(f"{label}: volumetric TIFF tiles are not supported")
-            check_dimensions(label, page.imagelength, page.imagewidth, len(pages))
-            if (page.imagelength, page.imagewidth, page.samplesperpixel) != (
-                first.imagelength,
-                first.imagewidth,
+            height, width = _shown_size(page)
+            check_dimensions(label, height, width, len(pages))
+            if (height, width, page.samplesperpixel) != (
+                *_shown_size(first),
                 first.samplesperpixel,
             ):
                 raise ScanError(
@@ -81,8 +85,46 @@ def read_tiff(data: bytes, label: str):
                 raise
             if page.axes.startswith("S") and array.ndim == 3:
                 array = np.moveaxis(array, 0, -1)
-            arrays.append(_tiff_photometric(page, array))
+            arrays.append(_tiff_oriented(page, _tiff_photometric(page, array)))
     return _tiff_scan(arrays, label)
+
+
+#: A TIFF page's Orientation (tag 274, the value EXIF borrowed) undone on its (H, W[, C])
+#: pixels: the flips and quarter turns that Pillow's ImageOps.exif_transpose makes. Written
+#: here because that works on Pillow images only, which cannot hold 16-bit or float pages
+#: with several samples; tifffile returns the pixels as stored.
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],  # top right: mirrored left to right
+    3: lambda a: a[::-1, ::-1],  # bottom right: turned 180 degrees
+    4: lambda a: a[::-1],  # bottom left: mirrored top to bottom
+    5: lambda a: a.swapaxes(0, 1),  # left top: transposed
+    6: lambda a: np.rot90(a, -1),  # right top: turned 90 degrees clockwise
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),  # right bottom: transposed the other way
+    8: lambda a: np.rot90(a, 1),  # left bottom: turned 90 degrees counterclockwise
+}
+
+
+def _orientation(page) -> int:
+    """The page's Orientation tag, 1 (as stored) when absent or not a valid value."""
+    tag = page.tags.get(274)
+    try:
+        value = int(tag.value) if tag is not None else 1
+    except (TypeError, ValueError):
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
+def _shown_size(page) -> tuple[int, int]:
+    """(height, width) of the page as shown: its stored size, swapped for a quarter turn."""
+    if _orientation(page) >= 5:
+        return page.imagewidth, page.imagelength
+    return page.imagelength, page.imagewidth
+
+
+def _tiff_oriented(page, array: np.ndarray) -> np.ndarray:
+    """The page's pixels as they are meant to be seen, by its Orientation tag."""
+    turn = _ORIENTATIONS.get(_orientation(page))
+    return array if turn is None else np.ascontiguousarray(turn(array))
 
 
 def _tiff_photometric(page, array: np.ndarray) -> np.ndarray:

@@ -475,3 +475,53 @@ def test_a_tiff_is_read_as_it_is_meant_to_be_seen(photometric):
     shown = scan.slices[0, ..., 1].astype(float)
     assert np.corrcoef(shown.ravel(), grey.astype(float).ravel())[0, 1] > 0.99
     assert scan.sequences_present == FLAIR_ONLY
+
+
+def _oriented_tiff(pages, orientations: list[int], photometric: str) -> bytes:
+    """TIFF bytes of ``pages`` ((H, W[, 3]) arrays), page k with Orientation
+    ``orientations[k]``."""
+    import io
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as writer:
+        for page, orientation in zip(pages, orientations, strict=True):
+            writer.write(
+                page, photometric=photometric, extratags=[(274, "H", 1, orientation, False)]
+            )
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiff_is_turned_by_its_orientation_tag_as_a_jpeg_by_its_exif(orientation):
+    import io
+
+    from PIL import Image, ImageOps
+
+    # Not square and not symmetric, so that every flip and quarter turn shows.
+    image = synthetic_slice((64, 96))
+    image[:8, :16] = 255
+    tagged = Image.fromarray(image)
+    exif = tagged.getexif()
+    exif[274] = orientation
+    buffer = io.BytesIO()
+    tagged.save(buffer, "PNG", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(buffer)))
+    scan = read_scan(_oriented_tiff(image[np.newaxis], [orientation], "rgb"), "turned.tif")
+    np.testing.assert_array_equal(scan.slices[0], expected)
+    jpeg = read_scan(encode_pil(image, "JPEG", exif=exif, quality=95), "turned.jpg")
+    assert jpeg.shape == scan.shape == expected.shape[:2]
+
+
+def test_the_pages_of_a_tiff_are_turned_each_by_its_own_orientation():
+    grey = np.stack([synthetic_slice((64, 96), seed=k)[..., 1] for k in range(3)])
+    grey = grey.astype(np.uint16) * 200  # 16-bit: rescaled over the whole case
+    turned = np.stack([np.rot90(page, -1) for page in grey])  # as Orientation 6 shows them
+    plain = read_scan(encode_tiff(turned), "plain.tif")
+    scan = read_scan(_oriented_tiff(grey, [6, 6, 6], "minisblack"), "case.tif")
+    assert scan.shape == (96, 64)
+    np.testing.assert_array_equal(scan.slices, plain.slices)
+    # Pages stored in different shapes are one case when they are shown in one.
+    mixed = read_scan(_oriented_tiff([turned[0], grey[1]], [1, 6], "minisblack"), "mixed.tif")
+    assert mixed.slices.shape[:3] == (2, 96, 64)
