@@ -158,6 +158,11 @@ def create_analysis(
         has_tumor=any(bool(item.has_tumor) for item in slices),
         findings=dict(findings or {}),
     )
+    # On PostgreSQL the owner's row is locked before the first write: the analysis row's
+    # foreign key takes a share lock on it, and two saves of one owner that asked for the
+    # row FOR UPDATE only after their insert each waited for the other's share lock
+    # ("deadlock detected", one save lost). On SQLite this is a plain read.
+    user_store.get_user_locked(session, user_id=owner_id)
     session.add(analysis)
     session.flush()
     # The page checked the account when the analysis began; an administrator may have
