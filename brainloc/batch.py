@@ -24,7 +24,8 @@ anything is read (exit 2, naming it), and one met only while writing stops the r
 
 Directories are walked recursively in natural order (``case_2`` before
 ``case_10``); Kaggle ``*_mask.*`` files and files without a scan extension are
-skipped, except DICOM files without any extension (a PACS export's ``IM0001``),
+skipped, except DICOM files named as a PACS exports them: without any extension
+(``IM0001``) or by their UID (``1.2.840.113619.2.55.3.7``), with or without the preamble,
 and the DICOM files of one folder are read together as a series. A ZIP is read as
 the image files inside it (:func:`brainloc.scans.expand_archives`). When a ZIP, or the
 DICOM files of one folder, hold a study whose pre-contrast, FLAIR and post-contrast
@@ -108,14 +109,16 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
 
 
 def _is_unnamed_dicom(file: Path) -> bool:
-    """A DICOM file without an extension (as a PACS exports them; DICOMDIR is the index)."""
-    from brainloc.scans import _NOT_SCANS, detect_format
+    """A DICOM file named as a PACS exports them: without an extension (``IM0001``;
+    DICOMDIR is the index) or by its UID (``1.2.840.113619.2.55.3.7``), with or without the
+    128-byte preamble. The rule of an upload (:func:`brainloc.scans._is_dicom`)."""
+    from brainloc.scans import _NOT_SCANS, _is_dicom, _may_be_raw_dicom
 
-    if file.suffix or file.name.lower() in _NOT_SCANS:
+    if file.name.lower() in _NOT_SCANS or not _may_be_raw_dicom(file.name):
         return False
     try:
         with file.open("rb") as handle:
-            return detect_format(handle.read(132)) == "dicom"
+            return _is_dicom(handle.read(132), file.name)
     except OSError:
         return False
 

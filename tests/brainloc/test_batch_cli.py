@@ -397,3 +397,31 @@ def test_a_study_zip_is_analysed_as_its_three_recognised_series(tmp_path, capsys
     assert code == 0, err
     by_hand = [json.loads(line)["tumor_probability"] for line in out.splitlines()]
     assert [r["tumor_probability"] for r in records] == by_hand
+
+
+@pytest.mark.parametrize(
+    ("names", "preamble"),
+    [
+        (["1.2.840.7.1", "1.2.840.7.2", "1.2.840.7.3"], True),  # named by their UID
+        (["1.2.840.7.1", "1.2.840.7.2", "1.2.840.7.3"], False),
+        (["IM0001", "IM0002", "IM0003"], False),  # a PACS export, without the preamble
+    ],
+)
+def test_a_folder_of_dicom_files_named_like_a_pacs_export_is_one_series(tmp_path, names, preamble):
+    """The folder rule is the upload's (brainloc.scans): DICOM files named by a UID, or with
+    no extension and without the 128-byte preamble, are a series. The command skipped them
+    all and reported the folder as holding no scan."""
+    from brainloc.batch import collect_jobs
+    from brainloc.scans import read_paths
+    from tests.brainloc.scan_factory import encode_dicom
+
+    series = tmp_path / "export"
+    series.mkdir()
+    pixels = synthetic_slice((64, 64))[..., 1].astype(np.uint16)
+    for k, name in enumerate(names):
+        data = encode_dicom(pixels, position_z=5.0 * k, instance=k + 1, preamble=preamble)
+        (series / name).write_bytes(data)
+    (series / "notes.1").write_bytes(b"not a scan, but named like one")
+    (jobs,) = collect_jobs([series])
+    assert [path.name for path in jobs.paths] == names
+    assert [scan.n_slices for scan in read_paths(jobs.paths)] == [3]
