@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: PostgreSQL's SQLSTATEs for a lock waited on too long (``lock_timeout``) and a deadlock.
+_POSTGRESQL_LOCK_STATES = ("55P03", "40P01")
+
+
+def _kept_locked(error: OperationalError) -> bool:
+    """Whether ``error`` says the database was kept locked by another process: SQLite's
+    "database is locked" after the busy timeout, PostgreSQL's lock timeout or deadlock."""
+    if getattr(error.orig, "sqlstate", None) in _POSTGRESQL_LOCK_STATES:
+        return True
+    return "locked" in str(error.orig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
     parser = build_parser()
@@ -88,11 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OperationalError as error:
-        if "locked" not in str(error.orig):
+        if not _kept_locked(error):
             raise
         # Another process (the app saving a large case, a backup) held SQLite's write lock
-        # past the busy timeout. The command's transaction was rolled back: one line, not a
-        # traceback of the SQL with the new password's hash in its parameters.
+        # past the busy timeout, or on PostgreSQL a row past the server's lock_timeout. The
+        # command's transaction was rolled back: one line, not a traceback of the SQL with the
+        # new password's hash in its parameters.
         print(
             "error: the database is busy (another process kept it locked too long); nothing "
             "was changed, try again",

@@ -245,3 +245,39 @@ def test_a_database_kept_locked_by_another_process_is_a_one_line_error(
         "changed, try again"
     ]
     assert "One-time password" not in out
+
+
+def test_an_account_row_kept_locked_on_postgresql_is_a_one_line_error(
+    make_account, app_env, database_backend, capsys
+):
+    """PostgreSQL's counterpart of SQLite's busy timeout: a server (or role) with a
+    ``lock_timeout`` cancels the reset of an account whose row the app holds. The command
+    printed a traceback whose SQL parameters held the new password's hash, as on SQLite
+    before f69dfc9, whose check knew SQLite's wording only."""
+    if database_backend != "postgresql":
+        pytest.skip("SQLite's busy timeout: the test above")
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from brainloc.cli import main
+    from db.engine import get_engine
+
+    chief = make_account("chief", role="admin")
+    engine = make_engine(app_env.database_url)
+    database = make_url(app_env.database_url).database
+    with engine.begin() as connection:
+        connection.execute(text(f"ALTER DATABASE \"{database}\" SET lock_timeout = '200ms'"))
+    get_engine(app_env.database_url).dispose()  # its sessions take the setting from now on
+    try:
+        with engine.connect() as app:  # the app deciding on the account meanwhile
+            app.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": chief.id})
+            code = main(["reset-password", "--username", "chief"])
+            app.rollback()
+    finally:
+        engine.dispose()
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err and "$2b$" not in err + out
+    assert err.strip().splitlines() == [
+        "error: the database is busy (another process kept it locked too long); nothing was "
+        "changed, try again"
+    ]
