@@ -134,8 +134,13 @@ def _tiff_photometric(page, array: np.ndarray) -> np.ndarray:
 
     if page.photometric == PHOTOMETRIC.PALETTE and page.colormap is not None and array.ndim == 2:
         # The colour map is (3, 2**bits) 16-bit red, green and blue; a grey one gives three
-        # equal channels, read as one sequence.
-        return np.moveaxis(page.colormap[:, array], 0, -1)
+        # equal channels, read as one sequence. An 8-bit image's colours are the entries'
+        # high bytes (an 8-bit colour is stored times 257), as Pillow reads them: looked up
+        # as 16-bit, the image was rescaled as 16-bit data, unlike the same image plainly.
+        colormap = page.colormap
+        if page.bitspersample <= 8:
+            colormap = (colormap // 256).astype(np.uint8)
+        return np.moveaxis(colormap[:, array], 0, -1)
     if page.photometric == PHOTOMETRIC.MINISWHITE:
         if array.dtype.kind == "u":
             return (2**page.bitspersample - 1) - array

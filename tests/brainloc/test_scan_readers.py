@@ -525,3 +525,34 @@ def test_the_pages_of_a_tiff_are_turned_each_by_its_own_orientation():
     # Pages stored in different shapes are one case when they are shown in one.
     mixed = read_scan(_oriented_tiff([turned[0], grey[1]], [1, 6], "minisblack"), "mixed.tif")
     assert mixed.slices.shape[:3] == (2, 96, 64)
+
+
+def test_an_8_bit_palette_tiff_reads_as_the_same_image_stored_plainly_or_as_a_png():
+    """A TIFF colour map holds 16-bit entries (an 8-bit colour times 257). Looked up as they
+    are, an 8-bit palette image became 16-bit data, was rescaled by its percentiles ("16-bit
+    intensities were rescaled", which it never had) and reached the models with other values
+    than the same image as a palette PNG or a plain TIFF; Pillow, which decodes the palette
+    TIFFs tifffile cannot, takes the colour map's high byte."""
+    import io
+
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    indices = synthetic_slice((64, 64))[..., 1]
+    grey = np.arange(256, dtype=np.uint16) * 257
+    colours = rng.integers(0, 256, size=(256, 3), dtype=np.uint8)
+    for colormap, plain in (
+        (np.stack([grey, grey, grey]), indices),
+        (colours.T.astype(np.uint16) * 257, colours[indices]),
+    ):
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, indices, photometric="palette", colormap=colormap)
+        scan = read_scan(buffer.getvalue(), "palette.tif")
+        png, image = io.BytesIO(), Image.fromarray(indices, "P")
+        image.putpalette((colormap.T // 256).astype(np.uint8).ravel().tolist())
+        image.save(png, "PNG")
+        as_png = read_scan(png.getvalue(), "palette.png")
+        np.testing.assert_array_equal(scan.slices, read_scan(encode_tiff(plain), "p.tif").slices)
+        np.testing.assert_array_equal(scan.slices, as_png.slices)
+        assert not any("16-bit" in note for note in scan.notes), scan.notes
