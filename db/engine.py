@@ -3,7 +3,7 @@
 SQLite connections get WAL journaling (readers never block the writer), foreign keys, a
 busy timeout and a Unicode case-folding SQL function (:data:`SQLITE_CASEFOLD`) through a
 connect event, and a savepoint nests inside the session's transaction as it does elsewhere
-(:func:`_begin_before_savepoint`), so the same code runs unchanged on PostgreSQL.
+(:func:`begin_on_driver`), so the same code runs unchanged on PostgreSQL.
 :func:`get_engine` is cached per URL for the life of the process, which is what
 ``st.cache_resource`` would give the app, without tying this package to Streamlit.
 """
@@ -45,14 +45,17 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _begin_before_savepoint(connection, _name) -> None:
-    """Open the transaction before a savepoint when nothing was written in it yet.
+def begin_on_driver(connection, *_event_args) -> None:
+    """Open the transaction on the SQLite driver when none is open (a listener of the
+    ``savepoint`` event here, and of ``begin`` for a migration, :mod:`db.migrations.env`).
 
     Python's sqlite3 driver begins a transaction only before an INSERT, UPDATE or DELETE, and
     SQLite takes a ``SAVEPOINT`` outside a transaction as the transaction itself, whose
     ``RELEASE`` commits. A savepoint as a session's first write (a note version,
     :mod:`db.clinical_notes`) was therefore committed on its own, before the rest of the
-    caller's transaction, which a later error could no longer take back.
+    caller's transaction, which a later error could no longer take back; likewise every DDL
+    statement of a migration before its first INSERT. A deferred ``BEGIN``, as the driver's
+    own: a transaction that only reads does not wait for the write lock.
     """
     driver_connection = connection.connection.driver_connection
     if not driver_connection.in_transaction:
@@ -89,7 +92,7 @@ def make_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
         event.listen(engine, "connect", _on_sqlite_connect)
-        event.listen(engine, "savepoint", _begin_before_savepoint)
+        event.listen(engine, "savepoint", begin_on_driver)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

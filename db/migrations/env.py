@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlmodel import SQLModel
 
 import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from db.engine import make_engine
+from db.engine import begin_on_driver, make_engine
 from db.migrate import DatabaseStateError
 
 config = context.config
@@ -72,19 +72,6 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
-def _begin_on_driver(connection) -> None:
-    """Open the transaction on the driver (``begin`` event of a migration's connection).
-
-    Python's sqlite3 would begin one only before the first INSERT, UPDATE or DELETE, leaving
-    every DDL statement before it committed on its own. A deferred ``BEGIN``, as the driver's
-    own: an upgrade with nothing to do only reads, and does not wait for (or fail on) a
-    process holding the write lock.
-    """
-    driver_connection = connection.connection.driver_connection
-    if not driver_connection.in_transaction:
-        driver_connection.execute("BEGIN")
-
-
 def _broken_references(connection) -> set[str]:
     """Rows whose foreign key names a missing row, as "table row id -> parent table"."""
     rows = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
@@ -107,7 +94,7 @@ def _migrate_sqlite(connection) -> None:
     """
     driver_connection = connection.connection.driver_connection
     driver_connection.execute("PRAGMA foreign_keys=OFF")
-    event.listen(connection, "begin", _begin_on_driver)
+    event.listen(connection, "begin", begin_on_driver)
     try:
         context.configure(
             connection=connection,
@@ -129,7 +116,7 @@ def _migrate_sqlite(connection) -> None:
                     f"({', '.join(sorted(broken)[:5])}); nothing was changed"
                 )
     finally:
-        event.remove(connection, "begin", _begin_on_driver)
+        event.remove(connection, "begin", begin_on_driver)
         driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
