@@ -20,7 +20,7 @@ header a pydicom dataset.
   distance is the median step between neighbouring positions; else by InstanceNumber when
   every image has one, else by file name, both without a slice distance (the reader falls
   back to the header's SpacingBetweenSlices or SliceThickness).
-- **Gaps.** A step between neighbouring positions more than 1.5 times the median step means
+- **Gaps.** A step between neighbouring positions more than 1.5 times the smallest step means
   slices are missing there (not exported, or not acquired): :func:`gap_note` names each gap
   by the slices on either side. Such a stack has no one slice distance, and what lay in the
   gap was never seen, so the reader gives it none and no tumor volume is estimated for it
@@ -43,7 +43,9 @@ _PARALLEL = 1e-3
 #: Slice positions along the normal closer than this (mm) are the same slice position.
 _SAME_POSITION_MM = 0.01
 _PLANES = ("sagittal", "coronal", "axial")
-#: A step between neighbouring slices more than this many times the median step is a gap.
+#: A step between neighbouring slices more than this many times the smallest step is a gap.
+#: (Not the median: in a short or half-gapped series, e.g. 0, 5, 20 or 0, 5, 10, 25, 40 mm, the
+#: median step is itself a gap and hides the others.)
 GAP_FACTOR = 1.5
 #: How the note on a stack with a gap begins (the PDF report picks the note out by it).
 GAP_MARK = "slices missing"
@@ -177,16 +179,17 @@ def gap_note(items: list[tuple[str, object]], distance: float | None) -> str | N
     positions = [position_along_normal(ds) for _, ds in items]
     if distance is None or None in positions:
         return None
+    step = float(np.min(np.diff(positions)))
     gaps = [
         f"{after - before:.1f} mm between {items[k][0]} (slice position {before:.1f} mm) and "
         f"{items[k + 1][0]} ({after:.1f} mm)"
         for k, (before, after) in enumerate(zip(positions, positions[1:], strict=False))
-        if after - before > GAP_FACTOR * distance
+        if after - before > GAP_FACTOR * step
     ]
     if not gaps:
         return None
     return (
         f"{GAP_MARK}: the series has {'a gap' if len(gaps) == 1 else f'{len(gaps)} gaps'} of "
-        f"{'; '.join(gaps)}, where its other slices lie {distance:.1f} mm apart; what lies in "
+        f"{'; '.join(gaps)}, where its closest slices lie {step:.1f} mm apart; what lies in "
         "a gap was not imaged, so tumor there is not seen and no tumor volume is estimated"
     )

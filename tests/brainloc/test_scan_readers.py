@@ -392,10 +392,26 @@ def test_a_gap_in_a_dicom_series_is_named_and_gives_no_slice_distance():
     assert scan.slice_thickness_mm is None
     (gap,) = [note for note in scan.notes if note.startswith(GAP_MARK)]
     assert "a gap of 15.0 mm between IM2.dcm (slice position 10.0 mm) and IM3.dcm (25.0 mm)" in gap
-    assert "other slices lie 5.0 mm apart" in gap and "no tumor volume is estimated" in gap
+    assert "closest slices lie 5.0 mm apart" in gap and "no tumor volume is estimated" in gap
     two = read_uploads(_series_at([0, 5, 10, 25, 30, 35, 50]))[0]
     assert "2 gaps of 15.0 mm between IM2.dcm" in two.notes[0]
     assert "; 15.0 mm between IM5.dcm (slice position 35.0 mm)" in two.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("positions", "gaps"),
+    [([0, 5, 20], 1), ([0, 5, 10, 25, 40], 2), ([0, 5, 10, 20, 30], 2)],
+)
+def test_a_gap_is_found_where_the_median_step_is_itself_a_gap(positions, gaps):
+    from brainloc.scan_stack import GAP_MARK
+
+    # Short or half-gapped series: compared with the median step (10, 10 and 7.5 mm here),
+    # no step was a gap, and a volume was computed with a slice distance no step had.
+    scan = read_uploads(_series_at(positions))[0]
+    assert scan.slice_thickness_mm is None
+    (gap,) = [note for note in scan.notes if note.startswith(GAP_MARK)]
+    assert ("a gap of" if gaps == 1 else f"{gaps} gaps of") in gap
+    assert "closest slices lie 5.0 mm apart" in gap
 
 
 def test_an_evenly_spaced_series_or_a_slightly_uneven_one_has_no_gap():
