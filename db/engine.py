@@ -81,7 +81,12 @@ def _private_database_file(path: Path) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create a new engine for ``url``; prefer :func:`get_engine` outside tests."""
+    """Create a new engine for ``url``; prefer :func:`get_engine` outside tests.
+
+    Its errors never show the statement's parameters (``hide_parameters``): a database error's
+    text reaches logs and command-line output, and the parameters are password hashes,
+    two-step secrets and patients' scans.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -89,12 +94,14 @@ def make_engine(url: str) -> Engine:
         if database and database != ":memory:" and not database.startswith("file:"):
             _private_database_file(Path(database))
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "savepoint", begin_on_driver)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 @functools.cache

@@ -8,7 +8,8 @@ Every test that uses ``app_env`` or ``empty_database_url`` (directly or through 
 fixture) runs twice: ``[sqlite]``, on a SQLite file in the data directory, and
 ``[postgresql]``, on a database of its own on a private PostgreSQL server
 (``tests/databases.py``; ``DATABASE_URL`` points there). A test of something only SQLite has
-(its file, WAL, the file backup) is marked ``sqlite_only``.
+(its file, WAL, the file backup) is marked ``sqlite_only``; one of what only a server does,
+``postgresql_only``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 def pytest_generate_tests(metafunc):
     if "database_backend" in metafunc.fixturenames:
-        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        backends = ("sqlite",) if sqlite_only else DATABASE_BACKENDS
+        marked = metafunc.definition.get_closest_marker
+        if marked("sqlite_only"):
+            backends = ("sqlite",)
+        elif marked("postgresql_only"):
+            backends = ("postgresql",)
+        else:
+            backends = DATABASE_BACKENDS
         metafunc.parametrize("database_backend", backends, indirect=True)
 
 

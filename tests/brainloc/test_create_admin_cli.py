@@ -247,15 +247,14 @@ def test_a_database_kept_locked_by_another_process_is_a_one_line_error(
     assert "One-time password" not in out
 
 
+@pytest.mark.postgresql_only
 def test_an_account_row_kept_locked_on_postgresql_is_a_one_line_error(
-    make_account, app_env, database_backend, capsys
+    make_account, app_env, capsys
 ):
     """PostgreSQL's counterpart of SQLite's busy timeout: a server (or role) with a
     ``lock_timeout`` cancels the reset of an account whose row the app holds. The command
     printed a traceback whose SQL parameters held the new password's hash, as on SQLite
     before f69dfc9, whose check knew SQLite's wording only."""
-    if database_backend != "postgresql":
-        pytest.skip("SQLite's busy timeout: the test above")
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 

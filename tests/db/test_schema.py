@@ -262,3 +262,17 @@ def test_a_new_database_is_readable_by_its_owner_only(tmp_path):
     (data / "brainloc.db").chmod(0o644)
     make_engine(url).dispose()
     assert stat.S_IMODE((data / "brainloc.db").stat().st_mode) == 0o600
+
+
+def test_database_errors_never_show_the_statements_parameters(db_session):
+    # An error's text reaches the server log and the commands' output: it must not carry a
+    # password hash (or a two-step secret, or a scan) that the statement was writing.
+    secret = "$2b$12$" + "S3cretHashThatMustNotLeak" * 2
+    for name in ("alice", "alice"):  # the second breaks the unique username
+        db_session.add(
+            User(username=name, full_name="Dr A", email=f"{len(name)}@x.org", password_hash=secret)
+        )
+    with pytest.raises(IntegrityError) as raised:
+        db_session.commit()
+    assert "S3cretHash" not in str(raised.value)
+    assert "INSERT INTO users" in str(raised.value)  # the statement itself is still named
