@@ -214,6 +214,17 @@ def test_end_of_input_at_the_password_prompt_is_a_clean_error(tmp_path, key):
     assert out == b"" and not (tmp_path / "data").exists()
 
 
+def _assert_one_busy_line(code: int, capsys) -> None:
+    """The command refused with one line, exit code 2, and no traceback or password hash."""
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err and "$2b$" not in err + out
+    assert err.strip().splitlines() == [
+        "error: the database is busy (another process kept it locked too long); nothing was "
+        "changed, try again"
+    ]
+    assert "One-time password" not in out
+
+
 @pytest.mark.sqlite_only
 def test_a_database_kept_locked_by_another_process_is_a_one_line_error(
     make_account, app_env, monkeypatch, capsys
@@ -238,13 +249,7 @@ def test_a_database_kept_locked_by_another_process_is_a_one_line_error(
     finally:
         app.execute("ROLLBACK")
         app.close()
-    out, err = capsys.readouterr()
-    assert code == 2 and "Traceback" not in err and "$2b$" not in err + out
-    assert err.strip().splitlines() == [
-        "error: the database is busy (another process kept it locked too long); nothing was "
-        "changed, try again"
-    ]
-    assert "One-time password" not in out
+    _assert_one_busy_line(code, capsys)
 
 
 @pytest.mark.postgresql_only
@@ -274,9 +279,4 @@ def test_an_account_row_kept_locked_on_postgresql_is_a_one_line_error(
             app.rollback()
     finally:
         engine.dispose()
-    out, err = capsys.readouterr()
-    assert code == 2 and "Traceback" not in err and "$2b$" not in err + out
-    assert err.strip().splitlines() == [
-        "error: the database is busy (another process kept it locked too long); nothing was "
-        "changed, try again"
-    ]
+    _assert_one_busy_line(code, capsys)
