@@ -12,7 +12,8 @@ slices show only a sliver of it, so the classifier is least sure exactly there. 
 reads those slices next to their neighbours; the volume rule does the same, as hysteresis
 along the slice axis: every slice at or above the threshold is called tumor, and so is each
 slice at or above the lower ``extend_threshold`` that is joined to such a slice through
-slices all at or above ``extend_threshold``. A run of slices that never reaches the
+slices all at or above ``extend_threshold``. Slices on either side of a gap in a DICOM series
+(slices missing there) are not joined. A run of slices that never reaches the
 threshold is not called, so a volume is called tumor exactly when the single-slice rule
 would call one of its slices.
 
@@ -96,7 +97,10 @@ def check_extend_threshold(extend_threshold: float, threshold: float) -> None:
 
 
 def tumor_calls(
-    probabilities, threshold: float, extend_threshold: float | None = None
+    probabilities,
+    threshold: float,
+    extend_threshold: float | None = None,
+    gaps_after: Sequence[int] = (),
 ) -> np.ndarray:
     """Tumor calls for the slices of one volume, in slice order.
 
@@ -105,6 +109,10 @@ def tumor_calls(
         threshold: a slice at or above it is called tumor.
         extend_threshold: the volume rule's lower threshold (``<= threshold``); None
             applies the single-slice rule to every slice.
+        gaps_after: indices k where slices are missing between slice k and k + 1 (a DICOM
+            series with a gap, :attr:`brainloc.scans.Scan.gaps_after`). Slices on either side
+            of a gap are not neighbours, so the volume rule does not join them: each part
+            is a volume of its own.
 
     Returns:
         bool array (N,).
@@ -118,5 +126,14 @@ def tumor_calls(
     check_extend_threshold(extend_threshold, threshold)
     if not seeds.any():
         return seeds
-    runs, _ = ndimage.label(probabilities >= extend_threshold)
-    return np.isin(runs, np.unique(runs[seeds]))
+    cuts = sorted({int(k) + 1 for k in gaps_after})
+    if cuts and not 0 < cuts[0] <= cuts[-1] < len(probabilities):
+        raise ValueError(f"gaps after slices {list(gaps_after)} in {len(probabilities)} slices")
+    calls = np.zeros_like(seeds)
+    for part, part_seeds, part_calls in zip(
+        np.split(probabilities, cuts), np.split(seeds, cuts), np.split(calls, cuts), strict=True
+    ):
+        if part_seeds.any():
+            runs, _ = ndimage.label(part >= extend_threshold)
+            part_calls[:] = np.isin(runs, np.unique(runs[part_seeds]))
+    return calls

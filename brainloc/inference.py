@@ -331,6 +331,7 @@ class Pipeline:
         names: Sequence[str] | None = None,
         progress: Progress | None = None,
         volume: bool = False,
+        gaps_after: Sequence[int] = (),
     ) -> CaseResult:
         """Analyse a stack of slices in batches.
 
@@ -339,6 +340,9 @@ class Pipeline:
             volume: True when the slices are one volume in slice order; the tumor calls
                 then follow the volume rule (:func:`brainloc.decision.tumor_calls` with the
                 metadata's ``extend_threshold``). False: each slice is decided alone.
+            gaps_after: for a volume, the slices followed by missing slices
+                (:attr:`brainloc.scans.Scan.gaps_after`); the volume rule does not join
+                calls across them.
             batch_size: slices per model call.
             spacing_mm, slice_thickness_mm: geometry for mm² and mL findings.
             names: one label per slice.
@@ -364,7 +368,7 @@ class Pipeline:
             (lambda done: progress(0.5 * done)) if progress else None,
             (threshold if extend is None else extend) if shared else None,
         )
-        calls = tumor_calls(probabilities, threshold, extend)
+        calls = tumor_calls(probabilities, threshold, extend, gaps_after if volume else ())
         positive = np.nonzero(calls)[0]
         masks = [np.zeros(images[k].shape[:2], dtype=bool) for k in range(total)]
         if positive.size:
@@ -403,7 +407,8 @@ class Pipeline:
         """Analyse a :class:`brainloc.scans.Scan`, keeping its names and geometry.
 
         A scan of several slices (a DICOM series, a NIfTI or multi-page TIFF volume, the
-        numbered slices of one case) is ordered, so it gets the volume rule."""
+        numbered slices of one case) is ordered, so it gets the volume rule, which does not
+        join slices across a gap in a DICOM series (``scan.gaps_after``)."""
         return self.analyze_case(
             scan.slices,
             batch_size=batch_size,
@@ -412,6 +417,7 @@ class Pipeline:
             names=scan.names,
             progress=progress,
             volume=scan.n_slices > 1,
+            gaps_after=scan.gaps_after,
         )
 
     def gradcam(self, image: np.ndarray) -> np.ndarray:

@@ -104,6 +104,17 @@ def grid_scan(
     )
 
 
+def _gaps_kept(gaps_after: tuple[int, ...], kept: np.ndarray) -> tuple[int, ...]:
+    """A stack's gaps (:attr:`Scan.gaps_after`) once only its slices ``kept`` (ascending
+    indices) remain: a gap lies after kept slice j when one lay between it and the next kept
+    slice, or slices between them were left out."""
+    return tuple(
+        j
+        for j, (here, after) in enumerate(zip(kept, kept[1:], strict=False))
+        if after - here > 1 or any(here <= gap < after for gap in gaps_after)
+    )
+
+
 def can_resample(scan: Scan) -> bool:
     """Whether the header gives every slice's position, the orientation and the spacing."""
     return _geometry(scan) is not None
@@ -224,6 +235,7 @@ def combine_series(series: dict[str, Scan]) -> Scan:
         slices=flair.slices[keep],
         names=tuple(n for n, k in zip(flair.names, keep, strict=True) if k),
         positions_mm=tuple(p for p, k in zip(flair.positions_mm, keep, strict=True) if k),
+        gaps_after=_gaps_kept(flair.gaps_after, np.flatnonzero(keep)),
     )
     aligned = {"FLAIR": kept}
     for name in _MOVED:

@@ -328,6 +328,7 @@ def _stack_scan(
     first = items[0][1]
     positions = [scan_stack.patient_position(ds) for _, ds in items]
     gap = scan_stack.gap_note(items, distance)
+    gaps = scan_stack.gaps_after(items, distance)
     return build_scan(
         np.stack(arrays),
         label=label,
@@ -340,4 +341,5 @@ def _stack_scan(
         notes=(gap,) if gap else (),
         positions_mm=tuple(positions) if all(p is not None for p in positions) else None,
         header=_header(first),
+        gaps_after=gaps,
     )

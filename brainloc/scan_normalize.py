@@ -167,6 +167,7 @@ def build_scan(
     notes: tuple[str, ...] = (),
     positions_mm: tuple[tuple[float, float, float], ...] | None = None,
     header: SeriesHeader | None = None,
+    gaps_after: tuple[int, ...] = (),
 ) -> Scan:
     """Normalise a decoded array into a :class:`Scan`.
 
@@ -179,6 +180,7 @@ def build_scan(
         notes: remarks made by the reader.
         positions_mm: each slice's position in patient coordinates (DICOM), when known.
         header: what a DICOM header says the series is (description, plane, contrast).
+        gaps_after: slices followed by a gap in the stack (:attr:`Scan.gaps_after`).
     """
     volume = np.asarray(volume)
     if volume.ndim not in (3, 4) or volume.shape[0] == 0:
@@ -225,4 +227,5 @@ def build_scan(
         notes=notes,
         positions_mm=positions_mm,
         header=header,
+        gaps_after=gaps_after,
     )

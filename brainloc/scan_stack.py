@@ -168,28 +168,37 @@ def order(items: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], fl
     return sorted(items, key=lambda item: item[0]), None
 
 
-def gap_note(items: list[tuple[str, object]], distance: float | None) -> str | None:
-    """The note naming where slices are missing in an ordered stack, or None without a gap.
+def gaps_after(items: list[tuple[str, object]], distance: float | None) -> tuple[int, ...]:
+    """The indices k of an ordered stack's slices that have slices missing between them and
+    slice k + 1: a step more than :data:`GAP_FACTOR` times the smallest step.
 
     Args:
         items: (name, dataset) pairs in slice order (:func:`order`).
         distance: the stack's median slice distance in mm (:func:`order`), None when the
-            positions gave none (then nothing can be said about gaps).
+            positions gave none (then nothing can be said about gaps, and none is returned).
     """
     positions = [position_along_normal(ds) for _, ds in items]
-    if distance is None or None in positions:
-        return None
-    step = float(np.min(np.diff(positions)))
-    gaps = [
-        f"{after - before:.1f} mm between {items[k][0]} (slice position {before:.1f} mm) and "
-        f"{items[k + 1][0]} ({after:.1f} mm)"
-        for k, (before, after) in enumerate(zip(positions, positions[1:], strict=False))
-        if after - before > GAP_FACTOR * step
-    ]
+    if distance is None or None in positions or len(positions) < 2:
+        return ()
+    steps = np.diff(positions)
+    return tuple(int(k) for k in np.nonzero(steps > GAP_FACTOR * float(np.min(steps)))[0])
+
+
+def gap_note(items: list[tuple[str, object]], distance: float | None) -> str | None:
+    """The note naming where slices are missing in an ordered stack (:func:`gaps_after`), or
+    None without a gap. The arguments are :func:`gaps_after`'s."""
+    gaps = gaps_after(items, distance)
     if not gaps:
         return None
+    positions = [position_along_normal(ds) for _, ds in items]
+    step = float(np.min(np.diff(positions)))
+    named = [
+        f"{positions[k + 1] - positions[k]:.1f} mm between {items[k][0]} (slice position "
+        f"{positions[k]:.1f} mm) and {items[k + 1][0]} ({positions[k + 1]:.1f} mm)"
+        for k in gaps
+    ]
     return (
         f"{GAP_MARK}: the series has {'a gap' if len(gaps) == 1 else f'{len(gaps)} gaps'} of "
-        f"{'; '.join(gaps)}, where its closest slices lie {step:.1f} mm apart; what lies in "
+        f"{'; '.join(named)}, where its closest slices lie {step:.1f} mm apart; what lies in "
         "a gap was not imaged, so tumor there is not seen and no tumor volume is estimated"
     )

@@ -133,6 +133,9 @@ class Scan:
             ImagePositionPatient, when every slice of a series records it, or a NIfTI
             volume's affine applied to each shown slice's first pixel.
         header: what a DICOM file or series says it shows, when it is one.
+        gaps_after: the indices k of slices with slices missing between them and slice
+            k + 1 (a DICOM series with a gap, :func:`brainloc.scan_stack.gaps_after`): the
+            volume rule does not join tumor calls across a gap.
     """
 
     slices: np.ndarray
@@ -144,6 +147,7 @@ class Scan:
     notes: tuple[str, ...] = field(default=())
     positions_mm: tuple[tuple[float, float, float], ...] | None = None
     header: SeriesHeader | None = None
+    gaps_after: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Measurements in mm need a usable geometry; without it they are given in pixels.
@@ -620,6 +624,7 @@ def combine_sequences(series: dict[str, Scan]) -> Scan:
         positions_mm=flair.positions_mm,
         # The case lies on the FLAIR series' slices, so FLAIR's header describes it.
         header=flair.header,
+        gaps_after=flair.gaps_after,
     )
 
 

@@ -29,6 +29,22 @@ def test_runs_above_the_lower_threshold_join_a_slice_above_the_threshold():
     assert not tumor_calls([0.4, 0.45, 0.3], 0.5, 0.2).any()
 
 
+def test_the_rule_does_not_join_slices_across_a_gap():
+    # Slices 0-2 and 3-4 lie on either side of missing slices (a DICOM series with a gap):
+    # the faint slice 3 is no neighbour of the tumor on slice 2, so it is not called.
+    p = [0.1, 0.3, 0.6, 0.3, 0.25]
+    assert tumor_calls(p, 0.5, 0.2).tolist() == [False, True, True, True, True]
+    assert tumor_calls(p, 0.5, 0.2, gaps_after=(2,)).tolist() == [False, True, True, False, False]
+    # Each part is a volume of its own: a part with its own tumor is extended within itself.
+    both = [0.3, 0.7, 0.3, 0.9, 0.3]
+    assert tumor_calls(both, 0.5, 0.2, gaps_after=(1,)).tolist() == [True] * 5
+    assert tumor_calls(both, 0.5, 0.2, gaps_after=(0, 2)).tolist() == [
+        False, True, True, True, True,
+    ]  # fmt: skip
+    # The single-slice rule has nothing to join, so gaps change nothing there.
+    assert tumor_calls(p, 0.5, None, gaps_after=(2,)).tolist() == tumor_calls(p, 0.5).tolist()
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="extend_threshold"):
         tumor_calls([0.9, 0.3], 0.5, 0.6)
@@ -36,6 +52,8 @@ def test_bad_arguments_are_refused():
         tumor_calls([0.1, 0.3], 0.5, 0.0)
     with pytest.raises(ValueError, match="one probability per slice"):
         tumor_calls(np.zeros((2, 2)), 0.5, 0.2)
+    with pytest.raises(ValueError, match=r"gaps after slices \[2\] in 3 slices"):
+        tumor_calls([0.9, 0.3, 0.3], 0.5, 0.2, gaps_after=(2,))  # no slice after the last
 
 
 @given(
@@ -89,6 +107,18 @@ def test_pipeline_extends_calls_in_a_volume_and_segments_those_slices(volume_pip
         r.has_tumor for r in volume.slices
     ]
     assert not volume_pipeline.analyze(slices[1]).has_tumor
+
+
+def test_pipeline_does_not_extend_calls_across_a_gap_in_the_scan(volume_pipeline):
+    slices = np.stack([_faint_slice(2), tumor_like_slice(seed=3), _faint_slice(4)])
+    names = ("IM1.dcm", "IM2.dcm", "IM3.dcm")
+    whole = Scan(slices=slices, source_format="dicom", names=names)
+    assert [r.has_tumor for r in volume_pipeline.analyze_scan(whole).slices] == [True] * 3
+    # Slices are missing between IM2 and IM3: IM3's faint signal is not IM2's tumor going on.
+    gapped = Scan(slices=slices, source_format="dicom", names=names, gaps_after=(1,))
+    case = volume_pipeline.analyze_scan(gapped)
+    assert [r.has_tumor for r in case.slices] == [True, True, False]
+    assert not case.slices[2].mask.any()
 
 
 def test_metadata_refuses_a_lower_threshold_above_the_threshold(tmp_path):

@@ -99,6 +99,20 @@ def test_flair_slices_outside_the_other_slabs_are_left_out_and_counted():
     assert note.endswith("; 3 of 8 FLAIR slice(s) lay outside the other series and were left out")
 
 
+def test_a_gap_in_the_flair_series_stays_where_it_is_in_the_combined_case():
+    from dataclasses import replace
+
+    # Slices missing after FLAIR's second and seventh slices; the post-contrast slab ends
+    # before the seventh, so only the first gap is left among the five slices kept.
+    flair = replace(flair_grid(n_slices=8), gaps_after=(1, 6))
+    pre = sampled_series(AXIAL, (-30.0, -35.0, -10.0), (60, 50), (1.2, 1.1), 8, 5.0)
+    post = sampled_series(AXIAL, (-30.0, -35.0, -12.0), (60, 50), (1.2, 1.1), 13, 2.0)
+    case = combine_series({"pre-contrast": pre, "FLAIR": flair, "post-contrast": post})
+    assert case.n_slices == 5 and case.gaps_after == (1,)
+    same_grid = combine_series({name: flair for name in ALL_SEQUENCES})
+    assert same_grid.gaps_after == (1, 6)
+
+
 def test_series_on_one_grid_are_combined_as_they_are():
     flair = flair_grid()
     series = {name: flair for name in ALL_SEQUENCES}

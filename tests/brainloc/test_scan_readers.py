@@ -393,7 +393,9 @@ def test_a_gap_in_a_dicom_series_is_named_and_gives_no_slice_distance():
     (gap,) = [note for note in scan.notes if note.startswith(GAP_MARK)]
     assert "a gap of 15.0 mm between IM2.dcm (slice position 10.0 mm) and IM3.dcm (25.0 mm)" in gap
     assert "closest slices lie 5.0 mm apart" in gap and "no tumor volume is estimated" in gap
+    assert scan.gaps_after == (2,)  # the volume rule joins no calls across it
     two = read_uploads(_series_at([0, 5, 10, 25, 30, 35, 50]))[0]
+    assert two.gaps_after == (2, 5)
     assert "2 gaps of 15.0 mm between IM2.dcm" in two.notes[0]
     assert "; 15.0 mm between IM5.dcm (slice position 35.0 mm)" in two.notes[0]
 
@@ -422,6 +424,7 @@ def test_an_evenly_spaced_series_or_a_slightly_uneven_one_has_no_gap():
         scan = read_uploads(_series_at(positions))[0]
         assert scan.slice_thickness_mm == pytest.approx(5.0)
         assert not any(note.startswith(GAP_MARK) for note in scan.notes)
+        assert scan.gaps_after == ()
 
 
 def test_a_gap_between_the_frames_of_an_enhanced_file_is_named():
@@ -433,6 +436,7 @@ def test_a_gap_between_the_frames_of_an_enhanced_file_is_named():
         "a gap of 8.0 mm between enhanced.dcm [frame 3] (slice position 4.0 mm) and "
         "enhanced.dcm [frame 1] (12.0 mm)" in scan.notes[0]
     )
+    assert scan.gaps_after == (1,)
 
 
 def test_an_enhanced_file_of_two_echoes_per_position_is_not_one_stack():
