@@ -12,6 +12,7 @@ description, plane and contrast agent for recognising a study's sequences
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -197,7 +198,9 @@ def _acquired(ds) -> str | None:
     return None
 
 
-def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
+def read_dicom_series(
+    files: list[tuple[str, bytes]], read_before: Sequence[Scan] = ()
+) -> list[Scan]:
     """Read DICOM files as series: one :class:`Scan` per SeriesInstanceUID, and one per
     multi-frame file.
 
@@ -206,8 +209,10 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
     one stack of slices (a three-plane localizer, several echoes at each position), is left out
     and named in a note on the first scan instead of refusing the whole upload; a lone such
     series is refused. Repeated files of one image (the same SOPInstanceUID) are read once.
+    ``read_before``: the upload's other scans, which share its pixel limit
+    (:func:`brainloc.scans.check_upload_pixels`, checked after each series).
     """
-    from brainloc.scans import MAX_ARCHIVE_MEMBERS
+    from brainloc.scans import MAX_ARCHIVE_MEMBERS, check_upload_pixels
 
     if len(files) > MAX_ARCHIVE_MEMBERS:
         raise ScanError(
@@ -253,6 +258,7 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
             note = f"{copies} repeated file(s) of the same image (same SOPInstanceUID) left out"
             scan = replace(scan, notes=(*scan.notes, note))
         scans.append(scan)
+        check_upload_pixels([*read_before, *scans])
     for name, data in multiframe:
         try:
             with readable(name):
@@ -261,6 +267,7 @@ def read_dicom_series(files: list[tuple[str, bytes]]) -> list[Scan]:
             if not several:
                 raise
             not_stacks.append(f"{name} ({exc.reason})")
+        check_upload_pixels([*read_before, *scans])
     notes = []
     if left_out:
         notes.append(

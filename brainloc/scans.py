@@ -49,6 +49,11 @@ MIN_SIDE = 32
 MAX_TOTAL_PIXELS = 64 * 1024 * 1024
 # The largest slice (pixels) and the most slices are the deployment's settings
 # (BRAINLOC_MAX_IMAGE_PIXELS, BRAINLOC_MAX_SLICES), read by brainloc.settings.scan_limits.
+#: Most pixels the images of one upload may hold together (several series of a study, each
+#: within MAX_TOTAL_PIXELS; 768 MB once stored as uint8 RGB). Each file is checked on its own
+#: before decoding, but many small files can each decode to a large image (a 22 KB PNG of a
+#: smooth 4096 x 4096 image is 48 MB read): together they had no limit.
+MAX_UPLOAD_PIXELS = 4 * MAX_TOTAL_PIXELS
 #: Largest decompressed size of a gzip-compressed NIfTI.
 MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
 #: Largest total size of the files in one ZIP upload once unpacked (a zip-bomb guard).
@@ -323,7 +328,7 @@ def read_scan_path(path: Path | str) -> Scan:
 
 
 def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
-    """Read several uploaded files at once.
+    """Read several uploaded files at once, together at most :data:`MAX_UPLOAD_PIXELS`.
 
     DICOM files are grouped into series (by SeriesInstanceUID) and each series
     becomes one :class:`Scan` ordered by slice position. Single slices named like
@@ -343,14 +348,30 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
         raise ScanError("no files were given")
     files, archive_notes = expand_archives(files)
     dicom = [(name, data) for name, data in files if _is_dicom(data, name)]
-    scans = _case_volumes(
-        [read_scan(data, name) for name, data in files if not _is_dicom(data, name)]
-    )
+    read = []
+    for name, data in files:
+        if not _is_dicom(data, name):
+            read.append(read_scan(data, name))
+            check_upload_pixels(read)
+    scans = _case_volumes(read)
     if dicom:
-        scans.extend(scan_readers.read_dicom_series(dicom))
+        scans.extend(scan_readers.read_dicom_series(dicom, read_before=read))
+        check_upload_pixels(scans)
     if archive_notes and scans:
         scans[0] = replace(scans[0], notes=(*scans[0].notes, *archive_notes))
     return scans
+
+
+def check_upload_pixels(scans: Iterable[Scan]) -> None:
+    """Refuse an upload once the scans read from it so far hold more than
+    :data:`MAX_UPLOAD_PIXELS` (checked after each file or series, so that reading stops
+    there)."""
+    total = sum(scan.n_slices * scan.shape[0] * scan.shape[1] for scan in scans)
+    if total > MAX_UPLOAD_PIXELS:
+        raise ScanError(
+            f"the upload's images hold more than {MAX_UPLOAD_PIXELS / 1e6:.0f} million pixels "
+            "together, more than this server reads at once; upload fewer files at once"
+        )
 
 
 def _is_zip(data: bytes) -> bool:

@@ -10,7 +10,13 @@ import pytest
 
 from brainloc import scans
 from brainloc.scans import ScanError, read_uploads
-from tests.brainloc.scan_factory import encode_dicom, encode_tiff, encode_zip, synthetic_slice
+from tests.brainloc.scan_factory import (
+    encode_dicom,
+    encode_pil,
+    encode_tiff,
+    encode_zip,
+    synthetic_slice,
+)
 
 
 def _series(count: int = 4, uid: str = "1.2.826.0.1.3680043.8.498.7") -> list[bytes]:
@@ -130,3 +136,21 @@ def test_dicom_without_preamble_named_like_a_pacs_export_forms_one_series(names)
         scans = read_uploads(upload)
         assert [scan.n_slices for scan in scans] == [3]
         assert scans[0].slice_thickness_mm == 5.0
+
+
+def test_an_upload_of_many_small_files_that_decode_large_is_refused(monkeypatch):
+    """Each file is within its own limits, but together they decode to more than one upload
+    may hold (a 22 KB PNG can be a 4096 x 4096 image): reading stops with a message."""
+    png = encode_pil(synthetic_slice((64, 64)), "PNG")
+    series = _series(4)
+    files = [(f"s{k}.png", png) for k in range(4)]
+    assert len(read_uploads(files)) == 4
+    monkeypatch.setattr(scans, "MAX_UPLOAD_PIXELS", 3 * 64 * 64 - 1)
+    for upload in (
+        files,
+        [("slices.zip", encode_zip(dict(files)))],
+        [(f"IM{k}", data) for k, data in enumerate(series)],
+        [files[0], *[(f"IM{k}", data) for k, data in enumerate(series[:2])]],
+    ):
+        with pytest.raises(ScanError, match="more than 0 million pixels together"):
+            read_uploads(upload)
