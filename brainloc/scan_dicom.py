@@ -6,7 +6,8 @@ the file name; those rules live in :mod:`brainloc.scan_stack`. Pixel spacing (Pi
 row then column, mm) and the distance between slices are kept for the findings; slice
 positions and orientation for combining series (:mod:`brainloc.scan_align`); the series
 description, plane and contrast agent for recognising a study's sequences
-(:mod:`brainloc.study`).
+(:mod:`brainloc.study`). A deflated file (Deflated Explicit VR Little Endian) is refused
+unread: pydicom inflates it whole, without a limit.
 """
 
 from __future__ import annotations
@@ -34,9 +35,30 @@ def _dataset(data: bytes, label: str):
     import pydicom
 
     try:
+        syntax = _transfer_syntax(data)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
+        raise ScanError(f"{label}: the DICOM file is truncated or corrupt") from exc
+    if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
+        # pydicom inflates such a file whole, without a limit, before any header can be
+        # checked: 4 MB of it can hold 4 GB of zeros.
+        raise ScanError(
+            f"{label}: DICOM compression '{syntax.name}' cannot be read here; "
+            "export the images uncompressed"
+        )
+    try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise ScanError(f"{label}: the DICOM file is truncated or corrupt") from exc
+
+
+def _transfer_syntax(data: bytes):
+    """The TransferSyntaxUID of the file's meta information, read as ``dcmread`` reads it
+    (pydicom has no public reader of a file-like's meta), or None when it names none."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    stream = io.BytesIO(data)
+    read_preamble(stream, True)
+    return _read_file_meta_info(stream).get("TransferSyntaxUID")
 
 
 def _check_image(ds, label: str) -> tuple[int, int, int]:

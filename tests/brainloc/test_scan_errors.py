@@ -259,6 +259,27 @@ def test_unsupported_dicom_compression_is_named():
         read_scan(data, "ls.dcm")
 
 
+def test_deflated_dicom_is_refused_before_it_is_inflated():
+    """pydicom inflates a deflated file whole and without a limit before its header can be
+    checked (a 4 MB file held 4 GB of zeros): such a file is named, not read."""
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(
+        io.BytesIO(encode_dicom(synthetic_slice((64, 64))[..., 1].astype(np.uint16)))
+    )
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    assert pydicom.dcmread(io.BytesIO(data)).pixel_array.shape == (64, 64)
+    message = "Deflated Explicit VR Little Endian' cannot be read here; export"
+    with pytest.raises(ScanError, match=f"^deflated.dcm: DICOM compression '{message}"):
+        read_scan(data, "deflated.dcm")
+    with pytest.raises(ScanError, match=message):
+        read_uploads([("IM1", data), ("IM2", encode_dicom(synthetic_slice((64, 64))[..., 1]))])
+
+
 def test_broken_compressed_dicom_is_corrupt():
     data = _compressed_dicom("1.2.840.10008.1.2.4.90", b"\xff\x4f\xff\x51" + b"\x00" * 100)
     with pytest.raises(ScanError, match="truncated or corrupt"):
