@@ -24,6 +24,7 @@ from brainloc.study import describe_series, guess_assignment
 from db.engine import session_scope
 from ui.case_view import SEQUENCE_LABELS, render_case
 from ui.guard import require_user
+from ui.markdown import escape_markdown
 from ui.models import get_pipeline
 
 user = require_user()
@@ -77,7 +78,7 @@ def _oversized(*chosen) -> bool:
     sizes = [(file.name, file.size) for files in chosen for file in files or ()]
     problem = oversized_upload(sizes, UPLOAD_LIMIT_MB)
     if problem:
-        st.error(problem)
+        st.error(escape_markdown(problem))
     return problem is not None
 
 
@@ -139,7 +140,7 @@ def _run(analyse, case_reference: str, fingerprint: str) -> int | None:
         st.session_state[LAST_KEY] = analysis_id
     except (ScanError, ValueError) as error:
         bar.empty()
-        st.error(f"Nothing was saved. {error}")
+        st.error(f"Nothing was saved. {escape_markdown(str(error))}")
         return None
     except Exception:  # noqa: BLE001 - a user never sees a traceback
         logger.exception("analysis failed")
@@ -163,7 +164,7 @@ def _study_scans(files):
                 scans = read_uploads(_contents(files))
         except ScanError as error:
             st.session_state.pop(STUDY_KEY, None)
-            st.error(f"{error}")
+            st.error(escape_markdown(str(error)))
             return None
         except Exception:  # noqa: BLE001 - a user never sees a traceback
             logger.exception("reading a study failed")

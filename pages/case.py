@@ -18,6 +18,7 @@ from db.engine import session_scope
 from ui.case_view import render_case
 from ui.followup import render_comparison
 from ui.guard import guarded_callback, require_user
+from ui.markdown import escape_markdown
 from ui.notes import render_notes
 from ui.prepared import render_prepared_download
 
@@ -201,7 +202,7 @@ st.subheader(f"{case.case_reference}")
 acquired = f" · scan of {case.scan_date}" if case.scan_date else ""
 st.caption(
     f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC{acquired}"
-    f" · {len(case.slices)} slice(s) · {case.source_summary}"
+    f" · {len(case.slices)} slice(s) · {escape_markdown(case.source_summary)}"
 )
 shown = render_case(case, key=f"case_{case.id}")
 _downloads(case, shown)

@@ -23,6 +23,7 @@ from brainloc.findings_text import (
 )
 from brainloc.results import NEGATIVE_CAUTION
 from brainloc.scans import SINGLE_SEQUENCE_NOTE
+from ui.markdown import escape_markdown
 from ui.models import pipeline_if_loaded
 
 SEQUENCE_LABELS = {
@@ -192,5 +193,6 @@ def render_case(case: StoredCase, *, key: str) -> Shown:
             "models were trained on pre-contrast, FLAIR and post-contrast.",
         ]
     for note in notes:
-        st.caption(note)
+        # Notes name files and DICOM series descriptions, which come from outside.
+        st.caption(escape_markdown(note))
     return Shown(index=index, overlay=picture)

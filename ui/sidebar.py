@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
 from brainloc.auth import CurrentUser
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` with Markdown syntax escaped, so user-supplied names render literally."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+from ui.markdown import escape_markdown
 
 
 def render_user_card(user: CurrentUser) -> None:

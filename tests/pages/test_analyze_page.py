@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
@@ -28,6 +30,11 @@ def _upload(at, files, reference):
 
 
 def _texts(elements) -> str:
+    """The elements' text as shown: Markdown escapes (text from files, ui.markdown) undone."""
+    return re.sub(r"\\(.)", r"\1", _markdown(elements))
+
+
+def _markdown(elements) -> str:
     return " | ".join(str(element.value) for element in elements)
 
 
@@ -268,6 +275,27 @@ def test_a_study_export_is_analysed_as_its_three_recognised_series(clinic):
         "'AX T1 POST GAD'; not analysed: 'COR T1 POST GAD'"
     ) in shown
     assert "Only FLAIR present" not in shown
+
+
+def test_file_names_and_series_descriptions_show_as_written_not_as_markdown(clinic):
+    """A DICOM header or a file name is written by whoever made the file: as Markdown,
+    ``![x](https://...)`` in it would make the reader's browser fetch that address."""
+    from tests.brainloc.scan_factory import encode_study, encode_zip
+
+    image = "![x](https://tracker.example/p.png)"
+    grey = _clear_then_tumor().astype(np.uint16) * 16
+    series = {"AX T1": grey[..., 0], f"AX T2 FLAIR {image}": grey[..., 1]}
+    series["AX T1 POST GAD"] = grey[..., 2]
+    study = encode_zip({**encode_study(series), "[notes](https://phish.example)": b"x"})
+    at = _upload(open_page("analyze.py", clinic.alice), [("study.zip", study)], "ST-MD")
+    assert not at.exception and "Nothing was saved" not in _texts(at.error)
+    assert f"FLAIR 'AX T2 FLAIR {image}'" in _texts(at.caption)
+    assert "1 other file(s) in the archive skipped" in _texts(at.caption)
+    assert "](https://" not in _markdown(at.caption)
+    named = "[Sign in again](https:phish.example).png"  # a file name holds no slash
+    at = _upload(at, [(named, b"")], "ST-MD2")
+    assert f"{named}: the file is empty" in _texts(at.error)
+    assert "](https:" not in _markdown(at.error)
 
 
 def test_a_study_s_series_are_chosen_by_hand_when_the_names_do_not_settle_it(clinic):
