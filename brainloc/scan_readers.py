@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from brainloc.scan_dicom import looks_like_raw_dicom, read_dicom, read_dicom_series
 from brainloc.scan_normalize import build_scan, check_dimensions
 from brainloc.scans import ScanError, SeriesHeader
+from brainloc.settings import scan_limits
 
 __all__ = ["READERS", "gunzip_capped", "looks_like_raw_dicom", "read_dicom_series"]
 
@@ -55,8 +56,18 @@ def read_tiff(data: bytes, label: str):
     """
     import tifffile
 
+    max_slices = scan_limits().max_slices
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        pages = [page for page in tif.pages if not getattr(page, "is_reduced", False)]
+        pages = []
+        # Pages are parsed and kept one by one: stop at the first beyond what a case may hold
+        # (with a thumbnail beside each slice at most), not after a million of them.
+        for count, page in enumerate(tif.pages, start=1):
+            if not getattr(page, "is_reduced", False):
+                pages.append(page)
+            if len(pages) > max_slices or count > 2 * max_slices:
+                raise ScanError(
+                    f"{label}: more than {max_slices} slices; at most {max_slices} are accepted"
+                )
         if not pages:
             raise ScanError(f"{label}: the TIFF holds no image")
         first = pages[0]

@@ -310,6 +310,25 @@ def test_size_limits_follow_the_deployment_settings(monkeypatch):
         read_uploads(series)
 
 
+def test_a_tiff_of_too_many_pages_is_refused_without_reading_them_all(monkeypatch):
+    """tifffile parses and keeps each page: 1.5 million pages in 170 MB took 108 s and 4.4 GB
+    before the slice limit refused them. Reading stops past the limit now."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((200, 32, 32), np.uint8), metadata=None)
+    parsed = []
+    page_init = tifffile.TiffPage.__init__
+
+    def counted(self, *args, **kwargs):
+        parsed.append(1)
+        page_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffPage, "__init__", counted)
+    monkeypatch.setenv("BRAINLOC_MAX_SLICES", "3")
+    with pytest.raises(ScanError, match="^many.tif: more than 3 slices; at most 3 are accepted"):
+        read_scan(buffer.getvalue(), "many.tif")
+    assert len(parsed) <= 2 * 3 + 1
+
+
 def test_default_slice_limit_is_4096_squared():
     from brainloc.settings import scan_limits
 
