@@ -56,7 +56,8 @@ MAX_TOTAL_PIXELS = 64 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 4 * MAX_TOTAL_PIXELS
 #: Largest decompressed size of a gzip-compressed NIfTI.
 MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
-#: Largest total size of the files in one ZIP upload once unpacked (a zip-bomb guard).
+#: Largest total size of the files in one upload's ZIP archives once unpacked (a zip-bomb
+#: guard; all the archives of one upload together).
 MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024
 #: Most files one ZIP upload may hold.
 MAX_ARCHIVE_MEMBERS = 10_000
@@ -412,17 +413,19 @@ def expand_archives(
 
     Raises:
         ScanError: a damaged or password-protected archive, one over
-            :data:`MAX_ARCHIVE_MEMBERS` files or :data:`MAX_ARCHIVE_BYTES` unpacked, or one
-            without any image file.
+            :data:`MAX_ARCHIVE_MEMBERS` files, archives over :data:`MAX_ARCHIVE_BYTES` unpacked
+            together, or one without any image file.
     """
     expanded: list[tuple[str, bytes]] = []
     notes: list[str] = []
+    unpacked = 0
     for name, data in files:
         if not _is_zip(data):
             expanded.append((name, data))
             continue
         label = Path(name).name or "archive"
-        members = _read_archive(label, bytes(data))
+        members = _read_archive(label, bytes(data), unpacked)
+        unpacked += sum(len(content) for _, content in members)
         scans = [(Path(member).name, content) for member, content in members]
         scans = [(base, content) for base, content in scans if _archive_scan(base, content)]
         if not scans:
@@ -439,8 +442,9 @@ def expand_archives(
     return expanded, notes
 
 
-def _read_archive(label: str, data: bytes) -> list[tuple[str, bytes]]:
-    """The (path, bytes) of every file in a ZIP, within the size and count limits."""
+def _read_archive(label: str, data: bytes, unpacked: int = 0) -> list[tuple[str, bytes]]:
+    """The (path, bytes) of every file in a ZIP, within the size and count limits; ``unpacked``:
+    the bytes that the upload's earlier archives unpacked to, which count towards the limit."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             entries = [info for info in archive.infolist() if not info.is_dir()]
@@ -455,7 +459,7 @@ def _read_archive(label: str, data: bytes) -> list[tuple[str, bytes]]:
                     f"{label}: the ZIP archive is password-protected; unpack it and upload "
                     "the files"
                 )
-            left = MAX_ARCHIVE_BYTES
+            left = MAX_ARCHIVE_BYTES - unpacked
             members = []
             for info in entries:
                 # Read at most what is left: the sizes in the archive's directory can lie.
@@ -463,8 +467,13 @@ def _read_archive(label: str, data: bytes) -> list[tuple[str, bytes]]:
                     content = member.read(left + 1)
                 left -= len(content)
                 if left < 0:
+                    what = (
+                        "the upload's ZIP archives unpack"
+                        if unpacked
+                        else "the ZIP archive unpacks"
+                    )
                     raise ScanError(
-                        f"{label}: the ZIP archive unpacks to more than "
+                        f"{label}: {what} to more than "
                         f"{MAX_ARCHIVE_BYTES // (1024 * 1024)} MB; upload fewer files at once"
                     )
                 members.append((info.filename, content))

@@ -111,6 +111,14 @@ def test_archive_limits_guard_against_zip_bombs(monkeypatch):
     monkeypatch.setattr(scans, "MAX_ARCHIVE_BYTES", 1024 * 1024)
     with pytest.raises(ScanError, match="unpacks to more than 1 MB"):
         read_uploads([("bomb.zip", bomb)])
+    # The limit holds for all the archives of one upload together, not for each: four 1 MB
+    # ZIPs that unpacked to 1 GB each held 8 GB at once.
+    slice_tif = encode_tiff(synthetic_slice((64, 64)))
+    half = encode_zip({"s.tif": slice_tif, "zeros.dat": b"\0" * (600 * 1024)})
+    with pytest.raises(
+        ScanError, match="^b.zip: the upload's ZIP archives unpack to more than 1 MB"
+    ):
+        read_uploads([("a.zip", half), ("b.zip", half)])
 
 
 def test_a_password_protected_archive_says_so():
