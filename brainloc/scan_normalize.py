@@ -29,8 +29,15 @@ RESCALE_HIGH_PERCENTILE = 99.5
 _NUMERIC_KINDS = "uif"
 
 
-def check_dimensions(label: str, height: int, width: int, n_slices: int = 1) -> None:
-    """Refuse absurd sizes before any pixel is decoded (decompression bombs included)."""
+def check_dimensions(
+    label: str, height: int, width: int, n_slices: int = 1, channels: int = 1
+) -> None:
+    """Refuse absurd sizes before any pixel is decoded (decompression bombs included).
+
+    ``channels``: the samples per pixel, when the header says: more than four (a TIFF may
+    declare thousands, 1 MB of them decoded to 1 GB) are refused before decoding too."""
+    if channels > 4:
+        raise _too_many_channels(label, channels)
     if height <= 0 or width <= 0 or n_slices <= 0:
         raise ScanError(f"{label}: the image has no pixels ({n_slices} x {height} x {width})")
     limits = scan_limits()
@@ -67,7 +74,11 @@ def _channels_last(volume: np.ndarray, label: str) -> tuple[np.ndarray, bool]:
         return volume, False
     if channels == 4:  # RGBA screenshots: drop alpha.
         return volume[..., :3], False
-    raise ScanError(
+    raise _too_many_channels(label, channels)
+
+
+def _too_many_channels(label: str, channels: int) -> ScanError:
+    return ScanError(
         f"{label}: the image has {channels} channels; supported are 1 (one sequence), "
         "3 (pre-contrast, FLAIR, post-contrast) or 4 (RGBA)"
     )

@@ -75,7 +75,7 @@ def read_tiff(data: bytes, label: str):
             if getattr(page, "imagedepth", 1) > 1:
                 raise ScanError(f"{label}: volumetric TIFF tiles are not supported")
             height, width = _shown_size(page)
-            check_dimensions(label, height, width, len(pages))
+            check_dimensions(label, height, width, len(pages), page.samplesperpixel)
             if (height, width, page.samplesperpixel) != (
                 *_shown_size(first),
                 first.samplesperpixel,

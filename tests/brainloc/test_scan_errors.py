@@ -138,6 +138,21 @@ def test_five_channel_tiff_names_the_channel_count():
         read_scan(buffer.getvalue(), "c.tif")
 
 
+def test_a_tiff_of_many_samples_is_refused_before_its_pixels_are_decoded(monkeypatch):
+    """A TIFF may declare thousands of samples per pixel: four zlib pages of 4096 x 4096 x 64
+    zeros (4 MB) decoded to 8 GB before the channel count was refused."""
+    buffer = io.BytesIO()
+    pixels = np.zeros((64, 64, 64), np.uint8)
+    tifffile.imwrite(
+        buffer, pixels, photometric="minisblack", planarconfig="contig", compression="zlib"
+    )
+    decoded = []
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda *args, **kwargs: decoded.append(1))
+    with pytest.raises(ScanError, match="^s.tif: the image has 64 channels; supported are 1"):
+        read_scan(buffer.getvalue(), "s.tif")
+    assert not decoded
+
+
 def test_missing_path_is_a_scan_error(tmp_path):
     with pytest.raises(ScanError, match="cannot open"):
         read_scan_path(tmp_path / "nope.png")
