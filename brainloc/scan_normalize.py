@@ -14,6 +14,7 @@ import numpy as np
 from brainloc.scans import (
     ALL_SEQUENCES,
     FLAIR_ONLY,
+    MAX_DECODED_BYTES,
     MAX_TOTAL_PIXELS,
     MIN_SIDE,
     SINGLE_SEQUENCE_NOTE,
@@ -30,12 +31,19 @@ _NUMERIC_KINDS = "uif"
 
 
 def check_dimensions(
-    label: str, height: int, width: int, n_slices: int = 1, channels: int = 1
+    label: str,
+    height: int,
+    width: int,
+    n_slices: int = 1,
+    channels: int = 1,
+    sample_bytes: int = 1,
 ) -> None:
     """Refuse absurd sizes before any pixel is decoded (decompression bombs included).
 
     ``channels``: the samples per pixel, when the header says: more than four (a TIFF may
-    declare thousands, 1 MB of them decoded to 1 GB) are refused before decoding too."""
+    declare thousands, 1 MB of them decoded to 1 GB) are refused before decoding too.
+    ``sample_bytes``: the bytes of one decoded sample (8 for float64), when the header says:
+    the decoded pixels may take at most :data:`~brainloc.scans.MAX_DECODED_BYTES`."""
     if channels > 4:
         raise _too_many_channels(label, channels)
     if height <= 0 or width <= 0 or n_slices <= 0:
@@ -56,6 +64,13 @@ def check_dimensions(
     if n_slices * height * width > MAX_TOTAL_PIXELS:
         raise ScanError(
             f"{label}: {n_slices} slices of {width} x {height} pixels is too large to analyse"
+        )
+    decoded = n_slices * height * width * channels * sample_bytes
+    if decoded > MAX_DECODED_BYTES:
+        raise ScanError(
+            f"{label}: {n_slices} slice(s) of {width} x {height} pixels, {channels} channel(s) "
+            f"of {sample_bytes * 8}-bit samples, take {decoded / 2**20:,.0f} MB decoded: too "
+            f"large to analyse (at most {MAX_DECODED_BYTES // 2**20} MB)"
         )
 
 

@@ -75,7 +75,8 @@ def read_tiff(data: bytes, label: str):
             if getattr(page, "imagedepth", 1) > 1:
                 raise ScanError(f"{label}: volumetric TIFF tiles are not supported")
             height, width = _shown_size(page)
-            check_dimensions(label, height, width, len(pages), page.samplesperpixel)
+            sample_bytes = -(-page.bitspersample // 8)
+            check_dimensions(label, height, width, len(pages), page.samplesperpixel, sample_bytes)
             if (height, width, page.samplesperpixel) != (
                 *_shown_size(first),
                 first.samplesperpixel,

@@ -56,6 +56,10 @@ MAX_TOTAL_PIXELS = 64 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 4 * MAX_TOTAL_PIXELS
 #: Largest decompressed size of a gzip-compressed NIfTI.
 MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
+#: Largest size of one file's pixels once decoded, as its header declares them (samples per
+#: pixel and bytes per sample: a 2 MB TIFF of four float64 pages took 5.8 GB to read). A case
+#: of the largest size in 16-bit RGB (384 MB) or as float64 (512 MB) fits.
+MAX_DECODED_BYTES = 512 * 1024 * 1024
 #: Largest total size of the files in one upload's ZIP archives once unpacked (a zip-bomb
 #: guard; all the archives of one upload together).
 MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024

@@ -153,6 +153,23 @@ def test_a_tiff_of_many_samples_is_refused_before_its_pixels_are_decoded(monkeyp
     assert not decoded
 
 
+def test_a_tiff_whose_samples_decode_too_large_is_refused_from_its_header(monkeypatch):
+    """Pixels are counted, but a float64 sample is eight bytes: four zlib pages of 4096 x 4096
+    RGBA float64 zeros (2 MB) took 5.8 GB to read. Their decoded size is checked first."""
+    from brainloc import scan_normalize
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((2, 64, 64), np.float64), compression="zlib")
+    decoded = []
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda *args, **kwargs: decoded.append(1))
+    monkeypatch.setattr(scan_normalize, "MAX_DECODED_BYTES", 64 * 64 * 8)
+    with pytest.raises(
+        ScanError, match=r"^f.tif: 2 slice\(s\) of 64 x 64 pixels, 1 channel\(s\) of "
+    ):
+        read_scan(buffer.getvalue(), "f.tif")
+    assert not decoded
+
+
 def test_missing_path_is_a_scan_error(tmp_path):
     with pytest.raises(ScanError, match="cannot open"):
         read_scan_path(tmp_path / "nope.png")
