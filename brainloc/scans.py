@@ -342,6 +342,10 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
     the volume rule of :mod:`brainloc.decision`). Every other file is a
     :class:`Scan` of its own, in the order given. A ZIP is first replaced by the image
     files inside it (:func:`expand_archives`); what it skipped is noted on the first scan.
+    A Kaggle ground-truth mask ``<case>_<n>_mask.tif`` uploaded together with its scan
+    ``<case>_<n>.tif`` (a case folder, or a ZIP of it) is left out with a note, as the
+    ``analyze`` command leaves it out of a folder; a mask uploaded without its scan is
+    still refused as a mask.
 
     Raises:
         ScanError: naming the first file that cannot be read.
@@ -352,6 +356,8 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
     if not files:
         raise ScanError("no files were given")
     files, archive_notes = expand_archives(files)
+    files, mask_notes = _drop_masks_beside_scans(files)
+    archive_notes = [*archive_notes, *mask_notes]
     dicom = [(name, data) for name, data in files if _is_dicom(data, name)]
     read = []
     for name, data in files:
@@ -377,6 +383,32 @@ def check_upload_pixels(scans: Iterable[Scan]) -> None:
             f"the upload's images hold more than {MAX_UPLOAD_PIXELS / 1e6:.0f} million pixels "
             "together, more than this server reads at once; upload fewer files at once"
         )
+
+
+def _drop_masks_beside_scans(
+    files: list[tuple[str, bytes]],
+) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Leave out each ``<case>_<n>_mask.tif`` whose ``<case>_<n>.tif`` is among ``files``
+    (names compared without folders and case); returns the rest and a note if any was left out."""
+    from brainloc.kaggle_layout import MASK_RE
+
+    names = {Path(name).name.lower() for name, _ in files}
+
+    def beside_its_scan(name: str) -> bool:
+        base = Path(name).name
+        if MASK_RE.search(base) is None:
+            return False
+        stem, extension = base.rsplit(".", 1)  # "<case>_<n>_mask", "tif"
+        return f"{stem[: -len('_mask')]}.{extension}".lower() in names
+
+    kept = [(name, data) for name, data in files if not beside_its_scan(name)]
+    left_out = len(files) - len(kept)
+    if not left_out:
+        return files, []
+    return kept, [
+        f"{left_out} tumor mask file(s) (<case>_<n>_mask.tif) uploaded beside their scans "
+        "were left out; only the scans were analysed"
+    ]
 
 
 def _is_zip(data: bytes) -> bool:

@@ -162,3 +162,25 @@ def test_an_upload_of_many_small_files_that_decode_large_is_refused(monkeypatch)
     ):
         with pytest.raises(ScanError, match="more than 0 million pixels together"):
             read_uploads(upload)
+
+
+def test_a_kaggle_case_folder_with_its_masks_reads_the_scans_only():
+    # The case folder as the dataset ships it, zipped or chosen file by file: every
+    # <case>_<n>.tif with its <case>_<n>_mask.tif (empty or not) beside it.
+    slices = {n: synthetic_slice((64, 64), seed=n) for n in (1, 2, 3)}
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:30, 20:30] = 255
+    files = {}
+    for n, image in slices.items():
+        files[f"CASE_A/CASE_A_{n}.tif"] = encode_tiff(image)
+        files[f"CASE_A/CASE_A_{n}_mask.tif"] = encode_tiff(mask if n == 2 else mask * 0)
+    for upload in (
+        [("CASE_A.zip", encode_zip(files))],
+        [(name.rsplit("/", 1)[1], data) for name, data in files.items()],
+    ):
+        (volume,) = read_uploads(upload)
+        assert volume.names == ("CASE_A_1.tif", "CASE_A_2.tif", "CASE_A_3.tif")
+        assert any("3 tumor mask file(s)" in note for note in volume.notes)
+    # A mask without its scan is still refused as what it is.
+    with pytest.raises(ScanError, match="binary mask"):
+        read_uploads([("CASE_A_2_mask.tif", files["CASE_A/CASE_A_2_mask.tif"])])
