@@ -144,15 +144,18 @@ others = [u for u in users if u.id != admin.id]
 if not others:
     st.info("No other accounts yet. Practitioners appear here after they register.")
 else:
+    # No status in the option labels: the browser keeps showing the label an option had when
+    # it was chosen, so "(pending)" stayed beside the account just approved. It goes below.
     chosen = st.selectbox(
         "Account",
         options=[u.id for u in others],
         format_func=lambda uid: next(
-            f"{u.username} — {u.full_name} ({u.status})" for u in others if u.id == uid
+            f"{u.username} — {u.full_name}" for u in others if u.id == uid
         ),
         key="admin_user",
     )
     target = next(u for u in others if u.id == chosen)
+    st.markdown(f"Status: **{target.status}**")
     decisions = allowed_decisions(target.status)
     columns = st.columns(max(len(decisions), 1))
     for column, decision in zip(columns, decisions, strict=False):

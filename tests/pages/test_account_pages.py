@@ -73,6 +73,10 @@ def test_admin_approves_a_pending_account(open_app, make_account):
     at.run()
     assert not at.exception
     assert "approve done" in at.success[0].value
+    # The status is shown beside the picker, not in its option labels, which the browser
+    # keeps as they were when chosen (it went on showing "(pending)" after the approval).
+    assert "Status: **approved**" in [m.value for m in at.markdown]
+    assert "pending" not in at.selectbox(key="admin_user").format_func(pending.id)
     with session_scope() as session:
         assert user_store.get_user(session, user_id=pending.id).status == "approved"
         change = audit.list_events(session, actions=[audit.Action.STATUS_CHANGE])[0]
