@@ -198,8 +198,14 @@ def _styles() -> dict[str, ParagraphStyle]:
         "title": ParagraphStyle(
             "title", parent=base["Title"], fontName=BOLD, textColor=_ACCENT, spaceAfter=4
         ),
+        # keepWithNext: a heading never ends a page without the first lines of its section.
         "h2": ParagraphStyle(
-            "h2", parent=base["Heading2"], fontName=BOLD, textColor=_ACCENT, spaceBefore=8
+            "h2",
+            parent=base["Heading2"],
+            fontName=BOLD,
+            textColor=_ACCENT,
+            spaceBefore=8,
+            keepWithNext=1,
         ),
         "body": body,
         "small": ParagraphStyle("small", parent=body, fontSize=8, leading=10),
@@ -361,7 +367,8 @@ def build_report(data: ReportData) -> bytes:
     story.append(Paragraph("Models", styles["h2"]))
     model_text = ", ".join(data.models) if data.models else "not recorded"
     story.append(Paragraph(_paragraph_text(model_text), styles["body"]))
-    story.append(Paragraph(_paragraph_text(DISCLAIMER), styles["box"]))
+    # Whole, not its last line alone on a new page.
+    story.append(KeepTogether([Paragraph(_paragraph_text(DISCLAIMER), styles["box"])]))
 
     buffer = io.BytesIO()
     document = SimpleDocTemplate(

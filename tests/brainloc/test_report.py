@@ -189,3 +189,19 @@ def test_note_lines_and_a_blank_line_keep_their_spacing():
     leading = first - second
     assert leading == pytest.approx(12)  # the body style's leading, as one paragraph had
     assert second - third == pytest.approx(2 * leading)
+
+
+def test_no_heading_is_left_at_a_page_foot_and_the_closing_disclaimer_is_never_split():
+    # Notes of every length from a few lines to over a page move the end of the report across
+    # a page break: a heading must go with what follows it (a "Models" heading alone at the
+    # foot of page 1 happened with a 2-line note), and the closing disclaimer stays whole.
+    findings = [(f"Finding {k}", "value") for k in range(6)]
+    closing = " ".join(DISCLAIMER.split())
+    for lines in range(2, 60, 2):
+        notes = "\n".join(f"Line {k} of the note." for k in range(lines))
+        pdf = build_report(_data(notes=notes, findings=findings))
+        pages = [" ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pdf)).pages]
+        for heading, body in (("Notes", "Practitioner's notes"), ("Models", "brainloc-classifier")):
+            together = any(f"{heading} " in text and body in text for text in pages)
+            assert together, f"{lines} note lines: the {heading} heading apart from its text"
+        assert closing in pages[-1], f"{lines} note lines: the closing disclaimer was split"
