@@ -64,14 +64,26 @@ def _pick(current: int | None) -> int | None:
     labels = {a.id: f"{a.case_reference} · #{a.id} · {a.created_at:%Y-%m-%d %H:%M}" for a in mine}
     options = list(labels)
     # A new ?id= in the address (a link, a bookmark) wins over the picker's last choice.
+    set_now = False
     if current in labels and st.session_state.get(SEEN_KEY) != current:
         st.session_state["case_select"] = current
+        set_now = True
     st.session_state[SEEN_KEY] = current
     if st.session_state.get("case_select") not in labels:
         st.session_state["case_select"] = current if current in labels else None
+        set_now = True
+    selected = st.session_state["case_select"]
+    # The browser shows the option at ``index`` until a run's value reaches it. A rerun that
+    # overtakes the run which set the value (the sign-in cookie's, after a page load) left
+    # the newest case in the picker while the page showed the requested one, and the next
+    # click sent the newest back: a note typed for one case was saved to another. So every
+    # other run names the selected case as the default too (not the run that sets it, where
+    # Streamlit warns about a default beside a value set through the session state).
+    index = options.index(selected) if selected is not None and not set_now else 0
     chosen = st.selectbox(
         "Case",
         options,
+        index=index,
         format_func=labels.get,
         placeholder="Choose one of your analyses",
         key="case_select",

@@ -51,6 +51,19 @@ def test_an_own_case_reopens_by_id_and_the_view_is_audited_once(clinic):
     assert _actions(clinic, clinic.alice).count(Action.VIEW) == 2
 
 
+def test_the_picker_shows_the_case_the_address_opened_also_by_default(clinic):
+    # The browser shows the picker's default option until a run's value reaches it; after a
+    # page load, a rerun can overtake the run that set the value. The default was then the
+    # newest case while the page showed the requested one, and the next click (saving a note)
+    # sent the newest case back and opened it.
+    older = clinic.add_analysis(clinic.alice, "OLDER")
+    clinic.add_analysis(clinic.alice, "NEWEST")
+    at = open_page("case.py", clinic.alice, {"id": str(older)}).run()
+    picker = at.selectbox(key="case_select")
+    assert picker.value == older
+    assert picker.options[picker.proto.default].startswith(f"OLDER · #{older}")
+
+
 def test_another_practitioner_gets_not_found_by_id_and_nothing_in_the_picker(clinic):
     analysis_id = clinic.add_analysis(clinic.alice, "SECRET-CASE")
     at = open_page("case.py", clinic.bob, {"id": str(analysis_id)})
