@@ -25,7 +25,7 @@ from brainloc.followup import RANO_LGG_THRESHOLDS, compare_own
 from brainloc.report import ReportData, build_report
 from brainloc.scan_align import RESAMPLED_MARK
 from brainloc.scan_stack import GAP_MARK
-from brainloc.scans import COMBINED_NOTE
+from brainloc.scans import COMBINED_NOTE, SINGLE_SEQUENCE_NOTE
 from brainloc.study import RECOGNISED_PREFIX
 from db import clinical_notes
 from db.types import utc_now
@@ -96,6 +96,7 @@ def report_data(
             "on pre-contrast, FLAIR and post-contrast slices."
         )
     scan_notes = case.findings.get("scan_notes") or []
+    told = []
     if COMBINED_NOTE in scan_notes:
         sequences_note = f"Input: {COMBINED_NOTE}."
         # Which series it rests on (a study's, recognised by name), and any resampling.
@@ -104,10 +105,19 @@ def report_data(
             for note in scan_notes
             if note.startswith((RECOGNISED_PREFIX, CHOSEN_PREFIX)) or RESAMPLED_MARK in note
         ]
-        sequences_note += "".join(f" {note[0].upper()}{note[1:]}." for note in told)
+        sequences_note += "".join(f" {_sentence(note)}" for note in told)
     # Slices missing from the series: what the result cannot speak of, and why no volume.
-    gaps = [f"{note[0].upper()}{note[1:]}." for note in scan_notes if note.startswith(GAP_MARK)]
-    sequences_note = " ".join(filter(None, (sequences_note, *gaps)))
+    gaps = [note for note in scan_notes if note.startswith(GAP_MARK)]
+    # Every other note the screen shows (a 16-bit rescale, an inverted or rotated image, files
+    # left out): the report is the record a reader has later, so it says what the screen said.
+    others = [
+        note
+        for note in scan_notes
+        if note not in (SINGLE_SEQUENCE_NOTE, COMBINED_NOTE) and note not in (*told, *gaps)
+    ]
+    sequences_note = " ".join(
+        filter(None, (sequences_note, *map(_sentence, gaps), *map(_sentence, others)))
+    )
     return ReportData(
         practitioner_name=author.full_name,
         practitioner_category=author.category,
@@ -201,3 +211,9 @@ def _comparison(session, owner_id: int, analysis_id: int, baseline_id: int) -> d
         ],
         "comparison_notes": [*comparison.notes, RANO_LGG_THRESHOLDS],
     }
+
+
+def _sentence(note: str) -> str:
+    """A scan note as a sentence of the report: capitalised, ending in a full stop."""
+    text = f"{note[0].upper()}{note[1:]}"
+    return text if text.endswith(".") else f"{text}."

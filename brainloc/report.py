@@ -77,8 +77,9 @@ class ReportData:
         note_version: the note version printed (None when there is no note).
         models: model labels, e.g. "brainloc-classifier v1.0.0".
         sequences_note: what the reader must know of the input: which MRI sequences were
-            really present, if not all three, how they were combined, and slices missing
-            from the series.
+            really present, if not all three, how they were combined, slices missing from
+            the series, and every other note the screen shows about the input (a rescale,
+            files left out).
         probability_label: how the probability is named ("Highest slice tumor probability"
             for a case).
         comparison_title: for a follow-up report, which analysis is the baseline ("" for none).

@@ -213,6 +213,9 @@ def test_a_dicom_series_keeps_spacing_for_mm2_and_volume(tiny_pipeline, engine):
     assert "mm²" in dict(findings_rows(case.slices[1].findings))["Tumor area"]
     data = _report_without_notes(case, owner.id)
     assert "Only FLAIR was present" in data.sequences_note
+    # The report says what the screen said of the input: the 16-bit values were rescaled.
+    (rescaled,) = [n for n in case.findings["scan_notes"] if "rescaled to 8 bits" in n]
+    assert f"{rescaled[0].upper()}{rescaled[1:]}." in data.sequences_note
     assert data.probability_label == "Highest slice tumor probability"
     assert (
         "2",
