@@ -218,7 +218,8 @@ def combine_series(series: dict[str, Scan]) -> Scan:
         )
         if not usable:
             raise
-        logger.info("series on different grids, resampled onto FLAIR: %s", mismatch)
+        # %r: the message names uploaded files, whose names may hold line breaks.
+        logger.info("series on different grids, resampled onto FLAIR: %r", str(mismatch))
     flair = series["FLAIR"]
     moved = [name for name in _MOVED if not _same_grid(series[name], flair)]
     sampled = {name: resample_onto(series[name], flair, name) for name in moved}

@@ -245,7 +245,9 @@ def readable(label: str) -> Iterator[None]:
     except MemoryError as exc:
         raise ScanError(f"{label}: the image is too large to open") from exc
     except Exception as exc:  # noqa: BLE001 - the safety net
-        logger.info("unreadable upload %s", label, exc_info=True)
+        # %r: a name from an upload (a ZIP member's) may hold a line break, which would
+        # otherwise start a forged line in the server's log.
+        logger.info("unreadable upload %r", label, exc_info=True)
         raise ScanError(f"{label}: the file is truncated or corrupt and cannot be read") from exc
 
 

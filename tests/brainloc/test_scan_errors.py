@@ -377,3 +377,18 @@ def test_a_slice_of_another_pixel_spacing_in_a_series_is_refused_with_both_named
     ]
     with pytest.raises(ScanError, match=r"IM2.dcm: a pixel spacing of 1.0 x 1.0 mm.*IM0.dcm"):
         read_uploads(files)
+
+
+def test_a_line_break_in_an_upload_name_does_not_forge_a_log_line(caplog):
+    # A ZIP member's name can hold a line break; logged as it is, the rest of the name would
+    # read as a line of its own in the server's log.
+    png = encode_pil(synthetic_slice((64, 64)), "PNG")
+    name = "scan\n2026-12-07 INFO admin chief approved mallory.png"
+    with (
+        caplog.at_level("INFO", logger="brainloc.scans"),
+        pytest.raises(ScanError, match="truncated or corrupt"),
+    ):
+        read_scan(png[: len(png) // 2], name)
+    (record,) = [r for r in caplog.records if r.name == "brainloc.scans"]
+    assert "unreadable upload" in record.getMessage()
+    assert "\n" not in record.getMessage() and "\\n2026-12-07" in record.getMessage()
