@@ -13,7 +13,6 @@ unread: pydicom inflates it whole, without a limit.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -22,7 +21,14 @@ import numpy as np
 from brainloc import scan_stack
 from brainloc.scan_enhanced import frame_headers, is_enhanced
 from brainloc.scan_normalize import build_scan, check_dimensions
-from brainloc.scans import SPACING_TOLERANCE, Scan, ScanError, SeriesHeader, readable
+from brainloc.scans import (
+    SPACING_TOLERANCE,
+    Scan,
+    ScanError,
+    SeriesHeader,
+    UploadPixels,
+    readable,
+)
 from brainloc.settings import scan_limits
 
 
@@ -221,7 +227,7 @@ def _acquired(ds) -> str | None:
 
 
 def read_dicom_series(
-    files: list[tuple[str, bytes]], read_before: Sequence[Scan] = ()
+    files: list[tuple[str, bytes]], budget: UploadPixels | None = None
 ) -> list[Scan]:
     """Read DICOM files as series: one :class:`Scan` per SeriesInstanceUID, and one per
     multi-frame file.
@@ -231,10 +237,10 @@ def read_dicom_series(
     one stack of slices (a three-plane localizer, several echoes at each position), is left out
     and named in a note on the first scan instead of refusing the whole upload; a lone such
     series is refused. Repeated files of one image (the same SOPInstanceUID) are read once.
-    ``read_before``: the upload's other scans, which share its pixel limit
-    (:func:`brainloc.scans.check_upload_pixels`, checked after each series).
+    ``budget``: the upload's pixel count, shared with its other scans
+    (:class:`brainloc.scans.UploadPixels`, counted after each series).
     """
-    from brainloc.scans import MAX_ARCHIVE_MEMBERS, check_upload_pixels
+    from brainloc.scans import MAX_ARCHIVE_MEMBERS
 
     if len(files) > MAX_ARCHIVE_MEMBERS:
         raise ScanError(
@@ -280,7 +286,8 @@ def read_dicom_series(
             note = f"{copies} repeated file(s) of the same image (same SOPInstanceUID) left out"
             scan = replace(scan, notes=(*scan.notes, note))
         scans.append(scan)
-        check_upload_pixels([*read_before, *scans])
+        if budget is not None:
+            budget.add(scan)
     for name, data in multiframe:
         try:
             with readable(name):
@@ -289,7 +296,9 @@ def read_dicom_series(
             if not several:
                 raise
             not_stacks.append(f"{name} ({exc.reason})")
-        check_upload_pixels([*read_before, *scans])
+            continue
+        if budget is not None:
+            budget.add(scans[-1])
     notes = []
     if left_out:
         notes.append(

@@ -361,30 +361,37 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
     files, mask_notes = _drop_masks_beside_scans(files)
     archive_notes = [*archive_notes, *mask_notes]
     dicom = [(name, data) for name, data in files if _is_dicom(data, name)]
+    budget = UploadPixels()
     read = []
     for name, data in files:
         if not _is_dicom(data, name):
             read.append(read_scan(data, name))
-            check_upload_pixels(read)
+            budget.add(read[-1])
     scans = _case_volumes(read)
     if dicom:
-        scans.extend(scan_readers.read_dicom_series(dicom, read_before=read))
-        check_upload_pixels(scans)
+        scans.extend(scan_readers.read_dicom_series(dicom, budget=budget))
     if archive_notes and scans:
         scans[0] = replace(scans[0], notes=(*scans[0].notes, *archive_notes))
     return scans
 
 
-def check_upload_pixels(scans: Iterable[Scan]) -> None:
-    """Refuse an upload once the scans read from it so far hold more than
-    :data:`MAX_UPLOAD_PIXELS` (checked after each file or series, so that reading stops
-    there)."""
-    total = sum(scan.n_slices * scan.shape[0] * scan.shape[1] for scan in scans)
-    if total > MAX_UPLOAD_PIXELS:
-        raise ScanError(
-            f"the upload's images hold more than {MAX_UPLOAD_PIXELS / 1e6:.0f} million pixels "
-            "together, more than this server reads at once; upload fewer files at once"
-        )
+class UploadPixels:
+    """The pixels of one upload's scans, counted as each is read: more than
+    :data:`MAX_UPLOAD_PIXELS` together refuses the upload there, before the rest is read.
+    (A running total: summing all the scans so far after each one took about 47 s for a ZIP
+    of 10,000 small files.)"""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def add(self, scan: Scan) -> None:
+        """Count ``scan``; raises :class:`ScanError` once the upload holds too many pixels."""
+        self.total += scan.n_slices * scan.shape[0] * scan.shape[1]
+        if self.total > MAX_UPLOAD_PIXELS:
+            raise ScanError(
+                f"the upload's images hold more than {MAX_UPLOAD_PIXELS / 1e6:.0f} million "
+                "pixels together, more than this server reads at once; upload fewer files at once"
+            )
 
 
 def _drop_masks_beside_scans(
