@@ -365,8 +365,8 @@ def _stack_scan(
     and none when they show a gap (:func:`brainloc.scan_stack.gap_note`, noted)."""
     first = items[0][1]
     positions = [scan_stack.patient_position(ds) for _, ds in items]
-    gap = scan_stack.gap_note(items, distance)
     gaps = scan_stack.gaps_after(items, distance)
+    gap = scan_stack.gap_note(items, gaps)
     return build_scan(
         np.stack(arrays),
         label=label,

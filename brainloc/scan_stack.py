@@ -184,10 +184,13 @@ def gaps_after(items: list[tuple[str, object]], distance: float | None) -> tuple
     return tuple(int(k) for k in np.nonzero(steps > GAP_FACTOR * float(np.min(steps)))[0])
 
 
-def gap_note(items: list[tuple[str, object]], distance: float | None) -> str | None:
-    """The note naming where slices are missing in an ordered stack (:func:`gaps_after`), or
-    None without a gap. The arguments are :func:`gaps_after`'s."""
-    gaps = gaps_after(items, distance)
+def gap_note(items: list[tuple[str, object]], gaps: tuple[int, ...]) -> str | None:
+    """The note naming where slices are missing in an ordered stack, or None without a gap.
+
+    Args:
+        items: (name, dataset) pairs in slice order (:func:`order`).
+        gaps: the stack's gaps, as :func:`gaps_after` finds them.
+    """
     if not gaps:
         return None
     positions = [position_along_normal(ds) for _, ds in items]

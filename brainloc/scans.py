@@ -399,18 +399,11 @@ def _drop_masks_beside_scans(
 ) -> tuple[list[tuple[str, bytes]], list[str]]:
     """Leave out each ``<case>_<n>_mask.tif`` whose ``<case>_<n>.tif`` is among ``files``
     (names compared without folders and case); returns the rest and a note if any was left out."""
-    from brainloc.kaggle_layout import MASK_RE
+    from brainloc.kaggle_layout import SLICE_RE, mask_path
 
-    names = {Path(name).name.lower() for name, _ in files}
-
-    def beside_its_scan(name: str) -> bool:
-        base = Path(name).name
-        if MASK_RE.search(base) is None:
-            return False
-        stem, extension = base.rsplit(".", 1)  # "<case>_<n>_mask", "tif"
-        return f"{stem[: -len('_mask')]}.{extension}".lower() in names
-
-    kept = [(name, data) for name, data in files if not beside_its_scan(name)]
+    bases = [Path(name).name for name, _ in files]
+    masks = {mask_path(Path(base)).name.lower() for base in bases if SLICE_RE.match(base)}
+    kept = [item for item, base in zip(files, bases, strict=True) if base.lower() not in masks]
     left_out = len(files) - len(kept)
     if not left_out:
         return files, []
