@@ -95,10 +95,23 @@ def read_tiff(data: bytes, label: str):
                     # Pillow decodes those, so let it try before giving up.
                     return _read_tiff_with_pil(data, label, _unsupported_codec(label, page, exc))
                 raise
-            if page.axes.startswith("S") and array.ndim == 3:
-                array = np.moveaxis(array, 0, -1)
-            arrays.append(_tiff_oriented(page, _tiff_photometric(page, array)))
+            arrays.append(tiff_page_pixels(page, array))
     return _tiff_scan(arrays, label)
+
+
+def tiff_page_pixels(page, array: np.ndarray | None = None) -> np.ndarray:
+    """One ``tifffile`` page's pixels as they are meant to be seen: samples last, a palette
+    looked up, min-is-white inverted, and turned or mirrored by its Orientation tag.
+
+    ``array`` is the page already decoded (``page.asarray()``), else it is decoded here. The
+    uploads above and ``training.data`` (the slices and masks models train and are evaluated
+    on) both read TIFF pages through this one definition.
+    """
+    if array is None:
+        array = page.asarray()
+    if page.axes.startswith("S") and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)
+    return _tiff_oriented(page, _tiff_photometric(page, array))
 
 
 #: A TIFF page's Orientation (tag 274, the value EXIF borrowed) undone on its (H, W[, C])

@@ -22,6 +22,7 @@ import numpy as np
 import tifffile
 
 from brainloc.kaggle_layout import MASK_RE, layout_root, mask_path, scan_slices
+from brainloc.scan_readers import tiff_page_pixels
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,18 @@ def _single_channel(mask: np.ndarray) -> np.ndarray:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-    """One TIFF file's pixels; an unreadable file is named in the error."""
+    """One single-page TIFF file's pixels as the app's upload reader shows them
+    (:func:`brainloc.scan_readers.tiff_page_pixels`: Orientation tag, palette, min-is-white),
+    so that a model trains and is evaluated on the pixels it is given in the app; an unreadable
+    file is named in the error."""
     try:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+            if pages == 1:
+                return tiff_page_pixels(tif.pages[0])
     except Exception as exc:  # noqa: BLE001 - any decoder failure (zlib, LZW …) names the file
         raise ValueError(f"{path}: cannot be read as a TIFF image ({exc})") from exc
+    raise ValueError(f"{path}: holds {pages} pages; a slice or mask is one page")
 
 
 def load_cases(data_dir: Path | str, cases: list[str]) -> list[CaseSlices]:

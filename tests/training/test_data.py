@@ -80,6 +80,49 @@ def test_a_mask_in_colour_or_with_alpha_marks_only_its_lesion(tmp_path, channels
     mask[2:4, 2:4, 0] = 255  # the lesion, in the first (red or grey) channel
     if channels in (2, 4):
         mask[..., -1] = 255  # an opaque alpha channel
-    tifffile.imwrite(case / "TCGA_XX_0001_20000101_1_mask.tif", mask.squeeze())
+    # Grey + alpha is one page of two samples per pixel (tifffile would store a plain
+    # (8, 8, 2) array as eight pages of 8 x 2 pixels).
+    grey_alpha = {"photometric": "minisblack", "extrasamples": ["unassalpha"]}
+    tifffile.imwrite(
+        case / "TCGA_XX_0001_20000101_1_mask.tif",
+        mask.squeeze(),
+        **(grey_alpha if channels == 2 else {}),
+    )
     loaded = load_case(tmp_path, "TCGA_XX_0001_20000101")
     assert loaded.masks.shape == (1, 8, 8) and int(loaded.masks.sum()) == 4
+
+
+def test_slices_and_masks_are_read_as_the_app_shows_them(tmp_path):
+    """A slice and its mask stored turned (TIFF Orientation 6, "right top") are read turned
+    back, exactly as the upload reader shows the same file, so training and evaluation see
+    what the app analyses."""
+    import tifffile
+
+    from brainloc.scan_readers import read_tiff
+
+    case = tmp_path / "kaggle_3m" / "TCGA_XX_0001_20000101"
+    case.mkdir(parents=True)
+    stored = (np.arange(48 * 40 * 3) % 251).astype(np.uint8).reshape(48, 40, 3)
+    mask = np.zeros((48, 40), np.uint8)
+    mask[0, :2] = 255  # the top left corner as stored
+    turned = [(274, "H", 1, 6, True)]
+    tifffile.imwrite(case / "TCGA_XX_0001_20000101_1.tif", stored, extratags=turned)
+    tifffile.imwrite(case / "TCGA_XX_0001_20000101_1_mask.tif", mask, extratags=turned)
+    loaded = load_case(tmp_path, "TCGA_XX_0001_20000101")
+    assert loaded.images.shape == (1, 40, 48, 3)
+    np.testing.assert_array_equal(loaded.images[0], np.rot90(stored, -1))
+    np.testing.assert_array_equal(loaded.masks[0], np.rot90(mask, -1) > 0)
+    assert loaded.masks[0, :2, -1].all() and loaded.masks.sum() == 2  # now at the top right
+    shown = read_tiff((case / "TCGA_XX_0001_20000101_1.tif").read_bytes(), "slice")
+    np.testing.assert_array_equal(loaded.images[0], shown.slices[0])
+
+
+def test_a_multi_page_slice_file_is_refused_by_name(tmp_path):
+    import tifffile
+
+    case = tmp_path / "kaggle_3m" / "TCGA_XX_0001_20000101"
+    case.mkdir(parents=True)
+    tifffile.imwrite(case / "TCGA_XX_0001_20000101_1.tif", np.zeros((2, 8, 8, 3), np.uint8))
+    tifffile.imwrite(case / "TCGA_XX_0001_20000101_1_mask.tif", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"_1\.tif: holds 2 pages; a slice or mask is one page"):
+        load_case(tmp_path, "TCGA_XX_0001_20000101")
