@@ -83,7 +83,9 @@ class CurrentUser:
         two-step sign-in turned on or reset, "End all other sessions")."""
         if self.sessions_ended_at is None:
             return True
-        return signed_in_at is not None and signed_in_at > self.sessions_ended_at
+        return signed_in_at is not None and not user_store.sessions_ended(
+            self.sessions_ended_at, signed_in_at
+        )
 
     @property
     def must_set_up_two_step(self) -> bool:

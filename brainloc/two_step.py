@@ -352,7 +352,7 @@ def check_second_step(
             return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
         if now - password_checked_at > timedelta(minutes=SECOND_STEP_MINUTES):
             return LoginResult(ok=False, message=TOO_LATE, start_over=True)
-        if user.sessions_ended_at is not None and user.sessions_ended_at >= password_checked_at:
+        if user_store.sessions_ended(user.sessions_ended_at, password_checked_at):
             return LoginResult(ok=False, message=CHANGED_MEANWHILE, start_over=True)
         if user.locked_until is not None and now < user.locked_until:
             return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)

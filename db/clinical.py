@@ -72,13 +72,6 @@ SIGNED_OUT_MEANWHILE = (
 )
 
 
-def _signed_out_since(ended_at: datetime | None, signed_in_at: datetime | None) -> bool:
-    """Whether a session signed in at ``signed_in_at`` (None: no browser session) has ended:
-    the account's sign-ins were ended at ``ended_at`` or later, the rule of
-    :meth:`brainloc.auth.CurrentUser.signed_in_still`."""
-    return signed_in_at is not None and ended_at is not None and ended_at >= signed_in_at
-
-
 def _check_slice(index: int, item: SliceInput) -> None:
     image, mask = np.asarray(item.image), np.asarray(item.mask)
     if image.ndim < 2:
@@ -173,7 +166,10 @@ def create_analysis(
     owner = user_store.get_user_locked(session, user_id=owner_id)
     if owner is None or owner.status != STATUS_APPROVED:
         raise ValueError("this account is not approved (any more), so no analysis is stored")
-    if _signed_out_since(owner.sessions_ended_at, signed_in_at):
+    # None: no browser session (the demo command), so no sign-in to have ended.
+    if signed_in_at is not None and user_store.sessions_ended(
+        owner.sessions_ended_at, signed_in_at
+    ):
         raise ValueError(SIGNED_OUT_MEANWHILE)
     for index, (item, (image_bytes, image_sha256, mask_bytes)) in enumerate(
         zip(slices, encoded, strict=True)

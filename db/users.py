@@ -14,6 +14,15 @@ from sqlmodel import Session, func, select
 from db.models import PractitionerCategory, User
 
 
+def sessions_ended(ended_at: datetime | None, signed_in_at: datetime) -> bool:
+    """Whether the account's sign-ins, ended at ``ended_at`` (``User.sessions_ended_at``;
+    None: never), end a browser session that signed in (or checked its password) at
+    ``signed_in_at``: they do when they were ended then or later. The one rule behind the
+    pages' check (:meth:`brainloc.auth.CurrentUser.signed_in_still`), the saves' check
+    (:mod:`db.clinical`) and the second sign-in step's (:mod:`brainloc.two_step`)."""
+    return ended_at is not None and ended_at >= signed_in_at
+
+
 def list_categories(session: Session) -> list[PractitionerCategory]:
     """All practitioner categories in display order."""
     statement = select(PractitionerCategory).order_by(
