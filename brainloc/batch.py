@@ -13,7 +13,8 @@ with ``file``, ``slice``, ``tumor_probability``, ``has_tumor``,
 without tumor), ``models`` and ``arithmetic``). A file that cannot be read prints
 ``error: FILE: reason`` on stderr and the rest still run; the exit code is 2
 if any file failed, 1 if the models are missing, 0 otherwise. A wrong setting the readers or the
-models use (``BRAINLOC_MAX_SLICES``, ``BRAINLOC_MAX_IMAGE_PIXELS``,
+models use (``BRAINLOC_MAX_SLICES``, ``BRAINLOC_MAX_IMAGE_PIXELS``, the upload-size limits
+``BRAINLOC_MAX_UPLOAD_PIXELS``, ``BRAINLOC_MAX_ARCHIVE_MB`` and ``BRAINLOC_MAX_DECODED_MB``,
 ``BRAINLOC_INFERENCE_PRECISION``) is reported as itself before anything is read (exit 2).
 
 ``--out DIR`` writes ``<name>_overlay.png`` and ``<name>_mask.png`` (``<name>_s<n>_...`` for

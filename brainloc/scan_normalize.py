@@ -14,7 +14,6 @@ import numpy as np
 from brainloc.scans import (
     ALL_SEQUENCES,
     FLAIR_ONLY,
-    MAX_DECODED_BYTES,
     MAX_TOTAL_PIXELS,
     MIN_SIDE,
     SINGLE_SEQUENCE_NOTE,
@@ -43,7 +42,7 @@ def check_dimensions(
     ``channels``: the samples per pixel, when the header says: more than four (a TIFF may
     declare thousands, 1 MB of them decoded to 1 GB) are refused before decoding too.
     ``sample_bytes``: the bytes of one decoded sample (8 for float64), when the header says:
-    the decoded pixels may take at most :data:`~brainloc.scans.MAX_DECODED_BYTES`."""
+    the decoded pixels may take at most ``BRAINLOC_MAX_DECODED_MB`` megabytes."""
     if channels > 4:
         raise _too_many_channels(label, channels)
     if height <= 0 or width <= 0 or n_slices <= 0:
@@ -66,11 +65,12 @@ def check_dimensions(
             f"{label}: {n_slices} slices of {width} x {height} pixels is too large to analyse"
         )
     decoded = n_slices * height * width * channels * sample_bytes
-    if decoded > MAX_DECODED_BYTES:
+    if decoded > limits.max_decoded_mb * 2**20:
         raise ScanError(
             f"{label}: {n_slices} slice(s) of {width} x {height} pixels, {channels} channel(s) "
-            f"of {sample_bytes * 8}-bit samples, take {decoded / 2**20:,.0f} MB decoded: too "
-            f"large to analyse (at most {MAX_DECODED_BYTES // 2**20} MB)"
+            f"of {sample_bytes * 8}-bit samples, take {decoded / 2**20:,.1f} MB decoded: too "
+            f"large to analyse (at most {limits.max_decoded_mb:,} MB; ask your administrator "
+            "about BRAINLOC_MAX_DECODED_MB)"
         )
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from brainloc.preprocessing import CHANNELS
+from brainloc.settings import scan_limits
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +48,18 @@ FLAIR_ONLY = ("FLAIR",)
 MIN_SIDE = 32
 #: Largest case we accept, in pixels over all slices (192 MB once stored as uint8 RGB).
 MAX_TOTAL_PIXELS = 64 * 1024 * 1024
-# The largest slice (pixels) and the most slices are the deployment's settings
-# (BRAINLOC_MAX_IMAGE_PIXELS, BRAINLOC_MAX_SLICES), read by brainloc.settings.scan_limits.
-#: Most pixels the images of one upload may hold together (several series of a study, each
-#: within MAX_TOTAL_PIXELS; 768 MB once stored as uint8 RGB). Each file is checked on its own
-#: before decoding, but many small files can each decode to a large image (a 22 KB PNG of a
-#: smooth 4096 x 4096 image is 48 MB read): together they had no limit.
-MAX_UPLOAD_PIXELS = 4 * MAX_TOTAL_PIXELS
-#: Largest decompressed size of a gzip-compressed NIfTI.
-MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
-#: Largest size of one file's pixels once decoded, as its header declares them (samples per
-#: pixel and bytes per sample: a 2 MB TIFF of four float64 pages took 5.8 GB to read). A case
-#: of the largest size in 16-bit RGB (384 MB) or as float64 (512 MB) fits.
-MAX_DECODED_BYTES = 512 * 1024 * 1024
-#: Largest total size of the files in one upload's ZIP archives once unpacked (a zip-bomb
-#: guard; all the archives of one upload together).
-MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024
+# The deployment's settings (brainloc.settings.scan_limits, read from the environment so that
+# a small server can lower them; the memory an upload takes grows with them):
+# - the largest slice in pixels and the most slices of a case (BRAINLOC_MAX_IMAGE_PIXELS,
+#   BRAINLOC_MAX_SLICES);
+# - the most pixels the images of one upload hold together (BRAINLOC_MAX_UPLOAD_PIXELS,
+#   UploadPixels): each file is checked on its own before decoding, but many small files can
+#   each decode to a large image (a 22 KB PNG of a smooth 4096 x 4096 image is 48 MB read);
+# - the most megabytes one file's pixels take once decoded, as its header declares them
+#   (samples per pixel and bytes per sample: a 2 MB TIFF of four float64 pages took 5.8 GB to
+#   read), and a .nii.gz once decompressed (BRAINLOC_MAX_DECODED_MB);
+# - the most megabytes the ZIP archives of one upload unpack to together, a zip-bomb guard
+#   (BRAINLOC_MAX_ARCHIVE_MB).
 #: Most files one ZIP upload may hold.
 MAX_ARCHIVE_MEMBERS = 10_000
 
@@ -282,7 +279,8 @@ def read_scan(data: bytes, filename: str) -> Scan:
                 raise ScanError(
                     f"{label}: gzip-compressed file; only compressed NIfTI (.nii.gz) is supported"
                 )
-            data = scan_readers.gunzip_capped(data, label, MAX_DECOMPRESSED_BYTES)
+            limit = scan_limits().max_decoded_mb * 2**20
+            data = scan_readers.gunzip_capped(data, label, limit)
             kind = detect_format(data)
             if kind != "nifti":
                 raise ScanError(f"{label}: the compressed content is not a NIfTI volume")
@@ -335,7 +333,8 @@ def read_scan_path(path: Path | str) -> Scan:
 
 
 def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
-    """Read several uploaded files at once, together at most :data:`MAX_UPLOAD_PIXELS`.
+    """Read several uploaded files at once, together at most ``BRAINLOC_MAX_UPLOAD_PIXELS``
+    (:class:`UploadPixels`).
 
     DICOM files are grouped into series (by SeriesInstanceUID) and each series
     becomes one :class:`Scan` ordered by slice position. Single slices named like
@@ -376,21 +375,23 @@ def read_uploads(files: Iterable[tuple[str, bytes]]) -> list[Scan]:
 
 
 class UploadPixels:
-    """The pixels of one upload's scans, counted as each is read: more than
-    :data:`MAX_UPLOAD_PIXELS` together refuses the upload there, before the rest is read.
+    """The pixels of one upload's scans, counted as each is read: more than the deployment's
+    ``BRAINLOC_MAX_UPLOAD_PIXELS`` together refuses the upload there, before the rest is read.
     (A running total: summing all the scans so far after each one took about 47 s for a ZIP
     of 10,000 small files.)"""
 
     def __init__(self) -> None:
         self.total = 0
+        self.limit = scan_limits().max_upload_pixels
 
     def add(self, scan: Scan) -> None:
         """Count ``scan``; raises :class:`ScanError` once the upload holds too many pixels."""
         self.total += scan.n_slices * scan.shape[0] * scan.shape[1]
-        if self.total > MAX_UPLOAD_PIXELS:
+        if self.total > self.limit:
             raise ScanError(
-                f"the upload's images hold more than {MAX_UPLOAD_PIXELS / 1e6:.0f} million "
-                "pixels together, more than this server reads at once; upload fewer files at once"
+                f"the upload's images hold more than {self.limit:,} pixels together, more than "
+                "this server reads at once; upload fewer files at once or ask your "
+                "administrator (BRAINLOC_MAX_UPLOAD_PIXELS)"
             )
 
 
@@ -451,9 +452,10 @@ def expand_archives(
 
     Raises:
         ScanError: a damaged or password-protected archive, one over
-            :data:`MAX_ARCHIVE_MEMBERS` files, archives over :data:`MAX_ARCHIVE_BYTES` unpacked
-            together, or one without any image file.
+            :data:`MAX_ARCHIVE_MEMBERS` files, archives over ``BRAINLOC_MAX_ARCHIVE_MB``
+            unpacked together, or one without any image file.
     """
+    limit_mb = scan_limits().max_archive_mb
     expanded: list[tuple[str, bytes]] = []
     notes: list[str] = []
     unpacked = 0
@@ -462,7 +464,7 @@ def expand_archives(
             expanded.append((name, data))
             continue
         label = Path(name).name or "archive"
-        members = _read_archive(label, bytes(data), unpacked)
+        members = _read_archive(label, bytes(data), limit_mb, unpacked)
         unpacked += sum(len(content) for _, content in members)
         scans = [(Path(member).name, content) for member, content in members]
         scans = [(base, content) for base, content in scans if _archive_scan(base, content)]
@@ -480,9 +482,12 @@ def expand_archives(
     return expanded, notes
 
 
-def _read_archive(label: str, data: bytes, unpacked: int = 0) -> list[tuple[str, bytes]]:
-    """The (path, bytes) of every file in a ZIP, within the size and count limits; ``unpacked``:
-    the bytes that the upload's earlier archives unpacked to, which count towards the limit."""
+def _read_archive(
+    label: str, data: bytes, limit_mb: int, unpacked: int = 0
+) -> list[tuple[str, bytes]]:
+    """The (path, bytes) of every file in a ZIP, within the count limit and ``limit_mb``
+    megabytes unpacked; ``unpacked``: the bytes that the upload's earlier archives unpacked to,
+    which count towards that limit."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             entries = [info for info in archive.infolist() if not info.is_dir()]
@@ -497,7 +502,7 @@ def _read_archive(label: str, data: bytes, unpacked: int = 0) -> list[tuple[str,
                     f"{label}: the ZIP archive is password-protected; unpack it and upload "
                     "the files"
                 )
-            left = MAX_ARCHIVE_BYTES - unpacked
+            left = limit_mb * 2**20 - unpacked
             members = []
             for info in entries:
                 # Read at most what is left: the sizes in the archive's directory can lie.
@@ -511,8 +516,8 @@ def _read_archive(label: str, data: bytes, unpacked: int = 0) -> list[tuple[str,
                         else "the ZIP archive unpacks"
                     )
                     raise ScanError(
-                        f"{label}: {what} to more than "
-                        f"{MAX_ARCHIVE_BYTES // (1024 * 1024)} MB; upload fewer files at once"
+                        f"{label}: {what} to more than {limit_mb:,} MB; upload fewer files at "
+                        "once or ask your administrator (BRAINLOC_MAX_ARCHIVE_MB)"
                     )
                 members.append((info.filename, content))
             return members

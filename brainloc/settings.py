@@ -19,6 +19,12 @@ in one place (environment variables, optionally ``.streamlit/secrets.toml`` for 
 ``BRAINLOC_MAX_IMAGE_PIXELS``  largest accepted image, in pixels per slice (default 16 777 216,
                                i.e. 4096 x 4096; checked before any pixel is decoded)
 ``BRAINLOC_MAX_SLICES``        most slices accepted in one case (default 512)
+``BRAINLOC_MAX_UPLOAD_PIXELS`` most pixels the images of one upload may hold together (default
+                               268 435 456, four of the largest case)
+``BRAINLOC_MAX_ARCHIVE_MB``    most megabytes the ZIP archives of one upload may unpack to,
+                               together (default 1024)
+``BRAINLOC_MAX_DECODED_MB``    most megabytes one file's pixels may take once decoded (a TIFF, by
+                               its header) or decompressed (a ``.nii.gz``) (default 512)
 ``BRAINLOC_MODELS_DIR``        trained models and their metadata (default ``<repo>/models``)
 ``BRAINLOC_BCRYPT_ROUNDS``     bcrypt cost factor (default 12; the test suite lowers it)
 ``BRAINLOC_INFERENCE_PRECISION``  ``auto`` (default), ``float32`` or ``bfloat16``: the arithmetic
@@ -47,12 +53,31 @@ MIN_COOKIE_KEY_CHARS = 32
 COOKIE_NAME = "brainloc_session"
 
 
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+DEFAULT_MAX_SLICES = 512
+#: Four of the largest case (``brainloc.scans.MAX_TOTAL_PIXELS``, 64 Mi pixels): several series
+#: of a study; 768 MB once stored as uint8 RGB.
+DEFAULT_MAX_UPLOAD_PIXELS = 4 * 64 * 1024 * 1024
+#: Measured at this size, a ZIP upload took 2.1 GB of memory at its peak.
+DEFAULT_MAX_ARCHIVE_MB = 1024
+#: A case of the largest size in 16-bit RGB (384 MB) or as float64 (512 MB) fits; measured,
+#: the largest TIFF accepted took 2.2 GB of memory at its peak.
+DEFAULT_MAX_DECODED_MB = 512
+
+
 @dataclass(frozen=True)
 class ScanLimits:
     """The size limits every scan reader applies (see :func:`scan_limits`)."""
 
     max_image_pixels: int
     max_slices: int
+    #: Most pixels the images of one upload may hold together (``brainloc.scans.UploadPixels``).
+    max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
+    #: Most megabytes (MiB) the ZIP archives of one upload may unpack to, all together.
+    max_archive_mb: int = DEFAULT_MAX_ARCHIVE_MB
+    #: Most megabytes (MiB) one file's pixels may take once decoded, as its header declares
+    #: them, and a compressed NIfTI once decompressed.
+    max_decoded_mb: int = DEFAULT_MAX_DECODED_MB
 
 
 @dataclass(frozen=True)
@@ -90,12 +115,13 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     except ValueError:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
     if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+        raise ValueError(f"{name} must be between {_plain(low)} and {_plain(high)}, got {raw!r}")
     return value
 
 
-DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
-DEFAULT_MAX_SLICES = 512
+def _plain(bound: float) -> str:
+    """A range bound as an administrator types it: 4000000000, not 4e+09."""
+    return f"{bound:.0f}" if bound == int(bound) else f"{bound:g}"
 
 
 def scan_limits(env: Mapping[str, str] | None = None) -> ScanLimits:
@@ -110,6 +136,15 @@ def scan_limits(env: Mapping[str, str] | None = None) -> ScanLimits:
             _number(env, "BRAINLOC_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, 1e4, 1e8)
         ),
         max_slices=int(_number(env, "BRAINLOC_MAX_SLICES", DEFAULT_MAX_SLICES, 1, 10_000)),
+        max_upload_pixels=int(
+            _number(env, "BRAINLOC_MAX_UPLOAD_PIXELS", DEFAULT_MAX_UPLOAD_PIXELS, 1e4, 4e9)
+        ),
+        max_archive_mb=int(
+            _number(env, "BRAINLOC_MAX_ARCHIVE_MB", DEFAULT_MAX_ARCHIVE_MB, 1, 16_384)
+        ),
+        max_decoded_mb=int(
+            _number(env, "BRAINLOC_MAX_DECODED_MB", DEFAULT_MAX_DECODED_MB, 1, 16_384)
+        ),
     )
 
 

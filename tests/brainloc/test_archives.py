@@ -108,7 +108,7 @@ def test_archive_limits_guard_against_zip_bombs(monkeypatch):
     # Ten megabytes of zeros pack into a few kilobytes: the unpacked size is what counts.
     bomb = encode_zip({"zeros.tif": b"\0" * (10 * 1024 * 1024)})
     assert len(bomb) < 100_000
-    monkeypatch.setattr(scans, "MAX_ARCHIVE_BYTES", 1024 * 1024)
+    monkeypatch.setenv("BRAINLOC_MAX_ARCHIVE_MB", "1")
     with pytest.raises(ScanError, match="unpacks to more than 1 MB"):
         read_uploads([("bomb.zip", bomb)])
     # The limit holds for all the archives of one upload together, not for each: four 1 MB
@@ -119,6 +119,25 @@ def test_archive_limits_guard_against_zip_bombs(monkeypatch):
         ScanError, match="^b.zip: the upload's ZIP archives unpack to more than 1 MB"
     ):
         read_uploads([("a.zip", half), ("b.zip", half)])
+
+
+def test_the_unpacked_archive_limit_is_the_deployments_setting(monkeypatch):
+    """BRAINLOC_MAX_ARCHIVE_MB: a small server lowers it (a ZIP at the default 1 GB took 2.1 GB
+    of memory); the refusal names the limit set."""
+    slice_tif = encode_tiff(synthetic_slice((64, 64)))
+    # Unpacked, the slice and the padding beside it hold exactly 2 MB; one byte more is over.
+    padding = 2 * 1024 * 1024 - len(slice_tif)
+    at_limit = encode_zip({"s.tif": slice_tif, "pad.dat": b"\0" * padding})
+    over = encode_zip({"s.tif": slice_tif, "pad.dat": b"\0" * (padding + 1)})
+    monkeypatch.setenv("BRAINLOC_MAX_ARCHIVE_MB", "2")
+    (scan,) = read_uploads([("study.zip", at_limit)])
+    assert scan.names == ("s.tif",)
+    with pytest.raises(
+        ScanError,
+        match=r"^study.zip: the ZIP archive unpacks to more than 2 MB; upload fewer files at "
+        r"once or ask your administrator \(BRAINLOC_MAX_ARCHIVE_MB\)$",
+    ):
+        read_uploads([("study.zip", over)])
 
 
 def test_a_password_protected_archive_says_so():
@@ -153,15 +172,32 @@ def test_an_upload_of_many_small_files_that_decode_large_is_refused(monkeypatch)
     series = _series(4)
     files = [(f"s{k}.png", png) for k in range(4)]
     assert len(read_uploads(files)) == 4
-    monkeypatch.setattr(scans, "MAX_UPLOAD_PIXELS", 3 * 64 * 64 - 1)
+    monkeypatch.setenv("BRAINLOC_MAX_UPLOAD_PIXELS", str(3 * 64 * 64 - 1))
     for upload in (
         files,
         [("slices.zip", encode_zip(dict(files)))],
         [(f"IM{k}", data) for k, data in enumerate(series)],
         [files[0], *[(f"IM{k}", data) for k, data in enumerate(series[:2])]],
     ):
-        with pytest.raises(ScanError, match="more than 0 million pixels together"):
+        with pytest.raises(ScanError, match="more than 12,287 pixels together"):
             read_uploads(upload)
+
+
+def test_the_upload_pixel_limit_is_the_deployments_setting(monkeypatch):
+    """BRAINLOC_MAX_UPLOAD_PIXELS: an upload of exactly the limit is read, one pixel more is
+    refused with a message that names the limit set."""
+    png = encode_pil(synthetic_slice((64, 64)), "PNG")
+    files = [(f"s{k}.png", png) for k in range(3)]
+    monkeypatch.setenv("BRAINLOC_MAX_UPLOAD_PIXELS", str(3 * 64 * 64))
+    assert len(read_uploads(files)) == 3
+    monkeypatch.setenv("BRAINLOC_MAX_UPLOAD_PIXELS", str(3 * 64 * 64 - 1))
+    with pytest.raises(
+        ScanError,
+        match=r"^the upload's images hold more than 12,287 pixels together, more than this "
+        r"server reads at once; upload fewer files at once or ask your administrator "
+        r"\(BRAINLOC_MAX_UPLOAD_PIXELS\)$",
+    ):
+        read_uploads(files)
 
 
 def test_a_kaggle_case_folder_with_its_masks_reads_the_scans_only():

@@ -199,6 +199,7 @@ def test_multi_page_tiff_gives_one_line_per_slice(tiny_models_dir, tmp_path, cap
     [
         ("BRAINLOC_MAX_SLICES", "abc", "BRAINLOC_MAX_SLICES must be a number, got 'abc'"),
         ("BRAINLOC_MAX_IMAGE_PIXELS", "5", "BRAINLOC_MAX_IMAGE_PIXELS must be between"),
+        ("BRAINLOC_MAX_UPLOAD_PIXELS", "5", "BRAINLOC_MAX_UPLOAD_PIXELS must be between"),
         ("BRAINLOC_INFERENCE_PRECISION", "fp8", "BRAINLOC_INFERENCE_PRECISION must be one of"),
     ],
 )

@@ -156,18 +156,42 @@ def test_a_tiff_of_many_samples_is_refused_before_its_pixels_are_decoded(monkeyp
 def test_a_tiff_whose_samples_decode_too_large_is_refused_from_its_header(monkeypatch):
     """Pixels are counted, but a float64 sample is eight bytes: four zlib pages of 4096 x 4096
     RGBA float64 zeros (2 MB) took 5.8 GB to read. Their decoded size is checked first."""
-    from brainloc import scan_normalize
-
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, np.zeros((2, 64, 64), np.float64), compression="zlib")
+    zeros = np.zeros((3, 256, 256), np.float64)
+    tifffile.imwrite(buffer, zeros, photometric="minisblack", compression="zlib")
     decoded = []
     monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda *args, **kwargs: decoded.append(1))
-    monkeypatch.setattr(scan_normalize, "MAX_DECODED_BYTES", 64 * 64 * 8)
+    monkeypatch.setenv("BRAINLOC_MAX_DECODED_MB", "1")
     with pytest.raises(
-        ScanError, match=r"^f.tif: 2 slice\(s\) of 64 x 64 pixels, 1 channel\(s\) of "
+        ScanError, match=r"^f.tif: 3 slice\(s\) of 256 x 256 pixels, 1 channel\(s\) of "
     ):
         read_scan(buffer.getvalue(), "f.tif")
     assert not decoded
+
+
+def test_the_decoded_size_limit_is_the_deployments_setting(monkeypatch):
+    """BRAINLOC_MAX_DECODED_MB (the largest TIFF accepted by default took 2.2 GB of memory): a
+    TIFF of exactly the limit decoded is read, a larger one refused naming the limit, and a
+    .nii.gz that decompresses to more is refused too."""
+    import gzip
+
+    rng = np.random.default_rng(0)
+    volume = rng.uniform(0.0, 1000.0, (3, 256, 256))  # float64: 0.5 MB a slice
+    at_limit, over = io.BytesIO(), io.BytesIO()
+    tifffile.imwrite(at_limit, volume[:2], photometric="minisblack")
+    tifffile.imwrite(over, volume, photometric="minisblack")
+    monkeypatch.setenv("BRAINLOC_MAX_DECODED_MB", "1")
+    assert read_scan(at_limit.getvalue(), "v.tif").n_slices == 2
+    with pytest.raises(
+        ScanError,
+        match=r"^v.tif: 3 slice\(s\) of 256 x 256 pixels, 1 channel\(s\) of 64-bit samples, "
+        r"take 1.5 MB decoded: too large to analyse \(at most 1 MB; ask your administrator "
+        r"about BRAINLOC_MAX_DECODED_MB\)$",
+    ):
+        read_scan(over.getvalue(), "v.tif")
+    nifti = gzip.compress(b"\0" * (1024 * 1024 + 1))
+    with pytest.raises(ScanError, match=r"^v.nii.gz: the file decompresses to more than 1 MB"):
+        read_scan(nifti, "v.nii.gz")
 
 
 def test_missing_path_is_a_scan_error(tmp_path):

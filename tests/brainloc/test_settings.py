@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from brainloc.settings import COOKIE_KEY_FILE, load_settings
+from brainloc.settings import COOKIE_KEY_FILE, load_settings, scan_limits
 
 
 def test_defaults_put_everything_under_the_data_dir(tmp_path, monkeypatch):
@@ -19,6 +19,26 @@ def test_defaults_put_everything_under_the_data_dir(tmp_path, monkeypatch):
     assert settings.bcrypt_rounds == 12
     assert settings.inference_precision == "auto"
     assert settings.models_dir.name == "models"
+
+
+def test_upload_size_limits_default_to_the_former_constants_and_are_read_from_the_env():
+    from brainloc.scans import MAX_TOTAL_PIXELS
+
+    defaults = scan_limits({})
+    assert defaults.max_upload_pixels == 4 * MAX_TOTAL_PIXELS == 268_435_456
+    assert (defaults.max_archive_mb, defaults.max_decoded_mb) == (1024, 512)
+    small = scan_limits(
+        {
+            "BRAINLOC_MAX_UPLOAD_PIXELS": "50000000",
+            "BRAINLOC_MAX_ARCHIVE_MB": " 200 ",
+            "BRAINLOC_MAX_DECODED_MB": "128",
+        }
+    )
+    assert (small.max_upload_pixels, small.max_archive_mb, small.max_decoded_mb) == (
+        50_000_000,
+        200,
+        128,
+    )
 
 
 def test_generated_cookie_key_is_long_private_and_stable(tmp_path):
@@ -67,6 +87,27 @@ def test_environment_overrides(tmp_path):
         ("BRAINLOC_COOKIE_HOURS", "0", "between"),
         ("BRAINLOC_BCRYPT_ROUNDS", "40", "between"),
         ("BRAINLOC_INFERENCE_PRECISION", "fp16", "must be one of auto, float32, bfloat16"),
+        (
+            "BRAINLOC_MAX_UPLOAD_PIXELS",
+            "lots",
+            "^BRAINLOC_MAX_UPLOAD_PIXELS must be a number, got 'lots'$",
+        ),
+        (
+            "BRAINLOC_MAX_UPLOAD_PIXELS",
+            "100",
+            "^BRAINLOC_MAX_UPLOAD_PIXELS must be between 10000 and 4000000000, got '100'$",
+        ),
+        ("BRAINLOC_MAX_ARCHIVE_MB", "1GB", "^BRAINLOC_MAX_ARCHIVE_MB must be a number"),
+        (
+            "BRAINLOC_MAX_ARCHIVE_MB",
+            "0",
+            "^BRAINLOC_MAX_ARCHIVE_MB must be between 1 and 16384, got '0'$",
+        ),
+        (
+            "BRAINLOC_MAX_DECODED_MB",
+            "20000",
+            "^BRAINLOC_MAX_DECODED_MB must be between 1 and 16384, got '20000'$",
+        ),
     ],
 )
 def test_bad_values_get_clear_messages(tmp_path, name, value, message):

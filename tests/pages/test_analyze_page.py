@@ -416,6 +416,23 @@ def test_a_file_over_the_upload_limit_is_refused_with_its_size(clinic, monkeypat
     assert not [box for box in at.selectbox if str(box.key).startswith("analyze_study_")]
 
 
+def test_an_upload_over_the_configured_pixel_limit_is_refused_naming_it(clinic, monkeypatch):
+    """BRAINLOC_MAX_UPLOAD_PIXELS (a small server lowers it): one pixel over the limit set is
+    refused with the limit named; the same files within it are analysed and saved."""
+    files = [("a.png", clear_png()), ("b.png", tumor_png())]  # two 96 x 96 slices
+    monkeypatch.setenv("BRAINLOC_MAX_UPLOAD_PIXELS", str(2 * 96 * 96 - 1))
+    at = _upload(open_page("analyze.py", clinic.alice), files, "CASE-PIXELS")
+    assert not at.exception
+    message = _texts(at.error)
+    assert "Nothing was saved" in message
+    assert "more than 18,431 pixels together" in message and "BRAINLOC_MAX_UPLOAD_PIXELS" in message
+    assert _analyses(clinic, clinic.alice) == []
+    monkeypatch.setenv("BRAINLOC_MAX_UPLOAD_PIXELS", str(2 * 96 * 96))
+    at = at.button(key="analyze_run").click().run()
+    assert not at.exception and "Nothing was saved" not in _texts(at.error)
+    assert len(_analyses(clinic, clinic.alice)) == 1
+
+
 def test_a_session_ended_in_another_tab_while_the_models_ran_saves_nothing(clinic, monkeypatch):
     """The password is changed in another tab after this page checked the session and before
     the save (done here as the models finish): the page says that nothing was saved and why,

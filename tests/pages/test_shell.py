@@ -212,6 +212,7 @@ def test_next_never_opens_a_page_outside_the_users_menu(app_env, make_account, r
     [
         ("BRAINLOC_COOKIE_HOURS", "forever", "BRAINLOC_COOKIE_HOURS must be a number"),
         ("BRAINLOC_INFERENCE_PRECISION", "fp16", "must be one of auto, float32, bfloat16"),
+        ("BRAINLOC_MAX_ARCHIVE_MB", "1GB", "BRAINLOC_MAX_ARCHIVE_MB must be a number, got '1GB'"),
     ],
 )
 def test_a_wrong_setting_is_named_instead_of_an_error_box(
