@@ -5,6 +5,7 @@ Run with ``make run`` (or ``.venv/bin/streamlit run app.py``).
 
 import streamlit as st
 
+from brainloc.log_format import configure_logging
 from brainloc.settings import get_settings
 from ui.auth import render_logout_button, start_run
 from ui.idle import expire_idle_session, render_idle_timer
@@ -13,6 +14,8 @@ from ui.page_icon import page_icon
 from ui.sidebar import render_user_card
 from ui.state import CODE_ATTEMPT_KEY, LOGIN_ATTEMPT_KEY, SHELL_KEY, current_user
 
+# Before anything can log: text from an uploaded file in a log record cannot forge another.
+configure_logging()
 # The icon is served by the app itself: a ":material/...:" icon is fetched from Google.
 st.set_page_config(page_title="BrainLoc", page_icon=page_icon(), layout="wide")
 try:

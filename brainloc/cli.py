@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
 
+from brainloc.log_format import stderr_handler
+
 #: Subcommand modules, in the order their commands are listed in ``--help``.
 SUBCOMMAND_MODULES = (
     "brainloc.accounts_cli",  # create-admin, reset-password, reset-two-step
@@ -87,9 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A file name in a record (a folder of uploads) cannot forge another (brainloc.log_format).
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[stderr_handler("%(levelname)s %(name)s: %(message)s")],
     )
     if not getattr(args, "func", None):
         parser.print_help()

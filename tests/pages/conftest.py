@@ -12,18 +12,31 @@ The user is injected the way the app itself records a sign-in: ``ui.state.USER_I
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from brainloc.log_format import HANDLER_NAME
 from db.models import User
 from db.types import utc_now
 from ui.state import SIGNED_IN_AT_KEY, USER_ID_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "app.py"
+
+
+@pytest.fixture(autouse=True)
+def _app_log_handler_removed() -> Iterator[None]:
+    """app.py installs the server's log handler on the root logger for the whole process
+    (brainloc.log_format.configure_logging); each page test takes it away again, so the tests
+    after it log as they did before."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(handler)
 
 
 @pytest.fixture

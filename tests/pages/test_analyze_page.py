@@ -433,6 +433,31 @@ def test_an_upload_over_the_configured_pixel_limit_is_refused_naming_it(clinic, 
     assert len(_analyses(clinic, clinic.alice)) == 1
 
 
+def test_an_unexpected_failure_is_logged_as_one_record_whatever_its_text(
+    clinic, monkeypatch, capsys
+):
+    """The exception's text may hold a file's name or a header value with a line break: the
+    server's log (standard error, app.py's handler) shows it as a continuation of the one
+    "analysis failed" record, not as a record of its own."""
+    import brainloc.casework
+    from brainloc.log_format import CONTINUATION
+
+    def failing_analysis(*args, **kwargs):
+        raise RuntimeError("IM0001 header 'AX FLAIR\n2026-01-01 INFO forged'")
+
+    monkeypatch.setattr(brainloc.casework, "analyze_uploads", failing_analysis)
+    at = _upload(open_page("analyze.py", clinic.alice), [("t.png", tumor_png())], "CASE-LOG")
+    assert not at.exception
+    assert "The analysis failed unexpectedly" in _texts(at.error)
+    lines = capsys.readouterr().err.splitlines()
+    (head,) = [k for k, line in enumerate(lines) if line.endswith(": analysis failed")]
+    assert " ERROR " in lines[head]
+    record = lines[head:]
+    assert record[1] == f"{CONTINUATION}Traceback (most recent call last):"
+    assert f"{CONTINUATION}2026-01-01 INFO forged'" in record
+    assert not [line for line in lines if "forged" in line and not line.startswith(CONTINUATION)]
+
+
 def test_a_session_ended_in_another_tab_while_the_models_ran_saves_nothing(clinic, monkeypatch):
     """The password is changed in another tab after this page checked the session and before
     the save (done here as the models finish): the page says that nothing was saved and why,
