@@ -24,6 +24,10 @@ import threading
 CONTINUATION = "  | "
 #: The app's record layout: time, level, logger, message.
 APP_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: BrainLoc's own loggers, which :func:`configure_logging` lets write information records too:
+#: the models loaded and their arithmetic, a generated cookie key, the database opened, a
+#: refused sign-in cookie, and the traceback behind an upload refused as unreadable.
+APP_LOGGERS = ("brainloc", "db", "ui")
 #: The name of the handler :func:`configure_logging` installs, so it is installed once.
 HANDLER_NAME = "brainloc"
 _installing = threading.Lock()
@@ -96,9 +100,9 @@ def configure_logging() -> None:
     """Send the app's records to standard error through :class:`OneRecordFormatter`, once per
     process (Streamlit runs ``app.py`` again on every interaction).
 
-    The root logger's level is left as it is (warnings and errors, as Python writes them
-    when nothing is configured); only their form changes. Streamlit's own loggers keep their
-    handler.
+    BrainLoc's own loggers (:data:`APP_LOGGERS`) write information records as well; other
+    libraries' keep the root logger's level (warnings and errors, as Python writes them when
+    nothing is configured). Streamlit's own loggers keep their handler.
     """
     root = logging.getLogger()
     # Each browser session runs app.py in a thread of its own: two may start at once.
@@ -108,3 +112,7 @@ def configure_logging() -> None:
         handler = stderr_handler()
         handler.set_name(HANDLER_NAME)
         root.addHandler(handler)
+        for name in APP_LOGGERS:
+            logger = logging.getLogger(name)
+            if logger.level == logging.NOTSET:  # an operator's own setting stays
+                logger.setLevel(logging.INFO)

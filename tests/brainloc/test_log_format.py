@@ -8,7 +8,13 @@ import re
 
 import pytest
 
-from brainloc.log_format import CONTINUATION, HANDLER_NAME, configure_logging, stderr_handler
+from brainloc.log_format import (
+    APP_LOGGERS,
+    CONTINUATION,
+    HANDLER_NAME,
+    configure_logging,
+    stderr_handler,
+)
 from brainloc.scans import ScanError
 
 FORGED = "\n2026-01-01 INFO forged"
@@ -92,6 +98,29 @@ def test_the_record_itself_is_left_as_it_was_for_other_handlers(server_log, capl
     assert record.exc_info[1].args == (f"bad{FORGED}",)
     assert "\n2026-01-01 INFO forged" in caplog.text
     _assert_one_record(written())
+
+
+def test_the_app_logs_its_own_information_records_and_not_other_libraries(capsys):
+    """An upload refused as unreadable is explained by the traceback logged at INFO
+    (``brainloc.scans.readable``); before, the app logged warnings and errors only."""
+    from brainloc.scans import readable
+
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in APP_LOGGERS}
+    try:
+        configure_logging()
+        with pytest.raises(ScanError, match="truncated or corrupt"), readable("scan.dcm"):
+            raise KeyError("tag (0028,0010) missing")
+        logging.getLogger("PIL.PngImagePlugin").info("chunk")  # another library: not logged
+        lines = capsys.readouterr().err.splitlines()
+        assert any(" INFO brainloc.scans: unreadable upload 'scan.dcm'" in line for line in lines)
+        assert f"{CONTINUATION}KeyError: 'tag (0028,0010) missing'" in lines
+        assert not any("chunk" in line for line in lines)
+    finally:
+        for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+            root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def test_the_app_installs_the_handler_once(capsys):

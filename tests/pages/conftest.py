@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from brainloc.log_format import HANDLER_NAME
+from brainloc.log_format import APP_LOGGERS, HANDLER_NAME
 from db.models import User
 from db.types import utc_now
 from ui.state import SIGNED_IN_AT_KEY, USER_ID_KEY
@@ -32,11 +32,14 @@ APP = REPO / "app.py"
 def _app_log_handler_removed() -> Iterator[None]:
     """app.py installs the server's log handler on the root logger for the whole process
     (brainloc.log_format.configure_logging); each page test takes it away again, so the tests
-    after it log as they did before."""
+    after it log as they did before (with BrainLoc's loggers' levels as they were)."""
+    levels = {name: logging.getLogger(name).level for name in APP_LOGGERS}
     yield
     root = logging.getLogger()
     for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture
