@@ -11,8 +11,10 @@ app does: P(tumor) averaged with the left-right mirror, the segmenter's mask
 it (``RUN/segmenter_*/best.keras``, e.g. one trained on another scaling) make an
 ensemble, as in the shipped metadata: their probability maps are averaged with the
 first's before the threshold. It writes one row per
-slice: the label, the probability and the pixel counts Dice needs, at the
-model's input size.
+slice: the label, the probability, the pixel counts Dice needs, at the
+model's input size, and the segmenter's highest pixel probability on the slice
+(``map_max``; the mask is computed on every slice, so a rule that also asks the
+segmenter whether a slice holds tumor can be scored out of fold too).
 
 ``summarize`` pools the rows of every fold, so each development patient is
 scored by a model that never trained on them. From those out-of-fold rows it
@@ -117,6 +119,7 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
                     "probability": float(probability[index]),
                     "intersection": int(np.sum(predicted[index] & truth[index])),
                     "predicted_px": int(predicted[index].sum()),
+                    "map_max": float(maps[index].max()),
                     "truth_px": int(truth[index].sum()),
                     "slice_px": int(truth[index].size),
                 }

@@ -193,6 +193,8 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path, capsys
     ]
     expected = (maps[0] + maps[1]) / 2 >= 0.5
     assert [r["predicted_px"] for r in both] == [int(m.sum()) for m in expected]
+    averaged = [float(((a + b) / 2).max()) for a, b in zip(*maps, strict=True)]
+    assert [r["map_max"] for r in both] == pytest.approx(averaged, abs=1e-6)
     assert [r["probability"] for r in both] == [r["probability"] for r in rows]
     by_size = report["at_0.5_volume_rule"]["sensitivity_by_tumor_size"]
     assert sum(size["tumor_slices"] for size in by_size) == 11
