@@ -10,6 +10,7 @@ from db.audit import Action
 from db.clinical_activity import recent_activity
 from db.engine import session_scope
 from ui.guard import require_user
+from ui.markdown import escape_markdown
 
 user = require_user()
 
@@ -40,7 +41,7 @@ for item in items:
             detail = f" (version {item.detail['version']})"
         what.page_link(
             "pages/case.py",
-            label=f"{verb} {item.case_reference} (#{item.analysis_id}){detail}",
+            label=f"{verb} {escape_markdown(item.case_reference)} (#{item.analysis_id}){detail}",
             icon=icon,
             query_params={"id": str(item.analysis_id)},
         )

@@ -301,7 +301,7 @@ if last_id is not None:
         case = load_case(session, owner_id=user.id, analysis_id=int(last_id))
     if case is not None:
         st.divider()
-        st.subheader(f"Result: {case.case_reference}")
+        st.subheader(f"Result: {escape_markdown(case.case_reference)}")
         render_case(case, key=f"analyze_{case.id}")
         st.page_link(
             "pages/case.py",

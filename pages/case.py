@@ -210,7 +210,7 @@ if arriving or st.session_state.get(VIEWED_KEY) != case.id:
     _audit(case.id, Action.VIEW)
     st.session_state[VIEWED_KEY] = case.id
 
-st.subheader(f"{case.case_reference}")
+st.subheader(escape_markdown(case.case_reference))
 acquired = f" · scan of {case.scan_date}" if case.scan_date else ""
 st.caption(
     f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC{acquired}"

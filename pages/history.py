@@ -12,6 +12,7 @@ from db import clinical, clinical_notes
 from db.audit import Action, record_event
 from db.engine import session_scope
 from ui.guard import require_user
+from ui.markdown import escape_markdown
 
 user = require_user()
 
@@ -138,7 +139,7 @@ chosen = left.selectbox(
 if chosen is not None:
     left.page_link(
         "pages/case.py",
-        label=f"Open {labels[chosen]} (#{chosen})",
+        label=f"Open {escape_markdown(labels[chosen])} (#{chosen})",
         icon=":material/folder_open:",
         query_params={"id": str(chosen)},
     )

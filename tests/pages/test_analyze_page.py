@@ -393,6 +393,8 @@ def test_pressing_analyze_again_on_the_same_files_saves_nothing_twice(clinic):
     at.text_input(key="analyze_case_ref").set_value("R1-again")
     at = at.button(key="analyze_run").click().run()
     assert [a.case_reference for a in _analyses(clinic, clinic.alice)] == ["R1-again", "R1"]
+    # The reference is shown as written, not as Markdown (a heading, a link).
+    assert _markdown(at.subheader) == r"Result: R1\-again"
 
 
 def test_a_file_over_the_upload_limit_is_refused_with_its_size(clinic, monkeypatch):

@@ -4,6 +4,7 @@ downloads and issued reports, every action audited."""
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import pytest
@@ -29,7 +30,8 @@ def _actions(clinic, owner_id):
 
 
 def _texts(elements) -> str:
-    return " | ".join(str(element.value) for element in elements)
+    """The elements' text as shown: Markdown escapes (text users wrote, ui.markdown) undone."""
+    return re.sub(r"\\(.)", r"\1", " | ".join(str(element.value) for element in elements))
 
 
 def test_an_own_case_reopens_by_id_and_the_view_is_audited_once(clinic):
@@ -49,6 +51,16 @@ def test_an_own_case_reopens_by_id_and_the_view_is_audited_once(clinic):
     assert not at.exception
     assert "CASE-R1" in _texts(at.subheader)
     assert _actions(clinic, clinic.alice).count(Action.VIEW) == 2
+
+
+def test_a_case_reference_is_shown_as_written_not_as_markdown(clinic):
+    from ui.markdown import escape_markdown
+
+    reference = "# BIG ![x](https://tracker.example/x.png) [site](https://example.org)"
+    analysis_id = clinic.add_analysis(clinic.alice, reference)
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    assert at.subheader[0].value == escape_markdown(reference)
+    assert _texts(at.subheader[:1]) == reference
 
 
 def test_the_picker_shows_the_case_the_address_opened_also_by_default(clinic):

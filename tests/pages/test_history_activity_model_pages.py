@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
@@ -14,10 +15,12 @@ from db.engine import get_engine
 from db.models import Analysis
 from tests.pages.workflow_fixtures import *  # noqa: F403 - fixtures
 from tests.pages.workflow_fixtures import clear_png, open_page
+from ui.markdown import escape_markdown
 
 
 def _texts(elements) -> str:
-    return " | ".join(str(element.value) for element in elements)
+    """The elements' text as shown: Markdown escapes (text users wrote, ui.markdown) undone."""
+    return re.sub(r"\\(.)", r"\1", " | ".join(str(element.value) for element in elements))
 
 
 def _table(at):
@@ -104,6 +107,21 @@ def test_history_without_analyses_says_so(clinic):
     at = open_page("history.py", clinic.bob)
     assert not at.exception
     assert "No analyses" in _texts(at.info)
+
+
+#: A case reference is free text: as Markdown it would fetch an image and make a link.
+MARKDOWN_REFERENCE = "**LOUD** ![x](https://tracker.example/x.png) [site](https://example.org)"
+
+
+def test_a_case_reference_is_shown_as_written_in_the_activity_and_history_links(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, MARKDOWN_REFERENCE)
+    at = open_page("activity.py", clinic.alice)
+    (link,) = [element.proto for element in at.get("page_link")]
+    assert link.label == f"Analysed {escape_markdown(MARKDOWN_REFERENCE)} (#{analysis_id})"
+    at = open_page("history.py", clinic.alice)
+    at = at.selectbox(key="history_open").set_value(analysis_id).run()
+    link = at.get("page_link")[-1].proto
+    assert link.label == f"Open {escape_markdown(MARKDOWN_REFERENCE)} (#{analysis_id})"
 
 
 def test_activity_lists_own_actions_newest_first_with_case_links(clinic):
