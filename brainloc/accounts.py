@@ -9,6 +9,9 @@ Sign-in lockout: 5 failed attempts within 15 minutes lock the account for 15 min
 failures are counted from the audit log (every failure is audited anyway), the lock is kept on
 the user row, so both survive restarts. A failed sign-in always produces the same message,
 whether the username exists, the password is wrong or the account is locked.
+
+Every failed sign-in also records the client's network address, and an address with too many
+failures is refused before any password is checked (:mod:`brainloc.sign_in_throttle`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ from sqlmodel import Session
 from zxcvbn import zxcvbn
 
 from brainloc.settings import get_settings
+from brainloc.sign_in_throttle import (
+    client_key,
+    record_throttled,
+    throttled_message,
+    throttled_until,
+)
 from db import users as user_store
 from db.audit import TARGET_USER, Action, count_events, record_event
 from db.models import (
@@ -273,12 +282,16 @@ def spend_one_time_password(user: User, *, at: datetime) -> None:
 
 
 def refuse_spent_one_time_password(
-    session: Session, *, user: User, at: datetime, why: str
+    session: Session, *, user: User, at: datetime, why: str, client_address: str | None = None
 ) -> LoginResult:
     """Refuse the right one-time password that no longer signs in (``why``: see
     :func:`one_time_password_refusal`): a failed sign-in like any other, audited
-    (``one-time password already used`` / ``… expired``) and counted towards the lockout."""
-    locked_now = record_login_failure(session, user=user, at=at, reason=f"one-time password {why}")
+    (``one-time password already used`` / ``… expired``) and counted towards the lockout and
+    towards ``client_address``'s throttle."""
+    locked_now = record_login_failure(
+        session, user=user, at=at, reason=f"one-time password {why}",
+        client_address=client_address,
+    )  # fmt: skip
     return LoginResult(
         ok=False, message=ONE_TIME_PASSWORD_SPENT_MESSAGE, locked_now=locked_now, start_over=True
     )
@@ -452,12 +465,21 @@ def check_login(
     password: str,
     verify: Callable[[str, str], bool] | None = None,
     clock: Clock = utc_now,
+    client_address: str | None = None,
 ) -> LoginResult:
-    """Decide one sign-in attempt: lockout first, then the password, then bookkeeping.
+    """Decide one sign-in attempt: the address throttle and the lockout first, then the
+    password, then bookkeeping.
 
     ``verify(username, password)`` checks the password; by default against the stored
     bcrypt hash. The app passes the authentication library's own check, which also marks
-    its session as signed in. It is never called for unknown or locked accounts.
+    its session as signed in. It is never called for unknown or locked accounts, nor from a
+    throttled address.
+
+    ``client_address`` is the client's network address (None when unknown: not throttled).
+    Every failure is audited with it and counts towards it; an address with too many recent
+    failures is refused before anything else, without a password check (it costs no bcrypt
+    time and tells nothing about the username), with a message that says when to try again
+    (:mod:`brainloc.sign_in_throttle`).
 
     For an account with two-step sign-in a right password gives ``second_step=True`` and
     signs nobody in (audited as ``second_step_asked``): :func:`brainloc.two_step.check_second_step`
@@ -470,20 +492,29 @@ def check_login(
     """
     now = clock()
     name = normalise_username(username)
+    address = client_key(client_address)
+    until = throttled_until(session, address=address, at=now)
+    if until is not None:
+        record_throttled(
+            session, address=address, at=now, detail={"username": typed_name_hint(name)}
+        )
+        return LoginResult(ok=False, message=throttled_message(until, at=now))
     found = user_store.get_user_by_username(session, username=name) if name else None
     if found is None:
         _spend_hash_time(password)
         record_event(
             session, action=Action.LOGIN_FAILED, actor_id=None, at=now,
             detail={"username": typed_name_hint(name), "reason": "unknown username"},
+            client_address=address,
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
     with one_account_at_a_time(session, found.id) as user:
         if user is None:  # removed meanwhile
             return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
         return _decide_password(
-            session, user=user, name=name, password=password, verify=verify, at=clock()
-        )
+            session, user=user, name=name, password=password, verify=verify, at=clock(),
+            client_address=address,
+        )  # fmt: skip
 
 
 def typed_name_hint(name: str) -> str:
@@ -501,6 +532,7 @@ def _decide_password(
     password: str,
     verify: Callable[[str, str], bool] | None,
     at: datetime,
+    client_address: str | None,
 ) -> LoginResult:
     """:func:`check_login` for an existing account, while no other check of it runs."""
     if user.locked_until is not None and at < user.locked_until:
@@ -508,11 +540,14 @@ def _decide_password(
         record_event(
             session, action=Action.LOGIN_FAILED, actor_id=user.id, at=at,
             target_type=TARGET_USER, target_id=user.id, detail={"reason": "account locked"},
+            client_address=client_address,
         )  # fmt: skip
         return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE)
     spent = one_time_password_refusal(user, at=at)
     if spent is not None and verify_password(password, user.password_hash):
-        return refuse_spent_one_time_password(session, user=user, at=at, why=spent)
+        return refuse_spent_one_time_password(
+            session, user=user, at=at, why=spent, client_address=client_address
+        )
     if spent is not None:
         ok = False  # a wrong password (the one-time one is the only one the account has)
     elif verify is None or len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
@@ -532,7 +567,9 @@ def _decide_password(
     if ok:
         spend_one_time_password(user, at=at)
         return record_sign_in(session, user=user, at=at, detail={"method": "password"})
-    locked_now = record_login_failure(session, user=user, at=at, reason="wrong password")
+    locked_now = record_login_failure(
+        session, user=user, at=at, reason="wrong password", client_address=client_address
+    )
     return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=locked_now)
 
 
@@ -572,17 +609,20 @@ def record_sign_in(session: Session, *, user: User, at: datetime, detail: dict) 
     return LoginResult(ok=True, user_id=user.id)
 
 
-def record_login_failure(session: Session, *, user: User, at: datetime, reason: str) -> bool:
+def record_login_failure(
+    session: Session, *, user: User, at: datetime, reason: str, client_address: str | None = None
+) -> bool:
     """Audit one failed sign-in to an existing account (a wrong password or a wrong
     two-step code) and lock the account when it is the fifth in the window; True if it did.
 
     Failures count strictly after the last success and after the last lock ended, within
-    :data:`FAILURE_WINDOW`.
+    :data:`FAILURE_WINDOW`. A known ``client_address`` is recorded with the failure and
+    counts it towards that address's throttle (:mod:`brainloc.sign_in_throttle`).
     """
     since = max(t for t in (at - FAILURE_WINDOW, user.locked_until, user.last_login_at) if t)
     record_event(
         session, action=Action.LOGIN_FAILED, actor_id=user.id, at=at, target_type=TARGET_USER,
-        target_id=user.id, detail={"reason": reason},
+        target_id=user.id, detail={"reason": reason}, client_address=client_key(client_address),
     )  # fmt: skip
     failures = count_events(session, actor_id=user.id, action=Action.LOGIN_FAILED, after=since)
     user.last_failed_login_at = at

@@ -16,8 +16,9 @@ Rules, all enforced here (pure logic over :mod:`db`, no Streamlit):
   either side (a phone's clock may be off by up to about 30 seconds), never a code for a step
   already used (a code seen over someone's shoulder cannot be replayed), or a recovery code.
   A wrong code counts as a failed sign-in towards the same lockout as a wrong password
-  (5 within 15 minutes), so guessing is bounded by it; the second step must follow the
-  password within :data:`SECOND_STEP_MINUTES`.
+  (5 within 15 minutes), so guessing is bounded by it, and towards the client address's
+  throttle (:mod:`brainloc.sign_in_throttle`); the second step must follow the password
+  within :data:`SECOND_STEP_MINUTES`.
 * **Turning it off** needs the password and a code (or a recovery code). A user who lost the
   phone and their recovery codes asks an administrator (:func:`reset_by_admin`, the Admin
   page) or the server's operator (``python -m brainloc reset-two-step``).
@@ -64,6 +65,7 @@ from brainloc.accounts import (
     user_named,
     verify_password,
 )
+from brainloc.sign_in_throttle import record_throttled, throttled_message, throttled_until
 from db import users as user_store
 from db.audit import Action
 from db.models import User
@@ -333,6 +335,7 @@ def check_second_step(
     code: str,
     password_checked_at: datetime,
     clock: Clock = utc_now,
+    client_address: str | None = None,
 ) -> LoginResult:
     """Finish a sign-in whose password :func:`brainloc.accounts.check_login` accepted.
 
@@ -345,9 +348,17 @@ def check_second_step(
     reset's one-time password that expired or was used meanwhile (as a failed sign-in,
     :func:`brainloc.accounts.refuse_spent_one_time_password`). Success spends it.
     Requests for one account take turns; the result is committed before it returns.
+
+    ``client_address`` (None when unknown) is recorded with a failure and counts towards its
+    throttle, as at the password (:mod:`brainloc.sign_in_throttle`); a throttled address is
+    refused first, without looking at the code, and must start over.
     """
     with one_account_at_a_time(session, user_id) as user:
         now = clock()
+        until = throttled_until(session, address=client_address, at=now)
+        if until is not None:
+            record_throttled(session, address=client_address, at=now, user_id=user_id)
+            return LoginResult(ok=False, message=throttled_message(until, at=now), start_over=True)
         if user is None or not user.totp_secret:
             return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
         if now - password_checked_at > timedelta(minutes=SECOND_STEP_MINUTES):
@@ -358,12 +369,15 @@ def check_second_step(
             return LoginResult(ok=False, message=LOGIN_FAILED_MESSAGE, start_over=True)
         spent = one_time_password_refusal(user, at=now)
         if spent is not None:  # it expired meanwhile, or another sign-in used it
-            return refuse_spent_one_time_password(session, user=user, at=now, why=spent)
+            return refuse_spent_one_time_password(
+                session, user=user, at=now, why=spent, client_address=client_address
+            )
         kind = _accept(session, user, code, at=now)
         if kind is None:
             locked_now = record_login_failure(
-                session, user=user, at=now, reason="wrong two-step code"
-            )
+                session, user=user, at=now, reason="wrong two-step code",
+                client_address=client_address,
+            )  # fmt: skip
             if locked_now:
                 return LoginResult(
                     ok=False, message=LOGIN_FAILED_MESSAGE, locked_now=True, start_over=True

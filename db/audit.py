@@ -58,17 +58,27 @@ def record_event(
     target_id: int | None = None,
     detail: dict[str, Any] | None = None,
     at: datetime | None = None,
+    client_address: str | None = None,
 ) -> AuditEvent:
-    """Add one audit event (flushed, so it is part of the caller's transaction)."""
+    """Add one audit event (flushed, so it is part of the caller's transaction).
+
+    ``client_address`` is for a failed sign-in that counts towards its address's throttle
+    (:func:`nth_newest_from_address`): it goes into its own indexed column and, as
+    ``address``, into ``detail``, where the audit view shows it.
+    """
     if not action:
         raise ValueError("an audit event needs an action name")
+    detail = dict(detail or {})
+    if client_address is not None:
+        detail["address"] = client_address
     event = AuditEvent(
         action=action,
         actor_id=actor_id,
         target_type=target_type,
         target_id=target_id,
-        detail=dict(detail or {}),
+        detail=detail,
         created_at=at or utc_now(),
+        client_address=client_address,
     )
     session.add(event)
     session.flush()
@@ -85,6 +95,26 @@ def count_events(session: Session, *, actor_id: int, action: str, after: datetim
         .where(AuditEvent.created_at > after)
     )
     return int(session.exec(statement).one())
+
+
+def nth_newest_from_address(
+    session: Session, *, client_address: str, action: str, after: datetime, n: int
+) -> datetime | None:
+    """The time of the ``n``-th newest ``action`` event recorded with ``client_address``
+    strictly after ``after``; None when there are fewer than ``n``. One range read of the
+    ``(client_address, action, created_at)`` index, however many events there are."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    statement = (
+        select(AuditEvent.created_at)
+        .where(AuditEvent.client_address == client_address)
+        .where(AuditEvent.action == action)
+        .where(AuditEvent.created_at > after)
+        .order_by(col(AuditEvent.created_at).desc())
+        .offset(n - 1)
+        .limit(1)
+    )
+    return session.exec(statement).first()
 
 
 def _matching(

@@ -231,7 +231,10 @@ class AuditEvent(SQLModel, table=True):
     """Who did what to which record, and when. Rows are only ever added."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_actor_action_time", "actor_id", "action", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_actor_action_time", "actor_id", "action", "created_at"),
+        Index("ix_audit_address_action_time", "client_address", "action", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = _ts(index=True)
@@ -240,3 +243,8 @@ class AuditEvent(SQLModel, table=True):
     target_type: str | None = Field(default=None, max_length=40)
     target_id: int | None = Field(default=None)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The client's network address of a failed sign-in that counts towards that address's
+    # throttle (:mod:`brainloc.sign_in_throttle`); None on every other event. A column of its
+    # own, indexed, because the throttle counts by it on every sign-in, and JSON ``detail``
+    # is queried differently on SQLite and PostgreSQL and cannot share one index.
+    client_address: str | None = Field(default=None, max_length=64)

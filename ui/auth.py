@@ -6,7 +6,9 @@ must be unique in a run), then finishes whatever the widgets asked for in the pr
 interaction, so the navigation that follows already reflects the new state:
 
 * a submitted sign-in form: :func:`brainloc.accounts.check_login` applies the database
-  lockout *before* the library's password check and records the outcome after it; on
+  lockout and the throttle of the browser's network address (:func:`client_address`;
+  :mod:`brainloc.sign_in_throttle`) *before* the library's password check and records the
+  outcome after it; on
   success the library's cookie is set in this same run (no ``st.rerun()``, which would drop
   the cookie component before it reaches the browser);
 * a pressed sign-out button: the database revokes the user's remembered sign-ins, then the
@@ -100,7 +102,10 @@ def _finish_login(authenticator: stauth.Authenticate, *, credentials_read_at: da
         return bool(authenticator.authentication_controller.login(name, secret))
 
     with session_scope() as session:
-        result = check_login(session, username=username, password=password, verify=library_check)
+        result = check_login(
+            session, username=username, password=password, verify=library_check,
+            client_address=client_address(),
+        )  # fmt: skip
     if result.ok and result.second_step:
         # Not signed in yet: forget the library's sign-in until the code is accepted.
         authenticator.authentication_controller.logout()
@@ -114,6 +119,14 @@ def _finish_login(authenticator: stauth.Authenticate, *, credentials_read_at: da
     else:
         st.session_state["authentication_status"] = None
         st.session_state[LOGIN_ERROR_KEY] = result.message
+
+
+def client_address() -> str | None:
+    """The browser's network address for the sign-in throttle: ``st.context.ip_address``,
+    the peer of the websocket after Streamlit's server (uvicorn) has applied a trusted
+    proxy's ``X-Forwarded-For``. None when unknown, and for a loopback peer (Streamlit's own
+    rule), which the throttle leaves alone."""
+    return st.context.ip_address
 
 
 def _session_started(user_id: int | None, *, credentials_read_at: datetime) -> None:
@@ -183,8 +196,9 @@ def _finish_second_step(authenticator: stauth.Authenticate) -> None:
     user_id, username, checked_at = pending
     with session_scope() as session:
         result = check_second_step(
-            session, user_id=user_id, code=code, password_checked_at=checked_at
-        )
+            session, user_id=user_id, code=code, password_checked_at=checked_at,
+            client_address=client_address(),
+        )  # fmt: skip
     if result.ok:
         st.session_state.pop(TWO_STEP_PENDING_KEY, None)
         # The library's token sign-in sets the username its cookie is signed for.
