@@ -86,7 +86,7 @@ def throttled_message(until: datetime, *, at: datetime) -> str:
     minutes = max(1, math.ceil((until - at).total_seconds() / 60))
     unit = "minute" if minutes == 1 else "minutes"
     return (
-        "Sign-in refused: too many failed sign-ins came from this network address. "
+        "Sign-in failed: too many failed sign-ins came from this network address. "
         f"Try again in {minutes} {unit}."
     )
 

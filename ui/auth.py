@@ -125,8 +125,10 @@ def client_address() -> str | None:
     """The browser's network address for the sign-in throttle: ``st.context.ip_address``,
     the peer of the websocket after Streamlit's server (uvicorn) has applied a trusted
     proxy's ``X-Forwarded-For``. None when unknown, and for a loopback peer (Streamlit's own
-    rule), which the throttle leaves alone."""
-    return st.context.ip_address
+    rule), which the throttle leaves alone. Anything but a string counts as unknown too:
+    under AppTest, Streamlit answers with its stand-in runtime's placeholder object."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else None
 
 
 def _session_started(user_id: int | None, *, credentials_read_at: datetime) -> None:
