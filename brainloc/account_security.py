@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from brainloc.accounts import Clock, end_sign_ins, existing_user, save_with_event
+from brainloc.sign_in_throttle import THROTTLED_REASON
 from brainloc.two_step import SECOND_STEP_MINUTES
 from db import audit
 from db.audit import TARGET_USER, Action
@@ -58,6 +59,12 @@ _FAILURES = {
     "sign-in cookie was revoked": "A remembered sign-in that had been ended was presented again",
     "sign-in cookie issued in the future": "A forged remembered sign-in was refused",
     "account is locked": "A remembered sign-in was refused: the account was locked",
+    # Listed only after a right password (the second step names the account; the password
+    # step does not look the account up when it refuses an address).
+    THROTTLED_REASON: (
+        "Right password, but the sign-in was refused: too many failed sign-ins had come from "
+        "its network address"
+    ),
 }
 _BY = {"admin page": "by an administrator", "command line": "by the server's operator"}
 _SIMPLE = {
@@ -94,7 +101,11 @@ def describe(event: AuditEvent) -> SecurityEvent:
     elif action == Action.LOGIN_FAILED:
         reason = detail.get("reason", "")
         text = _FAILURES.get(reason, "Sign-in refused")
-        alert = reason in ("wrong two-step code", "sign-in cookie issued in the future")
+        alert = reason in (
+            "wrong two-step code",
+            "sign-in cookie issued in the future",
+            THROTTLED_REASON,
+        )
     elif action == Action.LOGOUT:
         text = "Signed out after inactivity" if detail.get("reason") == "idle" else "Signed out"
         if detail.get("cookie") == "refused":

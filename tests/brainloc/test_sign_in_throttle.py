@@ -9,7 +9,7 @@ import pyotp
 import pytest
 from sqlalchemy import text
 
-from brainloc import accounts, two_step
+from brainloc import account_security, accounts, two_step
 from brainloc.sign_in_throttle import (
     ADDRESS_FAILURE_WINDOW,
     MAX_ADDRESS_FAILURES,
@@ -219,6 +219,9 @@ def test_wrong_two_step_codes_count_and_a_refused_address_gets_no_code_check(acc
     assert (event.actor_id, event.target_id, event.detail["reason"]) == (
         None, alice.id, THROTTLED_REASON,
     )  # fmt: skip
+    with session_scope() as session:
+        (line, *_) = account_security.security_events(session, user_id=alice.id, clock=clock)
+    assert line.alert and "too many failed sign-ins" in line.description  # the owner is told
     assert second(right_code, NEIGHBOUR).ok  # the refusal did not look at (or spend) it
 
 
