@@ -8,9 +8,8 @@ interaction, so the navigation that follows already reflects the new state:
 * a submitted sign-in form: :func:`brainloc.accounts.check_login` applies the database
   lockout and the throttle of the browser's network address (:func:`client_address`;
   :mod:`brainloc.sign_in_throttle`) *before* the library's password check and records the
-  outcome after it; on
-  success the library's cookie is set in this same run (no ``st.rerun()``, which would drop
-  the cookie component before it reaches the browser);
+  outcome after it; on success the library's cookie is set in this same run (no
+  ``st.rerun()``, which would drop the cookie component before it reaches the browser);
 * a pressed sign-out button: the database revokes the user's remembered sign-ins, then the
   library clears its session keys and deletes the cookie, again without a rerun; if the
   browser keeps the cookie anyway, the revocation makes it worthless;
