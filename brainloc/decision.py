@@ -60,6 +60,7 @@ def ensemble_probability_map(
     prepare: Callable[[Any, int, str], np.ndarray],
     predict: Callable[[Any, np.ndarray], np.ndarray],
     prepared: tuple[int, str, np.ndarray] | None = None,
+    flip: bool = False,
 ) -> np.ndarray:
     """The mean of the segmenter ensemble's probability maps for ``images``.
 
@@ -71,6 +72,9 @@ def ensemble_probability_map(
         prepared: ``(size, scaling, batch)``: these slices already prepared (the classifier's
             input); a member that takes that size and scaling uses it instead of preparing
             the slices again.
+        flip: each member's map is also averaged with its map of the left-right mirrored
+            slices, mirrored back (the segmenter metadata's ``horizontal_flip`` test-time
+            augmentation); the slices and their mirrors go through the model in one call.
 
     The app's pipeline and training's cross-validation both average this way before the
     mask threshold, so the ensemble measured is the ensemble the app runs.
@@ -81,7 +85,11 @@ def ensemble_probability_map(
             batch = prepared[2]
         else:
             batch = prepare(images, size, scaling)
-        maps = predict(model, batch)
+        if flip:
+            both = predict(model, np.concatenate([batch, batch[:, :, ::-1]]))
+            maps = (both[: len(batch)] + both[len(batch) :, :, ::-1]) / 2.0
+        else:
+            maps = predict(model, batch)
         total = maps if total is None else total + maps
     if total is None:
         raise ValueError("an ensemble needs at least one member")

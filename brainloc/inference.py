@@ -168,6 +168,13 @@ class Pipeline:
         if tta not in (None, "horizontal_flip"):
             raise ValueError(f"unknown test_time_augmentation {tta!r} in classifier metadata")
         self.flip_average = tta == "horizontal_flip"
+        # The same for the segmenter: each member's map averaged with its mirror's.
+        segmenter_tta = segmenter_spec.raw.get("decision", {}).get("test_time_augmentation")
+        if segmenter_tta not in (None, "horizontal_flip"):
+            raise ValueError(
+                f"unknown test_time_augmentation {segmenter_tta!r} in segmenter metadata"
+            )
+        self.segmenter_flip_average = segmenter_tta == "horizontal_flip"
 
     @classmethod
     def load(
@@ -291,6 +298,7 @@ class Pipeline:
                 None
                 if prepared is None
                 else (spec.input_size, spec.scaling, prepared[start : start + batch_size]),
+                flip=self.segmenter_flip_average,
             )
             for offset, probability in enumerate(mean):
                 shape = chunk[offset].shape[:2]

@@ -178,6 +178,12 @@ def _decision_text(decision: dict[str, Any], networks: int) -> str:
         known.add("extend_threshold")
     if isinstance(decision.get("mask_threshold"), int | float):
         averaged = f" (the mean of {networks} networks' maps)" if networks > 1 else ""
+        if "threshold" not in decision and decision.get("test_time_augmentation") == (
+            "horizontal_flip"
+        ):
+            mirrored = "each map the mean over the slice and its left-right mirror"
+            averaged = f" ({averaged[2:-1]}, {mirrored})" if averaged else f" ({mirrored})"
+            known.add("test_time_augmentation")
         parts.append(
             f"a pixel is tumor when its probability{averaged} is ≥ {decision['mask_threshold']:.2f}"
         )

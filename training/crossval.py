@@ -70,13 +70,18 @@ def segmenter_runs(run_dir: Path) -> list[Path]:
     return [run_dir / "segmenter", *members]
 
 
-def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> list[dict]:
+def predict_fold(
+    pack: Path, cases: list[str], run_dir: Path, scaling: str, segmenter_flip: bool = False
+) -> list[dict]:
     """Out-of-fold rows for ``cases`` from the models trained in ``run_dir``.
 
     Each model sees its own run's scaling (``args.json``), so a pair whose two
     models were trained on different schemes is scored the way the app runs it;
     ``scaling`` is used for a run that does not record one. Several segmenter runs
-    (:func:`segmenter_runs`) are averaged map by map before the 0.5 threshold.
+    (:func:`segmenter_runs`) are averaged map by map before the 0.5 threshold;
+    ``segmenter_flip`` averages each map with its left-right mirror's first (the segmenter
+    metadata's ``horizontal_flip`` test-time augmentation), so that choice is scored out of
+    fold before any metadata asks for it.
     """
     import keras
 
@@ -107,6 +112,7 @@ def predict_fold(pack: Path, cases: list[str], run_dir: Path, scaling: str) -> l
             prepare_images,
             _predict,
             (size, classifier_scaling, batch),
+            flip=segmenter_flip,
         )[..., 0]
         predicted = maps >= 0.5
         truth = prepare_masks(data.masks, seg_size)[..., 0] > 0
@@ -227,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--scaling", default="uint8/255")
     predict.add_argument("--out", type=Path, required=True)
     predict.add_argument("--split-file", type=Path)
+    predict.add_argument(
+        "--segmenter-tta",
+        choices=("none", "horizontal_flip"),
+        default="none",
+        help="test-time augmentation of the segmenter maps (see predict_fold)",
+    )
     summary = commands.add_parser("summarize")
     summary.add_argument("rows", type=Path, nargs="+")
     summary.add_argument("--json", type=Path)
@@ -236,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         from training.data import SPLITS_FILE, held_out_fold, read_split
 
         cases = held_out_fold(read_split(args.split_file or SPLITS_FILE), args.folds, args.fold)
-        rows = predict_fold(args.pack, cases, args.runs_dir, args.scaling)
+        rows = predict_fold(
+            args.pack,
+            cases,
+            args.runs_dir,
+            args.scaling,
+            segmenter_flip=args.segmenter_tta == "horizontal_flip",
+        )
         args.out.write_text(json.dumps(rows))
         print(f"fold {args.fold}: {len(cases)} cases, {len(rows)} slices -> {args.out}")
         return 0

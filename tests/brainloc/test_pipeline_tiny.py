@@ -247,3 +247,58 @@ def test_an_ensemble_is_incomplete_without_every_weights_file(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="only a segmentation model"):
         load_spec(models, CLASSIFIER_NAME)
+
+
+def _leaning_segmenter(models_dir, tta: str | None):
+    """Replace the tiny segmenter by one that leans right, so its mirror's answer differs:
+    sigmoid(8 * FLAIR(x - 1) + 4 * FLAIR(x) - 10) along each row, and set the segmenter
+    metadata's ``test_time_augmentation`` to ``tta``."""
+    import json
+
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    layer = keras.layers.Conv2D(1, (1, 3), padding="same", activation="sigmoid")
+    model = keras.Model(inputs, layer(inputs))
+    kernel = np.zeros((1, 3, 3, 1), np.float32)
+    kernel[0, 0, 1, 0], kernel[0, 1, 1, 0] = 8.0, 4.0  # FLAIR of the left neighbour, itself
+    layer.set_weights([kernel, np.full(1, -10.0, np.float32)])
+    model.save(models_dir / "segmenter.keras")
+    meta_path = models_dir / "segmenter.json"
+    meta = json.loads(meta_path.read_text())
+    meta["decision"]["test_time_augmentation"] = tta
+    meta_path.write_text(json.dumps(meta))
+    return models_dir
+
+
+def test_the_segmenter_metadata_can_ask_for_the_mirrored_map_averaged(tmp_path):
+    from brainloc.model_card import card_for
+    from tests.brainloc.conftest import TINY_SIZE, build_tiny_models
+
+    image = synthetic_slice((TINY_SIZE, TINY_SIZE), seed=5)
+    image[..., 1] = 0
+    image[8:20, 8:20, 1] = 255  # FLAIR: a square, columns 8 to 19
+    plain = Pipeline.load(_leaning_segmenter(build_tiny_models(tmp_path / "plain"), None))
+    mirrored = Pipeline.load(
+        _leaning_segmenter(build_tiny_models(tmp_path / "flip"), "horizontal_flip")
+    )
+    # Alone the map leans right: column 8 (no bright left neighbour) is out (P 0.002) and
+    # column 19 in (P 0.88). With its mirror's map the two edges are alike (P 0.44): both out.
+    leaning = np.zeros(image.shape[:2], bool)
+    leaning[8:20, 9:20] = True
+    np.testing.assert_array_equal(plain.segment(image)[0], leaning)
+    both_ways = np.zeros(image.shape[:2], bool)
+    both_ways[8:20, 9:19] = True
+    np.testing.assert_array_equal(mirrored.segment(image)[0], both_ways)
+    assert card_for(tmp_path / "flip", "segmenter").decision_text == (
+        "A pixel is tumor when its probability (each map the mean over the slice and its "
+        "left-right mirror) is ≥ 0.50; no region is dropped."
+    )
+
+
+def test_an_unknown_segmenter_test_time_augmentation_is_refused(tmp_path):
+    from tests.brainloc.conftest import build_tiny_models
+
+    models = _leaning_segmenter(build_tiny_models(tmp_path / "models"), "rotate")
+    with pytest.raises(ValueError, match="unknown test_time_augmentation 'rotate' in segmenter"):
+        Pipeline.load(models)

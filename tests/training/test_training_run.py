@@ -195,6 +195,19 @@ def test_short_training_runs_resume_and_score_out_of_fold(pack, tmp_path, capsys
     assert [r["predicted_px"] for r in both] == [int(m.sum()) for m in expected]
     averaged = [float(((a + b) / 2).max()) for a, b in zip(*maps, strict=True)]
     assert [r["map_max"] for r in both] == pytest.approx(averaged, abs=1e-6)
+    # --segmenter-tta horizontal_flip: each member's map also averaged with its mirror's.
+    mirrored = crossval.predict_fold(pack, [CASES[1]], tmp_path, "uint8/255", segmenter_flip=True)
+    flipped = [
+        crossval._predict(segmenter, prepare_images(data.images, 128, scaling)[:, :, ::-1])[
+            :, :, ::-1, 0
+        ]
+        for scaling in ("uint8/255", "slice-p99")
+    ]
+    expected = ((maps[0] + flipped[0]) / 2 + (maps[1] + flipped[1]) / 2) / 2
+    assert [r["map_max"] for r in mirrored] == pytest.approx(
+        [float(m.max()) for m in expected], abs=1e-5
+    )
+    assert [r["probability"] for r in mirrored] == [r["probability"] for r in rows]
     assert [r["probability"] for r in both] == [r["probability"] for r in rows]
     by_size = report["at_0.5_volume_rule"]["sensitivity_by_tumor_size"]
     assert sum(size["tumor_slices"] for size in by_size) == 11
