@@ -81,13 +81,18 @@ def throttled_until(session: Session, *, address: str | None, at: datetime) -> d
     return None if limiting is None else limiting + ADDRESS_FAILURE_WINDOW
 
 
+def wait_text(until: datetime, *, at: datetime) -> str:
+    """How long from ``at`` until ``until``, in whole minutes rounded up, for a refusal's
+    "try again in …": ``"1 minute"``, ``"15 minutes"`` (never less than one)."""
+    minutes = max(1, math.ceil((until - at).total_seconds() / 60))
+    return f"{minutes} minute" if minutes == 1 else f"{minutes} minutes"
+
+
 def throttled_message(until: datetime, *, at: datetime) -> str:
     """What the sign-in page says to a refused address: the same for every username."""
-    minutes = max(1, math.ceil((until - at).total_seconds() / 60))
-    unit = "minute" if minutes == 1 else "minutes"
     return (
         "Sign-in failed: too many failed sign-ins came from this network address. "
-        f"Try again in {minutes} {unit}."
+        f"Try again in {wait_text(until, at=at)}."
     )
 
 
