@@ -12,6 +12,9 @@ whether the username exists, the password is wrong or the account is locked.
 
 Every failed sign-in also records the client's network address, and an address with too many
 failures is refused before any password is checked (:mod:`brainloc.sign_in_throttle`).
+Registrations and refused registrations record it too, and an address that registered or was
+refused too often is refused before its form is checked
+(:mod:`brainloc.registration_throttle`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from zxcvbn import zxcvbn
 
+from brainloc.registration_throttle import record_registration_throttled, registration_throttled
 from brainloc.settings import get_settings
 from brainloc.sign_in_throttle import (
     client_key,
@@ -100,6 +104,15 @@ class AccountError(ValueError):
     def message(self) -> str:
         """Every message in one line, for a page that shows the refusal in one box."""
         return " ".join(self.errors.values())
+
+
+class RegistrationThrottled(AccountError):
+    """A registration refused by its address's throttle before any field was checked
+    (:mod:`brainloc.registration_throttle`): no field is at fault, so ``errors`` holds the
+    message under ``"form"`` and the page shows :attr:`message` on its own."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"form": message})
 
 
 @dataclass(frozen=True)
@@ -314,12 +327,14 @@ def save_with_event(
     actor_id: int | None,
     at: datetime,
     detail: dict | None = None,
+    client_address: str | None = None,
 ) -> User:
-    """Save ``user`` and audit ``action`` on it, in the caller's transaction."""
+    """Save ``user`` and audit ``action`` on it, in the caller's transaction (with
+    ``client_address`` for an event that counts towards that address's throttle)."""
     user_store.save_user(session, user=user)
     record_event(
         session, action=action, actor_id=actor_id, target_type=TARGET_USER, target_id=user.id,
-        at=at, detail=detail,
+        at=at, detail=detail, client_address=client_address,
     )  # fmt: skip
     return user
 
@@ -357,49 +372,49 @@ def _taken(session: Session, *, username: str, email: str) -> dict[str, str]:
     return taken
 
 
-def register_practitioner(session: Session, *, form: Registration, clock: Clock = utc_now) -> User:
+def register_practitioner(
+    session: Session,
+    *,
+    form: Registration,
+    clock: Clock = utc_now,
+    client_address: str | None = None,
+) -> User:
     """Create a **pending** practitioner account, or raise :class:`AccountError`.
 
-    Whether the username or the email is taken is checked only once every field is valid, and
-    such a refusal is audited (``register_refused``, committed before the error is raised):
-    a registration form must say a username is taken, but it should not be a free lookup of
-    who has an account, and an administrator sees repeated tries.
+    ``client_address`` is the client's network address (None when unknown: not throttled).
+    An address that registered or was refused too often recently is refused first, before any
+    field is read, with :class:`RegistrationThrottled`, whose message says when to try again
+    and is the same whatever the form holds (:mod:`brainloc.registration_throttle`).
+
+    Whether the username or the email is taken is checked only once every field is valid: a
+    registration form must say a username is taken, but it should not be a free lookup of
+    who has an account. Every refusal is audited (``register_refused`` with a reason naming
+    the fields, never their values; committed before the error is raised, so the caller's
+    rollback keeps it) with the address, and counts towards its throttle; so does the
+    registration itself (``register``).
     """
-    errors = _identity_errors(
-        session,
-        full_name=form.full_name,
-        email=form.email,
-        username=form.username,
-        check_taken=False,
-    )
-    problems = password_problems(
-        form.password, form.password_repeat, username=form.username, email=form.email
-    )
-    if problems:
-        errors["password"] = " ".join(problems)
-    category = user_store.get_category_by_code(session, code=form.category_code)
-    if category is None:
-        errors["category"] = "Choose your practitioner category."
-    if not LICENCE_RE.match(form.licence_number.strip()):
-        errors["licence_number"] = (
-            "Enter your licence or registration number (3-60 letters, digits, spaces, '.', "
-            "'/' or '-')."
-        )
-    if not 2 <= len(clean_text(form.institution)) <= 160:
-        errors["institution"] = "Institution must be between 2 and 160 characters."
-    if errors:
-        raise AccountError(errors)
     now = clock()
+    address = client_key(client_address)
+    throttled = registration_throttled(session, address=address, at=now)
+    if throttled is not None:
+        record_registration_throttled(session, address=address, at=now, throttled=throttled)
+        session.commit()
+        raise RegistrationThrottled(throttled.message(at=now))
+    category = user_store.get_category_by_code(session, code=form.category_code)
+    errors = _registration_errors(session, form=form, category_known=category is not None)
+    if errors:
+        _refuse_registration(
+            session, at=now, address=address, errors=errors,
+            reason="invalid " + ", ".join(sorted(errors)),
+        )  # fmt: skip
     taken = _taken(
         session, username=normalise_username(form.username), email=normalise_email(form.email)
     )
     if taken:
-        record_event(
-            session, action=Action.REGISTER_REFUSED, actor_id=None, at=now,
-            detail={"reason": " and ".join(f"{field} taken" for field in sorted(taken))},
+        _refuse_registration(
+            session, at=now, address=address, errors=taken,
+            reason=" and ".join(f"{field} taken" for field in sorted(taken)),
         )  # fmt: skip
-        session.commit()
-        raise AccountError(taken)
     user = User(
         username=normalise_username(form.username),
         full_name=clean_text(form.full_name),
@@ -417,10 +432,58 @@ def register_practitioner(session: Session, *, form: Registration, clock: Clock 
         user_store.save_user(session, user=user)  # first, so the event can name the new id
     except IntegrityError:
         # The same username or email registered by someone else in the same moment.
-        raise AccountError(
-            {"username": "This username or email was just registered; choose another."}
-        ) from None
-    return save_with_event(session, user=user, action=Action.REGISTER, actor_id=user.id, at=now)
+        session.rollback()
+        _refuse_registration(
+            session, at=now, address=address, reason="username or email taken meanwhile",
+            errors={"username": "This username or email was just registered; choose another."},
+        )  # fmt: skip
+    return save_with_event(
+        session, user=user, action=Action.REGISTER, actor_id=user.id, at=now,
+        client_address=address,
+    )  # fmt: skip
+
+
+def _registration_errors(
+    session: Session, *, form: Registration, category_known: bool
+) -> dict[str, str]:
+    """What is wrong with the fields of ``form``, taken usernames and emails aside
+    (``category_known``: whether its category code names a category)."""
+    errors = _identity_errors(
+        session,
+        full_name=form.full_name,
+        email=form.email,
+        username=form.username,
+        check_taken=False,
+    )
+    problems = password_problems(
+        form.password, form.password_repeat, username=form.username, email=form.email
+    )
+    if problems:
+        errors["password"] = " ".join(problems)
+    if not category_known:
+        errors["category"] = "Choose your practitioner category."
+    if not LICENCE_RE.match(form.licence_number.strip()):
+        errors["licence_number"] = (
+            "Enter your licence or registration number (3-60 letters, digits, spaces, '.', "
+            "'/' or '-')."
+        )
+    if not 2 <= len(clean_text(form.institution)) <= 160:
+        errors["institution"] = "Institution must be between 2 and 160 characters."
+    return errors
+
+
+def _refuse_registration(
+    session: Session, *, at: datetime, address: str | None, reason: str, errors: dict[str, str]
+) -> NoReturn:
+    """Audit a refused registration (``register_refused``: ``reason`` and the address, which
+    it counts towards), commit it, and raise ``errors``. Nothing typed is recorded: not the
+    password, nor the username or email (a taken one names someone else's account)."""
+    record_event(
+        session, action=Action.REGISTER_REFUSED, actor_id=None, at=at, detail={"reason": reason},
+        client_address=address,
+    )  # fmt: skip
+    session.commit()
+    raise AccountError(errors)
 
 
 def create_admin(

@@ -30,7 +30,8 @@ class Action:
     LOGOUT = "logout"
     ACCOUNT_LOCKED = "account_locked"
     REGISTER = "register"
-    #: A complete registration refused because its username or email has an account.
+    #: A registration refused: a field invalid, its username or email has an account, or its
+    #: address registered or was refused too often (``reason`` says which).
     REGISTER_REFUSED = "register_refused"
     STATUS_CHANGE = "status_change"
     PASSWORD_CHANGE = "password_change"
@@ -62,9 +63,10 @@ def record_event(
 ) -> AuditEvent:
     """Add one audit event (flushed, so it is part of the caller's transaction).
 
-    ``client_address`` is for a failed sign-in that counts towards its address's throttle
-    (:func:`nth_newest_from_address`): it goes into its own indexed column and, as
-    ``address``, into ``detail``, where the audit view shows it.
+    ``client_address`` is for an event that counts towards its address's throttle
+    (:func:`nth_newest_from_address`): a failed sign-in, a registration or a refused one. It
+    goes into its own indexed column and, as ``address``, into ``detail``, where the audit
+    view shows it.
     """
     if not action:
         raise ValueError("an audit event needs an action name")

@@ -243,8 +243,10 @@ class AuditEvent(SQLModel, table=True):
     target_type: str | None = Field(default=None, max_length=40)
     target_id: int | None = Field(default=None)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # The client's network address of a failed sign-in that counts towards that address's
-    # throttle (:mod:`brainloc.sign_in_throttle`); None on every other event. A column of its
-    # own, indexed, because the throttle counts by it on every sign-in, and JSON ``detail``
-    # is queried differently on SQLite and PostgreSQL and cannot share one index.
+    # The client's network address of an event that counts towards that address's throttle:
+    # a failed sign-in (:mod:`brainloc.sign_in_throttle`), a registration or a refused one
+    # (:mod:`brainloc.registration_throttle`); None on every other event. A column of its
+    # own, indexed, because the throttles count by it on every sign-in and registration, and
+    # JSON ``detail`` is queried differently on SQLite and PostgreSQL and cannot share one
+    # index.
     client_address: str | None = Field(default=None, max_length=64)

@@ -145,13 +145,15 @@ def test_a_taken_email_is_told_only_to_a_complete_registration_and_audited(app_e
         _register(replace(GOOD, username="jdoe2", licence_number="", password="x"))
     assert set(caught.value.errors) == {"licence_number", "password"}
     with session_scope() as session:
-        assert audit.list_events(session, actions=[audit.Action.REGISTER_REFUSED]) == []
+        (invalid,) = audit.list_events(session, actions=[audit.Action.REGISTER_REFUSED])
+    # Audited as invalid (for the address throttle), with the fields' names only.
+    assert invalid.detail == {"reason": "invalid licence_number, password"}
     # A complete one learns it, and the administrator sees the refusal in the audit log.
     with pytest.raises(accounts.AccountError) as caught:
         _register(replace(GOOD, username="jdoe2"))
     assert caught.value.errors == {"email": accounts.EMAIL_TAKEN}
     with session_scope() as session:
-        (refused,) = audit.list_events(session, actions=[audit.Action.REGISTER_REFUSED])
+        refused, _ = audit.list_events(session, actions=[audit.Action.REGISTER_REFUSED])
     assert refused.detail == {"reason": "email taken"} and refused.actor_id is None
 
 
