@@ -1,10 +1,22 @@
-"""Registration page: a practitioner applies for an account (pending until approved)."""
+"""Registration page: a practitioner applies for an account (pending until approved).
+
+The browser's network address goes with the form (:func:`ui.auth.client_address`), so that
+one address cannot register, or ask which usernames and emails are taken, without limit
+(:mod:`brainloc.registration_throttle`).
+"""
 
 import streamlit as st
 
-from brainloc.accounts import PASSWORD_RULES, AccountError, Registration, register_practitioner
+from brainloc.accounts import (
+    PASSWORD_RULES,
+    AccountError,
+    Registration,
+    RegistrationThrottled,
+    register_practitioner,
+)
 from db import users as user_store
 from db.engine import session_scope
+from ui.auth import client_address
 from ui.guard import require_signed_out
 
 require_signed_out()
@@ -49,8 +61,10 @@ def _submit() -> None:
     )
     try:
         with session_scope() as session:
-            user = register_practitioner(session, form=form)
+            user = register_practitioner(session, form=form, client_address=client_address())
             username = user.username
+    except RegistrationThrottled as error:
+        state[RESULT_KEY] = ("refused", error.message)
     except AccountError as error:
         state[RESULT_KEY] = ("errors", error.errors)
     else:
@@ -74,6 +88,8 @@ if outcome == "ok":
         f"Registration received for **{payload}**. Your account is pending approval by an "
         "administrator."
     )
+elif outcome == "refused":
+    st.error(payload)
 elif errors:
     lines = "\n".join(f"- **{LABELS.get(field, field)}:** {text}" for field, text in errors.items())
     st.error(f"Please correct these fields:\n{lines}")

@@ -121,10 +121,11 @@ def _finish_login(authenticator: stauth.Authenticate, *, credentials_read_at: da
 
 
 def client_address() -> str | None:
-    """The browser's network address for the sign-in throttle: ``st.context.ip_address``,
-    the peer of the websocket after Streamlit's server (uvicorn) has applied a trusted
-    proxy's ``X-Forwarded-For``. None when unknown, and for a loopback peer (Streamlit's own
-    rule), which the throttle leaves alone. Anything but a string counts as unknown too:
+    """The browser's network address for the address throttles of sign-in and registration
+    (the Register page calls it too): ``st.context.ip_address``, the peer of the websocket
+    after Streamlit's server (uvicorn) has applied a trusted proxy's ``X-Forwarded-For``. None
+    when unknown, and for a loopback peer (Streamlit's own rule), which the throttles leave
+    alone. Anything but a string counts as unknown too:
     under AppTest, Streamlit answers with its stand-in runtime's placeholder object."""
     address = st.context.ip_address
     return address if isinstance(address, str) else None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ui.auth
 from brainloc.accounts import verify_password
+from brainloc.registration_throttle import MAX_ADDRESS_REFUSALS
 from db import audit, clinical
 from db import users as user_store
 from db.engine import session_scope
 from tests.conftest import TEST_PASSWORD
 from tests.db.clinical_factory import make_analysis
 
+CLINIC = "198.51.100.20"
 REGISTRATION = {
     "reg_full_name": "Dr Grace Hopper",
     "reg_email": "grace@navy.example",
@@ -57,6 +60,33 @@ def test_registration_errors_are_shown_per_field_and_nothing_is_saved(open_app):
     assert at.text_input(key="reg_full_name").value == "Dr Grace Hopper"  # kept for fixing
     with session_scope() as session:
         assert user_store.count_users(session) == 0
+
+
+def test_registration_passes_the_browsers_address_and_shows_the_throttles_refusal(
+    open_app, monkeypatch
+):
+    """AppTest has no network address, so the page's source of one is replaced."""
+    monkeypatch.setattr(ui.auth, "client_address", lambda: CLINIC)
+    at = _fill(_register_page(open_app), REGISTRATION)
+    assert "pending approval" in at.success[0].value
+    with session_scope() as session:
+        (registered,) = audit.list_events(session, actions=[audit.Action.REGISTER])
+    assert registered.client_address == CLINIC
+    with session_scope() as session:
+        for _ in range(MAX_ADDRESS_REFUSALS):
+            audit.record_event(
+                session, action=audit.Action.REGISTER_REFUSED, actor_id=None,
+                detail={"reason": "username taken"}, client_address=CLINIC,
+            )  # fmt: skip
+    at = _fill(at, REGISTRATION | {"reg_username": "gh2", "reg_email": "gh2@navy.example"})
+    assert not at.exception and not at.success
+    (error,) = at.error
+    assert error.value.startswith("Registration refused: too many registrations")
+    assert "Try again in 15 minutes." in error.value
+    assert "Please correct" not in error.value
+    assert at.text_input(key="reg_full_name").value == "Dr Grace Hopper"  # kept for later
+    with session_scope() as session:
+        assert user_store.count_users(session) == 1
 
 
 def test_admin_approves_a_pending_account(open_app, make_account):
