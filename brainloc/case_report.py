@@ -52,6 +52,16 @@ def report_filename(case: StoredCase, issued_at: datetime) -> str:
     return f"brainloc_{safe[:60] or case.id}_{issued_at:%Y%m%d-%H%M%S}.pdf"
 
 
+def reference_corrections(case: StoredCase) -> list[str]:
+    """One line per correction of the case reference, newest first: when, and from what
+    ("2026-12-08 09:15 UTC, from “CAS-1”"); empty when it was never corrected."""
+    references = case.references
+    return [
+        f"{newer.created_at:%Y-%m-%d %H:%M} UTC, from “{older.reference}”"
+        for newer, older in zip(references, references[1:], strict=False)
+    ]
+
+
 def report_data(
     case: StoredCase,
     *,
@@ -123,6 +133,7 @@ def report_data(
         practitioner_category=author.category,
         institution=author.institution,
         case_reference=case.case_reference,
+        reference_corrections=reference_corrections(case),
         analysis_id=case.id,
         analysed_at=case.created_at,
         scan_date=case.scan_date or "",

@@ -32,7 +32,7 @@ from brainloc.scans import (
     sequence_scan,
 )
 from brainloc.study import series_label, study_case, with_upload_notes
-from db import clinical
+from db import clinical, clinical_corrections
 from db.arrays import array_from_bytes
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,14 @@ class StoredCase:
     slices: tuple[StoredSlice, ...] = field(repr=False)
     #: "float32" or "bfloat16"; "" for analyses stored before it was recorded.
     arithmetic: str = ""
+    #: Every case reference it has had, newest (``case_reference``) first; more than one
+    #: when it was corrected (:mod:`db.clinical_corrections`).
+    references: tuple[clinical_corrections.ReferenceSnapshot, ...] = ()
+
+    @property
+    def reference_version(self) -> int | None:
+        """The version of the current case reference (1 until it is corrected)."""
+        return self.references[0].version if self.references else None
 
     @property
     def model_labels(self) -> list[str]:
@@ -420,7 +428,8 @@ def save_outcome(
 
 
 def load_case(session, *, owner_id: int, analysis_id: int) -> StoredCase | None:
-    """An own analysis with its decoded slices, or None (missing, or someone else's)."""
+    """An own analysis with its decoded slices and its case references, or None (missing, or
+    someone else's)."""
     analysis = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
     if analysis is None:
         return None
@@ -455,6 +464,11 @@ def load_case(session, *, owner_id: int, analysis_id: int) -> StoredCase | None:
         findings=dict(analysis.findings or {}),
         slices=slices,
         arithmetic=analysis.arithmetic,
+        references=tuple(
+            clinical_corrections.reference_history(
+                session, analysis_id=analysis_id, owner_id=owner_id
+            )
+        ),
     )
 
 

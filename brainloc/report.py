@@ -59,7 +59,10 @@ class ReportData:
 
     Attributes:
         practitioner_name, practitioner_category, institution: the author.
-        case_reference: the practitioner's case reference (free text).
+        case_reference: the practitioner's case reference (free text), the current one.
+        reference_corrections: when the case reference was corrected, one line per
+            correction saying when and from what ("2026-12-08 09:15 UTC, from “CAS-1”"),
+            newest first; empty when it never was.
         analysis_id: the database id of the analysis, printed for traceability.
         analysed_at: when the analysis was made.
         scan_date: the day the scan was made ("YYYY-MM-DD", DICOM header), or "" when unknown.
@@ -113,6 +116,7 @@ class ReportData:
     comparison_title: str = ""
     comparison_rows: Sequence[tuple[str, str, str, str]] = ()
     comparison_notes: Sequence[str] = ()
+    reference_corrections: Sequence[str] = ()
 
 
 def _check(data: ReportData) -> None:
@@ -299,6 +303,11 @@ def build_report(data: ReportData) -> bytes:
         ("Category", data.practitioner_category),
         ("Institution", data.institution),
         ("Case reference", data.case_reference or "-"),
+        *(
+            [("Reference corrected", "\n".join(data.reference_corrections))]
+            if data.reference_corrections
+            else []
+        ),
         ("Analysis", f"#{data.analysis_id}, {data.analysed_at:%Y-%m-%d %H:%M} UTC"),
         *([("Scan date", data.scan_date)] if data.scan_date else []),
         ("Report date", f"{data.issued_at:%Y-%m-%d %H:%M} UTC"),

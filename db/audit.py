@@ -48,6 +48,8 @@ class Action:
     REPORT_DOWNLOAD = "report_download"
     DOWNLOAD = "download"
     EXPORT = "export"
+    #: A case reference corrected by its owner (detail: the new version, never the text).
+    REFERENCE_CORRECTED = "reference_corrected"
 
 
 def record_event(

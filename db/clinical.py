@@ -3,10 +3,11 @@ filter a practitioner's own analyses, and record what they do to them.
 
 Every read takes ``owner_id`` and puts it in the SQL ``WHERE`` clause, so another user's id
 returns nothing (``None`` or an empty list) whatever the page asks for. Notes and issued
-reports are in :mod:`db.clinical_notes`, recent activity in
-:mod:`db.clinical_activity`. Functions are keyword-only, take a session first and
-never commit: the caller's :func:`db.engine.session_scope` does, so a failure anywhere rolls
-the whole action back (never a partial save).
+reports are in :mod:`db.clinical_notes`, corrections of the record (a case reference
+corrected) in :mod:`db.clinical_corrections`, recent activity in :mod:`db.clinical_activity`.
+Functions are keyword-only, take a session first and never commit: the caller's
+:func:`db.engine.session_scope` does, so a failure anywhere rolls the whole action back
+(never a partial save).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from db import audit
 from db import users as user_store
 from db.arrays import array_to_bytes, sha256_hex
 from db.engine import SQLITE_CASEFOLD
-from db.models import STATUS_APPROVED, Analysis, AnalysisSlice, AuditEvent, NoteVersion
+from db.models import (
+    STATUS_APPROVED,
+    Analysis,
+    AnalysisSlice,
+    AuditEvent,
+    CaseReferenceVersion,
+    NoteVersion,
+)
 
 #: Audit target type of every clinical event.
 TARGET_ANALYSIS = "analysis"
@@ -72,6 +80,24 @@ SIGNED_OUT_MEANWHILE = (
 )
 
 
+#: Longest case reference accepted, in characters (the column's size).
+MAX_REFERENCE_CHARS = 200
+
+
+def clean_case_reference(case_reference: str) -> str:
+    """A case reference as stored: stripped of surrounding blanks.
+
+    Raises:
+        ValueError: it is empty (or blank), or longer than :data:`MAX_REFERENCE_CHARS`.
+    """
+    case_reference = case_reference.strip()
+    if not case_reference:
+        raise ValueError("a case reference is required")
+    if len(case_reference) > MAX_REFERENCE_CHARS:
+        raise ValueError(f"the case reference is longer than {MAX_REFERENCE_CHARS} characters")
+    return case_reference
+
+
 def _check_slice(index: int, item: SliceInput) -> None:
     image, mask = np.asarray(item.image), np.asarray(item.mask)
     if image.ndim < 2:
@@ -106,7 +132,8 @@ def create_analysis(
     arithmetic: str = "",
     signed_in_at: datetime | None = None,
 ) -> Analysis:
-    """Store an analysis, its slices (scan and mask losslessly) and an ``upload`` audit event.
+    """Store an analysis, its slices (scan and mask losslessly), version 1 of its case
+    reference and an ``upload`` audit event.
 
     Everything is added to the caller's transaction; nothing is committed here, so an error
     in any slice leaves nothing behind. ``classifier``/``segmenter`` are (name, version);
@@ -121,11 +148,7 @@ def create_analysis(
         ValueError: no slices, an empty case reference, a malformed slice, an owner whose
             account is not approved (any more), or a session that was signed out meanwhile.
     """
-    case_reference = case_reference.strip()
-    if not case_reference:
-        raise ValueError("a case reference is required")
-    if len(case_reference) > 200:
-        raise ValueError("the case reference is longer than 200 characters")
+    case_reference = clean_case_reference(case_reference)
     if not slices:
         raise ValueError("an analysis needs at least one slice")
     for index, item in enumerate(slices):
@@ -193,6 +216,16 @@ def create_analysis(
                 findings=dict(item.findings),
             )
         )
+    # Version 1 of the case reference; a correction adds the next (db.clinical_corrections).
+    session.add(
+        CaseReferenceVersion(
+            analysis_id=analysis.id,
+            version=1,
+            reference=case_reference,
+            author_id=owner_id,
+            created_at=analysis.created_at,
+        )
+    )
     session.flush()
     audit.record_event(
         session,

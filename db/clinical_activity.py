@@ -23,6 +23,7 @@ ACTIVITY_ACTIONS = (
     audit.Action.REPORT_DOWNLOAD,
     audit.Action.DOWNLOAD,
     audit.Action.EXPORT,
+    audit.Action.REFERENCE_CORRECTED,
 )
 
 

@@ -2,7 +2,8 @@
 
 Accounts (``practitioner_categories``, ``users``) and the audit log (``audit_events``) are
 written by :mod:`db.users` and :mod:`db.audit`; the clinical tables (``analyses``,
-``analysis_slices``, ``note_versions``, ``issued_reports``) by :mod:`db.clinical`.
+``analysis_slices``, ``note_versions``, ``issued_reports``, ``case_reference_versions``) by
+:mod:`db.clinical` and the modules beside it.
 
 Design choices:
 
@@ -14,6 +15,10 @@ Design choices:
 * Notes are never overwritten: each edit is a new ``note_versions`` row pointing at its
   parent; ``(analysis_id, version)`` is unique, so two tabs saving on the same parent cannot
   both win silently.
+* A case reference is corrected, never overwritten without a trace: ``analyses.case_reference``
+  holds the current one (what History searches and sorts), and ``case_reference_versions``
+  every reference the analysis has had, version 1 being the one given at upload; it is unique
+  on ``(analysis_id, version)`` like the notes, for the same reason.
 * An issued report keeps its PDF bytes, so downloading it later returns the same bytes.
 * Roles and statuses are plain strings with CHECK constraints (portable, no native enums).
 """
@@ -209,6 +214,23 @@ class NoteVersion(SQLModel, table=True):
     parent_id: int | None = Field(default=None, foreign_key="note_versions.id")
     author_id: int = Field(foreign_key="users.id")
     body: str = Field(default="")
+    created_at: datetime = _ts()
+
+
+class CaseReferenceVersion(SQLModel, table=True):
+    """One case reference an analysis has had: version 1 at upload, each correction the next.
+
+    The newest version's ``reference`` is the analysis's ``case_reference``.
+    """
+
+    __tablename__ = "case_reference_versions"
+    __table_args__ = (UniqueConstraint("analysis_id", "version", name="uq_case_reference_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    analysis_id: int = Field(foreign_key="analyses.id", index=True)
+    version: int
+    reference: str = Field(max_length=200)
+    author_id: int = Field(foreign_key="users.id")
     created_at: datetime = _ts()
 
 

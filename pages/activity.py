@@ -22,6 +22,7 @@ LABELS = {
     Action.REPORT_DOWNLOAD: ("Downloaded a report of", ":material/download:"),
     Action.DOWNLOAD: ("Downloaded images of", ":material/download:"),
     Action.EXPORT: ("Exported the history", ":material/table:"),
+    Action.REFERENCE_CORRECTED: ("Corrected the case reference of", ":material/edit:"),
 }
 
 st.title("Recent activity")
@@ -39,6 +40,8 @@ for item in items:
         detail = ""
         if item.action == Action.NOTE_EDIT and item.detail.get("version"):
             detail = f" (version {item.detail['version']})"
+        elif item.action == Action.REFERENCE_CORRECTED and item.detail.get("version"):
+            detail = f" (reference version {item.detail['version']})"
         what.page_link(
             "pages/case.py",
             label=f"{verb} {escape_markdown(item.case_reference)} (#{item.analysis_id}){detail}",

@@ -1,9 +1,10 @@
 """Case page: reopen an own analysis, compare it with an earlier one, write versioned notes,
-download images (or the whole case as NIfTI), issue reports.
+download images (or the whole case as NIfTI), issue reports, correct the case reference.
 
 The case comes from ``?id=`` or from the picker; the database returns it only to its owner,
 so another user's id shows the same "not found" as an id that does not exist. Opening a case,
-saving a note, issuing a report and every download write an audit event.
+saving a note, issuing a report, correcting the reference and every download write an audit
+event.
 """
 
 import streamlit as st
@@ -15,6 +16,7 @@ from brainloc.overlay import mask_png_array
 from db import clinical, clinical_notes
 from db.audit import Action
 from db.engine import session_scope
+from ui.case_record import render_reference_correction
 from ui.case_view import render_case
 from ui.followup import render_comparison
 from ui.guard import guarded_callback, require_user
@@ -212,10 +214,17 @@ if arriving or st.session_state.get(VIEWED_KEY) != case.id:
 
 st.subheader(escape_markdown(case.case_reference))
 acquired = f" · scan of {case.scan_date}" if case.scan_date else ""
+corrected = (
+    f" · reference corrected {case.references[0].created_at:%Y-%m-%d %H:%M} UTC"
+    if len(case.references) > 1
+    else ""
+)
 st.caption(
     f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC{acquired}"
-    f" · {len(case.slices)} slice(s) · {escape_markdown(case.source_summary)}"
+    f" · {len(case.slices)} slice(s) · {escape_markdown(case.source_summary)}{corrected}"
 )
+with st.expander("Correct the record"):
+    render_reference_correction(case, owner_id=user.id, author_name=user.full_name)
 shown = render_case(case, key=f"case_{case.id}")
 _downloads(case, shown)
 baseline_id = render_comparison(user.id, case.id)
