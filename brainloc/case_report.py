@@ -62,6 +62,18 @@ def reference_corrections(case: StoredCase) -> list[str]:
     ]
 
 
+def entered_in_error_text(case: StoredCase) -> str:
+    """What a report of an analysis marked entered in error says under that warning ("" for
+    any other analysis)."""
+    if not case.entered_in_error:
+        return ""
+    return (
+        f"This analysis was marked entered in error on {case.entered_in_error_at:%Y-%m-%d %H:%M}"
+        f" UTC. Reason: {case.entered_in_error_reason.rstrip('.')}. It is kept as a record "
+        "only: do not use its result."
+    )
+
+
 def report_data(
     case: StoredCase,
     *,
@@ -134,6 +146,7 @@ def report_data(
         institution=author.institution,
         case_reference=case.case_reference,
         reference_corrections=reference_corrections(case),
+        entered_in_error=entered_in_error_text(case),
         analysis_id=case.id,
         analysed_at=case.created_at,
         scan_date=case.scan_date or "",

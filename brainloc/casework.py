@@ -107,6 +107,14 @@ class StoredCase:
     #: Every case reference it has had, newest (``case_reference``) first; more than one
     #: when it was corrected (:mod:`db.clinical_corrections`).
     references: tuple[clinical_corrections.ReferenceSnapshot, ...] = ()
+    #: When its owner marked it entered in error, and why; None and "" when not marked.
+    entered_in_error_at: datetime | None = None
+    entered_in_error_reason: str = ""
+
+    @property
+    def entered_in_error(self) -> bool:
+        """True when it was marked entered in error (kept, but closed and set apart)."""
+        return self.entered_in_error_at is not None
 
     @property
     def reference_version(self) -> int | None:
@@ -469,6 +477,8 @@ def load_case(session, *, owner_id: int, analysis_id: int) -> StoredCase | None:
                 session, analysis_id=analysis_id, owner_id=owner_id
             )
         ),
+        entered_in_error_at=analysis.entered_in_error_at,
+        entered_in_error_reason=analysis.entered_in_error_reason,
     )
 
 

@@ -129,7 +129,9 @@ def _checked_username(username: str) -> str:
 
 
 def _already_imported(session, owner_id: int, reference: str) -> bool:
-    matches = clinical.list_analyses(session, owner_id=owner_id, text=reference)
+    matches = clinical.list_analyses(
+        session, owner_id=owner_id, text=reference, entered_in_error=None
+    )
     return any(analysis.case_reference == reference for analysis in matches)
 
 

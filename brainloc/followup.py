@@ -157,13 +157,16 @@ def compare_own(session, *, owner_id: int, analysis_id: int, baseline_id: int):
 
     Returns:
         (the baseline's ``Analysis`` row, the :class:`Comparison`), or None when either is
-        not the owner's or the baseline is the analysis itself.
+        not the owner's or was marked entered in error (a mistaken analysis measures nothing
+        to compare), or the baseline is the analysis itself.
     """
     if baseline_id == analysis_id:
         return None
     baseline = clinical.get_analysis(session, analysis_id=baseline_id, owner_id=owner_id)
     follow_up = clinical.get_analysis(session, analysis_id=analysis_id, owner_id=owner_id)
     if baseline is None or follow_up is None:
+        return None
+    if baseline.entered_in_error_at is not None or follow_up.entered_in_error_at is not None:
         return None
     comparison = compare(
         baseline.findings,

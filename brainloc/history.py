@@ -31,11 +31,15 @@ COLUMNS = [
     "volume_ml",
     "note",
     "models",
+    "entered_in_error",
 ]
 
 
 def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataFrame:
     """One row per analysis (objects with the :class:`db.models.Analysis` fields).
+
+    ``entered_in_error`` is the reason an analysis was marked entered in error, "" for the
+    others (History leaves them out unless its filter asks for them).
 
     Args:
         analyses: the analyses, already filtered and sorted by the database.
@@ -55,6 +59,7 @@ def history_frame(analyses: Sequence[Any], notes: Mapping[int, str]) -> pd.DataF
             "models": f"{a.classifier_name} v{a.classifier_version}; "
             f"{a.segmenter_name} v{a.segmenter_version}"
             + (f" ({a.arithmetic})" if a.arithmetic else ""),
+            "entered_in_error": a.entered_in_error_reason if a.entered_in_error_at else "",
         }
         for a in analyses
     ]
@@ -93,13 +98,16 @@ def shown_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per calendar week (Monday start): number of analyses and share called positive.
+    """Per calendar week (Monday start): number of analyses and share called positive, of the
+    analyses not marked entered in error (a mistaken analysis is no case seen).
 
     Returns:
         columns ``week`` (date), ``analyses`` (int), ``share_positive`` (0..1); weeks without
         analyses between the first and last one are included with zero analyses and a
         ``share_positive`` of NaN (no share: the chart leaves a gap there, not "0 %").
     """
+    if "entered_in_error" in frame:
+        frame = frame[frame["entered_in_error"].fillna("").eq("")]
     if frame.empty:
         return pd.DataFrame({"week": [], "analyses": [], "share_positive": []})
     created = pd.to_datetime(frame["created_at"], utc=True)

@@ -63,6 +63,9 @@ class ReportData:
         reference_corrections: when the case reference was corrected, one line per
             correction saying when and from what ("2026-12-08 09:15 UTC, from “CAS-1”"),
             newest first; empty when it never was.
+        entered_in_error: for an analysis its owner marked entered in error, when and why
+            (printed under "ENTERED IN ERROR" in red at the top, and on every page's foot);
+            "" for any other.
         analysis_id: the database id of the analysis, printed for traceability.
         analysed_at: when the analysis was made.
         scan_date: the day the scan was made ("YYYY-MM-DD", DICOM header), or "" when unknown.
@@ -117,6 +120,12 @@ class ReportData:
     comparison_rows: Sequence[tuple[str, str, str, str]] = ()
     comparison_notes: Sequence[str] = ()
     reference_corrections: Sequence[str] = ()
+    entered_in_error: str = ""
+
+
+#: The warning a report of an analysis marked entered in error carries, above all else.
+ENTERED_IN_ERROR = "ENTERED IN ERROR"
+_ERROR_RED = colors.HexColor("#b00020")
 
 
 def _check(data: ReportData) -> None:
@@ -215,6 +224,26 @@ def _styles() -> dict[str, ParagraphStyle]:
         "body": body,
         "small": ParagraphStyle("small", parent=body, fontSize=8, leading=10),
         "cell": ParagraphStyle("cell", parent=body, fontSize=9, leading=11),
+        "error_title": ParagraphStyle(
+            "error_title",
+            parent=base["Title"],
+            fontName=BOLD,
+            fontSize=26,
+            leading=32,
+            textColor=_ERROR_RED,
+            spaceBefore=4,
+        ),
+        "error_box": ParagraphStyle(
+            "error_box",
+            parent=body,
+            fontName=BOLD,
+            textColor=_ERROR_RED,
+            borderColor=_ERROR_RED,
+            borderWidth=1.5,
+            borderPadding=6,
+            backColor=colors.HexColor("#fdecee"),
+            spaceAfter=10,
+        ),
         "box": ParagraphStyle(
             "box",
             parent=body,
@@ -271,12 +300,17 @@ def _decision_text(data: ReportData) -> str:
     )
 
 
-def _footer(canvas, doc) -> None:  # noqa: ANN001 - reportlab's callback signature
+def _footer(canvas, doc, *, in_error: bool = False) -> None:  # noqa: ANN001 - reportlab
     canvas.saveState()
     canvas.setFont(FONT, 7)
     canvas.setFillColor(colors.grey)
     canvas.drawString(15 * mm, 10 * mm, "Supports, does not replace, a specialist's judgement.")
     canvas.drawRightString(A4[0] - 15 * mm, 10 * mm, f"BrainLoc report - page {doc.page}")
+    if in_error:
+        # On every page, so that no page of the report can be read without it.
+        canvas.setFont(BOLD, 11)
+        canvas.setFillColor(_ERROR_RED)
+        canvas.drawCentredString(A4[0] / 2, 5 * mm, ENTERED_IN_ERROR)
     canvas.restoreState()
 
 
@@ -294,10 +328,13 @@ def build_report(data: ReportData) -> bytes:
     """
     _check(data)
     styles = _styles()
-    story: list = [
-        Paragraph("BrainLoc - MRI tumor analysis report", styles["title"]),
-        Paragraph(_paragraph_text(DISCLAIMER), styles["box"]),
-    ]
+    story: list = [Paragraph("BrainLoc - MRI tumor analysis report", styles["title"])]
+    if data.entered_in_error:
+        story += [
+            Paragraph(ENTERED_IN_ERROR, styles["error_title"]),
+            Paragraph(_paragraph_text(data.entered_in_error), styles["error_box"]),
+        ]
+    story.append(Paragraph(_paragraph_text(DISCLAIMER), styles["box"]))
     header_rows = [
         ("Practitioner", data.practitioner_name),
         ("Category", data.practitioner_category),
@@ -388,9 +425,11 @@ def build_report(data: ReportData) -> bytes:
         rightMargin=15 * mm,
         topMargin=15 * mm,
         bottomMargin=18 * mm,
-        title=f"BrainLoc report - {data.case_reference or data.analysis_id}",
+        title=("ENTERED IN ERROR - " if data.entered_in_error else "")
+        + f"BrainLoc report - {data.case_reference or data.analysis_id}",
         author=data.practitioner_name,
         invariant=1,
     )
-    document.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    footer = functools.partial(_footer, in_error=bool(data.entered_in_error))
+    document.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()

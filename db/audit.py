@@ -50,6 +50,8 @@ class Action:
     EXPORT = "export"
     #: A case reference corrected by its owner (detail: the new version, never the text).
     REFERENCE_CORRECTED = "reference_corrected"
+    #: An analysis marked entered in error by its owner (the reason stays out of the log).
+    ENTERED_IN_ERROR = "entered_in_error"
 
 
 def record_event(

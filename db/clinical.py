@@ -80,6 +80,12 @@ SIGNED_OUT_MEANWHILE = (
 )
 
 
+#: Why an analysis marked entered in error takes no more changes (note, case reference).
+RECORD_CLOSED = (
+    "this analysis was marked entered in error, so its record is closed: its notes and case "
+    "reference can be read but not changed"
+)
+
 #: Longest case reference accepted, in characters (the column's size).
 MAX_REFERENCE_CHARS = 200
 
@@ -330,6 +336,7 @@ def list_analyses(
     min_probability: float | None = None,
     max_probability: float | None = None,
     text: str | None = None,
+    entered_in_error: bool | None = False,
     sort_by: str = "created_at",
     descending: bool = True,
     limit: int = 1000,
@@ -338,7 +345,8 @@ def list_analyses(
 
     ``created_to`` is exclusive. ``text`` matches, case-insensitively in any script (Polish,
     Greek, Cyrillic...), the case reference or the current (newest) version of the note; its
-    ``%`` and ``_`` are literal.
+    ``%`` and ``_`` are literal. ``entered_in_error``: False (the default) leaves out the
+    analyses marked entered in error, True lists only those, None both.
 
     Raises:
         ValueError: an unknown sort column, a limit below 1 or an inverted range.
@@ -357,6 +365,10 @@ def list_analyses(
         statement = statement.where(Analysis.created_at < created_to)
     if has_tumor is not None:
         statement = statement.where(Analysis.has_tumor == has_tumor)
+    if entered_in_error is True:
+        statement = statement.where(col(Analysis.entered_in_error_at).is_not(None))
+    elif entered_in_error is False:
+        statement = statement.where(col(Analysis.entered_in_error_at).is_(None))
     if min_probability is not None:
         statement = statement.where(Analysis.tumor_probability >= min_probability)
     if max_probability is not None:
@@ -377,6 +389,18 @@ def owns_analysis(session: Session, *, analysis_id: int, owner_id: int) -> bool:
     """True when ``owner_id`` owns the analysis."""
     statement = select(
         exists().where(col(Analysis.id) == analysis_id, col(Analysis.owner_id) == owner_id)
+    )
+    return bool(session.exec(statement).one())
+
+
+def is_entered_in_error(session: Session, *, analysis_id: int, owner_id: int) -> bool:
+    """True when ``owner_id`` owns the analysis and it was marked entered in error."""
+    statement = select(
+        exists().where(
+            col(Analysis.id) == analysis_id,
+            col(Analysis.owner_id) == owner_id,
+            col(Analysis.entered_in_error_at).is_not(None),
+        )
     )
     return bool(session.exec(statement).one())
 

@@ -24,6 +24,7 @@ ACTIVITY_ACTIONS = (
     audit.Action.DOWNLOAD,
     audit.Action.EXPORT,
     audit.Action.REFERENCE_CORRECTED,
+    audit.Action.ENTERED_IN_ERROR,
 )
 
 

@@ -1,4 +1,5 @@
-"""Data access for correcting the record of an analysis: its case reference, corrected.
+"""Data access for correcting the record of an analysis: its case reference corrected, or the
+whole analysis marked "entered in error".
 
 Clinical records are amended, not rewritten: a corrected case reference becomes the
 analysis's ``case_reference`` (what History searches, sorts and shows) and a new
@@ -8,6 +9,14 @@ as a note save does: if another tab corrected the reference in between, it is re
 :class:`StaleReferenceError`, which carries the newer reference, and the unique
 ``(analysis_id, version)`` constraint backs this up when two corrections race. Every function
 takes ``owner_id`` and puts it in the SQL ``WHERE`` clause; nothing is committed here.
+
+An analysis of the wrong scan or the wrong patient is marked entered in error
+(:func:`mark_entered_in_error`) with a reason, and nothing is deleted: it stays readable by
+its owner by id, but is left out of History by default and of follow-up comparison, its notes
+and case reference can no longer be changed, and a report issued from it says so. The mark is
+final, as FHIR's ``entered-in-error`` status is: a record that was a mistake does not come
+back into use; the right scan is analysed again as a new analysis. The confirmation step on
+the Case page and the required reason guard against a mark made by mistake.
 """
 
 from __future__ import annotations
@@ -20,17 +29,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from db import audit
-from db.clinical import TARGET_ANALYSIS, clean_case_reference, owns_analysis
+from db.clinical import (
+    RECORD_CLOSED,
+    TARGET_ANALYSIS,
+    clean_case_reference,
+    is_entered_in_error,
+    owns_analysis,
+)
 from db.clinical_notes import NotFoundError
 from db.models import Analysis, CaseReferenceVersion
+from db.types import utc_now
 
 __all__ = [
     "NotFoundError",
     "ReferenceSnapshot",
     "StaleReferenceError",
     "correct_case_reference",
+    "mark_entered_in_error",
     "reference_history",
 ]
+
+#: Longest reason for marking an analysis entered in error, in characters.
+MAX_REASON_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -102,12 +122,14 @@ def correct_case_reference(
     Raises:
         NotFoundError: not the owner's analysis.
         StaleReferenceError: the reference was corrected since ``base_version``; nothing saved.
-        ValueError: an empty or too long reference, or an analysis whose record is closed;
+        ValueError: an empty or too long reference, or an analysis marked entered in error;
             nothing saved.
     """
     reference = clean_case_reference(reference)
     if not owns_analysis(session, analysis_id=analysis_id, owner_id=owner_id):
         raise NotFoundError(f"analysis {analysis_id} not found")
+    if is_entered_in_error(session, analysis_id=analysis_id, owner_id=owner_id):
+        raise ValueError(RECORD_CLOSED)
     current = session.exec(_own_versions(analysis_id, owner_id).limit(1)).first()
     if current is None:  # every analysis has its version 1 (upload, or migration 0009)
         raise NotFoundError(f"analysis {analysis_id} has no case reference on record")
@@ -143,3 +165,51 @@ def correct_case_reference(
         detail={"version": corrected.version},
     )
     return _snapshot(corrected)
+
+
+def mark_entered_in_error(
+    session: Session, *, analysis_id: int, owner_id: int, reason: str
+) -> datetime:
+    """Mark an own analysis entered in error, for good, and audit it.
+
+    One conditional ``UPDATE`` (owner, and not marked yet), so of two tabs marking at once
+    only the first counts and the second is told.
+
+    Args:
+        reason: why (the wrong scan, the wrong patient...): required, stripped, at most
+            :data:`MAX_REASON_CHARS` characters.
+
+    Returns:
+        When it was marked.
+
+    Raises:
+        NotFoundError: not the owner's analysis.
+        ValueError: no reason, a reason too long, or an analysis marked already; nothing saved.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a reason is required")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValueError(f"the reason is longer than {MAX_REASON_CHARS} characters")
+    marked_at = utc_now()
+    statement = (
+        update(Analysis)
+        .where(col(Analysis.id) == analysis_id, col(Analysis.owner_id) == owner_id)
+        .where(col(Analysis.entered_in_error_at).is_(None))
+        .values(entered_in_error_at=marked_at, entered_in_error_reason=reason)
+    )
+    if session.exec(statement).rowcount != 1:
+        if not owns_analysis(session, analysis_id=analysis_id, owner_id=owner_id):
+            raise NotFoundError(f"analysis {analysis_id} not found")
+        raise ValueError("this analysis was marked entered in error already")
+    audit.record_event(
+        session,
+        action=audit.Action.ENTERED_IN_ERROR,
+        actor_id=owner_id,
+        target_type=TARGET_ANALYSIS,
+        target_id=analysis_id,
+        # The reason is free text that may name the patient: it stays with the analysis,
+        # out of the audit log that administrators read.
+        detail={},
+    )
+    return marked_at

@@ -1,5 +1,8 @@
 """Data access for the notes on an analysis and the reports issued from it.
 
+The note of an analysis marked entered in error can be read but not changed
+(:data:`db.clinical.RECORD_CLOSED`); reports can still be issued from it, and say so.
+
 Notes are versioned: every save adds a ``note_versions`` row and nothing is overwritten. A
 save names the version it was based on; if someone (another tab) saved in between, the save
 is refused with :class:`StaleNoteError`, which carries the newer version so the page can show
@@ -17,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from db import audit
 from db.arrays import sha256_hex
-from db.clinical import TARGET_ANALYSIS, owns_analysis
+from db.clinical import RECORD_CLOSED, TARGET_ANALYSIS, is_entered_in_error, owns_analysis
 from db.models import Analysis, IssuedReport, NoteVersion
 from db.types import utc_now
 
@@ -117,11 +120,14 @@ def add_note_version(
     Raises:
         NotFoundError: not the owner's analysis.
         StaleNoteError: the note changed since ``base_version``; nothing was saved.
-        ValueError: the note is too long.
+        ValueError: the note is too long, or the analysis was marked entered in error (its
+            notes are kept as they were when it was found to be a mistake).
     """
     if len(body) > MAX_NOTE_CHARS:
         raise ValueError(f"the note is longer than {MAX_NOTE_CHARS} characters")
     _require_owner(session, analysis_id=analysis_id, owner_id=owner_id)
+    if is_entered_in_error(session, analysis_id=analysis_id, owner_id=owner_id):
+        raise ValueError(RECORD_CLOSED)
     current = latest_note(session, analysis_id=analysis_id, owner_id=owner_id)
     current_version = current.version if current else None
     if current_version != base_version:

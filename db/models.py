@@ -19,6 +19,7 @@ Design choices:
   holds the current one (what History searches and sorts), and ``case_reference_versions``
   every reference the analysis has had, version 1 being the one given at upload; it is unique
   on ``(analysis_id, version)`` like the notes, for the same reason.
+* An analysis entered in error is marked (``entered_in_error_at`` and a reason), not deleted.
 * An issued report keeps its PDF bytes, so downloading it later returns the same bytes.
 * Roles and statuses are plain strings with CHECK constraints (portable, no native enums).
 """
@@ -175,6 +176,11 @@ class Analysis(SQLModel, table=True):
     tumor_probability: float = Field(default=0.0)
     has_tumor: bool = Field(default=False)
     findings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Set when its owner marked it "entered in error" (the wrong scan, the wrong patient): it
+    # stays stored and readable, but is closed to changes and left out of History's default
+    # view and of follow-up comparison (:mod:`db.clinical_corrections`). Final: never unset.
+    entered_in_error_at: datetime | None = _ts(nullable=True)
+    entered_in_error_reason: str = Field(default="", max_length=300)
 
 
 class AnalysisSlice(SQLModel, table=True):

@@ -23,6 +23,7 @@ LABELS = {
     Action.DOWNLOAD: ("Downloaded images of", ":material/download:"),
     Action.EXPORT: ("Exported the history", ":material/table:"),
     Action.REFERENCE_CORRECTED: ("Corrected the case reference of", ":material/edit:"),
+    Action.ENTERED_IN_ERROR: ("Marked entered in error:", ":material/block:"),
 }
 
 st.title("Recent activity")

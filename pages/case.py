@@ -1,10 +1,12 @@
 """Case page: reopen an own analysis, compare it with an earlier one, write versioned notes,
-download images (or the whole case as NIfTI), issue reports, correct the case reference.
+download images (or the whole case as NIfTI), issue reports, correct the case reference or
+mark the analysis entered in error (then it carries a banner, and its note and reference are
+read only).
 
 The case comes from ``?id=`` or from the picker; the database returns it only to its owner,
 so another user's id shows the same "not found" as an id that does not exist. Opening a case,
-saving a note, issuing a report, correcting the reference and every download write an audit
-event.
+saving a note, issuing a report, correcting the reference, marking it entered in error and
+every download write an audit event.
 """
 
 import streamlit as st
@@ -16,7 +18,11 @@ from brainloc.overlay import mask_png_array
 from db import clinical, clinical_notes
 from db.audit import Action
 from db.engine import session_scope
-from ui.case_record import render_reference_correction
+from ui.case_record import (
+    render_entered_in_error_banner,
+    render_entered_in_error_form,
+    render_reference_correction,
+)
 from ui.case_view import render_case
 from ui.followup import render_comparison
 from ui.guard import guarded_callback, require_user
@@ -54,7 +60,10 @@ def _requested_id() -> int | None:
 def _pick(current: int | None) -> int | None:
     """A picker over the user's own analyses; it drives ``?id=``."""
     with session_scope() as session:
-        mine = clinical.list_analyses(session, owner_id=user.id, limit=clinical.PICKER_LIMIT)
+        # Analyses entered in error stay reachable here, labelled as such.
+        mine = clinical.list_analyses(
+            session, owner_id=user.id, entered_in_error=None, limit=clinical.PICKER_LIMIT
+        )
     if not mine:
         st.info("You have no analyses yet. Start on the Analyze page.")
         return None
@@ -63,7 +72,11 @@ def _pick(current: int | None) -> int | None:
             f"Your newest {clinical.PICKER_LIMIT:,} analyses are listed; find older ones on the "
             "History page (filter by date or case reference)."
         )
-    labels = {a.id: f"{a.case_reference} · #{a.id} · {a.created_at:%Y-%m-%d %H:%M}" for a in mine}
+    labels = {
+        a.id: f"{a.case_reference} · #{a.id} · {a.created_at:%Y-%m-%d %H:%M}"
+        + (" · ENTERED IN ERROR" if a.entered_in_error_at else "")
+        for a in mine
+    }
     options = list(labels)
     # A new ?id= in the address (a link, a bookmark) wins over the picker's last choice.
     set_now = False
@@ -152,13 +165,23 @@ def _issue(analysis_id: int, baseline_id: int | None) -> None:
         issue_case_report(session, author=author, analysis_id=analysis_id, baseline_id=baseline_id)
 
 
+def _report_label(report, versions: dict, case) -> str:
+    note = versions.get(report.note_version_id)
+    label = f"Report #{report.id} · {report.created_at:%Y-%m-%d %H:%M:%S} UTC"
+    label += f" · note version {note}" if note else " · no note"
+    if case.entered_in_error and report.created_at < case.entered_in_error_at:
+        label += " · issued before the analysis was marked entered in error (does not say so)"
+    return label
+
+
 def _reports(case, baseline_id: int | None) -> None:
     st.subheader("Reports")
     placeholder = st.empty()
     st.button(
         "Issue a new PDF report",
         help="The report holds the current note and, when a baseline is chosen under "
-        "'Compare with an earlier scan', the comparison; once issued it never changes.",
+        "'Compare with an earlier scan', the comparison; once issued it never changes. A "
+        "report of an analysis entered in error says so at its top and on every page.",
         on_click=_issue,
         args=(case.id, baseline_id),
         key=f"case_issue_{case.id}",
@@ -178,11 +201,8 @@ def _reports(case, baseline_id: int | None) -> None:
     if not reports:
         st.caption("No report issued yet.")
     for report in reports:
-        note = versions.get(report.note_version_id)
-        label = f"Report #{report.id} · {report.created_at:%Y-%m-%d %H:%M:%S} UTC"
-        label += f" · note version {note}" if note else " · no note"
         st.download_button(
-            label,
+            _report_label(report, versions, case),
             data=report.pdf,
             file_name=report.filename,
             mime="application/pdf",
@@ -223,12 +243,24 @@ st.caption(
     f"Analysis #{case.id} · {case.created_at:%Y-%m-%d %H:%M} UTC{acquired}"
     f" · {len(case.slices)} slice(s) · {escape_markdown(case.source_summary)}{corrected}"
 )
+render_entered_in_error_banner(case, author_name=user.full_name)
 with st.expander("Correct the record"):
-    render_reference_correction(case, owner_id=user.id, author_name=user.full_name)
+    if case.entered_in_error:
+        st.caption(
+            "This analysis was marked entered in error, which is final: its record is closed."
+        )
+    else:
+        render_reference_correction(case, owner_id=user.id, author_name=user.full_name)
+        st.divider()
+        render_entered_in_error_form(case, owner_id=user.id)
 shown = render_case(case, key=f"case_{case.id}")
 _downloads(case, shown)
-baseline_id = render_comparison(user.id, case.id)
+if case.entered_in_error:
+    st.caption("Follow-up comparison is not offered for an analysis entered in error.")
+    baseline_id = None
+else:
+    baseline_id = render_comparison(user.id, case.id)
 st.divider()
-render_notes(case.id, owner_id=user.id, author_name=user.full_name)
+render_notes(case.id, owner_id=user.id, author_name=user.full_name, read_only=case.entered_in_error)
 st.divider()
 _reports(case, baseline_id)

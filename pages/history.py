@@ -2,6 +2,8 @@
 
 The filters go to :func:`db.clinical.list_analyses`, which always filters by the signed-in
 owner in SQL; the table, the weekly charts and the CSV come from :mod:`brainloc.history`.
+Analyses marked entered in error are left out unless the "Entered in error" filter asks for
+them; then their reason is in the table and the CSV.
 """
 
 import streamlit as st
@@ -17,6 +19,8 @@ from ui.markdown import escape_markdown
 user = require_user()
 
 DECISIONS = {"all": None, "tumor": True, "no tumor": False}
+#: The "Entered in error" filter: its choices and the value list_analyses takes for each.
+IN_ERROR = {"left out": False, "shown too": None, "only those": True}
 SORTS = {
     "created_at": "Date",
     "tumor_probability": "Tumor probability",
@@ -40,12 +44,18 @@ top = st.columns([2, 1, 2])
 dates = top[0].date_input("Date range", value=(), key="history_dates")
 decision = top[1].selectbox("Decision", list(DECISIONS), key="history_decision")
 low, high = top[2].slider("Tumor probability (%)", 0, 100, (0, 100), key="history_probability")
-bottom = st.columns([3, 2, 2], vertical_alignment="bottom")
+bottom = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
 text = bottom[0].text_input(
     "Search case reference or current note", max_chars=200, key="history_text"
 )
 sort_by = bottom[1].selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="history_sort")
 descending = bottom[2].toggle("Newest / highest first", value=True, key="history_desc")
+in_error = bottom[3].selectbox(
+    "Entered in error",
+    list(IN_ERROR),
+    help="Analyses their owner marked entered in error (kept, not deleted).",
+    key="history_in_error",
+)
 
 start = dates[0] if len(dates) >= 1 else None
 end = dates[1] if len(dates) == 2 else start
@@ -61,6 +71,7 @@ try:
             min_probability=low / 100,
             max_probability=high / 100,
             text=text,
+            entered_in_error=IN_ERROR[in_error],
             sort_by=sort_by,
             descending=descending,
             limit=clinical.HISTORY_LIMIT + 1,
@@ -114,12 +125,17 @@ event = st.dataframe(
         "volume_ml": st.column_config.NumberColumn("Volume (mL)", format="%.2f"),
         "note": "Current note",
         "models": "Models",
+        "entered_in_error": st.column_config.TextColumn(
+            "Entered in error (reason)",
+            help="Empty unless the analysis was marked entered in error: then, why.",
+        ),
     },
     key="history_table",
 )
 selected_rows = list(event.selection.rows) if event is not None else []
 ids = frame["id"].tolist()
 labels = dict(zip(ids, frame["case_reference"], strict=True))
+in_error_ids = set(frame.loc[frame["entered_in_error"] != "", "id"])
 # The table reports its selection on every rerun while a row stays selected: only a new
 # selection picks the case below, so a case chosen in the picker afterwards stays chosen.
 if selected_rows != st.session_state.get("history_table_seen"):
@@ -132,7 +148,9 @@ left, right = st.columns([3, 2])
 chosen = left.selectbox(
     "Open a case",
     ids,
-    format_func=lambda key: f"{labels[key]} · #{key}",
+    format_func=lambda key: (
+        f"{labels[key]} · #{key}" + (" · ENTERED IN ERROR" if key in in_error_ids else "")
+    ),
     placeholder="Select a row above or choose here",
     key="history_open",
 )

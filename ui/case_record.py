@@ -1,4 +1,6 @@
-"""The Case page's "Correct the record": correct the case reference of an own analysis.
+"""The Case page's "Correct the record": correct the case reference of an own analysis, or
+mark it entered in error (with a reason and a confirmation: the mark is final), and the banner
+an analysis entered in error carries.
 
 Like the note editor (:mod:`ui.notes`), each browser tab remembers the reference version its
 correction is based on; if another tab corrected the reference in between,
@@ -16,6 +18,11 @@ from db import clinical, clinical_corrections
 from db.engine import session_scope
 from ui.guard import guarded_callback
 from ui.markdown import escape_markdown
+
+#: session_state keys of the entered-in-error form, per analysis.
+REASON_KEY = "error_reason_{}"
+CONFIRM_KEY = "error_confirm_{}"
+ERROR_MESSAGE_KEY = "error_message_{}"
 
 
 def _keys(analysis_id: int) -> dict[str, str]:
@@ -132,3 +139,88 @@ def render_reference_correction(case: StoredCase, *, owner_id: int, author_name:
                 f"{item.created_at:%Y-%m-%d %H:%M:%S} UTC: {escape_markdown(item.reference)}"
             )
         st.markdown("Case references, newest first:\n" + "\n".join(lines))
+
+
+def render_entered_in_error_banner(case: StoredCase, *, author_name: str) -> None:
+    """The unmistakable banner of an analysis marked entered in error (nothing otherwise)."""
+    if not case.entered_in_error:
+        return
+    st.error(
+        f"**ENTERED IN ERROR** · marked by {escape_markdown(author_name)} on "
+        f"{case.entered_in_error_at:%Y-%m-%d %H:%M} UTC. Reason: "
+        f"{escape_markdown(case.entered_in_error_reason)}\n\n"
+        "Kept as a record only: do not use its result. It is left out of History (unless "
+        "its filter shows it) and of follow-up comparison; its notes and case reference can "
+        "be read but not changed, and a report issued from now on says it was entered in "
+        "error.",
+        icon=":material/block:",
+    )
+
+
+def _ask_to_confirm(analysis_id: int) -> None:
+    """The first step: a reason is required before the confirmation is even asked."""
+    state = st.session_state
+    if not state.get(REASON_KEY.format(analysis_id), "").strip():
+        state[ERROR_MESSAGE_KEY.format(analysis_id)] = "Not marked: a reason is required."
+        return
+    state[CONFIRM_KEY.format(analysis_id)] = True
+
+
+def _cancel(analysis_id: int) -> None:
+    st.session_state.pop(CONFIRM_KEY.format(analysis_id), None)
+
+
+@guarded_callback()
+def _mark(analysis_id: int, owner_id: int) -> None:
+    state = st.session_state
+    state.pop(CONFIRM_KEY.format(analysis_id), None)
+    try:
+        with session_scope() as session:
+            clinical_corrections.mark_entered_in_error(
+                session,
+                analysis_id=analysis_id,
+                owner_id=owner_id,
+                reason=state.get(REASON_KEY.format(analysis_id), ""),
+            )
+    except (ValueError, clinical_corrections.NotFoundError) as error:
+        state[ERROR_MESSAGE_KEY.format(analysis_id)] = f"Not marked: {error}."
+
+
+def render_entered_in_error_form(case: StoredCase, *, owner_id: int) -> None:
+    """Mark the analysis entered in error: a required reason, then a confirmation."""
+    st.markdown("**Mark as entered in error**")
+    st.caption(
+        "For an analysis that should not exist: the wrong scan, or another patient's. It is "
+        "kept (nothing is deleted) but set apart for good; analyse the right scan as a new "
+        "analysis."
+    )
+    st.text_input(
+        "Reason (required)",
+        max_chars=clinical_corrections.MAX_REASON_CHARS,
+        placeholder="e.g. scan of another patient uploaded under this case",
+        key=REASON_KEY.format(case.id),
+    )
+    message = st.session_state.pop(ERROR_MESSAGE_KEY.format(case.id), "")
+    if message:
+        st.error(message)
+    if not st.session_state.get(CONFIRM_KEY.format(case.id)):
+        st.button(
+            "Mark as entered in error…",
+            on_click=_ask_to_confirm,
+            args=(case.id,),
+            key=f"error_mark_{case.id}",
+        )
+        return
+    st.warning(
+        "Mark this analysis entered in error? This is final: it cannot be undone, and its "
+        "notes and case reference cannot be changed afterwards."
+    )
+    left, right = st.columns(2)
+    left.button(
+        "Yes, mark it entered in error",
+        type="primary",
+        on_click=_mark,
+        args=(case.id, owner_id),
+        key=f"error_confirm_button_{case.id}",
+    )
+    right.button("Cancel", on_click=_cancel, args=(case.id,), key=f"error_cancel_{case.id}")

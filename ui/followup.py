@@ -15,8 +15,9 @@ AUDITED_KEY = "followup_audited"
 
 
 def render_comparison(owner_id: int, analysis_id: int) -> int | None:
-    """An expander with a baseline picker over the owner's other analyses and, once one is
-    chosen, the size comparison. Every read is filtered by ``owner_id`` in the database.
+    """An expander with a baseline picker over the owner's other analyses (not those marked
+    entered in error) and, once one is chosen, the size comparison. Every read is filtered by
+    ``owner_id`` in the database.
 
     Returns:
         The chosen baseline's id (for a follow-up report), or None.

@@ -10,6 +10,10 @@ Streamlit forgets a widget's value when the page is left (another page, another 
 editor's text is therefore also kept outside the widget (``note_draft_<id>``): coming back
 shows the text as it was left, saved or not, still based on the same version; without it the
 editor came back empty, and a save stored an empty note as the current version.
+
+The note of an analysis marked entered in error is shown read only (the database refuses a
+save too, :data:`db.clinical.RECORD_CLOSED`): a note written after the analysis was found to
+be a mistake would read as a finding about a scan that should not be used.
 """
 
 from __future__ import annotations
@@ -66,10 +70,21 @@ def _keep_mine(analysis_id: int) -> None:
     st.session_state[keys["base"]] = version
 
 
-def render_notes(analysis_id: int, *, owner_id: int, author_name: str) -> None:
-    """The note editor and the version history of an own analysis."""
+def render_notes(
+    analysis_id: int, *, owner_id: int, author_name: str, read_only: bool = False
+) -> None:
+    """The note editor and the version history of an own analysis; with ``read_only`` (an
+    analysis entered in error), the current note and its history without an editor."""
     keys = _keys(analysis_id)
     state = st.session_state
+    if read_only:
+        st.subheader("Notes")
+        st.caption(
+            "Read only: this analysis was marked entered in error, so its note stays as it was "
+            "when the mistake was found."
+        )
+        _history(analysis_id, owner_id=owner_id, author_name=author_name, expanded=True)
+        return
     if keys["base"] not in state or (keys["text"] not in state and keys["draft"] not in state):
         _load_latest(analysis_id, owner_id)
     elif keys["text"] not in state:
@@ -113,9 +128,13 @@ def render_notes(analysis_id: int, *, owner_id: int, author_name: str) -> None:
             args=(analysis_id, owner_id),
             key=f"note_reload_{analysis_id}",
         )
+    _history(analysis_id, owner_id=owner_id, author_name=author_name)
+
+
+def _history(analysis_id: int, *, owner_id: int, author_name: str, expanded: bool = False) -> None:
     with session_scope() as session:
         history = clinical_notes.note_history(session, analysis_id=analysis_id, owner_id=owner_id)
-    with st.expander(f"Note history ({len(history)} version(s))"):
+    with st.expander(f"Note history ({len(history)} version(s))", expanded=expanded):
         if not history:
             st.caption("No versions yet.")
         for note in history:

@@ -16,7 +16,10 @@ from brainloc.model_card import load_cards
 from tests.brainloc.conftest import build_tiny_models
 
 
-def _analysis(analysis_id, when, positive, probability=0.5, reference="R", arithmetic=""):
+def _analysis(
+    analysis_id, when, positive, probability=0.5, reference="R", arithmetic="", in_error=""
+):
+    """An analysis row; ``in_error``: the reason it was marked entered in error, if it was."""
     return SimpleNamespace(
         id=analysis_id,
         created_at=when,
@@ -30,6 +33,8 @@ def _analysis(analysis_id, when, positive, probability=0.5, reference="R", arith
         segmenter_name="s",
         segmenter_version="2",
         arithmetic=arithmetic,
+        entered_in_error_at=when if in_error else None,
+        entered_in_error_reason=in_error,
     )
 
 
@@ -144,6 +149,17 @@ def test_probabilities_are_never_shown_as_certain():
     assert shown_frame(frame)["tumor_probability"].tolist() == [99.9, 0.1, 67.9]
     exported = pd.read_csv(pd.io.common.BytesIO(to_csv(frame)))["tumor_probability"]
     assert exported.tolist() == [0.99996, 0.00004, 0.6789]
+
+
+def test_analyses_entered_in_error_show_their_reason_and_are_not_counted_in_the_weeks():
+    when = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    rows = [_analysis(1, when, True), _analysis(2, when, True, in_error="Wrong patient")]
+    frame = history_frame(rows, {})
+    assert frame["entered_in_error"].tolist() == ["", "Wrong patient"]
+    assert b"Wrong patient" in to_csv(frame)
+    weekly = weekly_summary(frame)
+    assert weekly["analyses"].tolist() == [1]
+    assert weekly_summary(history_frame(rows[1:], {})).empty
 
 
 def test_weekly_chart_counts_whole_analyses():

@@ -1,5 +1,6 @@
 """Correcting the record: a case reference corrected by its owner only, every earlier one
-kept, a stale correction refused, bad input saving nothing; the upgrade of an older database."""
+kept, a stale correction refused, bad input saving nothing; an analysis marked entered in
+error by its owner only, kept but closed and set apart; the upgrades of older databases."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from db.clinical_corrections import (
     NotFoundError,
     StaleReferenceError,
     correct_case_reference,
+    mark_entered_in_error,
     reference_history,
 )
 from db.engine import make_engine
@@ -200,4 +202,136 @@ def test_upgrading_gives_existing_analyses_their_reference_as_version_one(empty_
         )
         session.commit()
         assert clinical.get_analysis(session, analysis_id=1, owner_id=1).case_reference == "NEW-1"
+    engine.dispose()
+
+
+def _mark(engine, analysis_id, owner_id, reason="Another patient's scan."):
+    with Session(engine) as session:
+        marked = mark_entered_in_error(
+            session, analysis_id=analysis_id, owner_id=owner_id, reason=reason
+        )
+        session.commit()
+    return marked
+
+
+def test_an_analysis_entered_in_error_is_kept_closed_and_set_apart(case):
+    engine, alice, _, analysis = case
+    with Session(engine) as session:
+        other = make_analysis(session, alice, reference="CASE-2").id
+        session.commit()
+    marked = _mark(engine, analysis, alice, reason="  Another patient's scan.  ")
+    with Session(engine) as session:
+        kept = clinical.get_analysis(session, analysis_id=analysis, owner_id=alice)
+        assert kept.entered_in_error_at == marked
+        assert kept.entered_in_error_reason == "Another patient's scan."
+        assert len(clinical.get_slices(session, analysis_id=analysis, owner_id=alice)) == 1
+        assert clinical.is_entered_in_error(session, analysis_id=analysis, owner_id=alice)
+        # Left out by default (History, follow-up candidates), listed when asked for.
+        assert [a.id for a in clinical.list_analyses(session, owner_id=alice)] == [other]
+        assert [
+            a.id for a in clinical.list_analyses(session, owner_id=alice, entered_in_error=True)
+        ] == [analysis]
+        assert {
+            a.id for a in clinical.list_analyses(session, owner_id=alice, entered_in_error=None)
+        } == {analysis, other}
+        activity = clinical_activity.recent_activity(session, owner_id=alice)
+    (event,) = _events(engine, audit.Action.ENTERED_IN_ERROR)
+    assert (event.actor_id, event.target_id) == (alice, analysis)
+    # The reason may name the patient: it stays out of the log administrators read.
+    assert "patient" not in str(event.detail)
+    assert audit.Action.ENTERED_IN_ERROR in [item.action for item in activity]
+
+
+def test_the_mark_is_final_and_closes_the_note_and_the_reference(case):
+    from db.clinical_notes import add_note_version, latest_note
+
+    engine, alice, _, analysis = case
+    with Session(engine) as session:
+        add_note_version(
+            session, analysis_id=analysis, owner_id=alice, body="Read before.", base_version=None
+        )
+        session.commit()
+    marked = _mark(engine, analysis, alice)
+    with pytest.raises(ValueError, match="already"), Session(engine) as session:
+        mark_entered_in_error(session, analysis_id=analysis, owner_id=alice, reason="Again.")
+    with pytest.raises(ValueError, match="record is closed"), Session(engine) as session:
+        add_note_version(
+            session, analysis_id=analysis, owner_id=alice, body="Added after.", base_version=1
+        )
+    with pytest.raises(ValueError, match="record is closed"), Session(engine) as session:
+        correct_case_reference(
+            session, analysis_id=analysis, owner_id=alice, reference="NEW", base_version=1
+        )
+    with Session(engine) as session:
+        assert latest_note(session, analysis_id=analysis, owner_id=alice).body == "Read before."
+        kept = clinical.get_analysis(session, analysis_id=analysis, owner_id=alice)
+        assert (kept.case_reference, kept.entered_in_error_at) == ("CAES-17", marked)
+    assert len(_events(engine, audit.Action.ENTERED_IN_ERROR)) == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [("", "reason is required"), ("  \t", "reason is required"), ("x" * 301, "longer than 300")],
+)
+def test_marking_without_a_fit_reason_is_refused_and_saves_nothing(case, reason, message):
+    engine, alice, _, analysis = case
+    with pytest.raises(ValueError, match=message), Session(engine) as session:
+        mark_entered_in_error(session, analysis_id=analysis, owner_id=alice, reason=reason)
+    with Session(engine) as session:
+        assert not clinical.is_entered_in_error(session, analysis_id=analysis, owner_id=alice)
+    assert _events(engine, audit.Action.ENTERED_IN_ERROR) == []
+
+
+def test_another_practitioner_cannot_mark_someone_elses_analysis(case):
+    engine, alice, bob, analysis = case
+    with pytest.raises(NotFoundError), Session(engine) as session:
+        mark_entered_in_error(session, analysis_id=analysis, owner_id=bob, reason="Not mine.")
+    with Session(engine) as session:
+        assert not clinical.is_entered_in_error(session, analysis_id=analysis, owner_id=alice)
+        assert not clinical.is_entered_in_error(session, analysis_id=analysis, owner_id=bob)
+        assert clinical.list_analyses(session, owner_id=bob, entered_in_error=None) == []
+    assert _events(engine, audit.Action.ENTERED_IN_ERROR) == []
+
+
+def test_an_analysis_entered_in_error_is_no_follow_up_baseline_nor_follow_up(case):
+    from brainloc.followup import compare_own
+
+    engine, alice, _, analysis = case
+    with Session(engine) as session:
+        other = make_analysis(session, alice, reference="CASE-2").id
+        session.commit()
+        assert compare_own(session, owner_id=alice, analysis_id=other, baseline_id=analysis)
+    _mark(engine, analysis, alice)
+    with Session(engine) as session:
+        assert compare_own(session, owner_id=alice, analysis_id=other, baseline_id=analysis) is None
+        assert compare_own(session, owner_id=alice, analysis_id=analysis, baseline_id=other) is None
+
+
+def test_upgrading_leaves_existing_analyses_unmarked(empty_database_url):
+    url = empty_database_url
+    command.upgrade(alembic_config(url), "0009")
+    engine = make_engine(url)
+    with Session(engine) as session:
+        alice = make_user(session, "alice")
+        session.commit()
+        alice_id = alice.id
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO analyses (owner_id, case_reference, created_at, source_name, "
+                "source_format, slice_count, classifier_name, classifier_version, "
+                "segmenter_name, segmenter_version, decision_threshold, tumor_probability, "
+                "has_tumor, findings, arithmetic) VALUES (:owner, 'OLD-1', "
+                "'2026-01-01 00:00:00.000000', 'a.tif', 'tiff', 0, 'c', '1', 's', '1', 0.5, "
+                "0.1, :no, '{}', 'float32')"
+            ),
+            {"no": False, "owner": alice_id},
+        )
+    upgrade_head(url)
+    with Session(engine) as session:
+        (old,) = clinical.list_analyses(session, owner_id=alice_id)
+        assert (old.entered_in_error_at, old.entered_in_error_reason) == (None, "")
+        mark_entered_in_error(session, analysis_id=old.id, owner_id=alice_id, reason="Wrong scan.")
+        session.commit()
+        assert clinical.list_analyses(session, owner_id=alice_id) == []
     engine.dispose()

@@ -1,6 +1,7 @@
 """AppTest of correcting the record on the Case page: the case reference corrected (kept,
-audited, shown, searchable, stale tabs refused), and what the History and Activity pages
-make of it."""
+audited, shown, searchable, stale tabs refused), an analysis marked entered in error (reason,
+confirmation, banner, closed note, report), and what the History and Activity pages make of
+them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlmodel import Session
 
 from db import clinical, clinical_activity
 from db.audit import Action
-from db.clinical_corrections import reference_history
+from db.clinical_corrections import mark_entered_in_error, reference_history
 from db.engine import get_engine
 from tests.pages.workflow_fixtures import *  # noqa: F403 - fixtures
 from tests.pages.workflow_fixtures import open_page
@@ -105,3 +106,103 @@ def test_another_practitioner_sees_nothing_to_correct(clinic):
     )
     with _session(clinic) as session:
         assert clinical.get_analysis(session, analysis_id=analysis_id, owner_id=clinic.alice)
+
+
+def _in_error(clinic, analysis_id) -> bool:
+    with _session(clinic) as session:
+        return clinical.is_entered_in_error(session, analysis_id=analysis_id, owner_id=clinic.alice)
+
+
+def test_marking_entered_in_error_needs_a_reason_and_a_confirmation(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "WRONG-SCAN")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    at = at.button(key=f"error_mark_{analysis_id}").click().run()
+    assert "Not marked: a reason is required." in _texts(at.error)
+    assert not _in_error(clinic, analysis_id)
+    at.text_input(key=f"error_reason_{analysis_id}").set_value("Another patient's scan")
+    at = at.button(key=f"error_mark_{analysis_id}").click().run()
+    assert "This is final" in _texts(at.warning)
+    assert not _in_error(clinic, analysis_id)
+    # Cancelling marks nothing.
+    at = at.button(key=f"error_cancel_{analysis_id}").click().run()
+    assert not _in_error(clinic, analysis_id)
+    at = at.button(key=f"error_mark_{analysis_id}").click().run()
+    at = at.button(key=f"error_confirm_button_{analysis_id}").click().run()
+    assert not at.exception
+    assert _in_error(clinic, analysis_id)
+    banner = _texts(at.error)
+    assert "ENTERED IN ERROR" in banner and "Another patient's scan" in banner
+    # Closed: no editor for the note or the reference, no marking again, no comparison.
+    keys = {element.key for element in at.text_input} | {e.key for e in at.text_area}
+    assert f"note_text_{analysis_id}" not in keys
+    assert f"reference_text_{analysis_id}" not in keys
+    buttons = {element.key for element in at.button}
+    assert f"note_save_{analysis_id}" not in buttons and f"error_mark_{analysis_id}" not in buttons
+    assert "Read only" in _texts(at.caption)
+    assert "Follow-up comparison is not offered" in _texts(at.caption)
+    # Still readable by id, and labelled in the picker.
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    assert "ENTERED IN ERROR" in _texts(at.error)
+    assert at.selectbox(key="case_select").options[0].endswith("ENTERED IN ERROR")
+    activity = open_page("activity.py", clinic.alice)
+    labels = _texts(element.proto.label for element in activity.get("page_link"))
+    assert f"Marked entered in error: WRONG-SCAN (#{analysis_id})" in labels
+
+
+def test_the_note_of_an_analysis_entered_in_error_can_be_read_not_edited(clinic):
+    analysis_id = clinic.add_analysis(clinic.alice, "NOTED")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    at.text_area(key=f"note_text_{analysis_id}").set_value("Written before the mark.")
+    at = at.button(key=f"note_save_{analysis_id}").click().run()
+    at.text_input(key=f"error_reason_{analysis_id}").set_value("Wrong scan")
+    at = at.button(key=f"error_mark_{analysis_id}").click().run()
+    at = at.button(key=f"error_confirm_button_{analysis_id}").click().run()
+    assert "Written before the mark." in " ".join(str(element.value) for element in at.text)
+
+
+def test_history_leaves_out_analyses_entered_in_error_unless_asked(clinic):
+    kept = clinic.add_analysis(clinic.alice, "GOOD-1")
+    wrong = clinic.add_analysis(clinic.alice, "BAD-1")
+    with _session(clinic) as session:
+        mark_entered_in_error(session, analysis_id=wrong, owner_id=clinic.alice, reason="Wrong")
+        session.commit()
+    at = open_page("history.py", clinic.alice)
+    assert not at.exception
+    assert list(at.dataframe[0].value["id"]) == [kept]
+    at = at.selectbox(key="history_in_error").set_value("shown too").run()
+    table = at.dataframe[0].value
+    assert set(table["id"]) == {kept, wrong}
+    assert dict(zip(table["id"], table["entered_in_error"], strict=True)) == {
+        kept: "",
+        wrong: "Wrong",
+    }
+    at = at.selectbox(key="history_in_error").set_value("only those").run()
+    assert list(at.dataframe[0].value["id"]) == [wrong]
+    # Nor is it offered as a follow-up baseline.
+    case = open_page("case.py", clinic.alice, {"id": str(kept)})
+    assert "no other analysis to compare" in _texts(case.caption)
+
+
+def test_a_report_issued_after_the_mark_says_entered_in_error(clinic):
+    import io
+
+    from pypdf import PdfReader
+
+    from db import clinical_notes
+
+    analysis_id = clinic.add_analysis(clinic.alice, "REPORTED")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    at = at.button(key=f"case_issue_{analysis_id}").click().run()
+    at.text_input(key=f"error_reason_{analysis_id}").set_value("Scan of the wrong patient")
+    at = at.button(key=f"error_mark_{analysis_id}").click().run()
+    at = at.button(key=f"error_confirm_button_{analysis_id}").click().run()
+    at = at.button(key=f"case_issue_{analysis_id}").click().run()
+    assert not at.exception
+    with _session(clinic) as session:
+        newest, older = clinical_notes.list_reports(
+            session, analysis_id=analysis_id, owner_id=clinic.alice
+        )
+    text = " ".join(PdfReader(io.BytesIO(newest.pdf)).pages[0].extract_text().split())
+    assert "ENTERED IN ERROR" in text and "Scan of the wrong patient" in text
+    labels = [element.label for element in at.get("download_button")]
+    assert any(f"Report #{older.id}" in label and "issued before" in label for label in labels)
