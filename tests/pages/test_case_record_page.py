@@ -206,3 +206,26 @@ def test_a_report_issued_after_the_mark_says_entered_in_error(clinic):
     assert "ENTERED IN ERROR" in text and "Scan of the wrong patient" in text
     labels = [element.label for element in at.get("download_button")]
     assert any(f"Report #{older.id}" in label and "issued before" in label for label in labels)
+
+
+def test_a_click_from_a_session_no_longer_allowed_corrects_and_marks_nothing(clinic):
+    # Streamlit runs a button's callback before the page's own check: the callbacks check too.
+    from db.models import User
+
+    analysis_id = clinic.add_analysis(clinic.alice, "LATE-CLICK")
+    at = open_page("case.py", clinic.alice, {"id": str(analysis_id)})
+    at.text_input(key=f"reference_text_{analysis_id}").set_value("CHANGED")
+    at.text_input(key=f"error_reason_{analysis_id}").set_value("Wrong scan")
+    at = at.button(key=f"error_mark_{analysis_id}").click().run()
+    with _session(clinic) as session:
+        user = session.get(User, clinic.alice)
+        user.status = "disabled"
+        session.add(user)
+        session.commit()
+    # Both clicks reach the server in one run, before the page signs the session out.
+    at.button(key=f"reference_save_{analysis_id}").click()
+    at = at.button(key=f"error_confirm_button_{analysis_id}").click().run()
+    assert not at.exception
+    assert "LATE-CLICK" not in _texts(at.subheader)
+    assert _references(clinic, analysis_id, clinic.alice) == ["LATE-CLICK"]
+    assert not _in_error(clinic, analysis_id)
