@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Boolean, exists, func
+from sqlalchemy import Boolean, exists, func, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
@@ -391,6 +391,26 @@ def owns_analysis(session: Session, *, analysis_id: int, owner_id: int) -> bool:
         exists().where(col(Analysis.id) == analysis_id, col(Analysis.owner_id) == owner_id)
     )
     return bool(session.exec(statement).one())
+
+
+def lock_own_analysis(session: Session, *, analysis_id: int, owner_id: int) -> bool:
+    """Hold the analysis row until the caller's transaction ends; True when ``owner_id`` owns
+    it (False, and nothing held, otherwise).
+
+    A change that first checks the analysis (not marked entered in error) and then writes
+    beside it (a note version, a corrected reference) calls this first, before any read of
+    its transaction, so that it and :func:`db.clinical_corrections.mark_entered_in_error`
+    take turns: a write to the row (it sets the owner it already has) takes PostgreSQL's row
+    lock, which the mark's ``UPDATE`` also takes, and SQLite's write lock, so the reads after
+    it see a mark committed meanwhile (on SQLite a read begun before the other's commit could
+    not become a write at all).
+    """
+    statement = (
+        update(Analysis)
+        .where(col(Analysis.id) == analysis_id, col(Analysis.owner_id) == owner_id)
+        .values(owner_id=owner_id)
+    )
+    return session.exec(statement).rowcount == 1
 
 
 def is_entered_in_error(session: Session, *, analysis_id: int, owner_id: int) -> bool:

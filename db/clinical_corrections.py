@@ -34,6 +34,7 @@ from db.clinical import (
     TARGET_ANALYSIS,
     clean_case_reference,
     is_entered_in_error,
+    lock_own_analysis,
     owns_analysis,
 )
 from db.clinical_notes import NotFoundError
@@ -126,7 +127,8 @@ def correct_case_reference(
             nothing saved.
     """
     reference = clean_case_reference(reference)
-    if not owns_analysis(session, analysis_id=analysis_id, owner_id=owner_id):
+    # First: a mark entered in error committed meanwhile is seen below, or waits for this.
+    if not lock_own_analysis(session, analysis_id=analysis_id, owner_id=owner_id):
         raise NotFoundError(f"analysis {analysis_id} not found")
     if is_entered_in_error(session, analysis_id=analysis_id, owner_id=owner_id):
         raise ValueError(RECORD_CLOSED)

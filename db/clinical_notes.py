@@ -20,7 +20,13 @@ from sqlmodel import Session, col, select
 
 from db import audit
 from db.arrays import sha256_hex
-from db.clinical import RECORD_CLOSED, TARGET_ANALYSIS, is_entered_in_error, owns_analysis
+from db.clinical import (
+    RECORD_CLOSED,
+    TARGET_ANALYSIS,
+    is_entered_in_error,
+    lock_own_analysis,
+    owns_analysis,
+)
 from db.models import Analysis, IssuedReport, NoteVersion
 from db.types import utc_now
 
@@ -125,7 +131,9 @@ def add_note_version(
     """
     if len(body) > MAX_NOTE_CHARS:
         raise ValueError(f"the note is longer than {MAX_NOTE_CHARS} characters")
-    _require_owner(session, analysis_id=analysis_id, owner_id=owner_id)
+    # First: a mark entered in error committed meanwhile is seen below, or waits for this.
+    if not lock_own_analysis(session, analysis_id=analysis_id, owner_id=owner_id):
+        raise NotFoundError(f"analysis {analysis_id} not found")
     if is_entered_in_error(session, analysis_id=analysis_id, owner_id=owner_id):
         raise ValueError(RECORD_CLOSED)
     current = latest_note(session, analysis_id=analysis_id, owner_id=owner_id)

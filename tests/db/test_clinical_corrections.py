@@ -4,6 +4,8 @@ error by its owner only, kept but closed and set apart; the upgrades of older da
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from alembic import command
 from sqlalchemy import text
@@ -17,6 +19,7 @@ from db.clinical_corrections import (
     mark_entered_in_error,
     reference_history,
 )
+from db.clinical_notes import add_note_version, latest_note
 from db.engine import make_engine
 from db.migrate import alembic_config, upgrade_head
 from tests.db.clinical_factory import make_analysis, make_user, migrated_engine
@@ -335,3 +338,46 @@ def test_upgrading_leaves_existing_analyses_unmarked(empty_database_url):
         session.commit()
         assert clinical.list_analyses(session, owner_id=alice_id) == []
     engine.dispose()
+
+
+@pytest.mark.parametrize("change", ["note", "reference"])
+def test_a_change_made_while_the_analysis_is_being_marked_waits_and_is_refused(case, change):
+    """A note or a correction saved while another tab's mark is not committed yet: it waits
+    for the mark (it used to check "not marked" at once and save after the mark, on
+    PostgreSQL; on SQLite its stale read could not become a write), and is refused."""
+    engine, alice, _, analysis = case
+    outcome: list = []
+
+    def save() -> None:
+        with Session(engine) as session:
+            try:
+                if change == "note":
+                    add_note_version(
+                        session, analysis_id=analysis, owner_id=alice, body="x", base_version=None
+                    )
+                else:
+                    correct_case_reference(
+                        session, analysis_id=analysis, owner_id=alice, reference="X",
+                        base_version=1,
+                    )  # fmt: skip
+                session.commit()
+                outcome.append("saved")
+            except Exception as error:  # noqa: BLE001 - the test reports what happened
+                outcome.append(error)
+
+    with Session(engine) as marking:
+        mark_entered_in_error(marking, analysis_id=analysis, owner_id=alice, reason="wrong scan")
+        worker = threading.Thread(target=save)
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and outcome == []  # waiting for the mark's transaction
+        marking.commit()
+    worker.join(timeout=30)
+    (result,) = outcome
+    assert isinstance(result, ValueError) and str(result) == clinical.RECORD_CLOSED
+    with Session(engine) as session:
+        assert (
+            clinical.get_analysis(session, analysis_id=analysis, owner_id=alice).case_reference
+            == "CAES-17"
+        )
+        assert latest_note(session, analysis_id=analysis, owner_id=alice) is None

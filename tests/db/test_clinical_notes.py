@@ -180,9 +180,15 @@ def test_issued_reports_keep_their_bytes_and_a_new_one_is_a_new_entry(case):
             )
 
 
+@pytest.mark.postgresql_only
 def test_a_save_that_loses_the_race_at_insert_time_is_refused_too(case):
     """Both saves passed the version check; the database's unique (analysis, version)
-    constraint turns the second insert into a StaleNoteError, and the session stays usable."""
+    constraint turns the second insert into a StaleNoteError, and the session stays usable.
+
+    Only PostgreSQL lets another session insert here: there the analysis row's lock
+    (:func:`db.clinical.lock_own_analysis`) does not stop an insert beside it, while on SQLite
+    it is the write lock itself, so another save waits for this one and cannot come between
+    (the other session below would wait for ever)."""
     from sqlalchemy import event
 
     from db.models import NoteVersion
