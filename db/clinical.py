@@ -402,8 +402,8 @@ def lock_own_analysis(session: Session, *, analysis_id: int, owner_id: int) -> b
     its transaction, so that it and :func:`db.clinical_corrections.mark_entered_in_error`
     take turns: a write to the row (it sets the owner it already has) takes PostgreSQL's row
     lock, which the mark's ``UPDATE`` also takes, and SQLite's write lock, so the reads after
-    it see a mark committed meanwhile (on SQLite a read begun before the other's commit could
-    not become a write at all).
+    it see a mark committed meanwhile. Without it, a save that checked while the mark was not
+    committed yet was stored after it, on both databases.
     """
     statement = (
         update(Analysis)
